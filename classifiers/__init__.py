@@ -1,0 +1,1 @@
+"""Rights-request classification (spaCy), exposed to the core through a small protocol."""

@@ -1,0 +1,142 @@
+"""The company's user directory, as far as the desk needs it: who owns which account.
+
+The desk does not own these accounts; it imports them (`rightsdesk accounts import`) so that
+verification can check a requester against the registered contact points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, func, select
+
+from rightsdesk.clock import Clock
+from rightsdesk.db import Database
+from rightsdesk.models import Account
+
+REQUIRED_COLUMNS = ("account_id", "email")
+OPTIONAL_COLUMNS = ("phone", "name", "username")
+BATCH_SIZE = 1000
+
+
+class AccountImportError(Exception):
+    pass
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    # (line number, reason): never the row itself, which is personal data.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+class AccountDirectory:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def import_csv(
+        self, path: Path, progress: Callable[[int], None] | None = None
+    ) -> ImportReport:
+        """Insert or update every valid row of `path`; invalid rows are reported, not fatal."""
+        report = ImportReport()
+        batch: dict[str, dict[str, Any]] = {}
+        for line, row in _read_rows(path):
+            report.rows += 1
+            reason = _invalid(row)
+            if reason:
+                report.rejected.append((line, reason))
+                continue
+            batch[row["account_id"]] = self._values(row)
+            if len(batch) >= BATCH_SIZE:
+                report.imported += await self._upsert(list(batch.values()))
+                batch.clear()
+                if progress:
+                    progress(report.rows)
+        if batch:
+            report.imported += await self._upsert(list(batch.values()))
+        if progress:
+            progress(report.rows)
+        return report
+
+    def _values(self, row: dict[str, str]) -> dict[str, Any]:
+        return {
+            "id": row["account_id"],
+            "email": row["email"].lower(),
+            "phone": row.get("phone") or None,
+            "name": row.get("name") or None,
+            "username": row.get("username") or None,
+            "updated_at": self.clock.now(),
+        }
+
+    async def _upsert(self, rows: list[dict[str, Any]]) -> int:
+        insert = sqlite_insert if self.db.is_sqlite else pg_insert
+        statement = insert(Account).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                name: statement.excluded[name]
+                for name in ("email", "phone", "name", "username", "updated_at")
+            },
+        )
+        async with self.db.transaction() as session:
+            await session.exec(statement)
+        return len(rows)
+
+    async def find_by_email(self, email: str) -> Account | None:
+        async with self.db.transaction() as session:
+            query = select(Account).where(Account.email == email.strip().lower())
+            return (await session.exec(query)).first()
+
+    async def browse(self, limit: int | None = None) -> list[Account]:
+        async with self.db.transaction() as session:
+            query = select(Account).order_by(col(Account.id)).limit(limit)
+            return list((await session.exec(query)).all())
+
+    async def count(self) -> int:
+        async with self.db.transaction() as session:
+            return (await session.exec(select(func.count()).select_from(Account))).one()
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AccountImportError(f"cannot read {path}: {exc.strerror}") from None
+    # Spreadsheet exports here are UTF-8 (often with a BOM) or GB18030/GBK.
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030", errors="replace")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise AccountImportError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"expected {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
+        )
+    reader.fieldnames = header
+    for row in reader:
+        clean = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        yield reader.line_num, clean
+
+
+def _invalid(row: dict[str, str]) -> str | None:
+    if not row.get("account_id"):
+        return "empty account_id"
+    email = row.get("email", "")
+    local, _, domain = email.rpartition("@")
+    if not local or "." not in domain or any(ch.isspace() for ch in email):
+        return "not an email address in column email"
+    if len(row["account_id"]) > 128:
+        return "account_id longer than 128 characters"
+    return None

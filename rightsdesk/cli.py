@@ -1,0 +1,599 @@
+"""`rightsdesk`: run the service and work tickets from the command line.
+
+Every listing takes `--json`. Errors are one line on stderr and a non-zero exit: 1 for a request
+the rules refuse, 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from rightsdesk.accounts import AccountImportError
+from rightsdesk.audit import verify_chains
+from rightsdesk.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.models import Channel, RequestType, TicketStatus
+from rightsdesk.service import Desk, configure_logging, run_service
+from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
+from rightsdesk.views import account_view, ticket_detail, ticket_summary
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="rightsdesk: answers people who exercise their rights over their personal information.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+accounts_app = typer.Typer(help="The company's user directory.", no_args_is_help=True)
+tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(tickets_app, name="tickets")
+app.add_typer(audit_app, name="audit")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TicketId = Annotated[str, typer.Argument(help="Ticket id, e.g. PRIV-2026-000001.")]
+
+
+class _State:
+    config: Path | None = None
+    actor: str = ""
+
+
+state = _State()
+
+
+@app.callback()
+def _global_options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", envvar=CONFIG_ENV, help="TOML config file (default: built-ins)."
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(help="Who is acting, for the audit trail (default: cli:$USER)."),
+    ] = None,
+) -> None:
+    state.config = config
+    state.actor = actor or f"cli:{_username()}"
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(state.config)
+    except ConfigError as exc:
+        _fail(f"config: {exc}", 2)
+
+
+def _with_desk(work: Callable[[Desk], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Build the desk, bring the schema up to date, run `work`, and tear down."""
+    settings = _settings()
+
+    async def main() -> T:
+        desk = Desk.build(settings)
+        try:
+            if migrate:
+                await desk.db.migrate()
+            return await work(desk)
+        finally:
+            await desk.close()
+
+    try:
+        return asyncio.run(main())
+    except TicketError as exc:
+        _fail(str(exc))
+    except (OSError, ConnectionError, OperationalError, InterfaceError) as exc:
+        _fail(f"database unreachable: {_first_line(exc)}", 2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option}: expected a date like 2026-03-09, got {value!r}", 2)
+
+
+def _parse_types(values: list[str]) -> list[RequestType]:
+    types: list[RequestType] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                types.append(RequestType(part))
+            except ValueError:
+                known = ", ".join(t.value for t in RequestType)
+                _fail(f"unknown request type {part!r}; known: {known}", 2)
+    return types
+
+
+# ---- run / db ---------------------------------------------------------------------------------
+
+
+@app.command()
+def run() -> None:
+    """Migrate the database and run the service until SIGTERM or Ctrl-C."""
+    settings = _settings()
+    configure_logging(settings)
+    try:
+        asyncio.run(run_service(settings))
+    except (OSError, ConnectionError) as exc:
+        _fail(f"cannot start: {exc}", 2)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (also done by `rightsdesk run`)."""
+
+    async def work(desk: Desk) -> str:
+        await desk.db.migrate()
+        return desk.db.url.render_as_string(hide_password=True)
+
+    url = _with_desk(work, migrate=False)
+    err.print(f"database is up to date: {url}", highlight=False)
+
+
+# ---- accounts ---------------------------------------------------------------------------------
+
+
+@accounts_app.command("import")
+def accounts_import(
+    file: Annotated[Path, typer.Argument(help="CSV with account_id,email[,phone,name,username].")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Insert or update accounts from a CSV export of the user directory."""
+
+    async def work(desk: Desk) -> Any:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("importing accounts: {task.completed} rows read"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress:
+            task = progress.add_task("import", total=None)
+            return await desk.accounts.import_csv(
+                file, progress=lambda rows: progress.update(task, completed=rows)
+            )
+
+    try:
+        report = _with_desk(work)
+    except AccountImportError as exc:
+        _fail(str(exc), 2)
+    if as_json:
+        _print_json(
+            {
+                "rows": report.rows,
+                "imported": report.imported,
+                "rejected": [{"line": line, "reason": why} for line, why in report.rejected],
+            }
+        )
+    else:
+        err.print(f"{report.imported} of {report.rows} rows imported", highlight=False)
+        for line, why in report.rejected[:20]:
+            err.print(f"  line {line}: {why}", highlight=False)
+        if len(report.rejected) > 20:
+            err.print(f"  … and {len(report.rejected) - 20} more rejected rows", highlight=False)
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@accounts_app.command("list")
+def accounts_list(
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List imported accounts."""
+    accounts = _with_desk(lambda desk: desk.accounts.browse(limit))
+    if as_json:
+        _print_json([account_view(a) for a in accounts])
+        return
+    table = Table("account", "email", "phone", "name", "username")
+    for a in accounts:
+        table.add_row(a.id, a.email, a.phone or "", a.name or "", a.username or "")
+    out.print(table)
+
+
+# ---- tickets ----------------------------------------------------------------------------------
+
+
+@tickets_app.command("list")
+def tickets_list(
+    status: Annotated[
+        list[TicketStatus] | None, typer.Option(help="Only this status (repeatable).")
+    ] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="Only tickets with this request type.")
+    ] = None,
+    due_before: Annotated[
+        str | None, typer.Option(help="Only answers due before this date (YYYY-MM-DD).")
+    ] = None,
+    overdue: Annotated[bool, typer.Option(help="Only open work past a due date.")] = False,
+    assignee: Annotated[str | None, typer.Option(help="Only tickets of this assignee.")] = None,
+    needs_review: Annotated[
+        bool, typer.Option("--needs-review", help="Only the triage queue.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many tickets.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tickets, most urgent first."""
+    filters = TicketFilter(
+        statuses=status or (),
+        types=_parse_types(type_ or []),
+        due_before=_parse_date(due_before, "--due-before"),
+        overdue=overdue,
+        assignee=assignee,
+        needs_review=True if needs_review else None,
+        limit=limit,
+    )
+
+    async def work(desk: Desk) -> list[dict[str, Any]]:
+        today = desk.tickets.today()
+        return [ticket_summary(t, today, desk.policy.tz) for t in await desk.tickets.find(filters)]
+
+    rows = _with_desk(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        Column("id", no_wrap=True),
+        "status",
+        "types",
+        "channel",
+        Column("received", no_wrap=True),
+        Column("due", no_wrap=True),
+        "left",
+        "assignee",
+    )
+    for row in rows:
+        due = (row["response_due"] or "-") + ("*" if row["provisional"] else "")
+        left = "" if row["days_left"] is None else str(row["days_left"])
+        style = "red" if row["overdue"] else None
+        table.add_row(
+            row["id"],
+            row["status"] + (" (review)" if row["needs_review"] else ""),
+            ",".join(row["types"]),
+            row["channel"],
+            row["received_at"][:10],
+            due,
+            left,
+            row["assignee"] or "",
+            style=style,
+        )
+    out.print(table)
+    if any(row["provisional"] for row in rows):
+        err.print("* provisional: next year's official holidays are not known yet")
+
+
+@tickets_app.command("show")
+def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Show a ticket with its deadlines, messages and audit events."""
+
+    async def work(desk: Desk) -> dict[str, Any]:
+        return ticket_detail(
+            await desk.tickets.detail(ticket_id), desk.tickets.today(), desk.policy.tz
+        )
+
+    data = _with_desk(work)
+    if as_json:
+        _print_json(data)
+        return
+    out.print(f"[bold]{data['id']}[/]  {data['status']}  {', '.join(data['types'])}")
+    for key in (
+        "channel",
+        "requester_contact",
+        "subject",
+        "received_at",
+        "response_due",
+        "completion_due",
+        "provisional",
+        "assignee",
+        "needs_review",
+        "extension_reason",
+        "denial_reason",
+        "resolution_note",
+    ):
+        if data[key] not in (None, False, ""):
+            out.print(f"  {key}: {data[key]}", highlight=False)
+    if data["classification"]:
+        out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
+    for message in data["messages"]:
+        out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
+        out.print(message["text"] or "(no text)", highlight=False, markup=False)
+    table = Table("#", "at", "actor", "action", "change", title="audit trail")
+    for event in data["events"]:
+        change = json.dumps(event["after"], ensure_ascii=False)
+        table.add_row(str(event["seq"]), event["at"][:19], event["actor"], event["action"], change)
+    out.print(table)
+
+
+@tickets_app.command("open")
+def tickets_open(
+    type_: Annotated[list[str], typer.Option("--type", help="Request type(s), e.g. access.")],
+    email: Annotated[str | None, typer.Option(help="The requester's email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="The requester's phone number.")] = None,
+    name: Annotated[str | None, typer.Option(help="The requester's name.")] = None,
+    subject: Annotated[str | None, typer.Option(help="A one-line summary.")] = None,
+    text: Annotated[str | None, typer.Option(help="The request as the requester put it.")] = None,
+    received: Annotated[
+        str | None, typer.Option(help="When it was received (ISO 8601; default: now).")
+    ] = None,
+    lang: Annotated[str | None, typer.Option(help="zh or en.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Open a ticket for a request that came by phone, letter or in person."""
+    if (email is None) == (phone is None):
+        _fail("give exactly one of --email or --phone", 2)
+    contact = Contact.email(email) if email is not None else Contact.phone(phone or "")
+
+    async def work(desk: Desk) -> dict[str, Any]:
+        received_at = _parse_instant(received, "--received") or desk.clock.now()
+        ticket = await desk.tickets.open(
+            NewTicket(
+                channel=Channel.MANUAL,
+                contact=contact,
+                types=_parse_types(type_),
+                received_at=received_at,
+                subject=subject,
+                requester_name=name,
+                language=lang,
+                text=text,
+            ),
+            actor=state.actor,
+        )
+        return ticket_summary(ticket, desk.tickets.today(), desk.policy.tz)
+
+    row = _with_desk(work)
+    if as_json:
+        _print_json(row)
+    else:
+        out.print(f"opened {row['id']}, answer due {row['response_due']}", highlight=False)
+
+
+def _parse_instant(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option}: expected a time like 2026-02-10T10:00+08:00, got {value!r}", 2)
+    if parsed.tzinfo is None:
+        _fail(f"{option}: give a UTC offset, e.g. 2026-02-10T10:00+08:00", 2)
+    return parsed
+
+
+def _change(action: Callable[[Desk], Awaitable[Any]], as_json: bool, done: str) -> None:
+    """Run one ticket change and report the ticket as it now stands."""
+
+    async def work(desk: Desk) -> dict[str, Any]:
+        return ticket_summary(await action(desk), desk.tickets.today(), desk.policy.tz)
+
+    row = _with_desk(work)
+    if as_json:
+        _print_json(row)
+    else:
+        out.print(f"{row['id']} {done}: now {row['status']}", highlight=False)
+
+
+@tickets_app.command("assign")
+def tickets_assign(
+    ticket_id: TicketId,
+    assignee: Annotated[str, typer.Argument(help="Who works it; '-' to unassign.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Assign a ticket to a person."""
+    who = None if assignee == "-" else assignee
+    _change(lambda d: d.tickets.assign(ticket_id, state.actor, who), as_json, "assigned")
+
+
+@tickets_app.command("verify")
+def tickets_verify(
+    ticket_id: TicketId,
+    note: Annotated[str, typer.Option(help="How the identity was checked.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Mark the requester's identity as verified (documents checked by hand)."""
+    if not note.strip():
+        _fail("--note: say how the identity was checked", 2)
+    _change(lambda d: d.tickets.mark_verified(ticket_id, state.actor, note), as_json, "verified")
+
+
+@tickets_app.command("start")
+def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Start working a ticket."""
+    _change(lambda d: d.tickets.start(ticket_id, state.actor), as_json, "started")
+
+
+@tickets_app.command("resolve")
+def tickets_resolve(
+    ticket_id: TicketId,
+    note: Annotated[str, typer.Option(help="What was done.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Resolve a ticket: the request was carried out."""
+    _change(lambda d: d.tickets.resolve(ticket_id, state.actor, note), as_json, "resolved")
+
+
+@tickets_app.command("deny")
+def tickets_deny(
+    ticket_id: TicketId,
+    reason: Annotated[str, typer.Option(help="Why (PIPL Art. 50: a refusal must say why).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Deny a request, with the reason the requester will be told."""
+    _change(lambda d: d.tickets.deny(ticket_id, state.actor, reason), as_json, "denied")
+
+
+@tickets_app.command("extend")
+def tickets_extend(
+    ticket_id: TicketId,
+    until: Annotated[str, typer.Option(help="New answer due date (YYYY-MM-DD).")],
+    reason: Annotated[str, typer.Option(help="Why more time is needed.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Extend the answer deadline, with a reason and a new date."""
+    new_date = _parse_date(until, "--until")
+    assert new_date is not None
+    _change(
+        lambda d: d.tickets.extend(ticket_id, state.actor, new_date, reason), as_json, "extended"
+    )
+
+
+@tickets_app.command("cancel")
+def tickets_cancel(
+    ticket_id: TicketId,
+    reason: Annotated[
+        str | None, typer.Option(help="Why (e.g. withdrawn by the requester).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a ticket."""
+    _change(lambda d: d.tickets.cancel(ticket_id, state.actor, reason), as_json, "cancelled")
+
+
+@tickets_app.command("close")
+def tickets_close(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Close a finished ticket for good."""
+    _change(lambda d: d.tickets.close(ticket_id, state.actor), as_json, "closed")
+
+
+@tickets_app.command("reopen")
+def tickets_reopen(
+    ticket_id: TicketId,
+    reason: Annotated[str, typer.Option(help="Why it is reopened.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Reopen a finished or closed ticket."""
+    _change(lambda d: d.tickets.reopen(ticket_id, state.actor, reason), as_json, "reopened")
+
+
+@tickets_app.command("relabel")
+def tickets_relabel(
+    ticket_id: TicketId,
+    types: Annotated[str, typer.Option(help="Comma-separated request types, e.g. access,erasure.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Correct a ticket's request types (kept as a training correction)."""
+    new_types = _parse_types([types])
+    _change(lambda d: d.tickets.relabel(ticket_id, state.actor, new_types), as_json, "relabelled")
+
+
+# ---- audit / deadline -------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonFlag = False) -> None:
+    """Check every ticket's hash chain; name the first broken link."""
+
+    async def work(desk: Desk) -> Any:
+        async with desk.db.transaction() as session:
+            return await verify_chains(session)
+
+    report = _with_desk(work)
+    if as_json:
+        _print_json(
+            {
+                "ok": report.ok,
+                "tickets": report.tickets,
+                "events": report.events,
+                "broken": None
+                if report.broken is None
+                else {
+                    "ticket": report.broken.public_id,
+                    "seq": report.broken.seq,
+                    "event_id": report.broken.event_id,
+                    "reason": report.broken.reason,
+                },
+            }
+        )
+    elif report.ok:
+        out.print(f"audit trail intact: {report.tickets} tickets, {report.events} events")
+    else:
+        err.print(f"[bold red]BROKEN[/] {report.broken}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def deadline(
+    received: Annotated[
+        str, typer.Option(help="When the request arrived, e.g. 2026-02-10T10:00+08:00.")
+    ],
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="Request type(s) (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compute the due dates of a request received at a given time."""
+    settings = _settings()
+    received_at = _parse_instant(received, "--received")
+    assert received_at is not None
+    types = _parse_types(type_ or ["access"])
+    policy = DeadlinePolicy(settings.deadlines, settings.desk.tz)
+    result = policy.compute(received_at, types)
+    data = {
+        "received_at": received_at.isoformat(),
+        "timezone": settings.desk.timezone,
+        "types": [str(t) for t in types],
+        "working_days": settings.deadlines.response_working_days,
+        "completion_days": settings.deadlines.completion_calendar_days,
+        **result.as_dict(),
+    }
+    if as_json:
+        _print_json(data)
+        return
+    out.print(f"received on {data['started_on']} ({settings.desk.timezone})", highlight=False)
+    flag = "  (provisional: holidays not yet published)" if result.provisional else ""
+    out.print(f"answer due:     {data['response_due']}{flag}", highlight=False)
+    if result.completion_due:
+        out.print(f"completion due: {data['completion_due']}", highlight=False)
+
+
+def main() -> None:
+    app()

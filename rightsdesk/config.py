@@ -1,0 +1,240 @@
+"""One typed settings object, loaded from TOML with environment overrides.
+
+Precedence, highest first: environment (`RIGHTSDESK_<SECTION>__<KEY>`), the TOML file, the
+embedded defaults. Secrets are never read from the TOML file: only from the environment or from
+a file named by the matching `*_file` key, so a config file can be committed or shared safely.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "RIGHTSDESK_"
+CONFIG_ENV = "RIGHTSDESK_CONFIG"
+
+# (section, key) pairs that hold secrets. Each has a sibling `<key>_file` that may be in TOML.
+SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("imap", "password"),
+        ("outbound", "relay_password"),
+        ("telegram", "token"),
+        ("security", "signing_key"),
+    }
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/rightsdesk.db"
+    echo: bool = False
+    pool_size: int = Field(default=5, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class DeskSettings(_Section):
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = Path("var")
+    company_name: str = "海口市印湉贸易有限公司"
+    dpo_emails: list[str] = Field(default_factory=lambda: ["dpo@localhost"])
+    privacy_addresses: list[str] = Field(default_factory=lambda: ["privacy@localhost"])
+    # Days a resolved/denied/cancelled ticket stays before it is closed for good.
+    close_after_days: int = Field(default=14, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DeadlineSettings(_Section):
+    response_working_days: int = Field(default=15, ge=1, le=60)
+    completion_calendar_days: int = Field(default=30, ge=1, le=365)
+    # "receipt": the clock starts when the request arrives (the policy's promise);
+    # "verification": it starts when the requester's identity is verified.
+    clock_starts: Literal["receipt", "verification"] = "receipt"
+    # Whether the clock stops while we wait for the requester (e.g. for a verification code).
+    pause_while_waiting: bool = False
+    # DPO overrides on top of the State Council calendar shipped by `chinese-calendar`.
+    extra_holidays: list[dt.date] = Field(default_factory=list)
+    extra_workdays: list[dt.date] = Field(default_factory=list)
+    # Years whose whole official schedule is entered in the two lists above: deadlines that fall
+    # in them are final, not provisional, even before `chinese-calendar` ships that year.
+    complete_years: list[int] = Field(default_factory=list)
+
+
+class SmtpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    hostname: str = "localhost"
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+class OutboundSettings(_Section):
+    from_address: str = "privacy@localhost"
+    # Empty relay_host: outbound mail is written as .eml files to outbox_dir instead.
+    relay_host: str = ""
+    relay_port: int = Field(default=587, ge=1, le=65535)
+    relay_username: str = ""
+    relay_starttls: bool = True
+    relay_password: SecretStr | None = None
+    relay_password_file: Path | None = None
+    outbox_dir: Path = Path("var/outbox")
+
+
+class ImapSettings(_Section):
+    # IMAP is off until a host is configured.
+    host: str = ""
+    port: int = Field(default=993, ge=1, le=65535)
+    ssl: bool = True
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    poll_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+class TelegramSettings(_Section):
+    # The bot is off until a token is set (environment or token_file only).
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    base_url: str = "https://api.telegram.org/bot"
+
+
+class SecuritySettings(_Section):
+    signing_key: SecretStr | None = None
+    signing_key_file: Path | None = None
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    desk: DeskSettings = Field(default_factory=DeskSettings)
+    deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    def secret(self, section: str, key: str) -> str | None:
+        """The secret's value from the environment, else from its `<key>_file`, else None."""
+        if (section, key) not in SECRET_KEYS:
+            raise KeyError(f"{section}.{key} is not a secret")
+        part = getattr(self, section)
+        value: SecretStr | None = getattr(part, key)
+        if value is not None:
+            return value.get_secret_value()
+        path: Path | None = getattr(part, f"{key}_file")
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{section}.{key}_file: cannot read {path}: {exc.strerror}") from None
+
+
+def _reject_secrets_in_file(data: dict[str, Any], source: Path) -> None:
+    for section, key in sorted(SECRET_KEYS):
+        part = data.get(section)
+        if isinstance(part, dict) and key in part:
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            raise ConfigError(
+                f"{section}.{key}: secrets are not read from {source}; "
+                f"set {env} or {section}.{key}_file"
+            )
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{key}: {message}{suffix}"
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load settings from `path` (or $RIGHTSDESK_CONFIG, or only the embedded defaults).
+
+    Raises ConfigError with one line naming the offending key.
+    """
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = os.environ[CONFIG_ENV]
+    data: dict[str, Any] = {}
+    if path is not None:
+        source = Path(path)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {source}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+        _reject_secrets_in_file(data, source)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

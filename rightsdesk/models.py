@@ -1,0 +1,206 @@
+"""The desk's tables. Schema changes go through an Alembic migration in rightsdesk/migrations."""
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, Relationship, SQLModel
+
+
+class RequestType(StrEnum):
+    ACCESS = "access"
+    PORTABILITY = "portability"
+    RECTIFICATION = "rectification"
+    ERASURE = "erasure"
+    ACCOUNT_DELETION = "account_deletion"
+    WITHDRAW_CONSENT = "withdraw_consent"
+    RESTRICTION = "restriction"
+    INQUIRY = "inquiry"
+    MINOR = "minor"
+    DECEASED = "deceased"
+    COMPLAINT = "complaint"
+    NOT_RIGHTS_REQUEST = "not_rights_request"
+
+
+# Types whose completion (not only the answer) has a deadline: the policy's "delete within 30 days".
+COMPLETION_TYPES: frozenset[RequestType] = frozenset(
+    {RequestType.ERASURE, RequestType.ACCOUNT_DELETION}
+)
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    AWAITING_VERIFICATION = "awaiting_verification"
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+
+
+# Statuses in which the desk still owes the requester something (deadlines run, reminders go).
+ACTIVE_STATUSES: frozenset[TicketStatus] = frozenset(
+    {
+        TicketStatus.NEW,
+        TicketStatus.AWAITING_VERIFICATION,
+        TicketStatus.OPEN,
+        TicketStatus.IN_PROGRESS,
+        TicketStatus.REOPENED,
+    }
+)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    TELEGRAM = "telegram"
+    MANUAL = "manual"  # entered by the DPO: a phone call, a letter, a walk-in
+
+
+class ContactKind(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    TELEGRAM = "telegram"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Account(SQLModel, table=True):
+    """A row of the company's user directory (imported; the desk does not own these accounts)."""
+
+    id: str = Field(primary_key=True, max_length=128)
+    email: str = Field(index=True, max_length=320)  # registered email, lower-cased
+    phone: str | None = Field(default=None, max_length=32)
+    name: str | None = Field(default=None, max_length=200)
+    username: str | None = Field(default=None, index=True, max_length=128)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Requester(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=8)  # "zh" | "en" | None (unknown)
+    # Set only once the requester has proven control of the account (verification).
+    account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+    contacts: list["RequesterContact"] = Relationship(
+        back_populates="requester", sa_relationship_kwargs={"lazy": "selectin"}
+    )
+
+
+class RequesterContact(SQLModel, table=True):
+    """An address at which a requester reached us: email address, phone, chat id."""
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(foreign_key="requester.id", index=True)
+    kind: str = Field(max_length=16)  # ContactKind
+    value: str = Field(max_length=320)  # normalised (emails lower-cased)
+    undeliverable: bool = False
+
+    requester: Requester | None = Relationship(back_populates="contacts")
+
+
+class TicketCounter(SQLModel, table=True):
+    """The last sequence number handed out per year, for PRIV-YYYY-NNNNNN."""
+
+    year: int = Field(primary_key=True)
+    last_seq: int = 0
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("year", "seq"),
+        Index("ix_ticket_status_response_due", "status", "response_due"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(unique=True, max_length=20)
+    year: int
+    seq: int
+    status: str = Field(default=TicketStatus.NEW, max_length=32, index=True)
+    channel: str = Field(max_length=16)
+    requester_id: int = Field(foreign_key="requester.id", index=True)
+    # The address the request came from, to which we answer (email address or chat id).
+    contact_kind: str = Field(max_length=16)
+    contact_value: str = Field(max_length=320)
+    subject: str | None = Field(default=None, max_length=998)
+    received_at: dt.datetime
+    clock_started_at: dt.datetime | None = None
+    response_due: dt.date | None = Field(default=None, index=True)
+    completion_due: dt.date | None = Field(default=None, index=True)
+    deadlines_provisional: bool = False
+    paused_since: dt.datetime | None = None
+    original_response_due: dt.date | None = None
+    extension_reason: str | None = None
+    needs_review: bool = False
+    classification: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    assignee: str | None = Field(default=None, max_length=200, index=True)
+    verified_at: dt.datetime | None = None
+    resolution_note: str | None = None
+    denial_reason: str | None = None
+    cancel_reason: str | None = None
+    finished_at: dt.datetime | None = None  # entered resolved/denied/cancelled
+    closed_at: dt.datetime | None = None
+    # Hash of the newest audit event: lets `audit verify` notice a chain cut short at its end.
+    audit_head: str = Field(default="", max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+    type_rows: list["TicketType"] = Relationship(
+        sa_relationship_kwargs={"lazy": "selectin", "cascade": "all, delete-orphan"}
+    )
+
+    @property
+    def types(self) -> list[RequestType]:
+        present = {row.type for row in self.type_rows}
+        return [t for t in RequestType if t.value in present]  # in the enum's order
+
+
+class TicketType(SQLModel, table=True):
+    """One request type of a ticket (a ticket can ask for several things)."""
+
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", primary_key=True)
+    type: str = Field(primary_key=True, max_length=32, index=True)
+
+
+class Message(SQLModel, table=True):
+    """Every message in or out, on any channel, with its raw bytes as received or sent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    direction: str = Field(max_length=3)  # "in" | "out"
+    channel: str = Field(max_length=16)
+    # What makes a delivery the same message: the Message-ID, a chat update id, a content hash.
+    dedupe_key: str | None = Field(default=None, unique=True, max_length=512)
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=998)
+    text: str | None = None  # decoded, readable text
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    raw_sha256: str | None = Field(default=None, max_length=64, index=True)
+    parse_status: str = Field(default="parsed", max_length=16)  # "stored" | "parsed" | "failed"
+    parse_error: str | None = None
+    received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """The audit trail. A ticket's events form a SHA-256 hash chain (see rightsdesk.audit)."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    seq: int
+    at: dt.datetime
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    before: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    after: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

@@ -1,0 +1,572 @@
+"""Ticket rules: opening, the status machine, deadlines, assignment and the audit trail.
+
+Every public method is one transaction that locks the ticket row, changes it, and appends one
+audit event describing the change (who, what, when, before/after).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.audit import append_event
+from rightsdesk.clock import Clock
+from rightsdesk.db import Database
+from rightsdesk.deadlines import DeadlinePolicy, Deadlines
+from rightsdesk.models import (
+    ACTIVE_STATUSES,
+    COMPLETION_TYPES,
+    Channel,
+    ContactKind,
+    Event,
+    Message,
+    Requester,
+    RequesterContact,
+    RequestType,
+    Ticket,
+    TicketCounter,
+    TicketStatus,
+    TicketType,
+)
+
+S = TicketStatus
+
+# Every legal move of the status machine. Anything else is refused.
+TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
+    S.NEW: frozenset({S.AWAITING_VERIFICATION, S.OPEN, S.DENIED, S.CANCELLED}),
+    # CLOSED: the requester never proved who they are and the request lapsed.
+    S.AWAITING_VERIFICATION: frozenset({S.OPEN, S.DENIED, S.CANCELLED, S.CLOSED}),
+    S.OPEN: frozenset({S.IN_PROGRESS, S.AWAITING_VERIFICATION, S.RESOLVED, S.DENIED, S.CANCELLED}),
+    S.IN_PROGRESS: frozenset({S.RESOLVED, S.DENIED, S.CANCELLED}),
+    S.RESOLVED: frozenset({S.CLOSED, S.REOPENED}),
+    S.DENIED: frozenset({S.CLOSED, S.REOPENED}),
+    S.CANCELLED: frozenset({S.CLOSED, S.REOPENED}),
+    S.CLOSED: frozenset({S.REOPENED}),
+    S.REOPENED: frozenset({S.IN_PROGRESS, S.RESOLVED, S.DENIED, S.CANCELLED}),
+}
+FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED})
+
+
+class TicketError(Exception):
+    """A request the ticket rules refuse; the message is meant for the person who asked."""
+
+
+class TicketNotFound(TicketError):
+    pass
+
+
+class IllegalTransition(TicketError):
+    pass
+
+
+@dataclass(frozen=True)
+class Contact:
+    kind: ContactKind
+    value: str
+
+    @classmethod
+    def email(cls, address: str) -> Contact:
+        return cls(ContactKind.EMAIL, address.strip().lower())
+
+    @classmethod
+    def telegram(cls, chat_id: int | str) -> Contact:
+        return cls(ContactKind.TELEGRAM, str(chat_id))
+
+    @classmethod
+    def phone(cls, number: str) -> Contact:
+        return cls(ContactKind.PHONE, "".join(ch for ch in number if ch.isdigit() or ch == "+"))
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    channel: Channel
+    contact: Contact
+    types: Sequence[RequestType]
+    received_at: dt.datetime
+    subject: str | None = None
+    requester_name: str | None = None
+    language: str | None = None
+    needs_review: bool = False
+    classification: dict[str, Any] | None = None
+    text: str | None = None  # the request as written, kept as the ticket's first message
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    statuses: Sequence[TicketStatus] = ()
+    types: Sequence[RequestType] = ()
+    due_before: dt.date | None = None
+    overdue: bool = False
+    assignee: str | None = None
+    needs_review: bool | None = None
+    limit: int | None = None
+
+
+@dataclass
+class TicketDetail:
+    ticket: Ticket
+    requester: Requester
+    messages: list[Message] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def format_public_id(year: int, seq: int) -> str:
+    return f"PRIV-{year}-{seq:06d}"
+
+
+class TicketService:
+    def __init__(self, db: Database, clock: Clock, policy: DeadlinePolicy) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy = policy
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    async def open(self, new: NewTicket, actor: str = "system") -> Ticket:
+        types = _validated_types(new.types)
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            requester = await self._find_or_create_requester(session, new)
+            year = self.policy.local_day(new.received_at).year
+            seq = await _next_seq(session, year)
+            ticket = Ticket(
+                public_id=format_public_id(year, seq),
+                year=year,
+                seq=seq,
+                status=S.NEW,
+                channel=new.channel,
+                requester_id=_id(requester),
+                contact_kind=new.contact.kind,
+                contact_value=new.contact.value,
+                subject=new.subject,
+                received_at=new.received_at,
+                needs_review=new.needs_review,
+                classification=new.classification,
+                created_at=now,
+                updated_at=now,
+                type_rows=[TicketType(type=t) for t in types],
+            )
+            if self.policy.settings.clock_starts == "receipt":
+                self._start_clock(ticket, new.received_at)
+            session.add(ticket)
+            await session.flush()
+            if new.text is not None:
+                session.add(
+                    Message(
+                        ticket_id=ticket.id,
+                        direction="in",
+                        channel=new.channel,
+                        sender=new.contact.value,
+                        subject=new.subject,
+                        text=new.text,
+                        received_at=new.received_at,
+                    )
+                )
+            await append_event(
+                session,
+                ticket,
+                at=now,
+                actor=actor,
+                action="opened",
+                after={
+                    "status": ticket.status,
+                    "types": types,
+                    "channel": ticket.channel,
+                    **_deadline_fields(ticket),
+                },
+            )
+            return ticket
+
+    async def _find_or_create_requester(self, session: AsyncSession, new: NewTicket) -> Requester:
+        query = (
+            select(Requester)
+            .join(RequesterContact)
+            .where(RequesterContact.kind == new.contact.kind)
+            .where(RequesterContact.value == new.contact.value)
+        )
+        found = (await session.exec(query)).first()
+        if found is not None:
+            if new.language and found.language != new.language:
+                found.language = new.language
+                session.add(found)
+            return found
+        try:
+            # A savepoint: two first messages from one new address may race for the contact.
+            async with session.begin_nested():
+                requester = Requester(
+                    name=new.requester_name,
+                    language=new.language,
+                    created_at=self.clock.now(),
+                )
+                session.add(requester)
+                await session.flush()
+                contact = RequesterContact(
+                    requester_id=_id(requester), kind=new.contact.kind, value=new.contact.value
+                )
+                session.add(contact)
+                await session.flush()
+        except IntegrityError:
+            return (await session.exec(query)).one()
+        return requester
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    async def get(self, public_id: str) -> Ticket:
+        async with self.db.transaction() as session:
+            return await _load(session, public_id)
+
+    async def detail(self, public_id: str) -> TicketDetail:
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id)
+            requester = await session.get_one(Requester, ticket.requester_id)
+            messages = (
+                await session.exec(
+                    select(Message)
+                    .where(Message.ticket_id == ticket.id)
+                    .order_by(col(Message.received_at), col(Message.id))
+                )
+            ).all()
+            events = (
+                await session.exec(
+                    select(Event).where(Event.ticket_id == ticket.id).order_by(col(Event.seq))
+                )
+            ).all()
+            return TicketDetail(ticket, requester, list(messages), list(events))
+
+    async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
+        query = select(Ticket)
+        if filters.statuses:
+            query = query.where(col(Ticket.status).in_([str(s) for s in filters.statuses]))
+        if filters.types:
+            query = query.where(
+                select(TicketType.ticket_id)
+                .where(TicketType.ticket_id == Ticket.id)
+                .where(col(TicketType.type).in_([str(t) for t in filters.types]))
+                .exists()
+            )
+        if filters.due_before is not None:
+            query = query.where(col(Ticket.response_due) < filters.due_before)
+        if filters.overdue:
+            today = self.today()
+            query = query.where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])).where(
+                or_(col(Ticket.response_due) < today, col(Ticket.completion_due) < today)
+            )
+        if filters.assignee is not None:
+            query = query.where(Ticket.assignee == filters.assignee)
+        if filters.needs_review is not None:
+            query = query.where(Ticket.needs_review == filters.needs_review)
+        query = query.order_by(
+            col(Ticket.response_due).is_(None), col(Ticket.response_due), col(Ticket.id)
+        )
+        if filters.limit is not None:
+            query = query.limit(filters.limit)
+        async with self.db.transaction() as session:
+            return list((await session.exec(query)).all())
+
+    def today(self) -> dt.date:
+        return self.policy.local_day(self.clock.now())
+
+    # ---- the status machine ----------------------------------------------------------------
+
+    async def request_verification(self, public_id: str, actor: str) -> Ticket:
+        return await self._transition(public_id, S.AWAITING_VERIFICATION, actor)
+
+    async def mark_verified(self, public_id: str, actor: str, note: str | None = None) -> Ticket:
+        now = self.clock.now()
+        return await self._transition(
+            public_id, S.OPEN, actor, verified_at=now, note=note, action="verified"
+        )
+
+    async def start(self, public_id: str, actor: str) -> Ticket:
+        return await self._transition(public_id, S.IN_PROGRESS, actor)
+
+    async def resolve(self, public_id: str, actor: str, note: str) -> Ticket:
+        return await self._transition(
+            public_id, S.RESOLVED, actor, resolution_note=_required(note, "a resolution note")
+        )
+
+    async def deny(self, public_id: str, actor: str, reason: str) -> Ticket:
+        # PIPL Art. 50: a refusal must give its reasons.
+        return await self._transition(
+            public_id, S.DENIED, actor, denial_reason=_required(reason, "a reason for the denial")
+        )
+
+    async def cancel(self, public_id: str, actor: str, reason: str | None = None) -> Ticket:
+        return await self._transition(public_id, S.CANCELLED, actor, cancel_reason=reason)
+
+    async def close(self, public_id: str, actor: str) -> Ticket:
+        return await self._transition(public_id, S.CLOSED, actor)
+
+    async def reopen(self, public_id: str, actor: str, reason: str) -> Ticket:
+        return await self._transition(
+            public_id, S.REOPENED, actor, note=_required(reason, "a reason to reopen")
+        )
+
+    async def _transition(
+        self,
+        public_id: str,
+        to: TicketStatus,
+        actor: str,
+        *,
+        action: str | None = None,
+        note: str | None = None,
+        **fields: Any,
+    ) -> Ticket:
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id, lock=True)
+            current = TicketStatus(ticket.status)
+            if to not in TRANSITIONS[current]:
+                allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
+                raise IllegalTransition(
+                    f"{public_id} is {current}; it cannot become {to} (from {current}: {allowed})"
+                )
+            before = {"status": current, **_deadline_fields(ticket)}
+            before.update({name: getattr(ticket, name) for name in fields})
+            if current is S.AWAITING_VERIFICATION and ticket.paused_since is not None:
+                self._resume_clock(ticket, now)
+            ticket.status = to
+            for name, value in fields.items():
+                setattr(ticket, name, value)
+            if to is S.AWAITING_VERIFICATION and self.policy.settings.pause_while_waiting:
+                ticket.paused_since = now if ticket.response_due is not None else None
+            if to is S.OPEN and ticket.clock_started_at is None:
+                self._start_clock(ticket, now)  # clock_starts == "verification"
+            if to in FINISHED_STATUSES:
+                ticket.finished_at = now
+            elif to is S.CLOSED:
+                ticket.closed_at = now
+            elif to is S.REOPENED:
+                ticket.finished_at = ticket.closed_at = None
+            ticket.updated_at = now
+            session.add(ticket)
+            after = {"status": to, **_deadline_fields(ticket), **fields}
+            if note:
+                after["note"] = note
+            await append_event(
+                session,
+                ticket,
+                at=now,
+                actor=actor,
+                action=action or to.value,
+                before=before,
+                after=after,
+            )
+            return ticket
+
+    # ---- other changes ---------------------------------------------------------------------
+
+    async def assign(self, public_id: str, actor: str, assignee: str | None) -> Ticket:
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id, lock=True)
+            before = {"assignee": ticket.assignee}
+            ticket.assignee = assignee.strip() if assignee and assignee.strip() else None
+            return await self._record(session, ticket, actor, "assigned", before)
+
+    async def extend(self, public_id: str, actor: str, until: dt.date, reason: str) -> Ticket:
+        reason = _required(reason, "a reason for the extension")
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id, lock=True)
+            if TicketStatus(ticket.status) not in ACTIVE_STATUSES:
+                raise TicketError(f"{public_id} is {ticket.status}; only open work can be extended")
+            floor = ticket.response_due or self.today()
+            if until <= floor:
+                raise TicketError(
+                    f"the new due date must be after {floor.isoformat()}, got {until.isoformat()}"
+                )
+            before = {
+                "response_due": ticket.response_due,
+                "extension_reason": ticket.extension_reason,
+            }
+            if ticket.original_response_due is None:
+                ticket.original_response_due = ticket.response_due
+            ticket.response_due = until
+            ticket.extension_reason = reason
+            return await self._record(session, ticket, actor, "extended", before)
+
+    async def relabel(self, public_id: str, actor: str, types: Iterable[RequestType]) -> Ticket:
+        new_types = _validated_types(types)
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id, lock=True)
+            before: dict[str, Any] = {
+                "types": [str(t) for t in ticket.types],
+                "completion_due": ticket.completion_due,
+                "needs_review": ticket.needs_review,
+            }
+            # Edit the rows in place: replacing the list would INSERT a kept type before its
+            # DELETE and trip the primary key.
+            ticket.type_rows = [row for row in ticket.type_rows if row.type in new_types]
+            kept = {row.type for row in ticket.type_rows}
+            ticket.type_rows.extend(
+                TicketType(ticket_id=_id(ticket), type=t) for t in new_types if t not in kept
+            )
+            # A DPO's labels are a human review: the ticket leaves the triage queue.
+            ticket.needs_review = False
+            if ticket.clock_started_at is not None:
+                ticket.completion_due = self.policy.compute(
+                    ticket.clock_started_at, new_types
+                ).completion_due
+            return await self._record(
+                session, ticket, actor, "relabelled", before, extra={"types": new_types}
+            )
+
+    async def recompute_provisional_deadlines(self, actor: str = "system") -> list[str]:
+        """Recompute deadlines counted on a Mon-Fri guess, now that the calendar may know more.
+
+        Returns the public ids whose dates changed.
+        """
+        changed: list[str] = []
+        async with self.db.transaction() as session:
+            candidates = (
+                await session.exec(
+                    select(Ticket.public_id)
+                    .where(col(Ticket.deadlines_provisional).is_(True))
+                    .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+                )
+            ).all()
+        for public_id in candidates:
+            async with self.db.transaction() as session:
+                ticket = await _load(session, public_id, lock=True)
+                if ticket.clock_started_at is None or not ticket.deadlines_provisional:
+                    continue
+                fresh = self.policy.compute(ticket.clock_started_at, ticket.types)
+                before = _deadline_fields(ticket)
+                if ticket.original_response_due is None:  # the DPO's extension date stands
+                    ticket.response_due = fresh.response_due
+                ticket.completion_due = fresh.completion_due
+                ticket.deadlines_provisional = fresh.provisional
+                if _deadline_fields(ticket) != before:
+                    await self._record(session, ticket, actor, "deadlines_recomputed", before)
+                    changed.append(public_id)
+        return changed
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: str,
+        action: str,
+        before: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ) -> Ticket:
+        """Save the ticket and log what changed in the keys of `before`."""
+        now = self.clock.now()
+        ticket.updated_at = now
+        session.add(ticket)
+        after = {key: getattr(ticket, key) for key in before if key != "types"}
+        after.update(extra or {})
+        await append_event(
+            session, ticket, at=now, actor=actor, action=action, before=before, after=after
+        )
+        return ticket
+
+    # ---- deadlines -------------------------------------------------------------------------
+
+    def _start_clock(self, ticket: Ticket, at: dt.datetime) -> None:
+        deadlines = self.policy.compute(at, ticket.types)
+        ticket.clock_started_at = at
+        _apply(ticket, deadlines)
+
+    def _resume_clock(self, ticket: Ticket, now: dt.datetime) -> None:
+        assert ticket.paused_since is not None
+        assert ticket.response_due is not None
+        current = Deadlines(
+            started_on=self.policy.local_day(ticket.clock_started_at or ticket.received_at),
+            response_due=ticket.response_due,
+            completion_due=ticket.completion_due,
+            provisional=ticket.deadlines_provisional,
+        )
+        _apply(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
+        ticket.paused_since = None
+
+    def deadlines_for(self, received_at: dt.datetime, types: Iterable[RequestType]) -> Deadlines:
+        return self.policy.compute(received_at, types)
+
+
+def _apply(ticket: Ticket, deadlines: Deadlines) -> None:
+    ticket.response_due = deadlines.response_due
+    ticket.completion_due = deadlines.completion_due
+    ticket.deadlines_provisional = deadlines.provisional
+
+
+def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "response_due": ticket.response_due,
+        "completion_due": ticket.completion_due,
+        "provisional": ticket.deadlines_provisional,
+    }
+
+
+async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.public_id == public_id.strip().upper())
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    ticket = (await session.exec(query)).first()
+    if ticket is None:
+        raise TicketNotFound(f"no ticket {public_id}")
+    return ticket
+
+
+async def _next_seq(session: AsyncSession, year: int) -> int:
+    """Take the next number of `year`. The upsert holds the counter row's lock until commit,
+    so concurrent opens queue here and never share a number."""
+    bind = session.get_bind()
+    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(TicketCounter)
+        .values(year=year, last_seq=1)
+        .on_conflict_do_update(
+            index_elements=["year"], set_={"last_seq": col(TicketCounter.last_seq) + 1}
+        )
+        .returning(col(TicketCounter.last_seq))
+    )
+    result = await session.exec(statement)
+    return int(result.scalar_one())
+
+
+def _validated_types(types: Iterable[RequestType | str]) -> list[RequestType]:
+    try:
+        unique = {RequestType(t) for t in types}
+    except ValueError as exc:
+        known = ", ".join(t.value for t in RequestType)
+        raise TicketError(f"{exc}; request types are: {known}") from None
+    if not unique:
+        raise TicketError("a ticket needs at least one request type")
+    if RequestType.NOT_RIGHTS_REQUEST in unique and len(unique) > 1:
+        raise TicketError("not_rights_request cannot be combined with other types")
+    order = list(RequestType)
+    return sorted(unique, key=order.index)
+
+
+def _required(text: str | None, what: str) -> str:
+    if text is None or not text.strip():
+        raise TicketError(f"{what} is required")
+    return text.strip()
+
+
+def _id(row: Ticket | Requester) -> int:
+    assert row.id is not None, "flush before using the id"
+    return row.id
+
+
+__all__ = [
+    "COMPLETION_TYPES",
+    "TRANSITIONS",
+    "Contact",
+    "IllegalTransition",
+    "NewTicket",
+    "TicketDetail",
+    "TicketError",
+    "TicketFilter",
+    "TicketNotFound",
+    "TicketService",
+    "format_public_id",
+]

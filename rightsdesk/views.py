@@ -1,0 +1,107 @@
+"""Plain-data views of tickets, shared by `--json` output and anything else that reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rightsdesk.models import ACTIVE_STATUSES, Account, Event, Message, Ticket, TicketStatus
+from rightsdesk.tickets import TicketDetail
+
+
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
+    """The listing row of a ticket; instants are given in the desk's time zone."""
+    active = TicketStatus(ticket.status) in ACTIVE_STATUSES
+    days_left = (ticket.response_due - today).days if ticket.response_due and active else None
+    return {
+        "id": ticket.public_id,
+        "status": ticket.status,
+        "types": [str(t) for t in ticket.types],
+        "channel": ticket.channel,
+        "requester_contact": ticket.contact_value,
+        "contact_kind": ticket.contact_kind,
+        "subject": ticket.subject,
+        "received_at": ticket.received_at.astimezone(tz).isoformat(),
+        "response_due": _iso(ticket.response_due),
+        "completion_due": _iso(ticket.completion_due),
+        "provisional": ticket.deadlines_provisional,
+        "days_left": days_left,
+        "overdue": bool(
+            active
+            and (
+                (ticket.response_due is not None and ticket.response_due < today)
+                or (ticket.completion_due is not None and ticket.completion_due < today)
+            )
+        ),
+        "needs_review": ticket.needs_review,
+        "assignee": ticket.assignee,
+    }
+
+
+def ticket_detail(detail: TicketDetail, today: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
+    ticket = detail.ticket
+    data = ticket_summary(ticket, today, tz)
+    data.update(
+        {
+            "requester": {
+                "name": detail.requester.name,
+                "language": detail.requester.language,
+                "account_id": detail.requester.account_id,
+                "contacts": [
+                    {"kind": c.kind, "value": c.value, "undeliverable": c.undeliverable}
+                    for c in detail.requester.contacts
+                ],
+            },
+            "clock_started_at": _iso(ticket.clock_started_at),
+            "original_response_due": _iso(ticket.original_response_due),
+            "extension_reason": ticket.extension_reason,
+            "verified_at": _iso(ticket.verified_at),
+            "classification": ticket.classification,
+            "resolution_note": ticket.resolution_note,
+            "denial_reason": ticket.denial_reason,
+            "cancel_reason": ticket.cancel_reason,
+            "messages": [message_view(m) for m in detail.messages],
+            "events": [event_view(e) for e in detail.events],
+        }
+    )
+    return data
+
+
+def message_view(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "direction": message.direction,
+        "channel": message.channel,
+        "sender": message.sender,
+        "subject": message.subject,
+        "received_at": _iso(message.received_at),
+        "text": message.text,
+        "parse_status": message.parse_status,
+        "raw_bytes": len(message.raw) if message.raw is not None else None,
+    }
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "at": _iso(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "before": event.before,
+        "after": event.after,
+        "hash": event.hash,
+    }
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    return {
+        "account_id": account.id,
+        "email": account.email,
+        "phone": account.phone,
+        "name": account.name,
+        "username": account.username,
+    }

@@ -1,0 +1,1 @@
+"""Timed jobs: deadline reminders, the DPO digest, escalation and retention."""
