@@ -48,7 +48,7 @@ app.add_typer(tickets_app, name="tickets")
 app.add_typer(audit_app, name="audit")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TicketId = Annotated[str, typer.Argument(help="Ticket id, e.g. PRIV-2026-000001.")]
@@ -162,8 +162,8 @@ def run() -> None:
     configure_logging(settings)
     try:
         asyncio.run(run_service(settings))
-    except (OSError, ConnectionError) as exc:
-        _fail(f"cannot start: {exc}", 2)
+    except (OSError, ConnectionError, OperationalError, InterfaceError) as exc:
+        _fail(f"database unreachable: {_first_line(exc)}", 2)
 
 
 @db_app.command("upgrade")

@@ -369,7 +369,8 @@ class TicketService:
             ticket = await _load(session, public_id, lock=True)
             before = {"assignee": ticket.assignee}
             ticket.assignee = assignee.strip() if assignee and assignee.strip() else None
-            return await self._record(session, ticket, actor, "assigned", before)
+            after = {"assignee": ticket.assignee}
+            return await self._record(session, ticket, actor, "assigned", before, after)
 
     async def extend(self, public_id: str, actor: str, until: dt.date, reason: str) -> Ticket:
         reason = _required(reason, "a reason for the extension")
@@ -390,7 +391,8 @@ class TicketService:
                 ticket.original_response_due = ticket.response_due
             ticket.response_due = until
             ticket.extension_reason = reason
-            return await self._record(session, ticket, actor, "extended", before)
+            after = {"response_due": until, "extension_reason": reason}
+            return await self._record(session, ticket, actor, "extended", before, after)
 
     async def relabel(self, public_id: str, actor: str, types: Iterable[RequestType]) -> Ticket:
         new_types = _validated_types(types)
@@ -414,9 +416,12 @@ class TicketService:
                 ticket.completion_due = self.policy.compute(
                     ticket.clock_started_at, new_types
                 ).completion_due
-            return await self._record(
-                session, ticket, actor, "relabelled", before, extra={"types": new_types}
-            )
+            after = {
+                "types": new_types,
+                "completion_due": ticket.completion_due,
+                "needs_review": ticket.needs_review,
+            }
+            return await self._record(session, ticket, actor, "relabelled", before, after)
 
     async def recompute_provisional_deadlines(self, actor: str = "system") -> list[str]:
         """Recompute deadlines counted on a Mon-Fri guess, now that the calendar may know more.
@@ -443,8 +448,9 @@ class TicketService:
                     ticket.response_due = fresh.response_due
                 ticket.completion_due = fresh.completion_due
                 ticket.deadlines_provisional = fresh.provisional
-                if _deadline_fields(ticket) != before:
-                    await self._record(session, ticket, actor, "deadlines_recomputed", before)
+                after = _deadline_fields(ticket)
+                if after != before:
+                    await self._record(session, ticket, actor, "deadlines_recomputed", before, after)
                     changed.append(public_id)
         return changed
 
@@ -455,14 +461,11 @@ class TicketService:
         actor: str,
         action: str,
         before: dict[str, Any],
-        extra: dict[str, Any] | None = None,
+        after: dict[str, Any],
     ) -> Ticket:
-        """Save the ticket and log what changed in the keys of `before`."""
         now = self.clock.now()
         ticket.updated_at = now
         session.add(ticket)
-        after = {key: getattr(ticket, key) for key in before if key != "types"}
-        after.update(extra or {})
         await append_event(
             session, ticket, at=now, actor=actor, action=action, before=before, after=after
         )

@@ -1,0 +1,138 @@
+"""Shared fixtures: every storage test runs on SQLite and on a real PostgreSQL.
+
+PostgreSQL is expected at 127.0.0.1:5432 (user postgres, trust auth), or wherever
+RIGHTSDESK_TEST_PG_DSN points. The suite creates its own database and drops it at the end. When
+the server is unreachable the PostgreSQL half is skipped, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from rightsdesk.clock import FrozenClock
+from rightsdesk.config import DatabaseSettings, Settings
+from rightsdesk.db import Database
+from rightsdesk.service import Desk
+
+PG_DSN = os.environ.get("RIGHTSDESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+REPO = Path(__file__).resolve().parent.parent
+
+
+def at(text_: str) -> dt.datetime:
+    """An instant from 'YYYY-MM-DD HH:MM' in Beijing time, the way the DPO thinks of it."""
+    return dt.datetime.fromisoformat(text_).replace(tzinfo=SHANGHAI)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The developer's own RIGHTSDESK_* variables must not leak into what the tests build.
+    for name in list(os.environ):
+        if name.startswith("RIGHTSDESK_") and name != "RIGHTSDESK_TEST_PG_DSN":
+            monkeypatch.delenv(name)
+
+
+def _pg_url(database: str) -> str:
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _migrate(url: str) -> None:
+    db = Database(DatabaseSettings(url=url))
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session; dropped afterwards."""
+    name = f"rightsdesk_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL unreachable at {PG_DSN}: {exc}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: the PostgreSQL half of the suite must run)")
+        pytest.skip(message)
+    url = _pg_url(name)
+    try:
+        asyncio.run(_migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating per test is slow)."""
+    path = tmp_path_factory.mktemp("template") / "desk.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+async def _truncate_all(url: str) -> None:
+    db = Database(DatabaseSettings(url=url))
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty, migrated database: one test on SQLite, once more on PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "desk.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate_all(url))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database={"url": database_url},  # type: ignore[arg-type]
+        desk={"data_dir": tmp_path / "var"},  # type: ignore[arg-type]
+        outbound={"outbox_dir": tmp_path / "var" / "outbox"},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(at("2026-02-10 10:00"))
+
+
+@pytest.fixture
+async def desk(settings: Settings, clock: FrozenClock) -> AsyncIterator[Desk]:
+    built = Desk.build(settings, clock)
+    try:
+        yield built
+    finally:
+        await built.close()

@@ -1,0 +1,171 @@
+"""The DPO's command line: every command works, listings speak JSON, errors are one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from rightsdesk.cli import app
+from rightsdesk.config import DatabaseSettings
+from rightsdesk.db import Database
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "{database_url}"\n', encoding="utf-8")
+    return path
+
+
+def cli(config: Path, *args: str, code: int = 0) -> Any:
+    result = runner.invoke(app, ["--config", str(config), "--actor", "cli:dpo", *args])
+    assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+    if "--json" in args and code == 0:
+        return json.loads(result.stdout)
+    return result
+
+
+def test_dpo_works_a_ticket_end_to_end(config: Path) -> None:
+    opened = cli(
+        config,
+        "tickets", "open", "--phone", "138 0013 8000", "--type", "erasure,account_deletion",
+        "--text", "请注销我的账号并删除全部数据", "--received", "2026-02-10T10:00+08:00",
+        "--lang", "zh", "--json",
+    )  # fmt: skip
+    tid = opened["id"]
+    assert tid == "PRIV-2026-000001"
+    assert opened["response_due"] == "2026-03-09"
+    assert opened["completion_due"] == "2026-03-12"
+    listed = cli(config, "tickets", "list", "--json")
+    assert [row["id"] for row in listed] == [tid]
+    row = listed[0]
+    assert row["requester_contact"] == "+8613800138000" or row["requester_contact"] == "13800138000"
+    assert row["types"] == ["erasure", "account_deletion"]
+    assert row["received_at"] == "2026-02-10T10:00:00+08:00"
+    assert row["status"] == "new"
+    cli(config, "tickets", "assign", tid, "wang.fang")
+    cli(config, "tickets", "verify", tid, "--note", "ID card checked at the front desk")
+    cli(config, "tickets", "start", tid)
+    cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups")
+    cli(config, "tickets", "relabel", tid, "--types", "account_deletion")
+    resolved = cli(config, "tickets", "resolve", tid, "--note", "account deleted", "--json")
+    assert resolved["status"] == "resolved"
+    shown = cli(config, "tickets", "show", tid, "--json")
+    assert shown["messages"][0]["text"] == "请注销我的账号并删除全部数据"
+    assert [e["action"] for e in shown["events"]] == [
+        "opened", "assigned", "verified", "in_progress", "extended", "relabelled", "resolved",
+    ]  # fmt: skip
+    assert all(e["actor"] == "cli:dpo" for e in shown["events"])
+    assert shown["extension_reason"] == "backups"
+    assert shown["types"] == ["account_deletion"]
+    human = cli(config, "tickets", "show", tid)
+    assert "请注销我的账号并删除全部数据" in human.stdout
+    assert cli(config, "audit", "verify", "--json")["ok"] is True
+
+
+def test_list_filters_and_empty_json(config: Path) -> None:
+    assert cli(config, "tickets", "list", "--json") == []
+    cli(config, "tickets", "open", "--email", "a@example.com", "--type", "access",
+        "--received", "2026-02-10T10:00+08:00")  # fmt: skip
+    cli(config, "tickets", "open", "--email", "b@example.com", "--type", "complaint")
+    assert len(cli(config, "tickets", "list", "--type", "complaint", "--json")) == 1
+    assert len(cli(config, "tickets", "list", "--overdue", "--json")) == 1  # due 2026-03-09
+    assert len(cli(config, "tickets", "list", "--due-before", "2026-03-10", "--json")) == 1
+    assert len(cli(config, "tickets", "list", "--status", "denied", "--json")) == 0
+    table = cli(config, "tickets", "list")
+    assert "PRIV-2026-000001" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["tickets", "deny", "PRIV-2026-000001", "--reason", "  "], 1, "reason for the denial"),
+        (["tickets", "resolve", "PRIV-2026-000001", "--note", "done"], 1, "cannot become resolved"),
+        (["tickets", "start", "PRIV-2026-424242"], 1, "no ticket PRIV-2026-424242"),
+        (["tickets", "list", "--due-before", "soon"], 2, "--due-before: expected a date"),
+        (["tickets", "relabel", "PRIV-2026-000001", "--types", "gossip"], 2, "unknown request"),
+        (["tickets", "extend", "PRIV-2026-000001", "--until", "2026-03-01", "--reason", "x"],
+         1, "must be after 2026-03-09"),
+        (["tickets", "open", "--type", "access"], 2, "exactly one of --email or --phone"),
+    ],
+)  # fmt: skip
+def test_refusals_are_one_line(config: Path, args: list[str], code: int, message: str) -> None:
+    cli(config, "tickets", "open", "--email", "a@example.com", "--type", "access",
+        "--received", "2026-02-10T10:00+08:00")  # fmt: skip
+    result = cli(config, *args, code=code)
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "Traceback" not in result.stderr
+
+
+def _tamper(database_url: str, statement: str) -> None:
+    async def run() -> None:
+        db = Database(DatabaseSettings(url=database_url))
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(text(statement))
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+def test_tampering_makes_audit_verify_fail_naming_the_event(
+    config: Path, database_url: str
+) -> None:
+    cli(config, "tickets", "open", "--email", "a@example.com", "--type", "access")
+    cli(config, "tickets", "assign", "PRIV-2026-000001", "li.na")
+    _tamper(database_url, "UPDATE event SET action = 'deleted' WHERE seq = 2")
+    result = cli(config, "audit", "verify", code=1)
+    assert "PRIV-2026-000001 event #2" in result.stderr
+    report = cli(config, "audit", "verify", "--json", code=1)
+    assert json.loads(report.stdout)["broken"]["ticket"] == "PRIV-2026-000001"
+
+
+def test_accounts_import_and_list(config: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "users.csv"
+    csv.write_text("account_id,email,name\nu1,alice@example.com,Alice\nu2,bad,\n", "utf-8")
+    report = cli(config, "accounts", "import", str(csv), "--json", code=1)  # one row rejected
+    assert json.loads(report.stdout) == {
+        "rows": 2,
+        "imported": 1,
+        "rejected": [{"line": 3, "reason": "not an email address in column email"}],
+    }
+    listed = cli(config, "accounts", "list", "--json")
+    assert listed == [
+        {"account_id": "u1", "email": "alice@example.com", "phone": None, "name": "Alice",
+         "username": None}
+    ]  # fmt: skip
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp]\nport = 99999\n", encoding="utf-8")
+    result = runner.invoke(app, ["--config", str(bad), "tickets", "list"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: config: smtp.port:")
+    assert "Traceback" not in result.stderr
+
+
+def _commands(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path of the CLI, from the click tree typer builds."""
+    found = [prefix]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _commands(sub, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(typer.main.get_command(app)), ids=lambda p: " ".join(p) or "rightsdesk")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.stderr
+    assert "Usage" in result.stdout

@@ -1,0 +1,105 @@
+"""`rightsdesk run` starts on its embedded defaults, stays up, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RIGHTSDESK = [sys.executable, "-m", "rightsdesk"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSDESK_")}
+    env.update(extra)
+    return env
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    proc.kill()
+    raise AssertionError(f"never saw {needle!r}; stderr was:\n{''.join(lines)}")
+
+
+def _run_until_sigterm(cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
+    proc = subprocess.Popen(
+        [*RIGHTSDESK, "run"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for_line(proc, "rightsdesk ready", timeout=60)
+        time.sleep(1.0)  # it stays up
+        assert proc.poll() is None, "the service exited by itself"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        elapsed = time.monotonic() - sent
+        rest = proc.stderr.read() if proc.stderr else ""
+        return elapsed, code, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_run_on_embedded_defaults_and_stop_on_sigterm(tmp_path: Path) -> None:
+    elapsed, code, rest = _run_until_sigterm(tmp_path, _env())
+    assert code == 0, rest
+    assert elapsed < 5.0
+    assert "stopped" in rest
+    # A fresh folder gives a fresh desk, under ./var/.
+    assert (tmp_path / "var" / "rightsdesk.db").is_file()
+
+
+@pytest.mark.slow
+def test_run_on_postgresql_and_stop_on_sigterm(tmp_path: Path, postgres_database: str) -> None:
+    elapsed, code, rest = _run_until_sigterm(
+        tmp_path, _env(RIGHTSDESK_DATABASE__URL=postgres_database)
+    )
+    assert code == 0, rest
+    assert elapsed < 5.0
+    assert not (tmp_path / "var" / "rightsdesk.db").exists()
+
+
+def test_bad_configuration_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*RIGHTSDESK, "run"],
+        cwd=tmp_path,
+        env=_env(RIGHTSDESK_DESK__TIMEZONE="Asia/Atlantis"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: config: desk.timezone: Value error, unknown time zone 'Asia/Atlantis'"
+    )
+
+
+@pytest.mark.parametrize("command", [["run"], ["tickets", "list"]], ids=" ".join)
+def test_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    result = subprocess.run(
+        [*RIGHTSDESK, *command],
+        cwd=tmp_path,
+        env=_env(RIGHTSDESK_DATABASE__URL="postgresql+asyncpg://postgres@127.0.0.1:1/none"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error: database unreachable:")
+    assert "Traceback" not in result.stderr
