@@ -450,7 +450,9 @@ class TicketService:
                 ticket.deadlines_provisional = fresh.provisional
                 after = _deadline_fields(ticket)
                 if after != before:
-                    await self._record(session, ticket, actor, "deadlines_recomputed", before, after)
+                    await self._record(
+                        session, ticket, actor, "deadlines_recomputed", before, after
+                    )
                     changed.append(public_id)
         return changed
 

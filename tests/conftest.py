@@ -118,9 +118,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        database={"url": database_url},  # type: ignore[arg-type]
-        desk={"data_dir": tmp_path / "var"},  # type: ignore[arg-type]
-        outbound={"outbox_dir": tmp_path / "var" / "outbox"},  # type: ignore[arg-type]
+        database={"url": database_url},
+        desk={"data_dir": tmp_path / "var"},
+        outbound={"outbox_dir": tmp_path / "var" / "outbox"},
     )
 
 

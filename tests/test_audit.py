@@ -101,7 +101,8 @@ async def test_removed_last_event_is_found(desk: Desk) -> None:
 async def test_ticket_with_no_events_is_found(desk: Desk) -> None:
     _, second = await _two_worked_tickets(desk)
     await _sql(
-        desk, f"DELETE FROM event WHERE ticket_id = (SELECT id FROM ticket WHERE public_id = '{second}')"
+        desk,
+        f"DELETE FROM event WHERE ticket_id = (SELECT id FROM ticket WHERE public_id = '{second}')",
     )
     report = await _verify(desk)
     assert report.broken is not None

@@ -164,7 +164,9 @@ def _commands(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...
     return found
 
 
-@pytest.mark.parametrize("path", _commands(typer.main.get_command(app)), ids=lambda p: " ".join(p) or "rightsdesk")
+@pytest.mark.parametrize(
+    "path", _commands(typer.main.get_command(app)), ids=lambda p: " ".join(p) or "rightsdesk"
+)
 def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.stderr

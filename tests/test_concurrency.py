@@ -24,9 +24,7 @@ def _new(i: int) -> NewTicket:
 
 
 @pytest.mark.slow
-async def test_concurrent_opens_get_distinct_sequential_ids(
-    desk: Desk, database_url: str
-) -> None:
+async def test_concurrent_opens_get_distinct_sequential_ids(desk: Desk, database_url: str) -> None:
     count = 200 if database_url.startswith("postgresql") else 60
     tickets = await asyncio.gather(*(desk.tickets.open(_new(i)) for i in range(count)))
     ids = [t.public_id for t in tickets]

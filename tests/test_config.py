@@ -38,8 +38,7 @@ def test_embedded_defaults() -> None:
 def test_toml_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(
         tmp_path,
-        '[database]\nurl = "sqlite+aiosqlite:///from-file.db"\necho = true\n'
-        "[smtp]\nport = 2600\n",
+        '[database]\nurl = "sqlite+aiosqlite:///from-file.db"\necho = true\n[smtp]\nport = 2600\n',
     )
     assert load_settings(path).smtp.port == 2600
     monkeypatch.setenv("RIGHTSDESK_DATABASE__URL", "postgresql+asyncpg://postgres@db/desk")

@@ -20,7 +20,7 @@ ERASURE = [RequestType.ERASURE]
 
 
 def policy(**overrides: object) -> DeadlinePolicy:
-    return DeadlinePolicy(DeadlineSettings(**overrides), ZoneInfo("Asia/Shanghai"))  # type: ignore[arg-type]
+    return DeadlinePolicy(DeadlineSettings(**overrides), ZoneInfo("Asia/Shanghai"))
 
 
 @pytest.mark.parametrize(
