@@ -1,0 +1,374 @@
+"""Raw RFC 5322 bytes to an InboundMessage. Every hard case of real mail is handled here.
+
+The parser never raises on bad input it can survive: problems become `defects`. Parsing uses
+the lenient compat32 policy because the strict one rejects headers that real clients send.
+"""
+
+from __future__ import annotations
+
+import email
+import email.utils
+import hashlib
+import re
+from email.message import Message as MimePart
+from email.parser import BytesHeaderParser
+
+from inscriptis import get_text
+
+from intake.charsets import decode_bytes, decode_header_value
+from rightsdesk.inbound import Attachment, Authentication, Bounce, InboundMessage
+from rightsdesk.models import Channel
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_ADDR_CLEAN = re.compile(r"[\x00-\x20<>]")
+
+
+# ---- identity of a message -----------------------------------------------------------------
+
+
+def derived_message_id(raw: bytes) -> str:
+    """A stable id for mail without a Message-ID: the hash of its content."""
+    return f"sha256-{hashlib.sha256(raw).hexdigest()[:40]}@rightsdesk.invalid"
+
+
+def message_id_of(raw: bytes) -> str:
+    """The Message-ID (without brackets), cheap: only the header block is parsed."""
+    try:
+        headers = BytesHeaderParser().parsebytes(raw)
+        value = headers.get("Message-ID")
+    except Exception:
+        value = None
+    if value:
+        found = _MSGID.search(str(value))
+        candidate = found.group(1) if found else str(value).strip().strip("<>")
+        if candidate and len(candidate) <= 500 and candidate.isascii():
+            return candidate
+    return derived_message_id(raw)
+
+
+def mail_dedupe_key(raw: bytes) -> str:
+    """Deliveries with one Message-ID (SMTP retry, IMAP replay, both doors) are one message."""
+    return f"email:{message_id_of(raw)}"
+
+
+def _header(part: MimePart, name: str, hint: str | None = None) -> str:
+    """A header as text, whatever compat32 hands back (str, or Header for 8-bit bytes)."""
+    value = part.get(name)
+    return "" if value is None else decode_header_value(value, hint)
+
+
+def _declared_charset(mime: MimePart) -> str | None:
+    for part in mime.walk():
+        charset = part.get_content_charset()
+        if charset and charset not in ("us-ascii", "ascii"):
+            return charset
+    return None
+
+
+def _ids(value: str | None) -> list[str]:
+    return _MSGID.findall(value or "")
+
+
+def _address(value: str) -> tuple[str | None, str | None]:
+    name, addr = email.utils.parseaddr(value)
+    addr = _ADDR_CLEAN.sub("", addr).lower()
+    return (name.strip() or None), (addr if "@" in addr else None)
+
+
+# ---- the whole message ---------------------------------------------------------------------
+
+
+def parse_email(
+    raw: bytes,
+    *,
+    trusted_authserv_ids: frozenset[str] = frozenset(),
+    attachment_cap: int = 10 * 1024 * 1024,
+) -> InboundMessage:
+    mime = email.message_from_bytes(raw)
+    defects = [type(d).__name__ for d in mime.defects]
+    hint = _declared_charset(mime)
+    sender_name, sender = _address(_header(mime, "From", hint))
+    date = None
+    try:
+        if _header(mime, "Date"):
+            date = email.utils.parsedate_to_datetime(_header(mime, "Date"))
+            if date.tzinfo is None:
+                date = None
+    except (TypeError, ValueError, IndexError):
+        defects.append("BadDate")
+    texts, attachments = _walk(mime, attachment_cap, defects)
+    full_text = "\n\n".join(t for t in texts if t.strip()).strip()
+    inbound = InboundMessage(
+        channel=Channel.EMAIL,
+        message_id=message_id_of(raw),
+        sender=sender,
+        sender_name=sender_name,
+        recipients=[
+            a.lower()
+            for _, a in email.utils.getaddresses(
+                [decode_header_value(v, hint) for v in mime.get_all("To", []) + mime.get_all("Cc", [])]
+            )
+            if "@" in a
+        ],
+        subject=_header(mime, "Subject", hint),
+        text=split_quoted(full_text)[0],
+        full_text=full_text,
+        references=_ids(_header(mime, "In-Reply-To")) + _ids(_header(mime, "References")),
+        sent_at=date,
+        attachments=attachments,
+        defects=defects,
+        auth=authentication(mime, sender, trusted_authserv_ids),
+    )
+    inbound.bounce = bounce_report(mime)
+    inbound.auto_generated = auto_generated_reason(mime, sender)
+    if inbound.bounce is not None and inbound.auto_generated is None:
+        inbound.auto_generated = "delivery-status report"
+    return inbound
+
+
+def _walk(
+    mime: MimePart, attachment_cap: int, defects: list[str]
+) -> tuple[list[str], list[Attachment]]:
+    """The readable text of the message and its attachments."""
+    texts: list[str] = []
+    attachments: list[Attachment] = []
+    _collect(mime, texts, attachments, attachment_cap, defects)
+    return texts, attachments
+
+
+def _collect(
+    part: MimePart,
+    texts: list[str],
+    attachments: list[Attachment],
+    cap: int,
+    defects: list[str],
+) -> None:
+    ctype = part.get_content_type()
+    if part.is_multipart():
+        children = part.get_payload()
+        if not isinstance(children, list):
+            return
+        if ctype == "multipart/alternative":
+            chosen = _best_alternative(children)
+            if chosen is not None:
+                _collect(chosen, texts, attachments, cap, defects)
+            return
+        for child in children:
+            if isinstance(child, MimePart):
+                _collect(child, texts, attachments, cap, defects)
+        return
+    disposition = _header(part, "Content-Disposition").split(";")[0].strip().lower()
+    filename = _filename(part)
+    if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+        text = _part_text(part, defects)
+        texts.append(html_to_text(text) if ctype == "text/html" else text)
+        return
+    if ctype in ("message/delivery-status", "text/rfc822-headers"):
+        return  # machine-readable report parts; see bounce_report
+    payload = _payload_bytes(part, defects)
+    attachments.append(
+        Attachment(
+            filename=filename,
+            content_type=ctype,
+            size=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            content=payload if len(payload) <= cap else None,
+        )
+    )
+
+
+def _best_alternative(children: list[MimePart]) -> MimePart | None:
+    """Prefer plain text when it has words; many clients send an empty text/plain beside HTML."""
+    by_type: dict[str, MimePart] = {}
+    for child in children:
+        by_type.setdefault(child.get_content_type(), child)
+    plain = by_type.get("text/plain")
+    if plain is not None and (_payload_bytes(plain, []).strip()):
+        return plain
+    for preferred in ("text/html", "multipart/related", "multipart/mixed"):
+        if preferred in by_type:
+            return by_type[preferred]
+    return plain or (children[-1] if children else None)
+
+
+def _payload_bytes(part: MimePart, defects: list[str]) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)  # base64, quoted-printable, x-uuencode
+    except Exception:
+        defects.append("UndecodablePayload")
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):  # an unknown transfer encoding: keep the bytes as they came
+        return raw.encode("ascii", errors="surrogateescape")
+    return b""
+
+
+def _part_text(part: MimePart, defects: list[str]) -> str:
+    payload = _payload_bytes(part, defects)
+    text, used = decode_bytes(payload, part.get_content_charset())
+    if used == "utf-8-replace":
+        defects.append("UndecodableText")
+    return text.replace("\r\n", "\n")
+
+
+_RAW_NAME = re.compile(r'(?:file)?name\s*=\s*"?([^";]+)"?', re.IGNORECASE)
+
+
+def _filename(part: MimePart) -> str | None:
+    # Raw 8-bit names (GBK from Chinese clients) are lost to U+FFFD inside get_filename():
+    # take them from the raw header and decode them like any other 8-bit text.
+    for name, value in part.raw_items():
+        if name.lower() in ("content-disposition", "content-type") and not value.isascii():
+            found = _RAW_NAME.search(value)
+            if found and "*=" not in found.group(0):
+                return decode_header_value(found.group(1)) or None
+    try:
+        name = part.get_filename()  # RFC 2231 parameters are decoded here
+    except Exception:
+        return None
+    if not name:
+        return None
+    return decode_header_value(str(name)) or None  # and RFC 2047 words, which clients also use
+
+
+def html_to_text(html: str) -> str:
+    try:
+        text = get_text(html)
+    except Exception:  # lxml refuses some fragments; strip tags rather than lose the text
+        text = re.sub(r"<[^>]+>", " ", html)
+    lines = [line.rstrip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# ---- quoted history ------------------------------------------------------------------------
+
+# Lines that start the quoted history in the clients used here: Outlook, Foxmail, QQ Mail,
+# NetEase (163/126), Gmail, Apple Mail, Thunderbird, in Chinese and English.
+_QUOTE_HEADERS = re.compile(
+    r"^\s*(?:"
+    r"-{2,}\s*(?:original message|原始邮件|原始郵件|forwarded message|转发邮件)\s*-{2,}"
+    r"|_{8,}"
+    r"|(?:from|发件人|發件人|寄件者)\s*[:：].*"
+    r"|on .{4,200}wrote:\s*"
+    r"|在\s*.{2,200}(?:写道|寫道)\s*[:：]?\s*"
+    r"|.{0,200}\d{4}[年/-]\d{1,2}[月/-]\d{1,2}.{0,80}(?:写道|寫道)\s*[:：]?\s*"
+    r")$",
+    re.IGNORECASE,
+)
+
+
+def split_quoted(text: str) -> tuple[str, str]:
+    """(new text, quoted history). The new text is what the sender wrote this time."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if _QUOTE_HEADERS.match(line) and index > 0:
+            new = "\n".join(lines[:index]).strip()
+            if new:
+                return _drop_quote_marks(new), "\n".join(lines[index:]).strip()
+    new = _drop_quote_marks(text)
+    return (new or text.strip()), ""
+
+
+def _drop_quote_marks(text: str) -> str:
+    kept = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
+    return "\n".join(kept).strip()
+
+
+# ---- mail we must never answer ---------------------------------------------------------------
+
+_DAEMONS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "do-not-reply", "donotreply")
+
+
+def auto_generated_reason(mime: MimePart, sender: str | None) -> str | None:
+    """Why this mail is automatic (RFC 3834 and the de-facto headers), or None."""
+    auto = _header(mime, "Auto-Submitted").strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto.split(';')[0]}"
+    precedence = _header(mime, "Precedence").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+        value = _header(mime, header).strip().lower()
+        if value and (header != "X-Auto-Response-Suppress" or "all" in value or "oof" in value):
+            return f"{header}: {value[:40]}"
+    if mime.get("List-Id") or mime.get("List-Unsubscribe"):
+        return "mailing list"
+    return_path = mime.get("Return-Path")
+    if return_path is not None and str(return_path).strip() in ("<>", ""):
+        return "empty Return-Path"
+    if sender and sender.split("@")[0] in _DAEMONS:
+        return f"sent by {sender.split('@')[0]}"
+    if mime.get_content_type() == "multipart/report":
+        return "delivery report"
+    return None
+
+
+def bounce_report(mime: MimePart) -> Bounce | None:
+    """The original Message-IDs and failed recipients of a delivery-status report."""
+    if mime.get_content_type() != "multipart/report":
+        return None
+    recipients: list[str] = []
+    originals: list[str] = []
+    for part in mime.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            for block in part.get_payload() or []:
+                if not isinstance(block, MimePart):
+                    continue
+                action = _header(block, "Action").strip().lower()
+                final = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
+                if action in ("failed", "") and ";" in final:
+                    recipients.append(final.split(";", 1)[1].strip().strip("<>").lower())
+        elif ctype == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], MimePart):
+                originals += _ids(_header(inner[0], "Message-ID"))
+        elif ctype == "text/rfc822-headers":
+            originals += _ids(str(part.get_payload()))
+    return Bounce(tuple(dict.fromkeys(originals)), tuple(dict.fromkeys(recipients)))
+
+
+# ---- sender authentication -----------------------------------------------------------------
+
+_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)([^;]*)", re.IGNORECASE)
+_PROP = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*([^\s;]+)", re.I)
+
+
+def authentication(
+    mime: MimePart, sender: str | None, trusted_authserv_ids: frozenset[str]
+) -> Authentication:
+    """SPF/DKIM/DMARC from Authentication-Results added by servers we trust (RFC 8601).
+
+    Headers from other authserv-ids are ignored: anyone can write an Authentication-Results
+    header into the mail they send.
+    """
+    if not trusted_authserv_ids or sender is None:
+        return Authentication()
+    from_domain = sender.rsplit("@", 1)[-1]
+    results: dict[str, str] = {}
+    aligned = False
+    for header in mime.get_all("Authentication-Results", []):
+        value = " ".join(str(header).split())
+        authserv_id = value.split(";", 1)[0].strip().split()[0].lower() if value else ""
+        if authserv_id not in trusted_authserv_ids:
+            continue
+        for method, result, rest in _RESULT.findall(value):
+            method, result = method.lower(), result.lower()
+            results.setdefault(method, result)
+            props = {k.lower(): v.strip("\"'").lower() for k, v in _PROP.findall(rest)}
+            if result != "pass":
+                continue
+            if method == "dmarc" and props.get("header.from", from_domain) == from_domain:
+                aligned = True
+            if method == "dkim":
+                domain = props.get("header.d") or props.get("header.i", "").rsplit("@", 1)[-1]
+                if domain and (from_domain == domain or from_domain.endswith("." + domain)):
+                    aligned = True
+    return Authentication(
+        spf=results.get("spf"),
+        dkim=results.get("dkim"),
+        dmarc=results.get("dmarc"),
+        from_aligned=aligned,
+    )
