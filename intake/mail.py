@@ -106,7 +106,10 @@ def parse_email(
         recipients=[
             a.lower()
             for _, a in email.utils.getaddresses(
-                [decode_header_value(v, hint) for v in mime.get_all("To", []) + mime.get_all("Cc", [])]
+                [
+                    decode_header_value(v, hint)
+                    for v in mime.get_all("To", []) + mime.get_all("Cc", [])
+                ]
             )
             if "@" in a
         ],
@@ -124,6 +127,11 @@ def parse_email(
     if inbound.bounce is not None and inbound.auto_generated is None:
         inbound.auto_generated = "delivery-status report"
     return inbound
+
+
+def _recipients(mime: MimePart, hint: str | None) -> list[str]:
+    values = [decode_header_value(v, hint) for v in mime.get_all("To", []) + mime.get_all("Cc", [])]
+    return [a.lower() for _, a in email.utils.getaddresses(values) if "@" in a]
 
 
 def _walk(
@@ -149,7 +157,7 @@ def _collect(
         if not isinstance(children, list):
             return
         if ctype == "multipart/alternative":
-            chosen = _best_alternative(children)
+            chosen = _best_alternative([c for c in children if isinstance(c, MimePart)])
             if chosen is not None:
                 _collect(chosen, texts, attachments, cap, defects)
             return
@@ -219,8 +227,8 @@ _RAW_NAME = re.compile(r'(?:file)?name\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 def _filename(part: MimePart) -> str | None:
     # Raw 8-bit names (GBK from Chinese clients) are lost to U+FFFD inside get_filename():
     # take them from the raw header and decode them like any other 8-bit text.
-    for name, value in part.raw_items():
-        if name.lower() in ("content-disposition", "content-type") and not value.isascii():
+    for header, value in part.raw_items():
+        if header.lower() in ("content-disposition", "content-type") and not value.isascii():
             found = _RAW_NAME.search(value)
             if found and "*=" not in found.group(0):
                 return decode_header_value(found.group(1)) or None

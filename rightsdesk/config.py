@@ -96,9 +96,18 @@ class SmtpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)
     hostname: str = "localhost"
-    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+
+
+class MailSettings(_Section):
+    """What both mail doors (SMTP and IMAP) share."""
+
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Attachments larger than this keep only their metadata and hash.
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    # authserv-ids whose Authentication-Results headers we believe (our own MX, our provider).
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
 
 
 class OutboundSettings(_Section):
@@ -122,8 +131,9 @@ class ImapSettings(_Section):
     password: SecretStr | None = None
     password_file: Path | None = None
     folder: str = "INBOX"
-    processed_folder: str = "Processed"
+    processed_folder: str = "Processed"  # empty: flag processed mail as seen instead
     poll_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def enabled(self) -> bool:
@@ -158,6 +168,7 @@ class Settings(BaseSettings):
     desk: DeskSettings = Field(default_factory=DeskSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     imap: ImapSettings = Field(default_factory=ImapSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)

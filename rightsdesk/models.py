@@ -4,7 +4,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, Relationship, SQLModel
 
 
@@ -171,7 +171,11 @@ class TicketType(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
-    """Every message in or out, on any channel, with its raw bytes as received or sent."""
+    """Every message in or out, on any channel, with its raw bytes as received or sent.
+
+    Inbound messages are stored raw first (`parse_status="stored"`, `processed_at` empty) and
+    acknowledged; the intake worker then parses and routes them (see rightsdesk.pipeline).
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
@@ -179,14 +183,49 @@ class Message(SQLModel, table=True):
     channel: str = Field(max_length=16)
     # What makes a delivery the same message: the Message-ID, a chat update id, a content hash.
     dedupe_key: str | None = Field(default=None, unique=True, max_length=512)
+    message_id: str | None = Field(default=None, max_length=512, index=True)
+    envelope_from: str | None = Field(default=None, max_length=320)
+    envelope_to: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
     sender: str | None = Field(default=None, max_length=320)
     subject: str | None = Field(default=None, max_length=998)
     text: str | None = None  # decoded, readable text
+    new_text: str | None = None  # the text without quoted history: what the classifier read
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    raw_size: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     raw_sha256: str | None = Field(default=None, max_length=64, index=True)
-    parse_status: str = Field(default="parsed", max_length=16)  # "stored" | "parsed" | "failed"
+    # "stored" (waiting), "parsed", "failed", "too_large" (never downloaded), "ignored"
+    parse_status: str = Field(default="parsed", max_length=16, index=True)
     parse_error: str | None = None
+    auto_generated: str | None = Field(default=None, max_length=200)
+    # DKIM/DMARC aligned with From, per trusted servers.
+    sender_authenticated: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
     received_at: dt.datetime = Field(default_factory=utcnow)
+    processed_at: dt.datetime | None = None
+
+
+class StoredAttachment(SQLModel, table=True):
+    __tablename__ = "attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    filename: str | None = Field(default=None, max_length=500)
+    content_type: str = Field(max_length=200)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class MailboxState(SQLModel, table=True):
+    """How far the IMAP watcher has read a folder (RFC 3501 UIDVALIDITY + last UID)."""
+
+    folder: str = Field(primary_key=True, max_length=200)
+    uidvalidity: int
+    last_uid: int = 0
 
 
 class Event(SQLModel, table=True):

@@ -9,12 +9,19 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from functools import partial
 
+from intake.imap import ImapWatcher
+from intake.mail import parse_email
+from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.models import Channel
+from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
+from rightsdesk.signing import MessageIdSigner, signer_for
 from rightsdesk.tickets import TicketService
 
 log = logging.getLogger("rightsdesk.service")
@@ -32,22 +39,46 @@ class Desk:
     policy: DeadlinePolicy
     tickets: TicketService
     accounts: AccountDirectory
+    signer: MessageIdSigner
+    inbox: Inbox
+    pipeline: IntakePipeline
 
     @classmethod
-    def build(cls, settings: Settings, clock: Clock | None = None) -> Desk:
+    def build(
+        cls, settings: Settings, clock: Clock | None = None, classifier: Classifier | None = None
+    ) -> Desk:
         clock = clock or SystemClock()
         db = Database(settings.database)
         policy = DeadlinePolicy(settings.deadlines, settings.desk.tz)
+        tickets = TicketService(db, clock, policy)
+        signer = signer_for(settings)
+        parse_mail = partial(
+            parse_email,
+            trusted_authserv_ids=frozenset(a.lower() for a in settings.mail.trusted_authserv_ids),
+            attachment_cap=settings.mail.max_attachment_bytes,
+        )
+        pipeline = IntakePipeline.standard(
+            db,
+            clock,
+            tickets,
+            signer,
+            parsers={Channel.EMAIL.value: parse_mail},
+            classifier=classifier or TriageEverything(),
+        )
         return cls(
             settings=settings,
             clock=clock,
             db=db,
             policy=policy,
-            tickets=TicketService(db, clock, policy),
+            tickets=tickets,
             accounts=AccountDirectory(db, clock),
+            signer=signer,
+            inbox=Inbox(db, clock),
+            pipeline=pipeline,
         )
 
     async def close(self) -> None:
+        await self.inbox.close()
         await self.db.dispose()
 
 
@@ -57,6 +88,8 @@ def configure_logging(settings: Settings) -> None:
         level=settings.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosmtpd logs every SMTP command, MAIL FROM and RCPT TO addresses included.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -67,21 +100,49 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         loop.add_signal_handler(signum, stop.set)
     desk = Desk.build(settings)
     tasks: list[asyncio.Task[None]] = []
+    receiver: SmtpReceiver | None = None
     try:
         await desk.db.migrate()
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))
-        # Channel adapters (SMTP receiver, IMAP watcher, bot, scheduler) are started here and
-        # appended to `tasks` as they are built.
-        log.info("rightsdesk ready: database=%s", desk.db.url.get_backend_name())
+        # The worker first routes whatever a crash left stored but unprocessed.
+        worker = IntakeWorker(desk.pipeline, desk.inbox)
+        tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
+        doors = []
+        if settings.smtp.enabled:
+            receiver = SmtpReceiver(
+                settings.smtp, settings.mail, desk.inbox, settings.desk.privacy_addresses
+            )
+            await receiver.start()
+            doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
+        if settings.imap.enabled:
+            watcher = ImapWatcher(
+                settings.imap,
+                settings.secret("imap", "password") or "",
+                settings.mail,
+                desk.inbox,
+                desk.db,
+                desk.clock,
+            )
+            tasks.append(asyncio.create_task(watcher.run(stop), name="imap-watcher"))
+            doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
+        log.info(
+            "rightsdesk ready: database=%s %s",
+            desk.db.url.get_backend_name(),
+            " ".join(doors) or "(no doors open)",
+        )
         await stop.wait()
         log.info("stopping")
     finally:
-        for task in tasks:
-            task.cancel()
+        stop.set()
+        if receiver is not None:
+            await receiver.stop()  # no new mail first; what was acknowledged is stored
         if tasks:
-            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await desk.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -131,59 +131,87 @@ class TicketService:
     # ---- opening ---------------------------------------------------------------------------
 
     async def open(self, new: NewTicket, actor: str = "system") -> Ticket:
+        async with self.db.transaction() as session:
+            return await self.open_in(session, new, actor)
+
+    async def open_in(self, session: AsyncSession, new: NewTicket, actor: str = "system") -> Ticket:
+        """Open a ticket inside the caller's transaction (the intake pipeline's)."""
         types = _validated_types(new.types)
         now = self.clock.now()
-        async with self.db.transaction() as session:
-            requester = await self._find_or_create_requester(session, new)
-            year = self.policy.local_day(new.received_at).year
-            seq = await _next_seq(session, year)
-            ticket = Ticket(
-                public_id=format_public_id(year, seq),
-                year=year,
-                seq=seq,
-                status=S.NEW,
-                channel=new.channel,
-                requester_id=_id(requester),
-                contact_kind=new.contact.kind,
-                contact_value=new.contact.value,
-                subject=new.subject,
-                received_at=new.received_at,
-                needs_review=new.needs_review,
-                classification=new.classification,
-                created_at=now,
-                updated_at=now,
-                type_rows=[TicketType(type=t) for t in types],
-            )
-            if self.policy.settings.clock_starts == "receipt":
-                self._start_clock(ticket, new.received_at)
-            session.add(ticket)
-            await session.flush()
-            if new.text is not None:
-                session.add(
-                    Message(
-                        ticket_id=ticket.id,
-                        direction="in",
-                        channel=new.channel,
-                        sender=new.contact.value,
-                        subject=new.subject,
-                        text=new.text,
-                        received_at=new.received_at,
-                    )
+        requester = await self._find_or_create_requester(session, new)
+        year = self.policy.local_day(new.received_at).year
+        seq = await _next_seq(session, year)
+        ticket = Ticket(
+            public_id=format_public_id(year, seq),
+            year=year,
+            seq=seq,
+            status=S.NEW,
+            channel=new.channel,
+            requester_id=_id(requester),
+            contact_kind=new.contact.kind,
+            contact_value=new.contact.value,
+            subject=new.subject,
+            received_at=new.received_at,
+            needs_review=new.needs_review,
+            classification=new.classification,
+            created_at=now,
+            updated_at=now,
+            type_rows=[TicketType(type=t) for t in types],
+        )
+        if self.policy.settings.clock_starts == "receipt":
+            self._start_clock(ticket, new.received_at)
+        session.add(ticket)
+        await session.flush()
+        if new.text is not None:
+            session.add(
+                Message(
+                    ticket_id=ticket.id,
+                    direction="in",
+                    channel=new.channel,
+                    sender=new.contact.value,
+                    subject=new.subject,
+                    text=new.text,
+                    received_at=new.received_at,
+                    processed_at=now,
                 )
-            await append_event(
-                session,
-                ticket,
-                at=now,
-                actor=actor,
-                action="opened",
-                after={
-                    "status": ticket.status,
-                    "types": types,
-                    "channel": ticket.channel,
-                    **_deadline_fields(ticket),
-                },
             )
-            return ticket
+        await append_event(
+            session,
+            ticket,
+            at=now,
+            actor=actor,
+            action="opened",
+            after={
+                "status": ticket.status,
+                "types": types,
+                "channel": ticket.channel,
+                **_deadline_fields(ticket),
+            },
+        )
+        return ticket
+
+    async def attach_message(
+        self,
+        session: AsyncSession,
+        public_id: str,
+        message: Message,
+        actor: str = "system",
+        action: str = "message_received",
+    ) -> Ticket:
+        """Put a stored message on a ticket, inside the caller's transaction, with an event."""
+        ticket = await _load(session, public_id, lock=True)
+        message.ticket_id = ticket.id
+        session.add(message)
+        detail: dict[str, Any] = {"message": message.id, "channel": message.channel}
+        if message.auto_generated:
+            detail["auto_generated"] = message.auto_generated
+        return await self._record(session, ticket, actor, action, {}, detail)
+
+    async def find_in(self, session: AsyncSession, public_id: str) -> Ticket | None:
+        try:
+            return await _load(session, public_id)
+        except TicketNotFound:
+            return None
 
     async def _find_or_create_requester(self, session: AsyncSession, new: NewTicket) -> Requester:
         query = (
