@@ -46,9 +46,34 @@ def message_id_of(raw: bytes) -> str:
     return derived_message_id(raw)
 
 
+_STABLE_HEADERS = (b"from", b"to", b"cc", b"subject", b"date")
+
+
+def content_digest(raw: bytes) -> str:
+    """A digest of what no relay changes: From/To/Cc/Subject/Date and the body.
+
+    Trace headers (Received, Return-Path, Delivered-To, X-…) and line endings are left out,
+    so one message fetched over IMAP and delivered over SMTP has one digest.
+    """
+    normal = raw.replace(b"\r\n", b"\n")
+    head, _, body = normal.partition(b"\n\n")
+    digest = hashlib.sha256()
+    for line in re.sub(rb"\n[ \t]+", b" ", head).split(b"\n"):
+        name = line.split(b":", 1)[0].strip().lower()
+        if name in _STABLE_HEADERS:
+            digest.update(line.strip() + b"\n")
+    digest.update(b"\n" + body.rstrip(b"\n"))
+    return digest.hexdigest()[:16]
+
+
 def mail_dedupe_key(raw: bytes) -> str:
-    """Deliveries with one Message-ID (SMTP retry, IMAP replay, both doors) are one message."""
-    return f"email:{message_id_of(raw)}"
+    """One message, however often and by whichever door it arrives: its Message-ID and the
+    digest of its content. (A Message-ID alone is not enough: clients reuse them, and one
+    reused id must never swallow a different request.)"""
+    message_id = message_id_of(raw)
+    if len(message_id) > 400:
+        message_id = hashlib.sha256(message_id.encode()).hexdigest()
+    return f"email:{message_id}#{content_digest(raw)}"
 
 
 def _header(part: MimePart, name: str, hint: str | None = None) -> str:
@@ -85,6 +110,8 @@ def parse_email(
     attachment_cap: int = 10 * 1024 * 1024,
 ) -> InboundMessage:
     mime = email.message_from_bytes(raw)
+    if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in mime.defects):
+        mime = email.message_from_bytes(repair_header_folding(raw))
     defects = [type(d).__name__ for d in mime.defects]
     hint = _declared_charset(mime)
     sender_name, sender = _address(_header(mime, "From", hint))
@@ -127,6 +154,23 @@ def parse_email(
     if inbound.bounce is not None and inbound.auto_generated is None:
         inbound.auto_generated = "delivery-status report"
     return inbound
+
+
+_HEADER_LINE = re.compile(rb"^(?:From |[!-9;-~]+:)")
+
+
+def repair_header_folding(raw: bytes) -> bytes:
+    """Join header lines that lost their folding whitespace (seen from spam filters that wrap
+    long X- headers at a fixed width): otherwise the header block ends early and the MIME
+    structure is read as body text."""
+    match = re.search(rb"\r?\n\r?\n", raw)
+    end = match.start() if match else len(raw)
+    lines = raw[:end].split(b"\n")
+    fixed = [
+        line if i == 0 or line[:1] in (b" ", b"\t") or _HEADER_LINE.match(line) else b" " + line
+        for i, line in enumerate(lines)
+    ]
+    return b"\n".join(fixed) + raw[end:]
 
 
 def _recipients(mime: MimePart, hint: str | None) -> list[str]:

@@ -64,6 +64,12 @@ class PrivacyMailHandler:
         return TEMPORARY_FAILURE
 
 
+class PrivacySMTP(SMTP):
+    # RFC 5321 allows 1000 octets a line, but real clients send longer (unwrapped HTML):
+    # refusing them would lose requests, so the limit is the message size limit's business.
+    line_length_limit = 1 << 20
+
+
 class SmtpReceiver:
     def __init__(
         self, settings: SmtpSettings, mail: MailSettings, inbox: Inbox, addresses: list[str]
@@ -81,7 +87,7 @@ class SmtpReceiver:
         return context
 
     def _protocol(self) -> SMTP:
-        return SMTP(
+        return PrivacySMTP(
             self.handler,
             hostname=self.settings.hostname,  # without it aiosmtpd calls a blocking getfqdn()
             ident="rightsdesk",

@@ -28,7 +28,7 @@ from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Channel, RequestType, TicketStatus
 from rightsdesk.service import Desk, configure_logging, run_service
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
-from rightsdesk.views import account_view, ticket_detail, ticket_summary
+from rightsdesk.views import account_view, message_view, ticket_detail, ticket_summary
 
 T = TypeVar("T")
 
@@ -42,10 +42,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 accounts_app = typer.Typer(help="The company's user directory.", no_args_is_help=True)
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+intake_app = typer.Typer(help="Messages that could not be routed.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(audit_app, name="audit")
+app.add_typer(intake_app, name="intake")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -522,6 +524,49 @@ def tickets_relabel(
     """Correct a ticket's request types (kept as a training correction)."""
     new_types = _parse_types([types])
     _change(lambda d: d.tickets.relabel(ticket_id, state.actor, new_types), as_json, "relabelled")
+
+
+# ---- intake -----------------------------------------------------------------------------------
+
+
+@intake_app.command("failed")
+def intake_failed(
+    limit: Annotated[int, typer.Option(help="At most this many messages.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List stored messages that failed to parse or route, or were too large to fetch."""
+
+    async def work(desk: Desk) -> list[dict[str, Any]]:
+        return [message_view(m) for m in await desk.pipeline.problems(limit)]
+
+    rows = _with_desk(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(Column("#", no_wrap=True), "status", "received", "sender", "size", "problem")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["parse_status"],
+            (row["received_at"] or "")[:19],
+            row["sender"] or "",
+            str(row["raw_bytes"] or ""),
+            row["parse_error"] or "",
+        )
+    out.print(table)
+
+
+@intake_app.command("retry")
+def intake_retry(
+    message: Annotated[int, typer.Argument(help="The message number from `intake failed`.")],
+) -> None:
+    """Route a failed message again (after the cause was fixed)."""
+    outcome = _with_desk(lambda desk: desk.pipeline.retry(message))
+    if outcome is None:
+        _fail(f"message #{message} is not waiting or failed")
+    out.print(f"message #{message}: {outcome}", highlight=False)
+    if outcome == "failed":
+        raise typer.Exit(1)
 
 
 # ---- audit / deadline -------------------------------------------------------------------------

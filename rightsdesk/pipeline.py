@@ -477,6 +477,17 @@ class IntakePipeline:
                 return None
         return await self.process(message_row_id)
 
+    async def problems(self, limit: int = 100) -> list[Message]:
+        """Messages the DPO must look at: failed to route, or too large to fetch."""
+        async with self.db.transaction() as session:
+            found = await session.exec(
+                select(Message)
+                .where(col(Message.parse_status).in_(["failed", "too_large"]))
+                .order_by(col(Message.id))
+                .limit(limit)
+            )
+            return list(found.all())
+
     async def waiting(self, limit: int = 100) -> list[int]:
         async with self.db.transaction() as session:
             found = await session.exec(

@@ -81,7 +81,10 @@ def message_view(message: Message) -> dict[str, Any]:
         "received_at": _iso(message.received_at),
         "text": message.text,
         "parse_status": message.parse_status,
-        "raw_bytes": len(message.raw) if message.raw is not None else None,
+        "parse_error": message.parse_error,
+        "auto_generated": message.auto_generated,
+        "sender_authenticated": message.sender_authenticated,
+        "raw_bytes": message.raw_size or (len(message.raw) if message.raw is not None else None),
     }
 
 
