@@ -8,9 +8,14 @@ the server is unreachable the PostgreSQL half is skipped, except under CI=true, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -154,3 +159,104 @@ async def desk(settings: Settings, clock: FrozenClock) -> AsyncIterator[Desk]:
         yield built
     finally:
         await built.close()
+
+
+# ---- a real IMAP server (Debian's Dovecot) ----------------------------------------------------
+
+IMAP_USER = "privacy@example.com"
+IMAP_PASSWORD = "test-secret"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImapServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[ImapServer]:
+    """Dovecot on a free loopback port, users in a passwd-file, mail in a temp folder."""
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    if not Path(binary).exists():
+        message = "Dovecot is not installed (apt-get install -y dovecot-imapd)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="rightsdesk-dovecot-"))
+    root.chmod(0o755)  # the imap processes run as the dovecot user
+    port = _free_port()
+    (root / "users").write_text(f"{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}\n", encoding="utf-8")
+    (root / "mail").mkdir()
+    shutil.chown(root / "mail", "dovecot", "dovecot")
+    config = root / "dovecot.conf"
+    config.write_text(
+        f"""protocols = imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{root}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={root}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+""",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen([binary, "-F", "-c", str(config)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                err = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"Dovecot did not start: {err}")
+            time.sleep(0.1)
+    try:
+        yield ImapServer("127.0.0.1", port, IMAP_USER, IMAP_PASSWORD)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(root, ignore_errors=True)
