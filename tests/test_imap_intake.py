@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -18,13 +17,13 @@ from tests.conftest import ImapServer, corpus_files
 
 
 @pytest.fixture
-def mailbox(dovecot: ImapServer) -> Iterator[tuple[ImapServer, str]]:
+def mailbox(dovecot: ImapServer) -> tuple[ImapServer, str]:
     """A fresh folder for this test (the watcher reads it; processed mail goes to another)."""
     folder = f"t{uuid.uuid4().hex[:10]}"
     with IMAPClient(dovecot.host, port=dovecot.port, ssl=False) as client:
         client.login(dovecot.user, dovecot.password)
         client.create_folder(folder)
-    yield dovecot, folder
+    return dovecot, folder
 
 
 def client_for(server: ImapServer) -> IMAPClient:
