@@ -228,7 +228,7 @@ def test_cli_lists_failed_messages_and_retries(database_url: str, tmp_path: Path
     )
 
     async def store() -> None:
-        desk = Desk.build(Settings(database={"url": database_url}, desk={"data_dir": tmp_path}))  # type: ignore[arg-type]
+        desk = Desk.build(Settings(database={"url": database_url}, desk={"data_dir": tmp_path}))
         try:
             await deliver(desk, b"Subject: no sender\r\nMessage-ID: <n1@x>\r\n\r\nhello")
         finally:
