@@ -22,12 +22,12 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlmodel import select
 
-from intake.mail import mail_dedupe_key, message_id_of
+from intake.mail import mail_delivery
 from rightsdesk.clock import Clock
 from rightsdesk.config import ImapSettings, MailSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, MailboxState, Message
-from rightsdesk.pipeline import Delivery, Inbox
+from rightsdesk.pipeline import Inbox
 
 log = logging.getLogger("rightsdesk.imap")
 
@@ -154,13 +154,7 @@ class ImapWatcher:
                     if raw is None:
                         continue  # expunged meanwhile
                     accepted = await self.inbox.accept(
-                        Delivery(
-                            channel=Channel.EMAIL,
-                            raw=bytes(raw),
-                            dedupe_key=mail_dedupe_key(bytes(raw)),
-                            message_id=message_id_of(bytes(raw)),
-                            envelope_to=[self.settings.username.lower()],
-                        )
+                        mail_delivery(bytes(raw), envelope_to=[self.settings.username.lower()])
                     )
                     new += 0 if accepted.duplicate else 1
                 await self._mark_done(uid)

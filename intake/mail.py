@@ -10,6 +10,7 @@ import email
 import email.utils
 import hashlib
 import re
+from collections.abc import Sequence
 from email.message import Message as MimePart
 from email.parser import BytesHeaderParser
 
@@ -18,6 +19,7 @@ from inscriptis import get_text
 from intake.charsets import decode_bytes, decode_header_value
 from rightsdesk.inbound import Attachment, Authentication, Bounce, InboundMessage
 from rightsdesk.models import Channel
+from rightsdesk.pipeline import Delivery
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _ADDR_CLEAN = re.compile(r"[\x00-\x20<>]")
@@ -66,14 +68,29 @@ def content_digest(raw: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def mail_dedupe_key(raw: bytes) -> str:
+def mail_dedupe_key(raw: bytes, message_id: str | None = None) -> str:
     """One message, however often and by whichever door it arrives: its Message-ID and the
     digest of its content. (A Message-ID alone is not enough: clients reuse them, and one
     reused id must never swallow a different request.)"""
-    message_id = message_id_of(raw)
+    message_id = message_id or message_id_of(raw)
     if len(message_id) > 400:
         message_id = hashlib.sha256(message_id.encode()).hexdigest()
     return f"email:{message_id}#{content_digest(raw)}"
+
+
+def mail_delivery(
+    raw: bytes, envelope_from: str | None = None, envelope_to: Sequence[str] = ()
+) -> Delivery:
+    """What either mail door hands the Inbox for one message."""
+    message_id = message_id_of(raw)
+    return Delivery(
+        channel=Channel.EMAIL,
+        raw=raw,
+        dedupe_key=mail_dedupe_key(raw, message_id),
+        message_id=message_id,
+        envelope_from=envelope_from,
+        envelope_to=envelope_to,
+    )
 
 
 def _header(part: MimePart, name: str, hint: str | None = None) -> str:

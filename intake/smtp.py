@@ -14,10 +14,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from intake.mail import mail_dedupe_key, message_id_of
+from intake.mail import mail_delivery
 from rightsdesk.config import MailSettings, SmtpSettings
-from rightsdesk.models import Channel
-from rightsdesk.pipeline import Delivery, Inbox
+from rightsdesk.pipeline import Inbox
 
 log = logging.getLogger("rightsdesk.smtp")
 
@@ -43,11 +42,8 @@ class PrivacyMailHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", errors="surrogateescape")
-        delivery = Delivery(
-            channel=Channel.EMAIL,
-            raw=raw,
-            dedupe_key=mail_dedupe_key(raw),
-            message_id=message_id_of(raw),
+        delivery = mail_delivery(
+            raw,
             envelope_from=(envelope.mail_from or "")[:320],
             envelope_to=[a.lower() for a in envelope.rcpt_tos],
         )

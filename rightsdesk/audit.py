@@ -67,14 +67,16 @@ async def append_event(
     link make one transaction fail instead of forking the chain.
     """
     assert ticket.id is not None
-    last = (
-        await session.exec(
-            select(Event.seq, Event.hash)
-            .where(Event.ticket_id == ticket.id)
-            .order_by(col(Event.seq).desc())
-            .limit(1)
-        )
-    ).first()
+    last = None
+    if ticket.audit_head:  # a new ticket has no chain yet: nothing to look up
+        last = (
+            await session.exec(
+                select(Event.seq, Event.hash)
+                .where(Event.ticket_id == ticket.id)
+                .order_by(col(Event.seq).desc())
+                .limit(1)
+            )
+        ).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
     before, after = _jsonable(before or {}), _jsonable(after or {})
     event = Event(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,11 +37,23 @@ class Database:
             kwargs["max_overflow"] = settings.pool_size * 2
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # Reads that must not wait for the writer: on SQLite a second engine whose
+        # transactions begin DEFERRED (WAL lets them read beside the writer).
+        self._read_engine = self.engine
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, begin="BEGIN IMMEDIATE")
+            self._read_engine = create_async_engine(self.url, **kwargs)
+            _configure_sqlite(self._read_engine, begin="BEGIN")
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
+        self._read_sessions = async_sessionmaker(
+            self._read_engine, class_=AsyncSession, expire_on_commit=False
+        )
+        # SQLite has one writer at a time. Queueing our own writers here, in order, is far
+        # faster than letting them collide and poll: SQLite's busy handler sleeps up to 100 ms
+        # between tries. (Other processes, e.g. the CLI, still fall back on busy_timeout.)
+        self._sqlite_writer: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -48,8 +61,21 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self._sessions() as session, session.begin():
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        Do not open one transaction inside another: on SQLite that would wait on itself.
+        """
+        if self._sqlite_writer is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._sqlite_writer, self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session that never queues behind writers. Do not write through it."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:
@@ -63,6 +89,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_engine is not self.engine:
+            await self._read_engine.dispose()
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
@@ -82,10 +110,10 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over, and
-    # begin every transaction IMMEDIATE so two writers queue on the lock instead of deadlocking
-    # on a read-to-write upgrade.
+def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over.
+    # Writers begin IMMEDIATE so two of them queue on the lock instead of deadlocking on a
+    # read-to-write upgrade; readers begin DEFERRED.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -98,4 +126,4 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
