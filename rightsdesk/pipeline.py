@@ -178,7 +178,7 @@ class Inbox:
         async with self.db.transaction() as session:
             connection = await session.connection()
             result = await connection.execute(statement, rows)
-            inserted: dict[str, int] = {key: int(row_id) for row_id, key in result.all()}
+            inserted = {key: row_id for row_id, key in result.all() if key and row_id}
             missing = {d.dedupe_key for d in deliveries} - inserted.keys()
             existing: dict[str, int] = {}
             if missing:
