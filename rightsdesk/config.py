@@ -108,6 +108,8 @@ class MailSettings(_Section):
     max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     # authserv-ids whose Authentication-Results headers we believe (our own MX, our provider).
     trusted_authserv_ids: list[str] = Field(default_factory=list)
+    # At most this many acknowledgements to one sender an hour: a flood gets no flood back.
+    acknowledgements_per_hour: int = Field(default=5, ge=0)
 
 
 class OutboundSettings(_Section):

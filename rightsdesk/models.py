@@ -188,9 +188,11 @@ class Message(SQLModel, table=True):
     envelope_to: list[str] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
     )
-    sender: str | None = Field(default=None, max_length=320)
+    sender: str | None = Field(default=None, max_length=320, index=True)
     subject: str | None = Field(default=None, max_length=998)
     text: str | None = None  # decoded, readable text
+    # Whether the requester may be sent an acknowledgement for this message (rate limited).
+    acknowledge: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     new_text: str | None = None  # the text without quoted history: what the classifier read
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     raw_size: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -64,6 +64,7 @@ class Desk:
             signer,
             parsers={Channel.EMAIL.value: parse_mail},
             classifier=classifier or TriageEverything(),
+            acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
         )
         return cls(
             settings=settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from intake.mail import mail_dedupe_key
 from rightsdesk.cli import app
+from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, RequesterContact, Ticket
 from rightsdesk.pipeline import Classification, Delivery, IntakeWorker
@@ -146,6 +148,27 @@ async def test_bounce_of_our_mail_marks_the_address_undeliverable(desk: Desk) ->
         contact = (await session.exec(select(RequesterContact))).one()
     assert contact.undeliverable is True
     assert (await desk.tickets.detail(public_id)).events[-1].action == "bounce_received"
+
+
+async def test_a_flood_from_one_sender_is_acknowledged_five_times_an_hour(
+    desk: Desk, clock: FrozenClock
+) -> None:
+    rows = [
+        await deliver(desk, mail(f"请删除 {i}", message_id=f"flood-{i}@example.com"))
+        for i in range(8)
+    ]
+    other = await deliver(desk, mail("请删除", sender="li.si@example.com", message_id="o@e"))
+    assert [(await message(desk, r)).acknowledge for r in rows] == [True] * 5 + [False] * 3
+    assert (await message(desk, other)).acknowledge is True
+    assert await count(desk, Ticket) == 9  # every one is still a request, answered or not
+    clock.advance(dt.timedelta(minutes=61))
+    later = await deliver(desk, mail("again", message_id="later@example.com"))
+    assert (await message(desk, later)).acknowledge is True
+
+
+async def test_automatic_mail_is_never_acknowledged(desk: Desk) -> None:
+    row_id = await deliver(desk, mail("Out of office", headers="Auto-Submitted: auto-replied\r\n"))
+    assert (await message(desk, row_id)).acknowledge is False
 
 
 async def test_our_own_mail_coming_back_is_ignored(desk: Desk) -> None:
