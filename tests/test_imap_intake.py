@@ -57,9 +57,7 @@ def watcher_for(
             "poll_seconds": 1.0,
         }
     )
-    return ImapWatcher(
-        settings, server.password, desk.settings.mail, desk.inbox, desk.db, desk.clock
-    )
+    return kind(settings, server.password, desk.settings.mail, desk.inbox, desk.db, desk.clock)
 
 
 def request(i: int) -> bytes:
