@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rightsdesk.models import RequestType
+
 ENV_PREFIX = "RIGHTSDESK_"
 CONFIG_ENV = "RIGHTSDESK_CONFIG"
 
@@ -112,8 +114,50 @@ class MailSettings(_Section):
     acknowledgements_per_hour: int = Field(default=5, ge=0)
 
 
+VerificationMethod = Literal["none", "registered_email", "code", "manual"]
+
+
+def _default_policy() -> dict[str, VerificationMethod]:
+    return {
+        "inquiry": "none",
+        "complaint": "none",
+        "not_rights_request": "none",
+        "access": "registered_email",
+        "portability": "registered_email",
+        "rectification": "registered_email",
+        "withdraw_consent": "registered_email",
+        "restriction": "registered_email",
+        "erasure": "code",
+        "account_deletion": "code",
+        "minor": "manual",
+        "deceased": "manual",
+    }
+
+
+class VerificationSettings(_Section):
+    # Per request type: none | registered_email (DKIM/DMARC-aligned mail from the registered
+    # address, else a code) | code (always a code to the registered address) | manual (the DPO).
+    policy: dict[str, VerificationMethod] = Field(default_factory=_default_policy)
+    code_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    max_sends: int = Field(default=3, ge=1, le=10)  # the first code and at most 2 resends
+    reminder_after_days: int = Field(default=2, ge=1)
+    close_after_days: int = Field(default=14, ge=1)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_types(cls, value: dict[str, VerificationMethod]) -> dict[str, VerificationMethod]:
+        unknown = set(value) - {t.value for t in RequestType}
+        if unknown:
+            raise ValueError(f"unknown request type(s): {', '.join(sorted(unknown))}")
+        return {**_default_policy(), **value}
+
+
 class OutboundSettings(_Section):
     from_address: str = "privacy@localhost"
+    from_name: str = "隐私保护团队 Privacy Team"
+    # Templates here override the built-in ones file by file (same names).
+    templates_dir: Path | None = None
     # Empty relay_host: outbound mail is written as .eml files to outbox_dir instead.
     relay_host: str = ""
     relay_port: int = Field(default=587, ge=1, le=65535)
@@ -171,6 +215,7 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    verification: VerificationSettings = Field(default_factory=VerificationSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     imap: ImapSettings = Field(default_factory=ImapSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)

@@ -148,6 +148,9 @@ class Ticket(SQLModel, table=True):
     cancel_reason: str | None = None
     finished_at: dt.datetime | None = None  # entered resolved/denied/cancelled
     closed_at: dt.datetime | None = None
+    # How identity is being established: none | registered_email | code | manual |
+    # no_account (nobody matched; the DPO decides) | verified
+    verification: str | None = Field(default=None, max_length=32)
     # Hash of the newest audit event: lets `audit verify` notice a chain cut short at its end.
     audit_head: str = Field(default="", max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -245,3 +248,38 @@ class Event(SQLModel, table=True):
     after: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class OutboxEntry(SQLModel, table=True):
+    """A message of ours waiting to be sent (the content is the `message` row, direction out).
+
+    Written in the same transaction as whatever caused it, sent after, marked sent only on the
+    relay's 250: a relay outage delays mail, it never loses it.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", unique=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str = Field(max_length=32)  # acknowledgement, verification_code, resolved, ...
+    recipient: str = Field(max_length=320)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending|sent|failed
+    attempts: int = 0
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    last_error: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    sent_at: dt.datetime | None = None
+
+
+class VerificationChallenge(SQLModel, table=True):
+    """A one-time code sent to an account's registered email for one ticket."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    account_id: str = Field(foreign_key="account.id")
+    sent_to: str = Field(max_length=320)  # the registered address, never one the requester gave
+    code_hash: str = Field(max_length=64)  # HMAC-SHA256 of the code; the code is never stored
+    expires_at: dt.datetime
+    attempts: int = 0
+    sends: int = 1
+    status: str = Field(default="pending", max_length=16)  # pending|verified|locked|expired
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -20,9 +20,12 @@ from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Channel
+from rightsdesk.notices import RequesterNotices
+from rightsdesk.outbound import OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
-from rightsdesk.signing import MessageIdSigner, signer_for
+from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.tickets import TicketService
+from rightsdesk.verification import Verifier
 
 log = logging.getLogger("rightsdesk.service")
 
@@ -42,6 +45,9 @@ class Desk:
     signer: MessageIdSigner
     inbox: Inbox
     pipeline: IntakePipeline
+    outbox: Outbox
+    verifier: Verifier
+    sender: OutboundSender
 
     @classmethod
     def build(
@@ -50,8 +56,12 @@ class Desk:
         clock = clock or SystemClock()
         db = Database(settings.database)
         policy = DeadlinePolicy(settings.deadlines, settings.desk.tz)
-        tickets = TicketService(db, clock, policy)
         signer = signer_for(settings)
+        outbox = Outbox(settings, signer, clock)
+        tickets = TicketService(db, clock, policy, RequesterNotices(settings, outbox))
+        verifier = Verifier(
+            settings.verification, load_signing_key(settings), clock, tickets, outbox
+        )
         parse_mail = partial(
             parse_email,
             trusted_authserv_ids=frozenset(a.lower() for a in settings.mail.trusted_authserv_ids),
@@ -64,6 +74,8 @@ class Desk:
             signer,
             parsers={Channel.EMAIL.value: parse_mail},
             classifier=classifier or TriageEverything(),
+            verifier=verifier,
+            outbox=outbox,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
         )
         return cls(
@@ -76,6 +88,9 @@ class Desk:
             signer=signer,
             inbox=Inbox(db, clock),
             pipeline=pipeline,
+            outbox=outbox,
+            verifier=verifier,
+            sender=OutboundSender(db, clock, settings, outbox),
         )
 
     async def close(self) -> None:
@@ -110,6 +125,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         # The worker first routes whatever a crash left stored but unprocessed.
         worker = IntakeWorker(desk.pipeline, desk.inbox)
         tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
+        tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
         doors = []
         if settings.smtp.enabled:
             receiver = SmtpReceiver(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -122,11 +122,22 @@ def format_public_id(year: int, seq: int) -> str:
     return f"PRIV-{year}-{seq:06d}"
 
 
+class Notices(Protocol):
+    """Told of every change, inside its transaction: tells the requester what they must know."""
+
+    async def ticket_changed(
+        self, session: AsyncSession, ticket: Ticket, action: str, details: dict[str, Any]
+    ) -> None: ...
+
+
 class TicketService:
-    def __init__(self, db: Database, clock: Clock, policy: DeadlinePolicy) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, policy: DeadlinePolicy, notices: Notices | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
         self.policy = policy
+        self.notices = notices
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -348,47 +359,76 @@ class TicketService:
         note: str | None = None,
         **fields: Any,
     ) -> Ticket:
-        now = self.clock.now()
         async with self.db.transaction() as session:
-            ticket = await _load(session, public_id, lock=True)
-            current = TicketStatus(ticket.status)
-            if to not in TRANSITIONS[current]:
-                allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
-                raise IllegalTransition(
-                    f"{public_id} is {current}; it cannot become {to} (from {current}: {allowed})"
-                )
-            before = {"status": current, **_deadline_fields(ticket)}
-            before.update({name: getattr(ticket, name) for name in fields})
-            if current is S.AWAITING_VERIFICATION and ticket.paused_since is not None:
-                self._resume_clock(ticket, now)
-            ticket.status = to
-            for name, value in fields.items():
-                setattr(ticket, name, value)
-            if to is S.AWAITING_VERIFICATION and self.policy.settings.pause_while_waiting:
-                ticket.paused_since = now if ticket.response_due is not None else None
-            if to is S.OPEN and ticket.clock_started_at is None:
-                self._start_clock(ticket, now)  # clock_starts == "verification"
-            if to in FINISHED_STATUSES:
-                ticket.finished_at = now
-            elif to is S.CLOSED:
-                ticket.closed_at = now
-            elif to is S.REOPENED:
-                ticket.finished_at = ticket.closed_at = None
-            ticket.updated_at = now
-            session.add(ticket)
-            after = {"status": to, **_deadline_fields(ticket), **fields}
-            if note:
-                after["note"] = note
-            await append_event(
-                session,
-                ticket,
-                at=now,
-                actor=actor,
-                action=action or to.value,
-                before=before,
-                after=after,
+            return await self.transition_in(
+                session, public_id, to, actor, action=action, note=note, **fields
             )
-            return ticket
+
+    async def transition_in(
+        self,
+        session: AsyncSession,
+        public_id: str,
+        to: TicketStatus,
+        actor: str,
+        *,
+        action: str | None = None,
+        note: str | None = None,
+        **fields: Any,
+    ) -> Ticket:
+        """Move a ticket along the status machine inside the caller's transaction."""
+        now = self.clock.now()
+        ticket = await _load(session, public_id, lock=True)
+        current = TicketStatus(ticket.status)
+        if to not in TRANSITIONS[current]:
+            allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
+            raise IllegalTransition(
+                f"{public_id} is {current}; it cannot become {to} (from {current}: {allowed})"
+            )
+        before = {"status": current, **_deadline_fields(ticket)}
+        before.update({name: getattr(ticket, name) for name in fields})
+        if current is S.AWAITING_VERIFICATION and ticket.paused_since is not None:
+            self._resume_clock(ticket, now)
+        ticket.status = to
+        for name, value in fields.items():
+            setattr(ticket, name, value)
+        if to is S.AWAITING_VERIFICATION and self.policy.settings.pause_while_waiting:
+            ticket.paused_since = now if ticket.response_due is not None else None
+        if to is S.OPEN and ticket.clock_started_at is None:
+            self._start_clock(ticket, now)  # clock_starts == "verification"
+        if to in FINISHED_STATUSES:
+            ticket.finished_at = now
+        elif to is S.CLOSED:
+            ticket.closed_at = now
+        elif to is S.REOPENED:
+            ticket.finished_at = ticket.closed_at = None
+        ticket.updated_at = now
+        session.add(ticket)
+        after = {"status": to, **_deadline_fields(ticket), **fields}
+        if note:
+            after["note"] = note
+        event_action = action or to.value
+        await append_event(
+            session, ticket, at=now, actor=actor, action=event_action, before=before, after=after
+        )
+        if self.notices is not None:
+            await self.notices.ticket_changed(
+                session, ticket, event_action, {**after, "previous": current}
+            )
+        return ticket
+
+    async def load_in(self, session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:
+        return await _load(session, public_id, lock=lock)
+
+    async def note_in(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
+    ) -> Ticket:
+        """An audit event that changes no field (a code sent, a wrong code, ...)."""
+        return await self._record(session, ticket, actor, action, {}, details)
 
     # ---- other changes ---------------------------------------------------------------------
 
@@ -420,7 +460,10 @@ class TicketService:
             ticket.response_due = until
             ticket.extension_reason = reason
             after = {"response_due": until, "extension_reason": reason}
-            return await self._record(session, ticket, actor, "extended", before, after)
+            await self._record(session, ticket, actor, "extended", before, after)
+            if self.notices is not None:
+                await self.notices.ticket_changed(session, ticket, "extended", after)
+            return ticket
 
     async def relabel(self, public_id: str, actor: str, types: Iterable[RequestType]) -> Ticket:
         new_types = _validated_types(types)

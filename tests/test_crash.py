@@ -115,7 +115,9 @@ async def _settle(settings: Settings, expected: int) -> list[Message]:
         deadline = time.monotonic() + 60
         while True:
             async with desk.db.transaction() as session:
-                rows = list((await session.exec(select(Message))).all())
+                rows = list(
+                    (await session.exec(select(Message).where(Message.direction == "in"))).all()
+                )
             if len(rows) >= expected and all(r.parse_status != "stored" for r in rows):
                 return rows
             assert time.monotonic() < deadline, f"{len(rows)} of {expected} routed"
@@ -232,7 +234,9 @@ async def _stored(settings: Settings) -> int:
     try:
         async with desk.db.transaction() as session:
             return (
-                await session.exec(select(func.count(col(Message.id))).select_from(Message))
+                await session.exec(
+                    select(func.count(col(Message.id))).where(Message.direction == "in")
+                )
             ).one()
     finally:
         await desk.close()

@@ -1,0 +1,383 @@
+"""Everything we send: composed from templates, written to the outbox, then sent.
+
+    Outbox.enqueue      in the caller's transaction: the message row (raw MIME) + outbox entry
+    OutboundSender      claims due entries, sends them (relay, or .eml files), marks them sent
+                        only on the relay's 250, and retries with back-off otherwise
+
+A state change and the mail that announces it commit together, so neither exists without the
+other; a relay outage delays mail, it never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import re
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.clock import Clock
+from rightsdesk.config import Settings
+from rightsdesk.db import Database
+from rightsdesk.models import Channel, Message, OutboxEntry, RequestType, Ticket
+from rightsdesk.signing import MessageIdSigner
+
+log = logging.getLogger("rightsdesk.outbound")
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+LEASE = dt.timedelta(minutes=5)  # a claimed entry is retried after this if its sender died
+MAX_BACKOFF = dt.timedelta(hours=1)
+
+TYPE_NAMES: dict[str, dict[str, str]] = {
+    "zh": {
+        "access": "查阅、复制您的个人信息",
+        "portability": "转移您的个人信息",
+        "rectification": "更正、补充您的个人信息",
+        "erasure": "删除您的个人信息",
+        "account_deletion": "注销您的账号",
+        "withdraw_consent": "撤回同意",
+        "restriction": "限制或拒绝处理",
+        "inquiry": "咨询个人信息的处理方式",
+        "minor": "监护人关于未成年人信息的请求",
+        "deceased": "近亲属关于已故用户信息的请求",
+        "complaint": "投诉",
+        "not_rights_request": "其他事项",
+    },
+    "en": {
+        "access": "access to, or a copy of, your personal information",
+        "portability": "transfer of your personal information",
+        "rectification": "correction of your personal information",
+        "erasure": "deletion of your personal information",
+        "account_deletion": "closing your account",
+        "withdraw_consent": "withdrawing your consent",
+        "restriction": "restricting or objecting to processing",
+        "inquiry": "a question about how your information is processed",
+        "minor": "a guardian's request about a child's information",
+        "deceased": "a relative's request about a deceased user's information",
+        "complaint": "a complaint",
+        "not_rights_request": "something else",
+    },
+}
+
+
+def type_names(types: list[RequestType], lang: str) -> str:
+    separator = "、" if lang == "zh" else "; "
+    return separator.join(TYPE_NAMES[lang][t.value] for t in types)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Templates:
+    """Jinja2 templates, one file per kind and language; a DPO folder overrides file by file."""
+
+    def __init__(self, override: Path | None, company: str) -> None:
+        loaders = [FileSystemLoader(str(override))] if override else []
+        loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        # Plain-text bodies: no autoescape here; the HTML layout escapes what it receives.
+        self.text_env = Environment(
+            loader=ChoiceLoader(loaders), undefined=StrictUndefined, keep_trailing_newline=True
+        )
+        self.html_env = Environment(
+            loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=True
+        )
+        self.company = company
+
+    def _block(self, kind: str, lang: str, block: str, context: dict[str, Any]) -> str:
+        template = self.text_env.get_template(f"{kind}.{lang}.j2")
+        rendered = "".join(template.blocks[block](template.new_context(context)))
+        return rendered.strip()
+
+    def render(self, kind: str, lang: str | None, context: dict[str, Any]) -> Rendered:
+        """One language when the requester's is known; both (Chinese first) when it is not."""
+        langs = [lang] if lang in ("zh", "en") else ["zh", "en"]
+        parts = []
+        for each in langs:
+            localised = dict(context)
+            if "types" in localised and isinstance(localised["types"], list):
+                localised["types"] = type_names(localised["types"], each)
+            if isinstance(localised.get("next_step"), dict):
+                localised["next_step"] = localised["next_step"][each]
+            parts.append(
+                (
+                    self._block(kind, each, "subject", localised),
+                    self._block(kind, each, "body", localised),
+                )
+            )
+        ticket_id = context.get("ticket_id", "")
+        subject = " / ".join(s for s, _ in parts)
+        if ticket_id:
+            subject = f"[{ticket_id}] {subject}"
+        text = "\n\n----------\n\n".join(b for _, b in parts) + "\n"
+        html = self.html_env.get_template("_layout.html.j2").render(
+            subject=subject,
+            company=self.company,
+            ticket_id=ticket_id,
+            sections=[[p for p in b.split("\n\n") if p.strip()] for _, b in parts],
+        )
+        return Rendered(subject, text, html)
+
+
+class UnmailableAddress(ValueError):
+    """An address that no standard mail header can carry: we cannot write to it."""
+
+
+def mail_address(address: str, name: str | None = None) -> Address:
+    """A header-safe address, or UnmailableAddress. A name that breaks the header is dropped;
+    an address that does is refused."""
+    try:
+        return Address(_one_line(name or ""), addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError):
+        pass
+    try:
+        return Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError):
+        raise UnmailableAddress("the address cannot be written in a mail header") from None
+
+
+def can_mail(address: str) -> bool:
+    try:
+        mail_address(address)
+    except UnmailableAddress:
+        return False
+    return True
+
+
+def _one_line(value: str, limit: int = 200) -> str:
+    """Header text from anything a requester wrote: CR/LF and control characters cannot
+    survive, so nobody can add a header through a name or a subject."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()[:limit]
+
+
+class Outbox:
+    def __init__(self, settings: Settings, signer: MessageIdSigner, clock: Clock) -> None:
+        self.settings = settings
+        self.signer = signer
+        self.clock = clock
+        self.templates = Templates(settings.outbound.templates_dir, settings.desk.company_name)
+        self.enqueued = asyncio.Event()  # wakes the sender
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: Ticket,
+        kind: str,
+        to: str,
+        lang: str | None,
+        context: dict[str, Any],
+        to_name: str | None = None,
+    ) -> OutboxEntry:
+        """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
+        rendered = self.templates.render(kind, lang, {"ticket_id": ticket.public_id, **context})
+        message_id = self.signer.new_message_id(ticket.public_id)
+        references = await _thread_of(session, ticket)
+        mime = EmailMessage()
+        sender = self.settings.outbound.from_address
+        mime["To"] = mail_address(to, to_name)  # first: refuses before anything is composed
+        mime["From"] = mail_address(sender, self.settings.outbound.from_name)
+        mime["Reply-To"] = mail_address(sender)
+        mime["Subject"] = _one_line(rendered.subject, 500)
+        mime["Date"] = format_datetime(self.clock.now())
+        mime["Message-ID"] = f"<{message_id}>"
+        if references:
+            mime["In-Reply-To"] = f"<{references[-1]}>"
+            mime["References"] = " ".join(f"<{r}>" for r in references[-10:])
+        # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
+        mime["Auto-Submitted"] = "auto-replied"
+        mime["X-Auto-Response-Suppress"] = "All"
+        mime["X-Rightsdesk-Kind"] = kind
+        mime.set_content(rendered.text, charset="utf-8")
+        mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        raw = mime.as_bytes()
+        now = self.clock.now()
+        row = Message(
+            ticket_id=ticket.id,
+            direction="out",
+            channel=Channel.EMAIL,
+            message_id=message_id,
+            sender=sender,
+            envelope_to=[to],
+            subject=mime["Subject"],
+            text=rendered.text,
+            raw=raw,
+            raw_size=len(raw),
+            parse_status="parsed",
+            received_at=now,
+            processed_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        assert row.id is not None
+        entry = OutboxEntry(
+            message_id=row.id,
+            ticket_id=ticket.id,
+            kind=kind,
+            recipient=to,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        session.add(entry)
+        self.enqueued.set()
+        return entry
+
+
+async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[str]:
+    """The Message-IDs of the ticket's mail so far, oldest first, for In-Reply-To/References."""
+    found = await session.exec(
+        select(Message.message_id)
+        .where(Message.ticket_id == ticket.id)
+        .where(Message.channel == Channel.EMAIL)
+        .where(col(Message.message_id).is_not(None))
+        .order_by(col(Message.id))
+    )
+    return [m for m in found.all() if m]
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+class OutboundSender:
+    def __init__(self, db: Database, clock: Clock, settings: Settings, outbox: Outbox) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings.outbound
+        self.password = settings.secret("outbound", "relay_password")
+        self.outbox = outbox
+
+    async def send_due(self, limit: int = 50) -> int:
+        """Send what is due now; returns how many were sent."""
+        sent = 0
+        for entry_id, raw, recipient in await self._claim(limit):
+            try:
+                await self._deliver(entry_id, raw, recipient)
+            except PermanentFailure as exc:
+                await self._failed(entry_id, str(exc), permanent=True)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await self._failed(entry_id, f"{type(exc).__name__}: {exc}"[:300], permanent=False)
+            else:
+                await self._sent(entry_id)
+                sent += 1
+        return sent
+
+    async def run(self, stop: asyncio.Event, poll_seconds: float = 5.0) -> None:
+        while not stop.is_set():
+            self.outbox.enqueued.clear()
+            await self.send_due()
+            waits = [
+                asyncio.create_task(self.outbox.enqueued.wait()),
+                asyncio.create_task(stop.wait()),
+            ]
+            await asyncio.wait(waits, timeout=poll_seconds, return_when="FIRST_COMPLETED")
+            for task in waits:
+                task.cancel()
+
+    async def _claim(self, limit: int) -> list[tuple[int, bytes, str]]:
+        """Take due entries under a lease, so that a second sender (or replica) skips them."""
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            entries = (
+                await session.exec(
+                    select(OutboxEntry)
+                    .where(OutboxEntry.status == "pending")
+                    .where(col(OutboxEntry.next_attempt_at) <= now)
+                    .order_by(col(OutboxEntry.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            claimed = []
+            for entry in entries:
+                entry.next_attempt_at = now + LEASE
+                session.add(entry)
+                message = await session.get_one(Message, entry.message_id)
+                assert entry.id is not None
+                claimed.append((entry.id, message.raw or b"", entry.recipient))
+            return claimed
+
+    async def _deliver(self, entry_id: int, raw: bytes, recipient: str) -> None:
+        settings = self.settings
+        if not settings.relay_host:
+            _write_eml(Path(settings.outbox_dir), entry_id, raw)
+            return
+        try:
+            await aiosmtplib.send(
+                raw,
+                sender=settings.from_address,
+                recipients=[recipient],
+                hostname=settings.relay_host,
+                port=settings.relay_port,
+                start_tls=settings.relay_starttls,
+                username=settings.relay_username or None,
+                password=self.password,
+                timeout=30,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:  # the relay will never take it: say so, don't hammer
+                raise PermanentFailure(f"{exc.code} {exc.message}"[:300]) from exc
+            raise
+
+    async def _sent(self, entry_id: int) -> None:
+        async with self.db.transaction() as session:
+            entry = await session.get_one(OutboxEntry, entry_id)
+            entry.status = "sent"
+            entry.sent_at = self.clock.now()
+            entry.attempts += 1
+            entry.last_error = None
+            session.add(entry)
+
+    async def _failed(self, entry_id: int, error: str, *, permanent: bool) -> None:
+        async with self.db.transaction() as session:
+            entry = await session.get_one(OutboxEntry, entry_id)
+            entry.attempts += 1
+            entry.last_error = error
+            if permanent:
+                entry.status = "failed"
+            else:
+                delay = min(dt.timedelta(seconds=30 * 2 ** (entry.attempts - 1)), MAX_BACKOFF)
+                entry.next_attempt_at = self.clock.now() + delay
+            session.add(entry)
+        log.warning(
+            "outbound #%d %s: %s",
+            entry_id,
+            "failed for good" if permanent else "will be retried",
+            error.split(":")[0],
+        )
+
+    async def pending(self) -> list[OutboxEntry]:
+        async with self.db.reading() as session:
+            found = await session.exec(
+                select(OutboxEntry)
+                .where(OutboxEntry.status != "sent")
+                .order_by(col(OutboxEntry.id))
+            )
+            return list(found.all())
+
+
+def _write_eml(folder: Path, entry_id: int, raw: bytes) -> None:
+    """No relay configured: each mail becomes a file, written whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{entry_id:08d}.eml"
+    temporary = folder / f".{entry_id:08d}.eml.tmp"
+    with temporary.open("wb") as handle:
+        handle.write(raw)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(final)

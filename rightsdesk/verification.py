@@ -1,0 +1,275 @@
+"""Who may see, change or delete an account's data: the person who controls the account.
+
+Policy per request type (config `[verification]`), strictest of a ticket's types wins:
+    none              nothing to verify (questions, complaints)
+    registered_email  mail from the account's registered address with DKIM/DMARC passing at a
+                      server we trust; otherwise a one-time code
+    code              always a one-time code sent to the registered address
+    manual            the DPO checks documents (guardians, relatives)
+
+Codes go only to the address already on the account, never to one the requester supplies.
+They are stored as HMACs bound to their ticket, expire, lock after N wrong tries, and are
+compared in constant time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.clock import Clock
+from rightsdesk.config import VerificationSettings
+from rightsdesk.models import (
+    Account,
+    Requester,
+    Ticket,
+    TicketStatus,
+    VerificationChallenge,
+)
+from rightsdesk.outbound import Outbox
+from rightsdesk.tickets import TicketError, TicketService
+
+SYSTEM = "system:verification"
+STRICTNESS = ("none", "registered_email", "code", "manual")
+_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+# What the acknowledgement says happens next. "code" and "no_account" read the same, so the
+# answer never tells a stranger whether an account exists for an address.
+NEXT_STEP: dict[str, dict[str, str]] = {
+    "none": {
+        "zh": "我们会在上述期限内答复您。",
+        "en": "We will answer you by the date above.",
+    },
+    "verified": {
+        "zh": "您的邮件来自账号的注册邮箱并已通过发件人验证，我们已确认您的身份。",
+        "en": "Your mail came, verifiably, from the account's registered address: "
+        "your identity is confirmed.",
+    },
+    "code": {
+        "zh": "为保护个人信息，我们需要确认您是相关账号的持有人。如果您的账号使用此邮箱注册，"
+        "我们已向注册邮箱发送了验证码，请回复那封邮件；如果您注册时使用了其他邮箱，"
+        "请从该邮箱给我们写信，或回复本邮件告诉我们您的用户名。",
+        "en": "To protect personal information we must confirm that you hold the account "
+        "concerned. If your account is registered with this address, we have sent a code "
+        "there: please reply to that email with it. If you registered with another address, "
+        "write to us from that address, or reply with your username.",
+    },
+    "manual": {
+        "zh": "请回复本邮件并附上能证明您与当事人关系的材料（如监护关系或亲属关系证明），"
+        "我们的个人信息保护负责人会亲自审核。",
+        "en": "Please reply with documents showing your relationship to the person concerned "
+        "(guardianship or kinship); our Data Protection Officer will review them in person.",
+    },
+}
+NEXT_STEP["no_account"] = NEXT_STEP["code"]
+
+Step = Literal["none", "verified", "code", "manual", "no_account"]
+ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    outcome: ReplyOutcome
+    attempts_left: int
+
+
+class Verifier:
+    def __init__(
+        self,
+        settings: VerificationSettings,
+        key: bytes,
+        clock: Clock,
+        tickets: TicketService,
+        outbox: Outbox,
+    ) -> None:
+        self.settings = settings
+        self._key = key
+        self.clock = clock
+        self.tickets = tickets
+        self.outbox = outbox
+
+    def method_for(self, ticket: Ticket) -> str:
+        methods = [self.settings.policy[t.value] for t in ticket.types]
+        return max(methods, key=STRICTNESS.index, default="none")
+
+    def _hash(self, ticket_id: int, code: str) -> str:
+        # Bound to the ticket: a code for one request can never verify another.
+        message = f"verification:{ticket_id}:{code}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    async def begin(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        *,
+        sender: str,
+        sender_authenticated: bool,
+        language: str | None,
+    ) -> Step:
+        """Decide how this new ticket's requester proves who they are, and start it."""
+        method = self.method_for(ticket)
+        if method == "none":
+            ticket.verification = "none"
+            await self.tickets.transition_in(session, ticket.public_id, TicketStatus.OPEN, SYSTEM)
+            return "none"
+        if method == "manual":
+            ticket.verification = "manual"
+            ticket.needs_review = True
+            await self.tickets.transition_in(
+                session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+            )
+            return "manual"
+        account = await _account_registered_to(session, sender)
+        if account is None:
+            ticket.verification = "no_account"
+            ticket.needs_review = True  # a person decides: another address, a username, ...
+            session.add(ticket)
+            return "no_account"
+        if method == "registered_email" and sender_authenticated:
+            await self._verified(
+                session, ticket, account, "DKIM/DMARC-aligned mail from the registered address"
+            )
+            return "verified"
+        await self._send_code(session, ticket, account, language)
+        ticket.verification = "code"
+        await self.tickets.transition_in(
+            session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+        )
+        return "code"
+
+    async def _send_code(
+        self, session: AsyncSession, ticket: Ticket, account: Account, language: str | None
+    ) -> None:
+        assert ticket.id is not None
+        code = f"{secrets.randbelow(10**6):06d}"
+        now = self.clock.now()
+        expires = now + dt.timedelta(minutes=self.settings.code_ttl_minutes)
+        # Any earlier challenge, locked ones included: a resend must not reset the limits.
+        challenge = await _open_challenge(session, ticket.id, any_status=True)
+        if challenge is None:
+            challenge = VerificationChallenge(
+                ticket_id=ticket.id,
+                account_id=account.id,
+                sent_to=account.email,
+                code_hash=self._hash(ticket.id, code),
+                expires_at=expires,
+                created_at=now,
+            )
+        else:
+            if challenge.sends >= self.settings.max_sends:
+                raise TicketError(
+                    f"{ticket.public_id}: {challenge.sends} codes were sent already; "
+                    "verify by hand instead"
+                )
+            challenge.sends += 1
+            challenge.attempts = 0
+            challenge.code_hash = self._hash(ticket.id, code)
+            challenge.expires_at = expires
+            challenge.status = "pending"
+        session.add(challenge)
+        await self.outbox.enqueue(
+            session,
+            ticket=ticket,
+            kind="verification_code",
+            to=account.email,  # the registered address, whoever asked
+            lang=language,
+            context={"code": code, "ttl_minutes": self.settings.code_ttl_minutes},
+        )
+        await self.tickets.note_in(
+            session, ticket, SYSTEM, "verification_code_sent", {"send": challenge.sends}
+        )
+
+    async def resend_code(self, public_id: str, actor: str) -> None:
+        async with self.tickets.db.transaction() as session:
+            ticket = await self.tickets.load_in(session, public_id, lock=True)
+            if ticket.status != TicketStatus.AWAITING_VERIFICATION or ticket.verification != "code":
+                raise TicketError(f"{public_id} is not waiting for a verification code")
+            challenge = await _open_challenge(session, ticket.id or 0, any_status=True)
+            assert challenge is not None
+            account = await session.get_one(Account, challenge.account_id)
+            requester = await session.get_one(Requester, ticket.requester_id)
+            await self._send_code(session, ticket, account, requester.language)
+
+    async def check_reply(
+        self, session: AsyncSession, ticket: Ticket, text: str
+    ) -> CodeCheck | None:
+        """A reply on a ticket waiting for a code: check the first 6-digit number in it."""
+        if ticket.status != TicketStatus.AWAITING_VERIFICATION or ticket.verification != "code":
+            return None
+        found = _CODE.search(text)
+        if found is None:
+            return None
+        assert ticket.id is not None
+        challenge = await _open_challenge(session, ticket.id, any_status=True)
+        if challenge is None:
+            return None
+        left = self.settings.max_attempts - challenge.attempts
+        if challenge.status == "locked" or left <= 0:
+            return CodeCheck("locked", 0)
+        if self.clock.now() > challenge.expires_at:
+            challenge.status = "expired"
+            session.add(challenge)
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_expired", {})
+            return CodeCheck("expired", left)
+        if hmac.compare_digest(self._hash(ticket.id, found.group(1)), challenge.code_hash):
+            challenge.status = "verified"
+            session.add(challenge)
+            account = await session.get_one(Account, challenge.account_id)
+            await self._verified(
+                session, ticket, account, "one-time code sent to the registered address"
+            )
+            return CodeCheck("verified", left)
+        challenge.attempts += 1
+        left -= 1
+        if left <= 0:
+            challenge.status = "locked"
+            ticket.needs_review = True
+        session.add(challenge)
+        await self.tickets.note_in(
+            session,
+            ticket,
+            SYSTEM,
+            "verification_code_wrong",
+            {"attempts": challenge.attempts, "locked": left <= 0},
+        )
+        return CodeCheck("locked" if left <= 0 else "wrong_code", left)
+
+    async def _verified(
+        self, session: AsyncSession, ticket: Ticket, account: Account, how: str
+    ) -> None:
+        requester = await session.get_one(Requester, ticket.requester_id)
+        requester.account_id = account.id
+        session.add(requester)
+        ticket.verification = "verified"
+        await self.tickets.transition_in(
+            session,
+            ticket.public_id,
+            TicketStatus.OPEN,
+            SYSTEM,
+            action="verified",
+            note=how,
+            verified_at=self.clock.now(),
+        )
+
+
+async def _account_registered_to(session: AsyncSession, address: str) -> Account | None:
+    found = await session.exec(select(Account).where(Account.email == address.strip().lower()))
+    return found.first()
+
+
+async def _open_challenge(
+    session: AsyncSession, ticket_id: int, *, any_status: bool = False
+) -> VerificationChallenge | None:
+    query = select(VerificationChallenge).where(VerificationChallenge.ticket_id == ticket_id)
+    if not any_status:
+        query = query.where(col(VerificationChallenge.status).in_(["pending", "expired"]))
+    query = query.order_by(col(VerificationChallenge.id).desc()).limit(1).with_for_update()
+    return (await session.exec(query)).first()
