@@ -111,10 +111,28 @@ def _ids(value: str | None) -> list[str]:
     return _MSGID.findall(value or "")
 
 
-def _address(value: str) -> tuple[str | None, str | None]:
-    name, addr = email.utils.parseaddr(value)
+def _raw_header(part: MimePart, name: str) -> str:
+    """A header as it was sent (encoded words intact, 8-bit bytes as surrogates), unfolded."""
+    for header, value in part.raw_items():
+        if header.lower() == name.lower():
+            return " ".join(str(value).split())
+    return ""
+
+
+def _address(raw: str, hint: str | None) -> tuple[str | None, str | None]:
+    """(display name, address) of a From header.
+
+    The address is split off the header as sent, and only then is the name decoded: an
+    encoded word can hold any text, e.g. "x\r\nBcc: victim@example.org" or "a <b@c>", and
+    decoding first would let it change which address is the sender.
+    """
+    name, addr = email.utils.parseaddr(raw)
     addr = _ADDR_CLEAN.sub("", addr).lower()
-    return (name.strip() or None), (addr if "@" in addr else None)
+    try:
+        addr.encode("ascii")
+    except UnicodeEncodeError:
+        addr = ""
+    return (decode_header_value(name, hint) or None), (addr if "@" in addr else None)
 
 
 # ---- the whole message ---------------------------------------------------------------------
@@ -131,7 +149,7 @@ def parse_email(
         mime = email.message_from_bytes(repair_header_folding(raw))
     defects = [type(d).__name__ for d in mime.defects]
     hint = _declared_charset(mime)
-    sender_name, sender = _address(_header(mime, "From", hint))
+    sender_name, sender = _address(_raw_header(mime, "From"), hint)
     date = None
     try:
         if _header(mime, "Date"):

@@ -43,11 +43,13 @@ accounts_app = typer.Typer(help="The company's user directory.", no_args_is_help
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 intake_app = typer.Typer(help="Messages that could not be routed.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Mail we are sending.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(tickets_app, name="tickets")
 app.add_typer(audit_app, name="audit")
 app.add_typer(intake_app, name="intake")
+app.add_typer(outbox_app, name="outbox")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -446,6 +448,13 @@ def tickets_verify(
     _change(lambda d: d.tickets.mark_verified(ticket_id, state.actor, note), as_json, "verified")
 
 
+@tickets_app.command("resend-code")
+def tickets_resend_code(ticket_id: TicketId) -> None:
+    """Send a new verification code to the account's registered address (limited)."""
+    _with_desk(lambda d: d.verifier.resend_code(ticket_id, state.actor))
+    out.print(f"{ticket_id}: a new code is on its way to the registered address", highlight=False)
+
+
 @tickets_app.command("start")
 def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     """Start working a ticket."""
@@ -523,7 +532,14 @@ def tickets_relabel(
 ) -> None:
     """Correct a ticket's request types (kept as a training correction)."""
     new_types = _parse_types([types])
-    _change(lambda d: d.tickets.relabel(ticket_id, state.actor, new_types), as_json, "relabelled")
+
+    async def relabel(desk: Desk) -> Any:
+        await desk.tickets.relabel(ticket_id, state.actor, new_types)
+        # The new types may need more proof of identity than was asked for.
+        await desk.verifier.reconsider(ticket_id, state.actor)
+        return await desk.tickets.get(ticket_id)
+
+    _change(relabel, as_json, "relabelled")
 
 
 # ---- intake -----------------------------------------------------------------------------------
@@ -567,6 +583,45 @@ def intake_retry(
     out.print(f"message #{message}: {outcome}", highlight=False)
     if outcome == "failed":
         raise typer.Exit(1)
+
+
+# ---- outbox -----------------------------------------------------------------------------------
+
+
+@outbox_app.command("list")
+def outbox_list(as_json: JsonFlag = False) -> None:
+    """Mail not sent yet: waiting for its turn, being retried, or failed for good."""
+
+    async def work(desk: Desk) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "recipient": e.recipient,
+                "status": e.status,
+                "attempts": e.attempts,
+                "next_attempt_at": e.next_attempt_at.isoformat(),
+                "last_error": e.last_error,
+            }
+            for e in await desk.sender.pending()
+        ]
+
+    rows = _with_desk(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(Column("#", no_wrap=True), "kind", "to", "status", "tries", "next try", "error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["kind"],
+            row["recipient"],
+            row["status"],
+            str(row["attempts"]),
+            row["next_attempt_at"][:19],
+            row["last_error"] or "",
+        )
+    out.print(table)
 
 
 # ---- audit / deadline -------------------------------------------------------------------------

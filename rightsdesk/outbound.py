@@ -77,6 +77,19 @@ def type_names(types: list[RequestType], lang: str) -> str:
     return separator.join(TYPE_NAMES[lang][t.value] for t in types)
 
 
+def understood(types: list[RequestType], needs_review: bool) -> dict[str, str]:
+    """What the acknowledgement says we understood; for triage, that a person will read it."""
+    if needs_review:
+        return {
+            "zh": "我们的工作人员会阅读您的请求，并确定如何处理。",
+            "en": "A member of our team will read your request and decide how to handle it.",
+        }
+    return {
+        "zh": f"我们理解您的请求是：{type_names(types, 'zh')}。",
+        "en": f"We understand that you are asking for: {type_names(types, 'en')}.",
+    }
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -109,11 +122,11 @@ class Templates:
         langs = [lang] if lang in ("zh", "en") else ["zh", "en"]
         parts = []
         for each in langs:
-            localised = dict(context)
-            if "types" in localised and isinstance(localised["types"], list):
-                localised["types"] = type_names(localised["types"], each)
-            if isinstance(localised.get("next_step"), dict):
-                localised["next_step"] = localised["next_step"][each]
+            # A value given as {"zh": ..., "en": ...} is said in the language being rendered.
+            localised = {
+                key: value[each] if isinstance(value, dict) and each in value else value
+                for key, value in context.items()
+            }
             parts.append(
                 (
                     self._block(kind, each, "subject", localised),
@@ -187,7 +200,8 @@ class Outbox:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
         rendered = self.templates.render(kind, lang, {"ticket_id": ticket.public_id, **context})
         message_id = self.signer.new_message_id(ticket.public_id)
-        references = await _thread_of(session, ticket)
+        thread = await _thread_of(session, ticket)
+        theirs = [mid for mid, direction in thread if direction == "in"]
         mime = EmailMessage()
         sender = self.settings.outbound.from_address
         mime["To"] = mail_address(to, to_name)  # first: refuses before anything is composed
@@ -196,8 +210,10 @@ class Outbox:
         mime["Subject"] = _one_line(rendered.subject, 500)
         mime["Date"] = format_datetime(self.clock.now())
         mime["Message-ID"] = f"<{message_id}>"
-        if references:
-            mime["In-Reply-To"] = f"<{references[-1]}>"
+        if thread:
+            # Answer the requester's latest mail; reference the thread, theirs first.
+            mime["In-Reply-To"] = f"<{(theirs or [thread[-1][0]])[-1]}>"
+            references = theirs[:1] + [mid for mid, _ in thread if mid not in theirs[:1]]
             mime["References"] = " ".join(f"<{r}>" for r in references[-10:])
         # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
         mime["Auto-Submitted"] = "auto-replied"
@@ -238,16 +254,16 @@ class Outbox:
         return entry
 
 
-async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[str]:
-    """The Message-IDs of the ticket's mail so far, oldest first, for In-Reply-To/References."""
+async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, str]]:
+    """(Message-ID, direction) of the ticket's mail so far, oldest first."""
     found = await session.exec(
-        select(Message.message_id)
+        select(Message.message_id, Message.direction)
         .where(Message.ticket_id == ticket.id)
         .where(Message.channel == Channel.EMAIL)
         .where(col(Message.message_id).is_not(None))
         .order_by(col(Message.id))
     )
-    return [m for m in found.all() if m]
+    return [(mid, direction) for mid, direction in found.all() if mid]
 
 
 class PermanentFailure(Exception):
@@ -329,6 +345,11 @@ class OutboundSender:
                 password=self.password,
                 timeout=30,
             )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0] if exc.recipients else None
+            if refused is not None and 500 <= refused.code < 600:
+                raise PermanentFailure(f"{refused.code} {refused.message}"[:300]) from exc
+            raise
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:  # the relay will never take it: say so, don't hammer
                 raise PermanentFailure(f"{exc.code} {exc.message}"[:300]) from exc

@@ -49,7 +49,7 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
-from rightsdesk.outbound import Outbox, can_mail
+from rightsdesk.outbound import Outbox, can_mail, understood
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService
 from rightsdesk.verification import NEXT_STEP, Step, Verifier
@@ -225,6 +225,7 @@ class Routing:
     threaded: bool = False  # it joined an existing ticket
     opened: bool = False  # it opened a new ticket
     language: str | None = None
+    triage: bool = False  # the classifier was unsure: a person reads it first
     step: Step = "none"  # how the requester of a new ticket proves who they are
     outcome: str = ""
 
@@ -464,6 +465,7 @@ class OpenTicket:
         routing.ticket = ticket.public_id
         routing.opened = True
         routing.language = found.language
+        routing.triage = found.needs_review
         routing.outcome = "opened"
         return True
 
@@ -512,7 +514,9 @@ class Acknowledge:
             to_name=routing.inbound.sender_name,
             lang=routing.language,
             context={
-                "types": ticket.types,
+                # Only the classifier's doubt shows here. A flag set by verification (no
+                # account found) must not change the wording: that would tell a stranger.
+                "understood": understood(ticket.types, routing.triage),
                 "response_due": ticket.response_due.isoformat() if ticket.response_due else "",
                 "completion_due": ticket.completion_due.isoformat()
                 if ticket.completion_due

@@ -29,6 +29,7 @@ from rightsdesk.clock import Clock
 from rightsdesk.config import VerificationSettings
 from rightsdesk.models import (
     Account,
+    Message,
     Requester,
     Ticket,
     TicketStatus,
@@ -40,6 +41,7 @@ from rightsdesk.tickets import TicketError, TicketService
 SYSTEM = "system:verification"
 STRICTNESS = ("none", "registered_email", "code", "manual")
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+_TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 
 # What the acknowledgement says happens next. "code" and "no_account" read the same, so the
 # answer never tells a stranger whether an account exists for an address.
@@ -118,7 +120,10 @@ class Verifier:
         method = self.method_for(ticket)
         if method == "none":
             ticket.verification = "none"
-            await self.tickets.transition_in(session, ticket.public_id, TicketStatus.OPEN, SYSTEM)
+            if ticket.status == TicketStatus.NEW:
+                await self.tickets.transition_in(
+                    session, ticket.public_id, TicketStatus.OPEN, SYSTEM
+                )
             return "none"
         if method == "manual":
             ticket.verification = "manual"
@@ -132,6 +137,10 @@ class Verifier:
             ticket.verification = "no_account"
             ticket.needs_review = True  # a person decides: another address, a username, ...
             session.add(ticket)
+            if ticket.status == TicketStatus.OPEN:  # relabelled: it must wait for proof now
+                await self.tickets.transition_in(
+                    session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+                )
             return "no_account"
         if method == "registered_email" and sender_authenticated:
             await self._verified(
@@ -204,7 +213,8 @@ class Verifier:
         """A reply on a ticket waiting for a code: check the first 6-digit number in it."""
         if ticket.status != TicketStatus.AWAITING_VERIFICATION or ticket.verification != "code":
             return None
-        found = _CODE.search(text)
+        # Ticket ids carry six digits too ("code for PRIV-2026-000001: 123456"): skip them.
+        found = _CODE.search(_TICKET_ID.sub(" ", text))
         if found is None:
             return None
         assert ticket.id is not None
@@ -242,6 +252,45 @@ class Verifier:
         )
         return CodeCheck("locked" if left <= 0 else "wrong_code", left)
 
+    async def reconsider(self, public_id: str, actor: str) -> Step | None:
+        """After the DPO relabels a ticket: if its types now need more proof than was asked
+        for (a triage `inquiry` that is really an erasure), ask for it now."""
+        async with self.tickets.db.transaction() as session:
+            ticket = await self.tickets.load_in(session, public_id, lock=True)
+            method = self.method_for(ticket)
+            done = ticket.verification or "none"
+            if done == "verified" or STRICTNESS.index(method) <= STRICTNESS.index(
+                done if done in STRICTNESS else "none"
+            ):
+                return None
+            if ticket.status not in (TicketStatus.NEW, TicketStatus.OPEN):
+                return None
+            first = (
+                await session.exec(
+                    select(Message)
+                    .where(Message.ticket_id == ticket.id)
+                    .where(Message.direction == "in")
+                    .order_by(col(Message.id))
+                    .limit(1)
+                )
+            ).first()
+            requester = await session.get_one(Requester, ticket.requester_id)
+            step = await self.begin(
+                session,
+                ticket,
+                sender=ticket.contact_value,
+                sender_authenticated=bool(first and first.sender_authenticated),
+                language=requester.language,
+            )
+            await self.tickets.note_in(
+                session,
+                ticket,
+                actor,
+                "verification_reconsidered",
+                {"method": method, "step": step},
+            )
+            return step
+
     async def _verified(
         self, session: AsyncSession, ticket: Ticket, account: Account, how: str
     ) -> None:
@@ -249,6 +298,9 @@ class Verifier:
         requester.account_id = account.id
         session.add(requester)
         ticket.verification = "verified"
+        if ticket.status == TicketStatus.OPEN:  # opened earlier with too little proof
+            await self.tickets.note_in(session, ticket, SYSTEM, "verified", {"note": how})
+            return
         await self.tickets.transition_in(
             session,
             ticket.public_id,

@@ -311,3 +311,18 @@ def test_charset_decoder_never_fails() -> None:
         text, _ = decode_bytes(payload, "x-nonsense")
         assert isinstance(text, str)
     assert decode_header_value("=?unknown-8bit?q?=E4=BD=A0?=") == "你"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?Zhang=0D=0ABcc:_victim@example.org?=",  # a group, once decoded
+        "=?utf-8?q?victim@example.org_=3Cvictim@example.org=3E?=",  # an address, once decoded
+    ],
+)
+def test_encoded_display_name_cannot_change_the_sender_address(name: str) -> None:
+    raw = f"From: {name} <zhang.san@example.com>\r\nSubject: x\r\n\r\nbody".encode()
+    inbound = parse_email(raw)
+    assert inbound.sender == "zhang.san@example.com"
+    assert inbound.sender_name is not None
+    assert "\n" not in inbound.sender_name
