@@ -23,6 +23,7 @@ from rightsdesk.pipeline import Delivery
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _ADDR_CLEAN = re.compile(r"[\x00-\x20<>]")
+_ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*$")
 
 
 # ---- identity of a message -----------------------------------------------------------------
@@ -126,7 +127,11 @@ def _address(raw: str, hint: str | None) -> tuple[str | None, str | None]:
     encoded word can hold any text, e.g. "x\r\nBcc: victim@example.org" or "a <b@c>", and
     decoding first would let it change which address is the sender.
     """
-    name, addr = email.utils.parseaddr(raw)
+    angle = _ANGLE_ADDR.search(raw)
+    if angle:  # "name <addr>": whatever the name holds, the address is the final <...>
+        name, addr = raw[: angle.start()].strip().strip('"'), angle.group(1)
+    else:
+        name, addr = email.utils.parseaddr(raw)
     addr = _ADDR_CLEAN.sub("", addr).lower()
     try:
         addr.encode("ascii")
