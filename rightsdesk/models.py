@@ -283,3 +283,4 @@ class VerificationChallenge(SQLModel, table=True):
     sends: int = 1
     status: str = Field(default="pending", max_length=16)  # pending|verified|locked|expired
     created_at: dt.datetime = Field(default_factory=utcnow)
+    reminded_at: dt.datetime | None = None  # the one reminder to an unanswered challenge

@@ -198,7 +198,15 @@ class Outbox:
         to_name: str | None = None,
     ) -> OutboxEntry:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
-        rendered = self.templates.render(kind, lang, {"ticket_id": ticket.public_id, **context})
+        rendered = self.templates.render(
+            kind,
+            lang,
+            {
+                "ticket_id": ticket.public_id,
+                "working_days": self.settings.deadlines.response_working_days,
+                **context,
+            },
+        )
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]

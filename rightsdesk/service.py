@@ -6,8 +6,10 @@ This is the one module of the core that may import the adapters (intake/, bot/, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -98,6 +100,17 @@ class Desk:
         await self.db.dispose()
 
 
+async def _every_hour(job: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
+    """A plain timer until the scheduler (issue #6) takes these jobs over."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception as exc:  # a failed run is retried next hour, the service stays up
+            log.error("periodic job failed: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=3600)
+
+
 def configure_logging(settings: Settings) -> None:
     # Log lines carry ticket ids and counts, never addresses or message text (personal data).
     logging.basicConfig(
@@ -126,6 +139,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         worker = IntakeWorker(desk.pipeline, desk.inbox)
         tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
         tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
+        tasks.append(asyncio.create_task(_every_hour(desk.verifier.follow_up, stop)))
         doors = []
         if settings.smtp.enabled:
             receiver = SmtpReceiver(

@@ -252,6 +252,55 @@ class Verifier:
         )
         return CodeCheck("locked" if left <= 0 else "wrong_code", left)
 
+    async def follow_up(self) -> tuple[list[str], list[str]]:
+        """Unanswered codes: one reminder after `reminder_after_days`, closing with a notice
+        after `close_after_days`. Safe to run as often as wanted: each happens once.
+        Returns (reminded, closed) ticket ids."""
+        now = self.clock.now()
+        remind_before = now - dt.timedelta(days=self.settings.reminder_after_days)
+        close_before = now - dt.timedelta(days=self.settings.close_after_days)
+        async with self.tickets.db.reading() as session:
+            waiting = (
+                await session.exec(
+                    select(Ticket.public_id, VerificationChallenge.created_at)
+                    .join(VerificationChallenge, col(VerificationChallenge.ticket_id) == Ticket.id)
+                    .where(Ticket.status == TicketStatus.AWAITING_VERIFICATION)
+                    .where(Ticket.verification == "code")
+                    .where(col(VerificationChallenge.created_at) <= remind_before)
+                )
+            ).all()
+        reminded: list[str] = []
+        closed: list[str] = []
+        for public_id, created_at in waiting:
+            async with self.tickets.db.transaction() as session:
+                ticket = await self.tickets.load_in(session, public_id, lock=True)
+                if ticket.status != TicketStatus.AWAITING_VERIFICATION:
+                    continue  # answered meanwhile
+                if created_at <= close_before:
+                    await self.tickets.transition_in(
+                        session, public_id, TicketStatus.CLOSED, SYSTEM, action="closed"
+                    )  # the requester is told by the auto_closed notice
+                    closed.append(public_id)
+                    continue
+                challenge = await _open_challenge(session, ticket.id or 0, any_status=True)
+                if challenge is None or challenge.reminded_at is not None:
+                    continue
+                challenge.reminded_at = now
+                session.add(challenge)
+                requester = await session.get_one(Requester, ticket.requester_id)
+                close_on = (created_at + dt.timedelta(days=self.settings.close_after_days)).date()
+                await self.outbox.enqueue(
+                    session,
+                    ticket=ticket,
+                    kind="verification_reminder",
+                    to=ticket.contact_value,
+                    lang=requester.language,
+                    context={"close_on": close_on.isoformat()},
+                )
+                await self.tickets.note_in(session, ticket, SYSTEM, "verification_reminded", {})
+                reminded.append(public_id)
+        return reminded, closed
+
     async def reconsider(self, public_id: str, actor: str) -> Step | None:
         """After the DPO relabels a ticket: if its types now need more proof than was asked
         for (a triage `inquiry` that is really an erasure), ask for it now."""

@@ -24,6 +24,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import OutboxEntry, Requester, RequestType, TicketStatus
 from rightsdesk.pipeline import Classification, IntakeWorker
 from rightsdesk.service import Desk
+from rightsdesk.tickets import TicketError
 
 PRIVACY = "privacy@localhost"
 OWNER = "zhang.san@example.com"
@@ -401,3 +402,48 @@ async def test_names_and_subjects_cannot_inject_headers(erasure: World) -> None:
         assert "victim@example.org" not in {
             a for _, rcpts, _ in erasure.relay.received for a in rcpts
         }
+
+
+async def test_unanswered_codes_get_one_reminder_then_close(erasure: World) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    verifier = erasure.desk.verifier
+    erasure.clock.advance(dt.timedelta(days=1))
+    assert await verifier.follow_up() == ([], [])
+    erasure.clock.advance(dt.timedelta(days=1, minutes=1))
+    assert await verifier.follow_up() == ([public_id], [])
+    assert await verifier.follow_up() == ([], [])  # once
+    erasure.clock.advance(dt.timedelta(days=12))
+    assert await verifier.follow_up() == ([], [public_id])
+    assert await verifier.follow_up() == ([], [])
+    await erasure.desk.sender.send_due()
+    [reminder] = erasure.relay.mails("verification_reminder")
+    assert to_of(reminder) == OWNER
+    assert "2026-02-24" in text_of(reminder)  # the day it will close
+    assert len(erasure.relay.mails("auto_closed")) == 1
+    assert (await erasure.desk.tickets.get(public_id)).status == TicketStatus.CLOSED
+
+
+async def test_a_verified_request_is_neither_reminded_nor_closed(erasure: World) -> None:
+    await erasure.send(request())
+    [code_mail] = erasure.relay.mails("verification_code")
+    await erasure.send(reply_to(code_mail, code_in(code_mail)))
+    erasure.clock.advance(dt.timedelta(days=30))
+    assert await erasure.desk.verifier.follow_up() == ([], [])
+
+
+async def test_resends_are_limited(erasure: World) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    await erasure.desk.verifier.resend_code(public_id, "cli:dpo")
+    await erasure.desk.verifier.resend_code(public_id, "cli:dpo")
+    with pytest.raises(TicketError, match="3 codes were sent already"):
+        await erasure.desk.verifier.resend_code(public_id, "cli:dpo")
+    await erasure.desk.sender.send_due()
+    first, _, last = erasure.relay.mails("verification_code")
+    assert code_in(first) != code_in(last)  # a fresh code (equal: a 1-in-a-million draw)
+    await erasure.send(reply_to(last, code_in(first)))  # an old code no longer works...
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION
+    await erasure.send(reply_to(last, code_in(last), n=2))  # ...the newest does
+    assert (await erasure.desk.tickets.get(public_id)).status == TicketStatus.OPEN

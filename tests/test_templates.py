@@ -1,0 +1,90 @@
+"""Every mail we send, in both languages, pinned as a snapshot: wording changes are reviewed.
+
+Regenerate after an intended change, then review the diff:
+    UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_templates.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rightsdesk.models import RequestType
+from rightsdesk.outbound import BUILTIN_TEMPLATES, Templates, understood
+from rightsdesk.verification import NEXT_STEP
+
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "templates"
+
+CONTEXTS: dict[str, dict[str, Any]] = {
+    "acknowledgement": {
+        "understood": understood([RequestType.ERASURE, RequestType.ACCOUNT_DELETION], False),
+        "response_due": "2026-03-09",
+        "completion_due": "2026-03-12",
+        "next_step": NEXT_STEP["code"],
+    },
+    "verification_code": {"code": "482913", "ttl_minutes": 30},
+    "verified": {"response_due": "2026-03-09"},
+    "verification_reminder": {"close_on": "2026-02-24"},
+    "extended": {
+        "reason": "数据分布在四个系统中 / data sits in four systems",
+        "response_due": "2026-03-20",
+    },
+    "resolved": {"note": "已删除 / deleted"},
+    "denied": {"reason": "依法须保存三年 / kept 3 years by law"},
+    "cancelled": {},
+    "auto_closed": {"days": 14},
+}
+
+
+def test_every_template_file_is_covered() -> None:
+    kinds = {
+        p.name.split(".")[0] for p in BUILTIN_TEMPLATES.glob("*.j2") if not p.name.startswith("_")
+    }
+    assert kinds == set(CONTEXTS)
+
+
+def _check(name: str, actual: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"no snapshot {path}; run with UPDATE_SNAPSHOTS=1 and review it"
+    assert actual == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en", None], ids=["zh", "en", "bilingual"])
+@pytest.mark.parametrize("kind", sorted(CONTEXTS))
+def test_template_snapshot(kind: str, lang: str | None) -> None:
+    rendered = Templates(None, "海口市印湉贸易有限公司").render(
+        kind, lang, {"ticket_id": "PRIV-2026-000042", "working_days": 15, **CONTEXTS[kind]}
+    )
+    _check(f"{kind}.{lang or 'both'}.txt", f"Subject: {rendered.subject}\n\n{rendered.text}")
+    assert "PRIV-2026-000042" in rendered.subject
+    assert "<p>" in rendered.html
+    if lang is None:
+        _check(f"{kind}.both.html", rendered.html)
+
+
+def test_html_escapes_what_people_wrote() -> None:
+    rendered = Templates(None, "Co").render(
+        "denied", "en", {"ticket_id": "PRIV-2026-000001", "reason": "<script>x</script>"}
+    )
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;" in rendered.html
+    assert "<script>x</script>" in rendered.text  # plain text is plain
+
+
+def test_a_dpo_folder_overrides_one_template(tmp_path: Path) -> None:
+    (tmp_path / "resolved.en.j2").write_text(
+        "{% block subject %}Done{% endblock %}{% block body %}All done: {{ note }}{% endblock %}",
+        encoding="utf-8",
+    )
+    templates = Templates(tmp_path, "Co")
+    custom = templates.render("resolved", "en", {"ticket_id": "PRIV-2026-000001", "note": "ok"})
+    assert custom.subject == "[PRIV-2026-000001] Done"
+    assert custom.text == "All done: ok\n"
+    untouched = templates.render("resolved", "zh", {"ticket_id": "PRIV-2026-000001", "note": "ok"})
+    assert "处理完毕" in untouched.text
