@@ -321,7 +321,13 @@ class TicketService:
     async def mark_verified(self, public_id: str, actor: str, note: str | None = None) -> Ticket:
         now = self.clock.now()
         return await self._transition(
-            public_id, S.OPEN, actor, verified_at=now, note=note, action="verified"
+            public_id,
+            S.OPEN,
+            actor,
+            verified_at=now,
+            verification="verified",
+            note=note,
+            action="verified",
         )
 
     async def start(self, public_id: str, actor: str) -> Ticket:
