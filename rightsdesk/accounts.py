@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
@@ -104,6 +107,38 @@ class AccountDirectory:
     async def count(self) -> int:
         async with self.db.transaction() as session:
             return (await session.exec(select(func.count()).select_from(Account))).one()
+
+
+class CompanyDirectory:
+    """Accounts looked up live in the company's own database with a configured read-only
+    query; each hit is copied into the local `account` table, which verification refers to."""
+
+    def __init__(self, url: str, query: str, clock: Clock) -> None:
+        self.engine = create_async_engine(url, pool_pre_ping=True)
+        self.query = text(query)
+        self.clock = clock
+
+    async def find_registered(self, session: AsyncSession, email: str) -> Account | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self.query, {"email": email.strip().lower()})).first()
+        if row is None:
+            return None
+        found = row._mapping
+        account = await session.get(Account, str(found["account_id"]))
+        if account is None:
+            account = Account(id=str(found["account_id"]), email="")
+        account.email = str(found["email"]).strip().lower()
+        for name in ("phone", "name", "username"):
+            if name in found:
+                setattr(account, name, found[name])
+        account.updated_at = self.clock.now()
+        session.add(account)
+        await session.flush()
+        # Trust only a row that really is registered to this address.
+        return account if account.email == email.strip().lower() else None
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
 
 
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:

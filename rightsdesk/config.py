@@ -29,6 +29,7 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("outbound", "relay_password"),
         ("telegram", "token"),
         ("security", "signing_key"),
+        ("verification", "account_database_url"),
     }
 )
 
@@ -143,6 +144,12 @@ class VerificationSettings(_Section):
     max_sends: int = Field(default=3, ge=1, le=10)  # the first code and at most 2 resends
     reminder_after_days: int = Field(default=2, ge=1)
     close_after_days: int = Field(default=14, ge=1)
+    # Look accounts up in the company's own database instead of the imported `account` table:
+    # a read-only SQL query with an :email parameter returning account_id, email[, phone, name,
+    # username]. The connection URL is a secret (environment or account_database_url_file).
+    account_query: str = ""
+    account_database_url: SecretStr | None = None
+    account_database_url_file: Path | None = None
 
     @field_validator("policy")
     @classmethod

@@ -16,7 +16,7 @@ from functools import partial
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
-from rightsdesk.accounts import AccountDirectory
+from rightsdesk.accounts import AccountDirectory, CompanyDirectory
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
@@ -61,8 +61,15 @@ class Desk:
         signer = signer_for(settings)
         outbox = Outbox(settings, signer, clock)
         tickets = TicketService(db, clock, policy, RequesterNotices(settings, outbox))
+        directory = None
+        if settings.verification.account_query:
+            directory = CompanyDirectory(
+                settings.secret("verification", "account_database_url") or settings.database.url,
+                settings.verification.account_query,
+                clock,
+            )
         verifier = Verifier(
-            settings.verification, load_signing_key(settings), clock, tickets, outbox
+            settings.verification, load_signing_key(settings), clock, tickets, outbox, directory
         )
         parse_mail = partial(
             parse_email,
@@ -97,6 +104,8 @@ class Desk:
 
     async def close(self) -> None:
         await self.inbox.close()
+        if isinstance(self.verifier.directory, CompanyDirectory):
+            await self.verifier.directory.dispose()
         await self.db.dispose()
 
 

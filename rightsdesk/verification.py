@@ -20,7 +20,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -91,12 +91,22 @@ class Verifier:
         clock: Clock,
         tickets: TicketService,
         outbox: Outbox,
+        directory: AccountLookup | None = None,
     ) -> None:
         self.settings = settings
+        self.directory = directory
         self._key = key
         self.clock = clock
         self.tickets = tickets
         self.outbox = outbox
+
+    async def account_registered_to(self, session: AsyncSession, address: str) -> Account | None:
+        """The account whose registered email is `address`: the company's database when a
+        query is configured, else the imported `account` table."""
+        if self.directory is not None:
+            return await self.directory.find_registered(session, address)
+        found = await session.exec(select(Account).where(Account.email == address.strip().lower()))
+        return found.first()
 
     def method_for(self, ticket: Ticket) -> str:
         methods = [self.settings.policy[t.value] for t in ticket.types]
@@ -132,7 +142,7 @@ class Verifier:
                 session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
             )
             return "manual"
-        account = await _account_registered_to(session, sender)
+        account = await self.account_registered_to(session, sender)
         if account is None:
             ticket.verification = "no_account"
             ticket.needs_review = True  # a person decides: another address, a username, ...
@@ -361,9 +371,8 @@ class Verifier:
         )
 
 
-async def _account_registered_to(session: AsyncSession, address: str) -> Account | None:
-    found = await session.exec(select(Account).where(Account.email == address.strip().lower()))
-    return found.first()
+class AccountLookup(Protocol):
+    async def find_registered(self, session: AsyncSession, email: str) -> Account | None: ...
 
 
 async def _open_challenge(

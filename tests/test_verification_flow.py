@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import SecretStr
 from sqlmodel import select
 
 from intake.smtp import SmtpReceiver
@@ -447,3 +448,40 @@ async def test_resends_are_limited(erasure: World) -> None:
     assert ticket.status == TicketStatus.AWAITING_VERIFICATION
     await erasure.send(reply_to(last, code_in(last), n=2))  # ...the newest does
     assert (await erasure.desk.tickets.get(public_id)).status == TicketStatus.OPEN
+
+
+async def test_accounts_can_be_looked_up_in_the_company_database(
+    settings: Settings, clock: FrozenClock, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    company = tmp_path / "company.db"
+    with sqlite3.connect(company) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, mail TEXT, nick TEXT)")
+        conn.execute("INSERT INTO users VALUES (77, 'Wang.Wu@Example.com', 'wangwu')")
+    settings.verification.account_query = (
+        "SELECT id AS account_id, mail AS email, nick AS username FROM users "
+        "WHERE lower(mail) = :email"
+    )
+    settings.verification.account_database_url = SecretStr(f"sqlite+aiosqlite:///{company}")
+    world = await make_world(settings, clock, [RequestType.ERASURE])
+    try:
+        await world.send(request(sender="wang.wu@example.com"))
+        print(
+            "DEBUG",
+            [(t.verification, t.status) for t in await world.desk.tickets.find()],
+            world.desk.verifier.directory,
+        )
+        [code_mail] = world.relay.mails("verification_code")
+        assert to_of(code_mail) == "wang.wu@example.com"
+        # Not in the company database, though imported locally: the company database decides.
+        await world.send(request(message_id="r2@example.com"))
+        tickets = {t.contact_value: t for t in await world.desk.tickets.find()}
+        assert tickets[OWNER].verification == "no_account"
+        account = await world.desk.accounts.find_by_email("wang.wu@example.com")
+        assert account is not None
+        assert (account.id, account.username) == ("77", "wangwu")
+    finally:
+        await world.receiver.stop()
+        await world.relay.stop()
+        await world.desk.close()
