@@ -661,6 +661,61 @@ def audit_verify(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
+def digest(
+    print_: Annotated[
+        bool, typer.Option("--print", help="Show today's digest; send nothing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The DPO's digest as it would be sent today (the scheduler sends it on working days)."""
+    from scheduler.digest import build_digest, render_digest
+
+    async def work(desk: Desk) -> Any:
+        today = desk.tickets.today()
+        return await build_digest(desk, today)
+
+    built = _with_desk(work)
+    if as_json:
+        _print_json(
+            {
+                "day": built.day.isoformat(),
+                "sections": {
+                    key: [line.__dict__ for line in lines] for key, lines in built.sections.items()
+                },
+                "by_type": dict(built.by_type),
+                "by_channel": dict(built.by_channel),
+                "calendar_warning": built.calendar_warning,
+            }
+        )
+        return
+    if not print_:
+        _fail("the scheduler sends the digest; use --print to see it here", 2)
+    _, text, _ = render_digest(built)
+    out.print(text, highlight=False, markup=False)
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete raw mail and texts of tickets closed longer than scheduler.retention_days."""
+    from scheduler.jobs import purge_closed
+
+    if not dry_run and not yes:
+        _fail("this deletes message contents for good: add --yes, or --dry-run to look first", 2)
+    purged = _with_desk(lambda desk: purge_closed(desk, dry_run=dry_run))
+    if as_json:
+        _print_json({"dry_run": dry_run, "tickets": purged})
+        return
+    verb = "would purge" if dry_run else "purged"
+    out.print(f"{verb} the messages of {len(purged)} ticket(s)", highlight=False)
+    for public_id in purged:
+        out.print(f"  {public_id}", highlight=False)
+
+
+@app.command()
 def deadline(
     received: Annotated[
         str, typer.Option(help="When the request arrived, e.g. 2026-02-10T10:00+08:00.")

@@ -205,6 +205,18 @@ class SecuritySettings(_Section):
     signing_key_file: Path | None = None
 
 
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    digest_time: dt.time = dt.time(9, 0)  # local time (desk.timezone), on working days
+    # Reminders this many working days before a due date (0: on the day itself).
+    reminder_working_days: list[int] = Field(default_factory=lambda: [5, 2, 1, 0])
+    escalation_emails: list[str] = Field(default_factory=list)  # besides desk.dpo_emails
+    unassigned_every_working_days: int = Field(default=5, ge=1)
+    # Raw mail and text of tickets closed longer ago than this are deleted (0: never).
+    retention_days: int = Field(default=365, ge=0)
+    tick_seconds: float = Field(default=60.0, gt=0)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -227,6 +239,7 @@ class Settings(BaseSettings):
     imap: ImapSettings = Field(default_factory=ImapSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

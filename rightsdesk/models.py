@@ -284,3 +284,16 @@ class VerificationChallenge(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16)  # pending|verified|locked|expired
     created_at: dt.datetime = Field(default_factory=utcnow)
     reminded_at: dt.datetime | None = None  # the one reminder to an unanswered challenge
+
+
+class SentNotice(SQLModel, table=True):
+    """Every reminder, escalation and digest, once: the unique (kind, key) is the guarantee,
+    written in the same transaction as the mail, whichever replica gets there first."""
+
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # digest, reminder, escalation, unassigned, ...
+    key: str = Field(max_length=200)  # e.g. the date, or ticket + due date + days left
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -260,6 +261,64 @@ class Outbox:
         session.add(entry)
         self.enqueued.set()
         return entry
+
+
+async def enqueue_internal(
+    outbox: Outbox,
+    session: AsyncSession,
+    *,
+    kind: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    ticket: Ticket | None = None,
+) -> OutboxEntry:
+    """Mail to our own people (the DPO's digest, reminders): not part of a requester's thread."""
+    settings = outbox.settings.outbound
+    domain = settings.from_address.rsplit("@", 1)[-1]
+    mime = EmailMessage()
+    mime["To"] = mail_address(to)
+    mime["From"] = mail_address(settings.from_address, "rightsdesk")
+    mime["Subject"] = _one_line(subject, 500)
+    mime["Date"] = format_datetime(outbox.clock.now())
+    mime["Message-ID"] = f"<rd-internal.{uuid.uuid4().hex}@{domain}>"
+    mime["Auto-Submitted"] = "auto-generated"
+    mime["X-Auto-Response-Suppress"] = "All"
+    mime["X-Rightsdesk-Kind"] = kind
+    mime.set_content(text, charset="utf-8")
+    mime.add_alternative(html, subtype="html", charset="utf-8")
+    raw = mime.as_bytes()
+    now = outbox.clock.now()
+    row = Message(
+        ticket_id=ticket.id if ticket else None,
+        direction="out",
+        channel=Channel.EMAIL,
+        message_id=mime["Message-ID"].strip("<>"),
+        sender=settings.from_address,
+        envelope_to=[to],
+        subject=mime["Subject"],
+        text=text,
+        raw=raw,
+        raw_size=len(raw),
+        parse_status="parsed",
+        received_at=now,
+        processed_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    assert row.id is not None
+    entry = OutboxEntry(
+        message_id=row.id,
+        ticket_id=ticket.id if ticket else None,
+        kind=kind,
+        recipient=to,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    session.add(entry)
+    outbox.enqueued.set()
+    return entry
 
 
 async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, str]]:

@@ -6,10 +6,8 @@ This is the one module of the core that may import the adapters (intake/, bot/, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,6 +26,7 @@ from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker,
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
+from scheduler.runner import Scheduler
 
 log = logging.getLogger("rightsdesk.service")
 
@@ -109,17 +108,6 @@ class Desk:
         await self.db.dispose()
 
 
-async def _every_hour(job: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
-    """A plain timer until the scheduler (issue #6) takes these jobs over."""
-    while not stop.is_set():
-        try:
-            await job()
-        except Exception as exc:  # a failed run is retried next hour, the service stays up
-            log.error("periodic job failed: %s", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=3600)
-
-
 def configure_logging(settings: Settings) -> None:
     # Log lines carry ticket ids and counts, never addresses or message text (personal data).
     logging.basicConfig(
@@ -139,6 +127,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
     desk = Desk.build(settings)
     tasks: list[asyncio.Task[None]] = []
     receiver: SmtpReceiver | None = None
+    timer: Scheduler | None = None
     try:
         await desk.db.migrate()
         changed = await desk.tickets.recompute_provisional_deadlines()
@@ -148,7 +137,9 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         worker = IntakeWorker(desk.pipeline, desk.inbox)
         tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
         tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
-        tasks.append(asyncio.create_task(_every_hour(desk.verifier.follow_up, stop)))
+        timer = Scheduler(desk) if settings.scheduler.enabled else None
+        if timer is not None:
+            timer.start()
         doors = []
         if settings.smtp.enabled:
             receiver = SmtpReceiver(
@@ -176,6 +167,8 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         log.info("stopping")
     finally:
         stop.set()
+        if timer is not None:
+            timer.stop()
         if receiver is not None:
             await receiver.stop()  # no new mail first; what was acknowledged is stored
         if tasks:

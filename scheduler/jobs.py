@@ -1,0 +1,312 @@
+"""The timed work. Each job is a plain async function of the desk, safe to call at any moment
+and as often as wanted: what is due now is done once, recorded in `sentnotice` in the same
+transaction as its mail. Tests call these directly with a moved clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.models import (
+    ACTIVE_STATUSES,
+    Message,
+    SentNotice,
+    StoredAttachment,
+    Ticket,
+    TicketStatus,
+)
+from rightsdesk.outbound import enqueue_internal
+from scheduler.digest import build_digest, render_digest
+
+if TYPE_CHECKING:
+    from rightsdesk.service import Desk
+
+log = logging.getLogger("rightsdesk.scheduler")
+
+
+Writer = Callable[[AsyncSession], Awaitable[None]]
+
+
+async def _once(desk: Desk, kind: str, key: str, ticket: Ticket | None, write: Writer) -> bool:
+    """Run `write` and record (kind, key) in one transaction, unless it was done before.
+    Two replicas racing for the same notice: one commits, the other's insert fails."""
+    try:
+        async with desk.db.transaction() as session:
+            done = await session.exec(
+                select(SentNotice.id).where(SentNotice.kind == kind).where(SentNotice.key == key)
+            )
+            if done.first() is not None:
+                return False
+            session.add(SentNotice(kind=kind, key=key, ticket_id=ticket.id if ticket else None,
+                                   created_at=desk.clock.now()))  # fmt: skip
+            await session.flush()
+            await write(session)
+        return True
+    except IntegrityError:
+        return False
+
+
+async def _mail_all(
+    desk: Desk,
+    kind: str,
+    recipients: list[str],
+    subject: str,
+    text: str,
+    ticket: Ticket | None,
+    session: AsyncSession,
+    html: str | None = None,
+) -> None:
+    for address in recipients:
+        await enqueue_internal(
+            desk.outbox,
+            session,
+            kind=kind,
+            to=address,
+            subject=subject,
+            text=text,
+            html=html or f"<pre>{_escape(text)}</pre>",
+            ticket=ticket,
+        )
+
+
+def _is_working_day(desk: Desk, day: dt.date) -> bool:
+    return desk.policy.calendar.is_working_day(day)[0]
+
+
+# ---- the DPO's digest -------------------------------------------------------------------------
+
+
+async def send_digest(desk: Desk) -> bool:
+    """On a working day, from `digest_time` on: today's digest, once. A service that was down
+    at 09:00 sends it when it comes back."""
+    now_local = desk.clock.now().astimezone(desk.policy.tz)
+    today = now_local.date()
+    if not _is_working_day(desk, today) or now_local.time() < desk.settings.scheduler.digest_time:
+        return False
+    digest = await build_digest(desk, today)
+    subject, text, html = render_digest(digest)
+    recipients = list(desk.settings.desk.dpo_emails)
+    write = partial(_mail_all, desk, "digest", recipients, subject, text, None, html=html)
+    return await _once(desk, "digest", today.isoformat(), None, write)
+
+
+# ---- reminders and escalations ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueNotice:
+    ticket: Ticket
+    kind: str  # reminder | escalation
+    deadline: str  # response | completion
+    due: dt.date
+    working_days_left: int  # negative when overdue
+
+
+async def due_notices(desk: Desk, today: dt.date) -> list[DueNotice]:
+    """What today owes: reminders N working days before each due date, and escalations every
+    working day while a ticket is overdue. Computed from ticket state, so a ticket resolved a
+    minute ago is owed nothing."""
+    reminder_days = set(desk.settings.scheduler.reminder_working_days)
+    calendar = desk.policy.calendar
+    async with desk.db.reading() as session:
+        tickets = (
+            await session.exec(
+                select(Ticket).where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+            )
+        ).all()
+    notices: list[DueNotice] = []
+    for ticket in tickets:
+        deadlines = (("response", ticket.response_due), ("completion", ticket.completion_due))
+        for deadline, due in deadlines:
+            if due is None:
+                continue
+            if due < today:
+                late = calendar.working_days_between(due, today)
+                notices.append(DueNotice(ticket, "escalation", deadline, due, -late))
+                continue
+            left = calendar.working_days_between(today, due)
+            if left in reminder_days:
+                notices.append(DueNotice(ticket, "reminder", deadline, due, left))
+    return notices
+
+
+async def send_deadline_notices(desk: Desk) -> list[str]:
+    """Reminders to the assignee (else the DPO), escalations to the DPO and the escalation
+    addresses. Only on working days. Returns the keys of what was sent."""
+    today = desk.clock.now().astimezone(desk.policy.tz).date()
+    if not _is_working_day(desk, today):
+        return []
+    sent: list[str] = []
+    for notice in await due_notices(desk, today):
+        ticket = notice.ticket
+        if notice.kind == "reminder":
+            key = f"{ticket.public_id}:{notice.deadline}:{notice.due}:{notice.working_days_left}"
+            assignee = [ticket.assignee] if ticket.assignee and "@" in ticket.assignee else []
+            recipients = assignee or list(desk.settings.desk.dpo_emails)
+        else:
+            key = f"{ticket.public_id}:{notice.deadline}:{today}"
+            scheduler = desk.settings.scheduler
+            recipients = [*desk.settings.desk.dpo_emails, *scheduler.escalation_emails]
+        subject, text = _deadline_mail(notice)
+        write = partial(_mail_all, desk, notice.kind, recipients, subject, text, ticket)
+        if await _once(desk, notice.kind, key, ticket, write):
+            sent.append(key)
+    return sent
+
+
+def _deadline_mail(notice: DueNotice) -> tuple[str, str]:
+    t = notice.ticket
+    what_zh = "答复期限" if notice.deadline == "response" else "完成删除期限"
+    what_en = "answer" if notice.deadline == "response" else "completion (deletion)"
+    if notice.kind == "escalation":
+        late = -notice.working_days_left
+        subject = f"[{t.public_id}] 已逾期 / OVERDUE: {what_en} was due {notice.due}"
+        text = (
+            f"{t.public_id} 的{what_zh}为 {notice.due}，已逾期 {late} 个工作日。"
+            f"状态：{t.status}。\n"
+            f"The {what_en} of {t.public_id} was due {notice.due}: {late} working day(s) late. "
+            f"Status: {t.status}. Assignee: {t.assignee or '-'}.\n"
+        )
+    else:
+        left = notice.working_days_left
+        when_zh = "今天到期" if left == 0 else f"还剩 {left} 个工作日"
+        when_en = "due today" if left == 0 else f"{left} working day(s) left"
+        subject = f"[{t.public_id}] 提醒 / Reminder: {what_en} {when_en} ({notice.due})"
+        text = (
+            f"{t.public_id} 的{what_zh}为 {notice.due}，{when_zh}。状态：{t.status}。\n"
+            f"The {what_en} of {t.public_id} is due {notice.due}: {when_en}. "
+            f"Status: {t.status}. Types: {', '.join(t.types)}.\n"
+        )
+    return subject, text
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+async def send_unassigned_alerts(desk: Desk) -> list[str]:
+    """A ticket nobody owns: an alert on its first working day, then every N working days."""
+    today = desk.clock.now().astimezone(desk.policy.tz).date()
+    if not _is_working_day(desk, today):
+        return []
+    every = desk.settings.scheduler.unassigned_every_working_days
+    async with desk.db.reading() as session:
+        tickets = (
+            await session.exec(
+                select(Ticket)
+                .where(col(Ticket.assignee).is_(None))
+                .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+            )
+        ).all()
+    sent = []
+    for ticket in tickets:
+        received = ticket.received_at.astimezone(desk.policy.tz).date()
+        age = desk.policy.calendar.working_days_between(received, today)
+        if age < 1 or (age - 1) % every:
+            continue
+        key = f"{ticket.public_id}:{today}"
+        text = (
+            f"{ticket.public_id} 尚未分配处理人（已 {age} 个工作日）。\n"
+            f"{ticket.public_id} has no assignee ({age} working day(s) since receipt). "
+            f"Answer due {ticket.response_due}.\n"
+        )
+        subject = f"[{ticket.public_id}] 未分配 / Unassigned"
+        recipients = list(desk.settings.desk.dpo_emails)
+        write = partial(_mail_all, desk, "unassigned", recipients, subject, text, ticket)
+        if await _once(desk, "unassigned", key, ticket, write):
+            sent.append(key)
+    return sent
+
+
+# ---- retention -----------------------------------------------------------------------------
+
+
+async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
+    """Delete the raw mail, texts and attachments of tickets closed longer than the retention
+    period; the ticket, its deadlines and its audit trail stay (the desk holds personal data
+    too, and keeps no more of it than it must)."""
+    days = desk.settings.scheduler.retention_days
+    if days == 0:
+        return []
+    before = desk.clock.now() - dt.timedelta(days=days)
+    async with desk.db.reading() as session:
+        found = await session.exec(
+            select(Ticket.id, Ticket.public_id)
+            .where(Ticket.status == TicketStatus.CLOSED)
+            .where(col(Ticket.closed_at) <= before)
+            .where(
+                select(Message.id)
+                .where(Message.ticket_id == Ticket.id)
+                .where(col(Message.raw).is_not(None) | col(Message.text).is_not(None))
+                .exists()
+            )
+            .order_by(col(Ticket.id))
+        )
+        candidates = list(found.all())
+    if dry_run:
+        return [public_id for _, public_id in candidates]
+    for ticket_id, public_id in candidates:
+        async with desk.db.transaction() as session:
+            messages = select(Message.id).where(Message.ticket_id == ticket_id)
+            await session.exec(
+                update(StoredAttachment)
+                .where(col(StoredAttachment.message_id).in_(messages))
+                .values(content=None)
+            )
+            await session.exec(
+                update(Message)
+                .where(col(Message.ticket_id) == ticket_id)
+                .values(raw=None, text=None, new_text=None, details={})
+            )
+            ticket = await desk.tickets.load_in(session, public_id, lock=True)
+            await desk.tickets.note_in(
+                session, ticket, "system:retention", "purged", {"days": days}
+            )
+    if candidates:
+        log.info("retention: purged the messages of %d ticket(s)", len(candidates))
+    return [public_id for _, public_id in candidates]
+
+
+async def close_finished(desk: Desk) -> list[str]:
+    """Resolved, denied or cancelled tickets are closed after the grace period."""
+    before = desk.clock.now() - dt.timedelta(days=desk.settings.desk.close_after_days)
+    async with desk.db.reading() as session:
+        found = await session.exec(
+            select(Ticket.public_id)
+            .where(col(Ticket.status).in_(["resolved", "denied", "cancelled"]))
+            .where(col(Ticket.finished_at) <= before)
+        )
+        due = list(found.all())
+    for public_id in due:
+        await desk.tickets.close(public_id, "system:scheduler")
+    return due
+
+
+async def run_due_jobs(desk: Desk) -> dict[str, object]:
+    """One tick: everything that is due now. Each job's failure is logged, not fatal."""
+    results: dict[str, object] = {}
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {
+        "digest": lambda: send_digest(desk),
+        "deadlines": lambda: send_deadline_notices(desk),
+        "unassigned": lambda: send_unassigned_alerts(desk),
+        "verification": desk.verifier.follow_up,
+        "close": lambda: close_finished(desk),
+        "retention": lambda: purge_closed(desk, dry_run=False),
+        "recompute": desk.tickets.recompute_provisional_deadlines,
+    }
+    for name, job in jobs.items():
+        try:
+            results[name] = await job()
+        except Exception as exc:
+            log.error("job %s failed: %s", name, type(exc).__name__)
+            results[name] = exc
+    return results
