@@ -8,6 +8,7 @@ Monday-Friday and say so: every answer carries whether it is provisional.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 import chinese_calendar
@@ -50,6 +51,7 @@ class WorkingCalendar:
         except NotImplementedError:
             return day.weekday() < 5, False
 
+    @functools.lru_cache(maxsize=8192)  # noqa: B019
     def add_working_days(self, start: dt.date, count: int) -> tuple[dt.date, bool]:
         """The `count`-th working day after `start` (start itself not counted).
 
@@ -68,6 +70,7 @@ class WorkingCalendar:
                 remaining -= 1
         return day, provisional
 
+    @functools.lru_cache(maxsize=8192)  # noqa: B019  (calendars live as long as the process)
     def working_days_between(self, start: dt.date, end: dt.date) -> int:
         """Working days in (start, end]: how many the clock would have counted."""
         count = 0

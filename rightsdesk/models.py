@@ -118,6 +118,10 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("year", "seq"),
         Index("ix_ticket_status_response_due", "status", "response_due"),
+        # The scheduler's scans: completion deadlines, "new since", "finished since".
+        Index("ix_ticket_status_completion_due", "status", "completion_due"),
+        Index("ix_ticket_created_at", "created_at"),
+        Index("ix_ticket_finished_at", "finished_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

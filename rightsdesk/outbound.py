@@ -272,7 +272,7 @@ async def enqueue_internal(
     subject: str,
     text: str,
     html: str,
-    ticket: Ticket | None = None,
+    ticket_id: int | None = None,
 ) -> OutboxEntry:
     """Mail to our own people (the DPO's digest, reminders): not part of a requester's thread."""
     settings = outbox.settings.outbound
@@ -291,7 +291,7 @@ async def enqueue_internal(
     raw = mime.as_bytes()
     now = outbox.clock.now()
     row = Message(
-        ticket_id=ticket.id if ticket else None,
+        ticket_id=ticket_id,
         direction="out",
         channel=Channel.EMAIL,
         message_id=mime["Message-ID"].strip("<>"),
@@ -310,7 +310,7 @@ async def enqueue_internal(
     assert row.id is not None
     entry = OutboxEntry(
         message_id=row.id,
-        ticket_id=ticket.id if ticket else None,
+        ticket_id=ticket_id,
         kind=kind,
         recipient=to,
         created_at=now,

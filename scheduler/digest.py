@@ -6,11 +6,12 @@ import datetime as dt
 import html
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
-from rightsdesk.models import ACTIVE_STATUSES, SentNotice, Ticket, TicketStatus
+from rightsdesk.calendar import WorkingCalendar
+from rightsdesk.models import ACTIVE_STATUSES, SentNotice, Ticket, TicketStatus, TicketType
 
 if TYPE_CHECKING:
     from rightsdesk.service import Desk
@@ -30,7 +31,8 @@ class Line:
 @dataclass
 class Digest:
     day: dt.date
-    sections: dict[str, list[Line]] = field(default_factory=dict)
+    sections: dict[str, list[Line]] = field(default_factory=dict)  # the most urgent lines
+    counts: dict[str, int] = field(default_factory=dict)  # the whole of each section
     by_type: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     calendar_warning: str | None = None
@@ -45,11 +47,15 @@ SECTION_TITLES = {
     "overdue": ("已逾期", "Overdue"),
     "closed": ("最近完成", "Recently finished"),
 }
+LINES_PER_SECTION = 50
 
 
 async def build_digest(desk: Desk, today: dt.date) -> Digest:
+    """Every section is one indexed query: a count, and its most urgent lines."""
     calendar = desk.policy.calendar
     digest = Digest(day=today)
+    soon, _ = calendar.add_working_days(today, DUE_SOON_WORKING_DAYS)
+    active = col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])
     async with desk.db.reading() as session:
         last = (
             await session.exec(
@@ -60,61 +66,78 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
             )
         ).first()
         since = last or (desk.clock.now() - dt.timedelta(days=1))
-        active = [str(s) for s in ACTIVE_STATUSES]
-        tickets = (
-            await session.exec(
-                select(Ticket).where(
-                    col(Ticket.status).in_(active)
-                    | (col(Ticket.finished_at) >= since)
-                    | (col(Ticket.created_at) >= since)
+        conditions: dict[str, Any] = {
+            "new": col(Ticket.created_at) >= since,
+            "triage": active & col(Ticket.needs_review).is_(True),
+            "verification": col(Ticket.status) == TicketStatus.AWAITING_VERIFICATION,
+            "unassigned": active & col(Ticket.assignee).is_(None),
+            "due_soon": active
+            & (col(Ticket.response_due) >= today)
+            & (col(Ticket.response_due) <= soon),
+            "overdue": active & (col(Ticket.response_due) < today),
+            "closed": col(Ticket.finished_at) >= since,
+        }
+        for key, condition in conditions.items():
+            digest.counts[key] = (
+                await session.exec(select(func.count()).select_from(Ticket).where(condition))
+            ).one()
+            rows = (
+                await session.exec(
+                    select(Ticket)
+                    .where(condition)
+                    .order_by(col(Ticket.response_due).is_(None), col(Ticket.response_due))
+                    .limit(LINES_PER_SECTION)
                 )
-            )
-        ).all()
-    for ticket in sorted(tickets, key=lambda t: (t.response_due or dt.date.max, t.public_id)):
-        due = ticket.response_due
-        left = None
-        if due is not None:
-            left = (
-                calendar.working_days_between(today, due)
-                if due >= today
-                else -calendar.working_days_between(due, today)
-            )
-        line = Line(
-            ticket.public_id,
-            ",".join(ticket.types),
-            ticket.status,
-            due.isoformat() if due else "-",
-            left,
+            ).all()
+            digest.sections[key] = [_line(t, today, calendar) for t in rows]
+        by_type = await session.exec(
+            select(TicketType.type, func.count())
+            .join(Ticket, col(Ticket.id) == col(TicketType.ticket_id))
+            .where(active)
+            .group_by(col(TicketType.type))
         )
-        is_active = TicketStatus(ticket.status) in ACTIVE_STATUSES
-        if ticket.created_at >= since:
-            digest.sections.setdefault("new", []).append(line)
-        if is_active:
-            digest.by_type.update(str(t) for t in ticket.types)
-            digest.by_channel[ticket.channel] += 1
-            if ticket.needs_review:
-                digest.sections.setdefault("triage", []).append(line)
-            if ticket.status == TicketStatus.AWAITING_VERIFICATION:
-                digest.sections.setdefault("verification", []).append(line)
-            if not ticket.assignee:
-                digest.sections.setdefault("unassigned", []).append(line)
-            if left is not None and left < 0:
-                digest.sections.setdefault("overdue", []).append(line)
-            elif left is not None and left <= DUE_SOON_WORKING_DAYS:
-                digest.sections.setdefault("due_soon", []).append(line)
-        elif ticket.finished_at and ticket.finished_at >= since:
-            digest.sections.setdefault("closed", []).append(line)
-    next_year = today.year + 1
-    if today.month == 12 and not calendar.knows_year(next_year):
-        provisional = [t.public_id for t in tickets if t.deadlines_provisional]
-        digest.calendar_warning = (
-            f"{next_year} 年的法定节假日尚未收录，以下期限为临时计算（按周一至周五）："
-            f"{', '.join(provisional) or '无'}。请在 [deadlines] 中补充或升级 chinese-calendar。\n"
-            f"The official holidays of {next_year} are not known yet: these deadlines are "
-            f"provisional (counted Monday-Friday): {', '.join(provisional) or 'none'}. Add them "
-            "under [deadlines] or upgrade chinese-calendar."
+        digest.by_type = Counter({t: n for t, n in by_type.all()})
+        by_channel = await session.exec(
+            select(Ticket.channel, func.count()).where(active).group_by(col(Ticket.channel))
         )
+        digest.by_channel = Counter({c: n for c, n in by_channel.all()})
+        next_year = today.year + 1
+        if today.month == 12 and not calendar.knows_year(next_year):
+            provisional = (
+                await session.exec(
+                    select(Ticket.public_id)
+                    .where(active & col(Ticket.deadlines_provisional).is_(True))
+                    .order_by(col(Ticket.id))
+                    .limit(200)
+                )
+            ).all()
+            named = ", ".join(provisional) or "-"
+            digest.calendar_warning = (
+                f"{next_year} 年的法定节假日尚未收录，以下期限为临时计算（按周一至周五）："
+                f"{named}。请在 [deadlines] 中补充或升级 chinese-calendar。\n"
+                f"The official holidays of {next_year} are not known yet: these deadlines are "
+                f"provisional (counted Monday-Friday): {named}. Add them under [deadlines] "
+                "or upgrade chinese-calendar."
+            )
     return digest
+
+
+def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
+    due = ticket.response_due
+    left = None
+    if due is not None:
+        left = (
+            calendar.working_days_between(today, due)
+            if due >= today
+            else -calendar.working_days_between(due, today)
+        )
+    return Line(
+        ticket.public_id,
+        ",".join(ticket.types),
+        ticket.status,
+        due.isoformat() if due else "-",
+        left,
+    )
 
 
 def _left(line: Line) -> str:
@@ -127,7 +150,7 @@ def _left(line: Line) -> str:
 
 def render_digest(digest: Digest) -> tuple[str, str, str]:
     """(subject, text, html), in Chinese and English together."""
-    overdue = len(digest.sections.get("overdue", []))
+    overdue = digest.counts.get("overdue", 0)
     subject = (
         f"个人信息请求日报 / Privacy requests digest {digest.day}: "
         f"{sum(digest.by_channel.values())} open, {overdue} overdue"
@@ -139,7 +162,8 @@ def render_digest(digest: Digest) -> tuple[str, str, str]:
         html_parts.append(f"<p><b>{html.escape(digest.calendar_warning)}</b></p>")
     for key, (zh, en) in SECTION_TITLES.items():
         lines = digest.sections.get(key, [])
-        title = f"{zh} / {en} ({len(lines)})"
+        total = digest.counts.get(key, len(lines))
+        title = f"{zh} / {en} ({total})"
         text_parts.append(title)
         html_parts.append(f"<h3>{html.escape(title)}</h3>")
         if lines:
@@ -156,6 +180,10 @@ def render_digest(digest: Digest) -> tuple[str, str, str]:
             )
         if lines:
             html_parts.append("</table>")
+        if total > len(lines):
+            more = f"  … 另有 {total - len(lines)} 条 / and {total - len(lines)} more"
+            text_parts.append(more)
+            html_parts.append(f"<p>{html.escape(more)}</p>")
         text_parts.append("")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_type.items())) or "-"
     channels = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_channel.items())) or "-"

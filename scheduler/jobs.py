@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,7 +37,7 @@ log = logging.getLogger("rightsdesk.scheduler")
 Writer = Callable[[AsyncSession], Awaitable[None]]
 
 
-async def _once(desk: Desk, kind: str, key: str, ticket: Ticket | None, write: Writer) -> bool:
+async def _once(desk: Desk, kind: str, key: str, ticket_id: int | None, write: Writer) -> bool:
     """Run `write` and record (kind, key) in one transaction, unless it was done before.
     Two replicas racing for the same notice: one commits, the other's insert fails."""
     try:
@@ -46,8 +47,10 @@ async def _once(desk: Desk, kind: str, key: str, ticket: Ticket | None, write: W
             )
             if done.first() is not None:
                 return False
-            session.add(SentNotice(kind=kind, key=key, ticket_id=ticket.id if ticket else None,
-                                   created_at=desk.clock.now()))  # fmt: skip
+            notice = SentNotice(
+                kind=kind, key=key, ticket_id=ticket_id, created_at=desk.clock.now()
+            )
+            session.add(notice)
             await session.flush()
             await write(session)
         return True
@@ -61,7 +64,7 @@ async def _mail_all(
     recipients: list[str],
     subject: str,
     text: str,
-    ticket: Ticket | None,
+    ticket_id: int | None,
     session: AsyncSession,
     html: str | None = None,
 ) -> None:
@@ -74,7 +77,7 @@ async def _mail_all(
             subject=subject,
             text=text,
             html=html or f"<pre>{_escape(text)}</pre>",
-            ticket=ticket,
+            ticket_id=ticket_id,
         )
 
 
@@ -103,8 +106,18 @@ async def send_digest(desk: Desk) -> bool:
 
 
 @dataclass(frozen=True)
+class DueTicket:
+    """The few columns a deadline notice needs (the scan must not build whole tickets)."""
+
+    id: int
+    public_id: str
+    status: str
+    assignee: str | None
+
+
+@dataclass(frozen=True)
 class DueNotice:
-    ticket: Ticket
+    ticket: DueTicket
     kind: str  # reminder | escalation
     deadline: str  # response | completion
     due: dt.date
@@ -117,16 +130,34 @@ async def due_notices(desk: Desk, today: dt.date) -> list[DueNotice]:
     minute ago is owed nothing."""
     reminder_days = set(desk.settings.scheduler.reminder_working_days)
     calendar = desk.policy.calendar
+    # The due dates that are exactly N working days away: an indexed IN, not a scan.
+    targets = {today} | {calendar.add_working_days(today, n)[0] for n in reminder_days if n}
+    active = col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])
     async with desk.db.reading() as session:
-        tickets = (
+        rows = (
             await session.exec(
-                select(Ticket).where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+                sa_select(  # six columns: more than sqlmodel's typed select takes
+                    col(Ticket.id),
+                    col(Ticket.public_id),
+                    col(Ticket.status),
+                    col(Ticket.assignee),
+                    col(Ticket.response_due),
+                    col(Ticket.completion_due),
+                ).where(
+                    active
+                    & (
+                        col(Ticket.response_due).in_(targets)
+                        | (col(Ticket.response_due) < today)
+                        | col(Ticket.completion_due).in_(targets)
+                        | (col(Ticket.completion_due) < today)
+                    )
+                )
             )
         ).all()
     notices: list[DueNotice] = []
-    for ticket in tickets:
-        deadlines = (("response", ticket.response_due), ("completion", ticket.completion_due))
-        for deadline, due in deadlines:
+    for ticket_id, public_id, status, assignee, response_due, completion_due in rows:
+        ticket = DueTicket(ticket_id or 0, public_id, status, assignee)
+        for deadline, due in (("response", response_due), ("completion", completion_due)):
             if due is None:
                 continue
             if due < today:
@@ -157,8 +188,8 @@ async def send_deadline_notices(desk: Desk) -> list[str]:
             scheduler = desk.settings.scheduler
             recipients = [*desk.settings.desk.dpo_emails, *scheduler.escalation_emails]
         subject, text = _deadline_mail(notice)
-        write = partial(_mail_all, desk, notice.kind, recipients, subject, text, ticket)
-        if await _once(desk, notice.kind, key, ticket, write):
+        write = partial(_mail_all, desk, notice.kind, recipients, subject, text, ticket.id)
+        if await _once(desk, notice.kind, key, ticket.id, write):
             sent.append(key)
     return sent
 
@@ -184,7 +215,7 @@ def _deadline_mail(notice: DueNotice) -> tuple[str, str]:
         text = (
             f"{t.public_id} 的{what_zh}为 {notice.due}，{when_zh}。状态：{t.status}。\n"
             f"The {what_en} of {t.public_id} is due {notice.due}: {when_en}. "
-            f"Status: {t.status}. Types: {', '.join(t.types)}.\n"
+            f"Status: {t.status}. Assignee: {t.assignee or '-'}.\n"
         )
     return subject, text
 
@@ -221,8 +252,8 @@ async def send_unassigned_alerts(desk: Desk) -> list[str]:
         )
         subject = f"[{ticket.public_id}] 未分配 / Unassigned"
         recipients = list(desk.settings.desk.dpo_emails)
-        write = partial(_mail_all, desk, "unassigned", recipients, subject, text, ticket)
-        if await _once(desk, "unassigned", key, ticket, write):
+        write = partial(_mail_all, desk, "unassigned", recipients, subject, text, ticket.id)
+        if await _once(desk, "unassigned", key, ticket.id, write):
             sent.append(key)
     return sent
 
