@@ -134,8 +134,9 @@ async def due_notices(desk: Desk, today: dt.date) -> list[DueNotice]:
     targets = {today} | {calendar.add_working_days(today, n)[0] for n in reminder_days if n}
     active = col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])
     async with desk.db.reading() as session:
+        connection = await session.connection()
         rows = (
-            await session.exec(
+            await connection.execute(
                 sa_select(  # six columns: more than sqlmodel's typed select takes
                     col(Ticket.id),
                     col(Ticket.public_id),
