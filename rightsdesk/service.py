@@ -19,6 +19,7 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import RequesterNotices
 from rightsdesk.outbound import OutboundSender, Outbox
@@ -156,7 +157,9 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 desk.db,
                 desk.clock,
             )
-            tasks.append(asyncio.create_task(watcher.run(stop), name="imap-watcher"))
+            # One replica at a time reads the mailbox; another takes over if it dies.
+            leader = run_as_leader(desk.db, "imap-watcher", watcher.run, stop)
+            tasks.append(asyncio.create_task(leader, name="imap-watcher"))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         log.info(
             "rightsdesk ready: database=%s %s",
