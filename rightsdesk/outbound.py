@@ -230,17 +230,60 @@ class Outbox:
         mime["X-Rightsdesk-Kind"] = kind
         mime.set_content(rendered.text, charset="utf-8")
         mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        return await self._queue(
+            session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
+        )
+
+    async def enqueue_internal(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        ticket_id: int | None = None,
+    ) -> OutboxEntry:
+        """Mail to our own people (the DPO's digest, reminders): not part of a requester's
+        thread, so a plain Message-ID."""
+        settings = self.settings.outbound
+        domain = settings.from_address.rsplit("@", 1)[-1]
+        mime = EmailMessage()
+        mime["To"] = mail_address(to)
+        mime["From"] = mail_address(settings.from_address, "rightsdesk")
+        mime["Subject"] = _one_line(subject, 500)
+        mime["Date"] = format_datetime(self.clock.now())
+        mime["Message-ID"] = f"<rd-internal.{uuid.uuid4().hex}@{domain}>"
+        mime["Auto-Submitted"] = "auto-generated"
+        mime["X-Auto-Response-Suppress"] = "All"
+        mime["X-Rightsdesk-Kind"] = kind
+        mime.set_content(text, charset="utf-8")
+        mime.add_alternative(html, subtype="html", charset="utf-8")
+        return await self._queue(session, mime, text, kind=kind, to=to, ticket_id=ticket_id)
+
+    async def _queue(
+        self,
+        session: AsyncSession,
+        mime: EmailMessage,
+        text: str,
+        *,
+        kind: str,
+        to: str,
+        ticket_id: int | None,
+    ) -> OutboxEntry:
+        """Keep the composed mail (a message row, direction out) and queue it for sending."""
         raw = mime.as_bytes()
         now = self.clock.now()
         row = Message(
-            ticket_id=ticket.id,
+            ticket_id=ticket_id,
             direction="out",
             channel=Channel.EMAIL,
-            message_id=message_id,
-            sender=sender,
+            message_id=str(mime["Message-ID"]).strip("<>"),
+            sender=self.settings.outbound.from_address,
             envelope_to=[to],
             subject=mime["Subject"],
-            text=rendered.text,
+            text=text,
             raw=raw,
             raw_size=len(raw),
             parse_status="parsed",
@@ -252,7 +295,7 @@ class Outbox:
         assert row.id is not None
         entry = OutboxEntry(
             message_id=row.id,
-            ticket_id=ticket.id,
+            ticket_id=ticket_id,
             kind=kind,
             recipient=to,
             created_at=now,
@@ -261,64 +304,6 @@ class Outbox:
         session.add(entry)
         self.enqueued.set()
         return entry
-
-
-async def enqueue_internal(
-    outbox: Outbox,
-    session: AsyncSession,
-    *,
-    kind: str,
-    to: str,
-    subject: str,
-    text: str,
-    html: str,
-    ticket_id: int | None = None,
-) -> OutboxEntry:
-    """Mail to our own people (the DPO's digest, reminders): not part of a requester's thread."""
-    settings = outbox.settings.outbound
-    domain = settings.from_address.rsplit("@", 1)[-1]
-    mime = EmailMessage()
-    mime["To"] = mail_address(to)
-    mime["From"] = mail_address(settings.from_address, "rightsdesk")
-    mime["Subject"] = _one_line(subject, 500)
-    mime["Date"] = format_datetime(outbox.clock.now())
-    mime["Message-ID"] = f"<rd-internal.{uuid.uuid4().hex}@{domain}>"
-    mime["Auto-Submitted"] = "auto-generated"
-    mime["X-Auto-Response-Suppress"] = "All"
-    mime["X-Rightsdesk-Kind"] = kind
-    mime.set_content(text, charset="utf-8")
-    mime.add_alternative(html, subtype="html", charset="utf-8")
-    raw = mime.as_bytes()
-    now = outbox.clock.now()
-    row = Message(
-        ticket_id=ticket_id,
-        direction="out",
-        channel=Channel.EMAIL,
-        message_id=mime["Message-ID"].strip("<>"),
-        sender=settings.from_address,
-        envelope_to=[to],
-        subject=mime["Subject"],
-        text=text,
-        raw=raw,
-        raw_size=len(raw),
-        parse_status="parsed",
-        received_at=now,
-        processed_at=now,
-    )
-    session.add(row)
-    await session.flush()
-    assert row.id is not None
-    entry = OutboxEntry(
-        message_id=row.id,
-        ticket_id=ticket_id,
-        kind=kind,
-        recipient=to,
-        created_at=now,
-        next_attempt_at=now,
-    )
-    session.add(entry)
-    outbox.enqueued.set()
-    return entry
 
 
 async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, str]]:

@@ -25,7 +25,6 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
-from rightsdesk.outbound import enqueue_internal
 from scheduler.digest import build_digest, render_digest
 
 if TYPE_CHECKING:
@@ -69,8 +68,7 @@ async def _mail_all(
     html: str | None = None,
 ) -> None:
     for address in recipients:
-        await enqueue_internal(
-            desk.outbox,
+        await desk.outbox.enqueue_internal(
             session,
             kind=kind,
             to=address,
