@@ -26,7 +26,7 @@ from rightsdesk.audit import verify_chains
 from rightsdesk.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Channel, RequestType, TicketStatus
-from rightsdesk.service import Desk, configure_logging, run_service
+from rightsdesk.service import Desk, StartupError, configure_logging, first_line, run_service
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
 from rightsdesk.views import account_view, message_view, ticket_detail, ticket_summary
 
@@ -120,12 +120,7 @@ def _with_desk(work: Callable[[Desk], Awaitable[T]], *, migrate: bool = True) ->
     except TicketError as exc:
         _fail(str(exc))
     except (OSError, ConnectionError, OperationalError, InterfaceError) as exc:
-        _fail(f"database unreachable: {_first_line(exc)}", 2)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+        _fail(f"database unreachable: {first_line(exc)}", 2)
 
 
 def _print_json(data: Any) -> None:
@@ -166,8 +161,8 @@ def run() -> None:
     configure_logging(settings)
     try:
         asyncio.run(run_service(settings))
-    except (OSError, ConnectionError, OperationalError, InterfaceError) as exc:
-        _fail(f"database unreachable: {_first_line(exc)}", 2)
+    except StartupError as exc:
+        _fail(str(exc), 2)
 
 
 @db_app.command("upgrade")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from functools import partial
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
@@ -32,6 +35,10 @@ from scheduler.runner import Scheduler
 log = logging.getLogger("rightsdesk.service")
 
 SHUTDOWN_GRACE_SECONDS = 4.0
+
+
+class StartupError(Exception):
+    """The service cannot start; the message names the cause in one line."""
 
 
 @dataclass
@@ -109,6 +116,12 @@ class Desk:
         await self.db.dispose()
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line, without the driver's multi-line detail."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def configure_logging(settings: Settings) -> None:
     # Log lines carry ticket ids and counts, never addresses or message text (personal data).
     logging.basicConfig(
@@ -130,7 +143,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
     receiver: SmtpReceiver | None = None
     timer: Scheduler | None = None
     try:
-        await desk.db.migrate()
+        try:
+            await desk.db.migrate()
+        except (OSError, OperationalError, InterfaceError) as exc:
+            raise StartupError(f"database unreachable: {first_line(exc)}") from None
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))
@@ -146,7 +162,12 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             receiver = SmtpReceiver(
                 settings.smtp, settings.mail, desk.inbox, settings.desk.privacy_addresses
             )
-            await receiver.start()
+            try:
+                await receiver.start()
+            except OSError as exc:
+                where = f"{settings.smtp.host}:{settings.smtp.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
             doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
         if settings.imap.enabled:
             watcher = ImapWatcher(

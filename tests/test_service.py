@@ -90,6 +90,27 @@ def test_bad_configuration_stops_start_up_with_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_smtp_port_in_use_is_named_not_a_database_problem(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*RIGHTSDESK, "run"],
+            cwd=tmp_path,
+            env=_env(RIGHTSDESK_SMTP__PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot listen for SMTP on 127.0.0.1:{port}: Address already in use"
+    )
+
+
 @pytest.mark.parametrize("command", [["run"], ["tickets", "list"]], ids=" ".join)
 def test_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
     result = subprocess.run(
