@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from rightsdesk.identifiers import mask_identifiers
 from rightsdesk.models import ACTIVE_STATUSES, Account, Event, Message, Ticket, TicketStatus
 from rightsdesk.tickets import TicketDetail
 
@@ -79,7 +80,8 @@ def message_view(message: Message) -> dict[str, Any]:
         "sender": message.sender,
         "subject": message.subject,
         "received_at": _iso(message.received_at),
-        "text": message.text,
+        # Resident ID numbers never leave the desk in clear, not even to the DPO's screen.
+        "text": mask_identifiers(message.text) if message.text else message.text,
         "parse_status": message.parse_status,
         "parse_error": message.parse_error,
         "auto_generated": message.auto_generated,
