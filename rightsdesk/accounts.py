@@ -120,6 +120,9 @@ class CompanyDirectory:
 
     async def find_registered(self, session: AsyncSession, email: str) -> Account | None:
         async with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # A query that tried to write would fail here, not change the company's data.
+                await conn.execute(text("SET TRANSACTION READ ONLY"))
             row = (await conn.execute(self.query, {"email": email.strip().lower()})).first()
         if row is None:
             return None

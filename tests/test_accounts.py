@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from rightsdesk.accounts import AccountImportError
+from rightsdesk.config import DatabaseSettings
+from rightsdesk.db import Database
 from rightsdesk.service import Desk
 
 HEADER = "account_id,email,phone,name,username\n"
@@ -65,3 +67,41 @@ async def test_missing_column_is_refused(desk: Desk, tmp_path: Path) -> None:
     csv.write_text("id,mail\nu1,a@example.com\n", encoding="utf-8")
     with pytest.raises(AccountImportError, match="missing column"):
         await desk.accounts.import_csv(csv)
+
+
+async def test_company_directory_query_cannot_write(postgres_database: str, desk: Desk) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from rightsdesk.accounts import CompanyDirectory
+
+    company = Database(DatabaseSettings(url=postgres_database))
+    async with company.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE IF EXISTS company_users"))
+        await conn.execute(text("CREATE TABLE company_users (id int, email text)"))
+        await conn.execute(text("INSERT INTO company_users VALUES (7, 'a@example.com')"))
+    reader = CompanyDirectory(
+        postgres_database,
+        "SELECT id AS account_id, email FROM company_users WHERE email = :email",
+        desk.clock,
+    )
+    writer = CompanyDirectory(
+        postgres_database,
+        "DELETE FROM company_users WHERE email = :email RETURNING id AS account_id, email",
+        desk.clock,
+    )
+    try:
+        async with desk.db.transaction() as session:
+            found = await reader.find_registered(session, "A@example.com")
+            assert found is not None
+            assert found.id == "7"
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with desk.db.transaction() as session:
+                await writer.find_registered(session, "a@example.com")
+        async with company.engine.connect() as conn:
+            left = (await conn.execute(text("SELECT count(*) FROM company_users"))).scalar()
+        assert left == 1
+    finally:
+        await reader.dispose()
+        await writer.dispose()
+        await company.dispose()
