@@ -22,7 +22,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosmtplib
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
@@ -322,13 +322,25 @@ class PermanentFailure(Exception):
     pass
 
 
+class Quiet(Protocol):
+    async def wait_for_quiet(self, quiet_seconds: float, at_most: float) -> None: ...
+
+
 class OutboundSender:
-    def __init__(self, db: Database, clock: Clock, settings: Settings, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        outbox: Outbox,
+        doors: Quiet | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings.outbound
         self.password = settings.secret("outbound", "relay_password")
         self.outbox = outbox
+        self.doors = doors  # replies wait while a burst of mail is arriving
 
     async def send_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many were sent."""
@@ -348,6 +360,8 @@ class OutboundSender:
     async def run(self, stop: asyncio.Event, poll_seconds: float = 5.0) -> None:
         while not stop.is_set():
             self.outbox.enqueued.clear()
+            if self.doors is not None:
+                await self.doors.wait_for_quiet(0.05, 2.0)
             await self.send_due()
             waits = [
                 asyncio.create_task(self.outbox.enqueued.wait()),

@@ -131,6 +131,18 @@ class Inbox:
         await self._queue.put((delivery, done))
         return await done
 
+    async def wait_for_quiet(self, quiet_seconds: float, at_most: float) -> None:
+        """Wait until no delivery has arrived for `quiet_seconds` (but no longer than
+        `at_most`): work that can wait (routing, sending replies) leaves the loop to the doors
+        during a burst."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + at_most
+        # Polling on purpose: "quiet" is the absence of events, which no Event can signal.
+        while (  # noqa: ASYNC110
+            loop.time() - self.last_delivery < quiet_seconds and loop.time() < deadline
+        ):
+            await asyncio.sleep(quiet_seconds)
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
@@ -696,20 +708,10 @@ class IntakeWorker:
         done = 0
         while ids := await self.pipeline.waiting():
             for row_id in ids:
-                await self._yield_to_the_doors()
+                await self.inbox.wait_for_quiet(self.quiet_seconds, self.max_deferral)
                 await self.pipeline.process(row_id)
                 done += 1
         return done
-
-    async def _yield_to_the_doors(self) -> None:
-        loop = asyncio.get_running_loop()
-        deferred_until = loop.time() + self.max_deferral
-        # Polling on purpose: "quiet" is the absence of events, which no Event can signal.
-        while (  # noqa: ASYNC110
-            loop.time() - self.inbox.last_delivery < self.quiet_seconds
-            and loop.time() < deferred_until
-        ):
-            await asyncio.sleep(self.quiet_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -83,6 +83,7 @@ class Desk:
             trusted_authserv_ids=frozenset(a.lower() for a in settings.mail.trusted_authserv_ids),
             attachment_cap=settings.mail.max_attachment_bytes,
         )
+        inbox = Inbox(db, clock)
         pipeline = IntakePipeline.standard(
             db,
             clock,
@@ -102,11 +103,11 @@ class Desk:
             tickets=tickets,
             accounts=AccountDirectory(db, clock),
             signer=signer,
-            inbox=Inbox(db, clock),
+            inbox=inbox,
             pipeline=pipeline,
             outbox=outbox,
             verifier=verifier,
-            sender=OutboundSender(db, clock, settings, outbox),
+            sender=OutboundSender(db, clock, settings, outbox, doors=inbox),
         )
 
     async def close(self) -> None:

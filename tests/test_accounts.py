@@ -104,4 +104,6 @@ async def test_company_directory_query_cannot_write(postgres_database: str, desk
     finally:
         await reader.dispose()
         await writer.dispose()
+        async with company.engine.begin() as conn:  # the shared test database stays clean
+            await conn.execute(text("DROP TABLE company_users"))
         await company.dispose()
