@@ -131,6 +131,8 @@ def configure_logging(settings: Settings) -> None:
     )
     # aiosmtpd logs every SMTP command, MAIL FROM and RCPT TO addresses included.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # APScheduler announces every tick; our jobs log what they actually do.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> None:
