@@ -397,7 +397,8 @@ class OutboundSender:
     async def _deliver(self, entry_id: int, raw: bytes, recipient: str) -> None:
         settings = self.settings
         if not settings.relay_host:
-            _write_eml(Path(settings.outbox_dir), entry_id, raw)
+            # fsync blocks: in a thread, or every SMTP session would wait on the disk.
+            await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
             return
         try:
             await aiosmtplib.send(
