@@ -173,6 +173,8 @@ class TicketService:
             self._start_clock(ticket, new.received_at)
         session.add(ticket)
         await session.flush()
+        # Created in this transaction: nobody else can see it, as good as locked.
+        session.info.setdefault(_LOCKED, {})[ticket.public_id] = ticket
         if new.text is not None:
             session.add(
                 Message(
@@ -587,13 +589,24 @@ def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
     }
 
 
+_LOCKED = "rightsdesk.locked_tickets"
+
+
 async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:
-    query = select(Ticket).where(Ticket.public_id == public_id.strip().upper())
+    """The ticket, row-locked if asked. A ticket locked (or created) earlier in this same
+    transaction is still locked and current: it is not read again."""
+    key = public_id.strip().upper()
+    held: dict[str, Ticket] = session.info.setdefault(_LOCKED, {})
+    if key in held:
+        return held[key]
+    query = select(Ticket).where(Ticket.public_id == key)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     ticket = (await session.exec(query)).first()
     if ticket is None:
         raise TicketNotFound(f"no ticket {public_id}")
+    if lock:
+        held[key] = ticket
     return ticket
 
 
