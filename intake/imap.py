@@ -206,12 +206,15 @@ class ImapWatcher:
     async def _last_uid(self, folder: str, uidvalidity: int) -> int:
         async with self.db.transaction() as session:
             state = await session.get(MailboxState, folder)
-            if state is None or state.uidvalidity != uidvalidity:
-                # A new UIDVALIDITY means old UIDs mean nothing: read the folder again;
-                # Message-IDs keep what we already have from being stored twice.
-                if state is not None:
-                    log.warning("IMAP folder UIDVALIDITY changed: rescanning")
+            if state is None:
                 session.add(MailboxState(folder=folder, uidvalidity=uidvalidity, last_uid=0))
+                return 0
+            if state.uidvalidity != uidvalidity:
+                # A new UIDVALIDITY means old UIDs mean nothing: read the folder again;
+                # the Inbox's dedupe keeps what we already have from being stored twice.
+                log.warning("IMAP folder UIDVALIDITY changed: rescanning")
+                state.uidvalidity, state.last_uid = uidvalidity, 0
+                session.add(state)
                 return 0
             return state.last_uid
 

@@ -207,3 +207,33 @@ async def test_every_corpus_mail_through_imap_is_stored_byte_identical(
     async with desk.db.transaction() as session:
         statuses = set((await session.exec(select(Message.parse_status))).all())
     assert statuses <= {"parsed", "failed"}
+
+
+async def test_a_new_uidvalidity_rescans_without_storing_twice(
+    desk: Desk, mailbox: tuple[ImapServer, str]
+) -> None:
+    server, folder = mailbox
+    watcher = watcher_for(desk, server, folder)
+    watcher.settings = watcher.settings.model_copy(update={"processed_folder": ""})  # flag only
+    append(server, folder, request(1), request(2))
+    await watcher.connect()
+    try:
+        assert await watcher.sweep() == 2
+        # The server's mailbox is rebuilt: same mail, new UIDs, a new UIDVALIDITY.
+        with client_for(server) as client:
+            before = int(client.select_folder(folder)[b"UIDVALIDITY"])
+            client.close_folder()
+            client.delete_folder(folder)
+            client.create_folder(folder)
+            client.append(folder, request(1))
+            client.append(folder, request(2))
+            client.append(folder, request(3))
+            after = int(client.select_folder(folder)[b"UIDVALIDITY"])
+        assert after != before
+        assert await watcher.sweep() == 1  # only request 3 is new to the desk
+    finally:
+        await watcher._close_quietly()
+    assert await count(desk, Message) == 3
+    async with desk.db.transaction() as session:
+        state = await session.get_one(MailboxState, folder)
+    assert (state.uidvalidity, state.last_uid) == (after, 3)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
@@ -180,3 +183,55 @@ async def test_every_corpus_mail_through_smtp_is_stored_byte_identical(
             # Automatic mail never opens a ticket; everything else does.
             assert (row.ticket_id is None) == bool(row.auto_generated), row.id
     assert await _count(desk, Ticket) == len([r for r in rows if r.ticket_id])
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl, as any admin would)."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_starttls_is_offered_and_works_with_a_configured_certificate(
+    desk: Desk, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    settings = desk.settings.smtp.model_copy(
+        update={"port": 0, "tls_cert_file": cert, "tls_key_file": key}
+    )
+    server = SmtpReceiver(settings, desk.settings.mail, desk.inbox, [PRIVACY])
+    await server.start()
+
+    def deliver() -> tuple[bool, str]:
+        context = ssl.create_default_context(cafile=str(cert))
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+            client.ehlo("client.example.com")
+            offered = client.has_extn("starttls")
+            client.starttls(context=context)  # verifies our certificate
+            client.ehlo("client.example.com")
+            client.sendmail("a@example.com", [PRIVACY], REQUEST)
+            assert isinstance(client.sock, ssl.SSLSocket)
+            return offered, client.sock.version() or ""
+
+    try:
+        offered, version = await asyncio.to_thread(deliver)
+    finally:
+        await server.stop()
+    assert offered
+    assert version.startswith("TLSv1.")
+    assert await _count(desk, Message) == 1
+
+
+async def test_no_certificate_no_starttls(desk: Desk, receiver: SmtpReceiver) -> None:
+    def offered() -> bool:
+        with smtplib.SMTP("127.0.0.1", receiver.port, timeout=30) as client:
+            client.ehlo("client.example.com")
+            return bool(client.has_extn("starttls"))
+
+    assert await asyncio.to_thread(offered) is False
