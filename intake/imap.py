@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 from sqlmodel import select
 
 from intake.mail import mail_delivery
@@ -36,7 +33,6 @@ FETCH_BATCH = 25
 IDLE_RESTART_SECONDS = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
 IDLE_CHECK_SECONDS = 1.0  # how quickly a stop request is noticed
 MAX_BACKOFF_SECONDS = 60.0
-NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
 
 
 class ImapWatcher:
@@ -69,10 +65,8 @@ class ImapWatcher:
                 while not stop.is_set():
                     await self.sweep()
                     await self._wait_for_mail(stop)
-            except NETWORK_ERRORS as exc:
-                log.warning(
-                    "IMAP connection problem: %s; retrying in %.0fs", type(exc).__name__, backoff
-                )
+            except Exception as exc:  # network or database trouble: never stop watching for good
+                log.warning("IMAP problem: %s; retrying in %.0fs", type(exc).__name__, backoff)
                 await self._close_quietly()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
