@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.models import Event, Ticket
 
 GENESIS_HASH = "0" * 64
+_LAST_LINKS = "rightsdesk.audit_last_links"
 
 
 def event_hash(
@@ -67,8 +68,10 @@ async def append_event(
     link make one transaction fail instead of forking the chain.
     """
     assert ticket.id is not None
-    last = None
-    if ticket.audit_head:  # a new ticket has no chain yet: nothing to look up
+    # The link appended last in this transaction (we hold the ticket's lock) needs no query.
+    links: dict[int, tuple[int, str]] = session.info.setdefault(_LAST_LINKS, {})
+    last = links.get(ticket.id)
+    if last is None and ticket.audit_head:  # a new ticket has no chain yet
         last = (
             await session.exec(
                 select(Event.seq, Event.hash)
@@ -100,6 +103,7 @@ async def append_event(
         ),
     )
     session.add(event)
+    links[ticket.id] = (seq, event.hash)
     ticket.audit_head = event.hash
     session.add(ticket)
     return event
