@@ -571,9 +571,6 @@ class TicketService:
         _apply(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
         ticket.paused_since = None
 
-    def deadlines_for(self, received_at: dt.datetime, types: Iterable[RequestType]) -> Deadlines:
-        return self.policy.compute(received_at, types)
-
 
 def _apply(ticket: Ticket, deadlines: Deadlines) -> None:
     ticket.response_due = deadlines.response_due

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from html import escape
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select as sa_select
@@ -74,7 +75,7 @@ async def _mail_all(
             to=address,
             subject=subject,
             text=text,
-            html=html or f"<pre>{_escape(text)}</pre>",
+            html=html or f"<pre>{escape(text)}</pre>",
             ticket_id=ticket_id,
         )
 
@@ -217,10 +218,6 @@ def _deadline_mail(notice: DueNotice) -> tuple[str, str]:
             f"Status: {t.status}. Assignee: {t.assignee or '-'}.\n"
         )
     return subject, text
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 async def send_unassigned_alerts(desk: Desk) -> list[str]:
