@@ -70,6 +70,12 @@ class WorkingCalendar:
                 remaining -= 1
         return day, provisional
 
+    def working_days_left(self, today: dt.date, due: dt.date) -> int:
+        """Working days from today to a due date; negative, the working days late."""
+        if due >= today:
+            return self.working_days_between(today, due)
+        return -self.working_days_between(due, today)
+
     @functools.lru_cache(maxsize=8192)  # noqa: B019  (calendars live as long as the process)
     def working_days_between(self, start: dt.date, end: dt.date) -> int:
         """Working days in (start, end]: how many the clock would have counted."""

@@ -124,13 +124,7 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
 
 def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
     due = ticket.response_due
-    left = None
-    if due is not None:
-        left = (
-            calendar.working_days_between(today, due)
-            if due >= today
-            else -calendar.working_days_between(due, today)
-        )
+    left = calendar.working_days_left(today, due) if due is not None else None
     return Line(
         ticket.public_id,
         ",".join(ticket.types),

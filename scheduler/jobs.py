@@ -160,12 +160,10 @@ async def due_notices(desk: Desk, today: dt.date) -> list[DueNotice]:
         for deadline, due in (("response", response_due), ("completion", completion_due)):
             if due is None:
                 continue
-            if due < today:
-                late = calendar.working_days_between(due, today)
-                notices.append(DueNotice(ticket, "escalation", deadline, due, -late))
-                continue
-            left = calendar.working_days_between(today, due)
-            if left in reminder_days:
+            left = calendar.working_days_left(today, due)
+            if left < 0:
+                notices.append(DueNotice(ticket, "escalation", deadline, due, left))
+            elif left in reminder_days:
                 notices.append(DueNotice(ticket, "reminder", deadline, due, left))
     return notices
 

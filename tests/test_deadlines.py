@@ -123,3 +123,12 @@ def test_deadline_command_prints_the_arithmetic(capsys: pytest.CaptureFixture[st
     assert data["completion_due"] == "2026-03-12"
     assert data["provisional"] is False
     assert data["started_on"] == "2026-02-10"
+
+
+def test_working_days_left_is_negative_when_late() -> None:
+    calendar = WorkingCalendar()
+    assert calendar.working_days_left(D("2026-03-02"), D("2026-03-09")) == 5
+    assert calendar.working_days_left(D("2026-03-09"), D("2026-03-09")) == 0
+    assert calendar.working_days_left(D("2026-03-12"), D("2026-03-09")) == -3
+    # Spring Festival: Feb 13 -> Feb 24 is 2 working days (the working Saturday, then Feb 24).
+    assert calendar.working_days_left(D("2026-02-13"), D("2026-02-24")) == 2
