@@ -96,8 +96,12 @@ class AccountDirectory:
 
     async def find_by_email(self, email: str) -> Account | None:
         async with self.db.transaction() as session:
-            query = select(Account).where(Account.email == email.strip().lower())
-            return (await session.exec(query)).first()
+            return await self.find_registered(session, email)
+
+    async def find_registered(self, session: AsyncSession, email: str) -> Account | None:
+        """The imported account registered to `email`, inside the caller's transaction."""
+        query = select(Account).where(Account.email == email.strip().lower())
+        return (await session.exec(query)).first()
 
     async def browse(self, limit: int | None = None) -> list[Account]:
         async with self.db.transaction() as session:

@@ -68,7 +68,8 @@ class Desk:
         signer = signer_for(settings)
         outbox = Outbox(settings, signer, clock)
         tickets = TicketService(db, clock, policy, RequesterNotices(settings, outbox))
-        directory = None
+        accounts = AccountDirectory(db, clock)
+        directory: AccountDirectory | CompanyDirectory = accounts
         if settings.verification.account_query:
             directory = CompanyDirectory(
                 settings.secret("verification", "account_database_url") or settings.database.url,
@@ -101,7 +102,7 @@ class Desk:
             db=db,
             policy=policy,
             tickets=tickets,
-            accounts=AccountDirectory(db, clock),
+            accounts=accounts,
             signer=signer,
             inbox=inbox,
             pipeline=pipeline,

@@ -91,7 +91,7 @@ class Verifier:
         clock: Clock,
         tickets: TicketService,
         outbox: Outbox,
-        directory: AccountLookup | None = None,
+        directory: AccountLookup,
     ) -> None:
         self.settings = settings
         self.directory = directory
@@ -99,14 +99,6 @@ class Verifier:
         self.clock = clock
         self.tickets = tickets
         self.outbox = outbox
-
-    async def account_registered_to(self, session: AsyncSession, address: str) -> Account | None:
-        """The account whose registered email is `address`: the company's database when a
-        query is configured, else the imported `account` table."""
-        if self.directory is not None:
-            return await self.directory.find_registered(session, address)
-        found = await session.exec(select(Account).where(Account.email == address.strip().lower()))
-        return found.first()
 
     def method_for(self, ticket: Ticket) -> str:
         methods = [self.settings.policy[t.value] for t in ticket.types]
@@ -142,7 +134,7 @@ class Verifier:
                 session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
             )
             return "manual"
-        account = await self.account_registered_to(session, sender)
+        account = await self.directory.find_registered(session, sender)
         if account is None:
             ticket.verification = "no_account"
             ticket.needs_review = True  # a person decides: another address, a username, ...
@@ -372,6 +364,9 @@ class Verifier:
 
 
 class AccountLookup(Protocol):
+    """Who holds an address: the imported `account` table (AccountDirectory), or the
+    company's own database (CompanyDirectory)."""
+
     async def find_registered(self, session: AsyncSession, email: str) -> Account | None: ...
 
 
