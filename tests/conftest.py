@@ -23,11 +23,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, func, select
 
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import DatabaseSettings, Settings
 from rightsdesk.db import Database
+from rightsdesk.models import Message, Ticket
 from rightsdesk.service import Desk
 
 PG_DSN = os.environ.get("RIGHTSDESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -175,7 +176,16 @@ class ImapServer:
     password: str
 
 
-def _free_port() -> int:
+async def count_rows(desk: Desk, model: type[Message] | type[Ticket]) -> int:
+    """How many rows: for messages, the inbound ones (our own mail is stored too)."""
+    async with desk.db.transaction() as session:
+        query = select(func.count()).select_from(model)
+        if model is Message:
+            query = query.where(Message.direction == "in")
+        return (await session.exec(query)).one()
+
+
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -192,7 +202,7 @@ def dovecot() -> Iterator[ImapServer]:
         pytest.skip(message)
     root = Path(tempfile.mkdtemp(prefix="rightsdesk-dovecot-"))
     root.chmod(0o755)  # the imap processes run as the dovecot user
-    port = _free_port()
+    port = free_port()
     (root / "users").write_text(f"{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}\n", encoding="utf-8")
     (root / "mail").mkdir()
     shutil.chown(root / "mail", "dovecot", "dovecot")

@@ -21,18 +21,10 @@ from sqlmodel import col, func, select
 from rightsdesk.config import Settings
 from rightsdesk.models import Message, Ticket
 from rightsdesk.service import Desk
-from tests.conftest import ImapServer
+from tests.conftest import ImapServer, free_port
 
 BURST = 500
 CLIENTS = 20
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Service:
@@ -78,7 +70,7 @@ class Service:
 
 @pytest.fixture
 def service_env(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str], int]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSDESK_")}
     env.update(
         RIGHTSDESK_DATABASE__URL=database_url,

@@ -7,13 +7,14 @@ import uuid
 
 import pytest
 from imapclient import IMAPClient
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from intake.imap import ImapWatcher
 from rightsdesk.models import MailboxState, Message, Ticket
 from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
 from tests.conftest import ImapServer, corpus_files
+from tests.conftest import count_rows as count
 
 
 @pytest.fixture
@@ -66,14 +67,6 @@ def request(i: int) -> bytes:
         f"Message-ID: <imap-{i}@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         f"请删除我的数据 {i}\r\n"
     ).encode()
-
-
-async def count(desk: Desk, model: type[Message] | type[Ticket]) -> int:
-    async with desk.db.transaction() as session:
-        query = select(func.count()).select_from(model)
-        if model is Message:
-            query = query.where(Message.direction == "in")  # our own mail is stored too
-        return (await session.exec(query)).one()
 
 
 async def test_sweep_stores_then_moves(desk: Desk, mailbox: tuple[ImapServer, str]) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from sqlmodel import func, select
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from intake.mail import mail_dedupe_key
@@ -17,6 +17,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, RequesterContact, Ticket
 from rightsdesk.pipeline import Classification, Delivery, IntakeWorker
 from rightsdesk.service import Desk
+from tests.conftest import count_rows as count
 
 REQUESTER = "zhang.san@example.com"
 
@@ -40,14 +41,6 @@ async def deliver(desk: Desk, raw: bytes) -> int:
     accepted = await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
     await IntakeWorker(desk.pipeline, desk.inbox).drain()
     return accepted.message_row_id
-
-
-async def count(desk: Desk, model: type[Ticket] | type[Message]) -> int:
-    async with desk.db.transaction() as session:
-        query = select(func.count()).select_from(model)
-        if model is Message:
-            query = query.where(Message.direction == "in")  # our own mail is stored too
-        return (await session.exec(query)).one()
 
 
 async def message(desk: Desk, row_id: int) -> Message:

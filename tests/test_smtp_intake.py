@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from intake.mail import mail_dedupe_key
 from intake.smtp import SmtpReceiver
@@ -19,6 +19,7 @@ from rightsdesk.models import Message, Ticket
 from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
 from tests.conftest import corpus_files
+from tests.conftest import count_rows as _count
 
 PRIVACY = "privacy@localhost"
 
@@ -58,14 +59,6 @@ REQUEST = (
     b"Message-ID: <req-1@example.com>\r\nContent-Type: text/plain; charset=gbk\r\n\r\n"
     + "请删除我的全部个人信息。\r\n".encode("gbk")
 )
-
-
-async def _count(desk: Desk, model: type[Message] | type[Ticket]) -> int:
-    async with desk.db.transaction() as session:
-        query = select(func.count()).select_from(model)
-        if model is Message:
-            query = query.where(Message.direction == "in")  # our own mail is stored too
-        return (await session.exec(query)).one()
 
 
 async def test_request_is_stored_raw_before_the_250_then_ticketed(
