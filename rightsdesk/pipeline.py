@@ -28,10 +28,11 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -675,6 +676,8 @@ class IntakePipeline:
 async def _claim(session: AsyncSession, message_row_id: int) -> Message | None:
     query = (
         select(Message)
+        # The raw bytes (up to the size limit) were read once, for parsing; not again.
+        .options(defer(cast("QueryableAttribute[bytes | None]", Message.raw)))
         .where(Message.id == message_row_id)
         .where(Message.parse_status == "stored")
         .with_for_update(skip_locked=True)

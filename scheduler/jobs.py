@@ -326,7 +326,6 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "verification": desk.verifier.follow_up,
         "close": lambda: close_finished(desk),
         "retention": lambda: purge_closed(desk, dry_run=False),
-        "recompute": desk.tickets.recompute_provisional_deadlines,
     }
     for name, job in jobs.items():
         try:
