@@ -12,12 +12,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The classifier is trained here from classifiers/data (deterministic, well under a minute), so
+# a fresh checkout has a model after either command; `rightsdesk run` never trains.
+MODEL := classifiers/model/rightsdesk.json
+$(MODEL): $(VENV)/.installed $(wildcard classifiers/data/*) $(wildcard classifiers/*.py)
+	$(BIN)/rightsdesk classifier train
+
 ## Install into .venv, migrate the database and start the service on its embedded defaults.
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(MODEL)
 	$(BIN)/rightsdesk run $(if $(CONFIG),--config $(CONFIG))
 
 ## Lint, type-check and run the whole test suite (SQLite and PostgreSQL).
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(MODEL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -193,6 +193,13 @@ class ImapSettings(_Section):
         return bool(self.host)
 
 
+class ClassifierSettings(_Section):
+    # Off: every request goes to the DPO's triage queue (rightsdesk.pipeline.TriageEverything).
+    enabled: bool = True
+    # Empty: the model `rightsdesk classifier train` builds inside the package (classifiers/model).
+    model_path: Path | None = None
+
+
 class TelegramSettings(_Section):
     # The bot is off until a token is set (environment or token_file only).
     token: SecretStr | None = None
@@ -237,6 +244,7 @@ class Settings(BaseSettings):
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     imap: ImapSettings = Field(default_factory=ImapSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

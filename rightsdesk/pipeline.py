@@ -70,6 +70,8 @@ class Classification:
     needs_review: bool
     language: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    # Identifiers in the text (`rightsdesk.identifiers.Identifier.as_dict`; ID numbers masked).
+    entities: list[dict[str, object]] = field(default_factory=list)
 
 
 class Classifier(Protocol):
@@ -470,7 +472,12 @@ class OpenTicket:
                 requester_name=inbound.sender_name,
                 language=found.language,
                 needs_review=found.needs_review,
-                classification={"scores": found.scores, "language": found.language},
+                classification={
+                    "scores": found.scores,
+                    "language": found.language,
+                    "needs_review": found.needs_review,
+                    "entities": found.entities,
+                },
             ),
             SYSTEM,
         )

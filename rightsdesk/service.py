@@ -14,6 +14,7 @@ from functools import partial
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from classifiers.model import MODEL_DIR, LazyRightsClassifier, model_exists
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
@@ -41,6 +42,21 @@ class StartupError(Exception):
     """The service cannot start; the message names the cause in one line."""
 
 
+def default_classifier(settings: Settings) -> Classifier:
+    """The trained model when there is one; otherwise everything goes to the DPO's triage."""
+    if not settings.classifier.enabled:
+        return TriageEverything()
+    path = settings.classifier.model_path or MODEL_DIR
+    if not model_exists(path):
+        log.warning(
+            "no trained classifier at %s: every request goes to triage "
+            "(run `rightsdesk classifier train`)",
+            path,
+        )
+        return TriageEverything()
+    return LazyRightsClassifier(path)
+
+
 @dataclass
 class Desk:
     """The core objects, built once from settings and shared by every channel and command."""
@@ -57,6 +73,7 @@ class Desk:
     outbox: Outbox
     verifier: Verifier
     sender: OutboundSender
+    classifier: Classifier
 
     @classmethod
     def build(
@@ -85,13 +102,14 @@ class Desk:
             attachment_cap=settings.mail.max_attachment_bytes,
         )
         inbox = Inbox(db, clock)
+        classifier = classifier or default_classifier(settings)
         pipeline = IntakePipeline.standard(
             db,
             clock,
             tickets,
             signer,
             parsers={Channel.EMAIL.value: parse_mail},
-            classifier=classifier or TriageEverything(),
+            classifier=classifier,
             verifier=verifier,
             outbox=outbox,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
@@ -109,6 +127,7 @@ class Desk:
             outbox=outbox,
             verifier=verifier,
             sender=OutboundSender(db, clock, settings, outbox, doors=inbox),
+            classifier=classifier,
         )
 
     async def close(self) -> None:
@@ -151,6 +170,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             await desk.db.migrate()
         except (OSError, OperationalError, InterfaceError) as exc:
             raise StartupError(f"database unreachable: {first_line(exc)}") from None
+        if isinstance(lazy := desk.classifier, LazyRightsClassifier):
+            # Load spaCy and jieba now, off the loop, not on the first message.
+            await asyncio.to_thread(lambda: lazy.model)
+            log.info("classifier loaded from %s", lazy.path)
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))
