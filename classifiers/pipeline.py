@@ -1,0 +1,118 @@
+"""The spaCy pipeline: blank Chinese with jieba (words for Chinese and English alike), the
+identifier entities, the rule layer, and `textcat_multilabel` in one of two architectures."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import jieba
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import get_words_and_spaces
+
+import classifiers.components  # noqa: F401  (registers the factories)
+from classifiers.components import TEXT_KEY
+from classifiers.labels import LABELS
+
+TEXTCAT = "textcat_multilabel"
+
+_BOW: dict[str, Any] = {
+    "@architectures": "spacy.TextCatBOW.v3",
+    "exclusive_classes": False,
+    "ngram_size": 2,
+    "no_output_layer": False,
+    # 2^18 rows x 12 labels is 12 MB of weights for ~3,000 examples: 2^16 collides little.
+    "length": 65536,
+}
+
+_ENSEMBLE: dict[str, Any] = {
+    "@architectures": "spacy.TextCatEnsemble.v2",
+    "tok2vec": {
+        "@architectures": "spacy.Tok2Vec.v2",
+        "embed": {
+            "@architectures": "spacy.MultiHashEmbed.v2",
+            "width": 64,
+            "rows": [2000, 2000, 500, 1000, 500],
+            "attrs": ["NORM", "LOWER", "PREFIX", "SUFFIX", "SHAPE"],
+            "include_static_vectors": False,
+        },
+        "encode": {
+            "@architectures": "spacy.MaxoutWindowEncoder.v2",
+            "width": 64,
+            "window_size": 1,
+            "maxout_pieces": 3,
+            "depth": 2,
+        },
+    },
+    "linear_model": _BOW,
+}
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {"bow": _BOW, "ensemble": _ENSEMBLE}
+
+
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+_LONG_WORD = re.compile(r"[a-z]{6,}")
+
+
+def feature_words(text: str) -> list[str]:
+    """Extra tokens the bag of words reads after the message's own words: each Chinese
+    character (so 清空/清除/删除 share 清 and 删, and a segmentation jieba did differently
+    still shares its characters and their bigrams) and, for English words of six letters or
+    more, their first five (delete/deleted/deletion → delet_). The text is normalised."""
+    return [*_CJK_CHAR.findall(text), *(word[:5] + "_" for word in _LONG_WORD.findall(text))]
+
+
+class _FeatureTokenizer:
+    """spaCy's Chinese tokenizer with jieba (dictionary segmentation, no HMM guesser: it
+    costs a sixth of the time, and its guesses, new "words" merged from unknown characters,
+    make a rare phrasing's features rarer still), followed by `feature_words`.
+
+    The message's own text stays a prefix of `doc.text`, so character offsets into it hold;
+    it is also kept whole in `doc.user_data` (components.doc_text), since spaCy rebuilds
+    `doc.text` from the tokens at every access. Saving and loading go to the tokenizer inside.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, text: str) -> Doc:
+        words = [word for word in jieba.cut(text, cut_all=False, HMM=False) if word]
+        words, spaces = get_words_and_spaces(words, text)
+        extra = feature_words(text)
+        if extra and words:
+            spaces[-1] = False
+            words = [*words, "\n", *extra]
+            spaces = [*spaces, False, *([True] * (len(extra) - 1)), False]
+        doc = Doc(self.inner.vocab, words=words, spaces=spaces)
+        doc.user_data[TEXT_KEY] = text
+        return doc
+
+    def pipe(self, texts: Iterable[str], batch_size: int = 1000) -> Iterator[Doc]:
+        return (self(text) for text in texts)
+
+    def __getattr__(self, name: str) -> Any:  # to_disk, from_bytes, …
+        return getattr(self.inner, name)
+
+
+def adapt_tokenizer(nlp: Language) -> Language:
+    """What every pipeline of ours gets, freshly built or loaded: the feature tokenizer around
+    spaCy's own. It is not saved with the model, so both paths call this."""
+    if not isinstance(nlp.tokenizer, _FeatureTokenizer):
+        nlp.tokenizer = _FeatureTokenizer(nlp.tokenizer)
+    return nlp
+
+
+def blank_pipeline(architecture: str) -> Language:
+    """`architecture`: "bow" or "ensemble" (ARCHITECTURES)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}: expected bow or ensemble")
+    nlp = adapt_tokenizer(spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}}))
+    nlp.add_pipe("rightsdesk_identifiers")
+    nlp.add_pipe("rightsdesk_rules")
+    textcat = nlp.add_pipe(TEXTCAT, config={"model": ARCHITECTURES[architecture]})
+    for label in LABELS:
+        textcat.add_label(label)  # type: ignore[attr-defined]
+    return nlp

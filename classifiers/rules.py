@@ -1,0 +1,92 @@
+"""The rule layer's phrases: only what means one thing wherever it appears.
+
+Written in normalised form (simplified characters, lower case: `classifiers.text.normalise`).
+What is *not* here is deliberate: 投诉/complaint (letters "reserve the right to complain"),
+删除/delete (channels, messages, files), 导出/export (transcripts), under 14 (policy questions).
+"""
+
+from __future__ import annotations
+
+import re
+
+RULES: dict[str, tuple[str, ...]] = {
+    "account_deletion": (
+        "注销账号",
+        "注销帐号",
+        "注销我的账号",
+        "注销我的帐号",
+        "注销账户",
+        "注销帐户",
+        "销户",
+        "delete my account",
+        "close my account",
+        "cancel my account",
+    ),
+    "withdraw_consent": (
+        "撤回同意",
+        "撤回我的同意",
+        "退订",
+        "withdraw my consent",
+        "withdraw consent",
+        "unsubscribe me",
+        "opt me out",
+    ),
+    # Death is not mentioned in passing in a rights request; "deceased" is left out because
+    # questions about the policy for deceased users' data are inquiries.
+    "deceased": ("去世", "过世", "离世", "已故", "passed away", "died"),
+    "not_rights_request": (
+        "自动回复",
+        "自动回覆",
+        "out of office",
+        "automatic reply",
+        "auto-reply",
+        "delivery status notification",
+        "mail delivery failed",
+        "undeliverable",
+        "系统退信",
+    ),
+}
+
+# Words that introduce a one-time code in a short reply; with a number of 4+ digits and at most
+# SHORT_MESSAGE tokens in all, the message is a code typed back, not a request.
+CODE_WORDS: tuple[str, ...] = ("验证码", "码", "code", "otp", "passcode", "驗證碼")
+SHORT_MESSAGE = 8
+
+# A child of a stated age under 14 ("我儿子12岁", "my daughter is 9", "a 10-year-old son"):
+# the guardian's procedure. An age of 14 or more, or "children under 14" without a child of
+# the writer's, is left to the model.
+_CHILD = (
+    r"(儿子|女儿|孩子|小孩|娃|侄子|侄女|孙子|孙女|外孙|外甥"
+    r"|son|daughter|child|kid|boy|girl|nephew|niece)"
+)
+_AGE = (
+    r"(?:\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九])\s*(?:周岁|岁|歲|週歲)"
+    r"|(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen)"
+    r"(?:\s*|-)(?:years?(?:\s*|-)old|yo|y/o)\b|\bis \d{1,2}\b|\(\d{1,2}\)"
+)
+CHILD_AGE = re.compile(
+    rf"{_CHILD}[^。.!?！？;；]{{0,12}}?(?:{_AGE})|(?:{_AGE})[^。.!?！？;；]{{0,12}}?{_CHILD}"
+    rf"|\bmy (?:{_AGE})|未满(?:14|十四)|不满(?:14|十四)|under (?:14|fourteen)\b.{{0,20}}{_CHILD}"
+)
+_AGE_VALUE = re.compile(
+    r"\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九]"
+    r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen)\b"
+)
+_ENGLISH_AGES = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+_NUMBERS = {
+    **{word: i for i, word in enumerate(_ENGLISH_AGES.split(), 1)},
+    **{c: i for i, c in enumerate("一二三四五六七八九", 1)},
+    **{"十" + c: 10 + i for i, c in enumerate("一二三四", 1)},
+    "十": 10,
+}
+
+
+def states_child_under_14(match: re.Match[str]) -> bool:
+    text = match.group(0)
+    if any(word in text for word in ("未满", "不满", "under 14", "under fourteen")):
+        return True
+    value = _AGE_VALUE.search(text)
+    if value is None:
+        return False
+    age = int(value.group(0)) if value.group(0).isdigit() else _NUMBERS.get(value.group(0), 99)
+    return age < 14

@@ -1,0 +1,105 @@
+"""What the model reads: one normalised string per message, the same in training and in use.
+
+Normalisation keeps every character at its offset (one character in, one character out), so the
+spans the pipeline finds in the normalised text point at the same characters of the original.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import zhconv
+
+FOCUS_OVER = 400  # characters; shorter messages are read whole
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s")
+# A sentence in which the writer asks for something, or says who the data belongs to. Patterns
+# are in normalised form (lower case, simplified).
+_ASKS = re.compile(
+    r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
+    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此"
+    r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
+    r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
+    r"|\b(i|we)\b[^.;:!?]{0,40}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
+    r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
+    r"|\bcomplaint\b"
+    r"|\b(please|kindly)\b"
+    r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
+    r"|\b(died|passed away)\b"
+)
+# Citations of what the law or the policy allows, and "I reserve the right to complain": they
+# name every right and ask for none.
+_BOILERPLATE = re.compile(
+    r"保留|享有|有权|规定|隐私政策中|\breserve|\bthe right to\b|\bpolicy (states|says)"
+)
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+@cache
+def _table() -> dict[int, str]:
+    """Traditional → simplified for single characters (zhconv's own table), and ASCII lower case.
+
+    Phrase-level conversions (帳號 → 账号 and the like) are left out on purpose: they change
+    lengths, and jieba + the bag of words cope with 帐号/账号 once the characters agree.
+    """
+    zhconv.zhconv.loaddict()
+    pairs = zhconv.zhconv.zhcdicts["zh2Hans"]
+    table = {ord(k): v for k, v in pairs.items() if len(k) == 1 and len(v) == 1}
+    table.update({ord(c): c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"})
+    # Full-width ASCII (ｄｅｌｅｔｅ, １２３) is common in Chinese input methods.
+    table.update({cp: chr(cp - 0xFEE0).lower() for cp in range(0xFF01, 0xFF5F)})
+    return table
+
+
+def normalise(text: str) -> str:
+    return text.translate(_table())
+
+
+def joined(subject: str, text: str) -> str:
+    """Subject and new text as one string. The subject often *is* the request."""
+    subject = subject.strip()
+    body = text.strip()
+    return f"{subject}\n{body}" if subject and subject not in body else body
+
+
+def asks(text: str) -> list[str] | None:
+    """The sentences of a long message that ask for something; None for a short message.
+
+    Formal letters bury one ask under citations that name every right, background and "I
+    reserve the right to complain"; read whole, a bag of words sees every label in them (and
+    its sum over hundreds of neutral words drowns the ask). The text given is normalised.
+    """
+    if len(text) <= FOCUS_OVER:
+        return None
+    sentences = [
+        sentence.strip()
+        for sentence in _SENTENCE_END.split(text)
+        if sentence.strip() and not _BOILERPLATE.search(sentence)
+    ]
+    # No recognisable ask: every sentence but the citations, each judged alone.
+    return [s for s in sentences if _ASKS.search(s)] or sentences
+
+
+def model_units(subject: str, text: str) -> list[str]:
+    """What the textcat reads, one or more units per message. A short message is one unit
+    (subject and body). A long one is each sentence that asks for something, read alone: the
+    message asks for a type if any unit does (see `classifiers.model`). Its subject is left
+    out: a letter's subject ("Data protection request") names no type, its body does."""
+    body = normalise(text)
+    return asks(body) or [joined(normalise(subject), body)]
+
+
+def detect_language(text: str) -> str:
+    """`zh` when Chinese carries the message, else `en`.
+
+    A Chinese message with a few English words is Chinese; an English letter quoting
+    《个人信息保护法》 is English: compare Chinese characters with English words.
+    """
+    cjk = len(_CJK.findall(text))
+    if cjk == 0:
+        return "en"
+    words = len(_LATIN_WORD.findall(text))
+    return "zh" if cjk >= words else "en"

@@ -1,0 +1,234 @@
+"""Training, threshold tuning and evaluation. Deterministic: fixed seeds, fixed splits, one
+thread; the same data gives the same model and the same figures."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spacy.language import Language
+from spacy.training import Example
+from spacy.util import fix_random_seed, minibatch  # type: ignore[attr-defined]
+
+from classifiers.dataset import LabelledExample, Split
+from classifiers.labels import LABELS
+from classifiers.model import META_FILE, RightsClassifier
+from classifiers.pipeline import TEXTCAT, blank_pipeline
+from classifiers.text import detect_language, joined, normalise
+
+SEED = 20261128
+EPOCHS = 12
+DROPOUT = 0.2
+BATCH = 16
+_GRID = [round(0.05 * i, 2) for i in range(2, 19)]  # 0.10 … 0.90
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Report:
+    split: str
+    count: int
+    labels: list[LabelScore]
+    macro_f1: float
+    exact_match: float
+    needs_review: float
+    by_language: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "count": self.count,
+            "macro_f1": self.macro_f1,
+            "exact_match": self.exact_match,
+            "needs_review": self.needs_review,
+            "by_language": self.by_language,
+            "labels": [vars(score) for score in self.labels],
+        }
+
+
+@dataclass(frozen=True)
+class Trained:
+    classifier: RightsClassifier
+    dev: Report  # of the model before the refit: the one the thresholds were tuned on
+
+
+def train(
+    examples: Sequence[LabelledExample],
+    architecture: str = "bow",
+    epochs: int = EPOCHS,
+    progress: Progress | None = None,
+    refit: bool = True,
+) -> Trained:
+    """Fit on the train split, tune per-label thresholds on dev and report dev; then (refit)
+    fit again on train + dev with the same settings and thresholds. The test split is never
+    seen."""
+    # Whole letters are for judging; the model learns from their asks and their neutral parts.
+    learnable = [ex for ex in examples if ex.source != "letter"]
+    train_set = [ex for ex in learnable if ex.split == "train"]
+    dev = [ex for ex in examples if ex.split == "dev"]
+    nlp = _fit(train_set, architecture, epochs, progress)
+    untuned = RightsClassifier(nlp, dict.fromkeys(LABELS, 0.5), {"architecture": architecture})
+    thresholds = tune_thresholds(untuned, dev)
+    tuned = RightsClassifier(nlp, thresholds, {"architecture": architecture})
+    dev_report = evaluate(tuned, dev, "dev")
+    trained_on = len(train_set)
+    if refit:
+        if progress:
+            progress("refit on train + dev")
+        refit_set = [*train_set, *(ex for ex in learnable if ex.split == "dev")]
+        nlp = _fit(refit_set, architecture, epochs, progress)
+        trained_on = len(refit_set)
+    meta = {
+        "architecture": architecture,
+        "epochs": epochs,
+        "seed": SEED,
+        "thresholds": thresholds,
+        "trained_on": trained_on,
+        "refit_on_dev": refit,
+    }
+    return Trained(RightsClassifier(nlp, thresholds, meta), dev_report)
+
+
+def _fit(
+    examples: Sequence[LabelledExample],
+    architecture: str,
+    epochs: int,
+    progress: Progress | None,
+) -> Language:
+    fix_random_seed(SEED)
+    rng = random.Random(SEED)
+    nlp = blank_pipeline(architecture)
+    train_set = [_example(nlp, ex) for ex in examples]
+    optimizer = nlp.initialize(lambda: train_set)
+    with nlp.select_pipes(enable=[TEXTCAT]):
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            rng.shuffle(train_set)
+            losses: dict[str, float] = {}
+            for batch in minibatch(train_set, size=BATCH):  # type: ignore[no-untyped-call]
+                nlp.update(batch, drop=DROPOUT, sgd=optimizer, losses=losses)
+            if progress:
+                progress(
+                    f"epoch {epoch}/{epochs}: loss {losses.get(TEXTCAT, 0.0):.3f} "
+                    f"({time.perf_counter() - started:.1f} s)"
+                )
+    return nlp
+
+
+def save(classifier: RightsClassifier, path: Path, reports: Iterable[Report] = ()) -> None:
+    classifier.nlp.to_disk(path)
+    meta = {**classifier.meta, "reports": [r.as_dict() for r in reports]}
+    (path / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
+
+
+def tune_thresholds(
+    classifier: RightsClassifier, dev: Sequence[LabelledExample]
+) -> dict[str, float]:
+    """Per label, the threshold with the best F1 on dev; ties go to the one nearest 0.5, and a
+    label dev cannot judge (no examples either way) keeps 0.5."""
+    raw = _raw_scores(classifier, dev)
+    thresholds: dict[str, float] = {}
+    for label in LABELS:
+        gold = [label in ex.labels for ex in dev]
+        if not any(gold):
+            thresholds[label] = 0.5
+            continue
+
+        def f1_at(threshold: float, label: str = label, gold: list[bool] = gold) -> float:
+            predicted = [scores[label] >= threshold for scores in raw]
+            return _f1(predicted, gold)[2]
+
+        thresholds[label] = max(_GRID, key=lambda t: (round(f1_at(t), 6), -abs(t - 0.5)))
+    return thresholds
+
+
+def evaluate(
+    classifier: RightsClassifier, examples: Sequence[LabelledExample], split: Split | str
+) -> Report:
+    predictions = list(classifier.predict_many((ex.subject, ex.text) for ex in examples))
+    report = _report(split, examples, [set(p.labels) for p in predictions])
+    review = sum(p.needs_review for p in predictions) / max(1, len(predictions))
+    by_language: dict[str, dict[str, float]] = {}
+    for lang in ("zh", "en"):
+        chosen = [
+            i
+            for i, ex in enumerate(examples)
+            if detect_language(joined(ex.subject, ex.text)) == lang
+        ]
+        if chosen:
+            part = _report(
+                split, [examples[i] for i in chosen], [set(predictions[i].labels) for i in chosen]
+            )
+            by_language[lang] = {
+                "count": part.count,
+                "macro_f1": part.macro_f1,
+                "exact_match": part.exact_match,
+            }
+    return Report(
+        split=report.split,
+        count=report.count,
+        labels=report.labels,
+        macro_f1=report.macro_f1,
+        exact_match=report.exact_match,
+        needs_review=round(review, 4),
+        by_language=by_language,
+    )
+
+
+def _report(
+    split: str, examples: Sequence[LabelledExample], predicted: Sequence[set[str]]
+) -> Report:
+    scores = []
+    for label in LABELS:
+        gold = [label in ex.labels for ex in examples]
+        said = [label in p for p in predicted]
+        if not any(gold) and not any(said):
+            continue  # nothing to judge this label on in this part
+        precision, recall, f1 = _f1(said, gold)
+        scores.append(LabelScore(label, precision, recall, f1, sum(gold)))
+    macro = sum(s.f1 for s in scores) / max(1, len(scores))
+    exact = sum(set(ex.labels) == p for ex, p in zip(examples, predicted, strict=True))
+    return Report(
+        split=split,
+        count=len(examples),
+        labels=scores,
+        macro_f1=round(macro, 4),
+        exact_match=round(exact / max(1, len(examples)), 4),
+        needs_review=0.0,
+    )
+
+
+def _f1(predicted: Sequence[bool], gold: Sequence[bool]) -> tuple[float, float, float]:
+    tp = sum(p and g for p, g in zip(predicted, gold, strict=True))
+    fp = sum(p and not g for p, g in zip(predicted, gold, strict=True))
+    fn = sum(g and not p for p, g in zip(predicted, gold, strict=True))
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return round(precision, 4), round(recall, 4), round(f1, 4)
+
+
+def _raw_scores(
+    classifier: RightsClassifier, examples: Sequence[LabelledExample]
+) -> list[dict[str, float]]:
+    return [p.scores for p in classifier.predict_many((ex.subject, ex.text) for ex in examples)]
+
+
+def _example(nlp: Any, ex: LabelledExample) -> Example:
+    doc = nlp.make_doc(joined(normalise(ex.subject), normalise(ex.text)))
+    return Example.from_dict(doc, {"cats": {label: float(label in ex.labels) for label in LABELS}})
