@@ -25,10 +25,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
+from intake.mail import mail_dedupe_key
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import DatabaseSettings, Settings
 from rightsdesk.db import Database
-from rightsdesk.models import Message, Ticket
+from rightsdesk.models import Channel, Message, Ticket
+from rightsdesk.pipeline import Delivery, IntakeWorker
 from rightsdesk.service import Desk
 
 PG_DSN = os.environ.get("RIGHTSDESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -145,6 +147,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database={"url": database_url},
         desk={"data_dir": tmp_path / "var"},
         outbound={"outbox_dir": tmp_path / "var" / "outbox"},
+        # The pipeline's tests pin their own classifier; the model has tests of its own.
+        classifier={"enabled": False},
     )
 
 
@@ -270,3 +274,29 @@ service pop3-login {{
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- mail for the pipeline -------------------------------------------------------------------
+
+REQUESTER = "zhang.san@example.com"
+
+
+def mail(
+    body: str,
+    *,
+    sender: str = REQUESTER,
+    message_id: str = "req-1@example.com",
+    subject: str = "Request",
+    headers: str = "",
+) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: privacy@localhost\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{message_id}>\r\n{headers}"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    ).encode() + body.encode()
+
+
+async def deliver(desk: Desk, raw: bytes) -> int:
+    accepted = await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    return accepted.message_row_id

@@ -17,30 +17,8 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, RequesterContact, Ticket
 from rightsdesk.pipeline import Classification, Delivery, IntakeWorker
 from rightsdesk.service import Desk
+from tests.conftest import REQUESTER, deliver, mail
 from tests.conftest import count_rows as count
-
-REQUESTER = "zhang.san@example.com"
-
-
-def mail(
-    body: str,
-    *,
-    sender: str = REQUESTER,
-    message_id: str = "req-1@example.com",
-    subject: str = "Request",
-    headers: str = "",
-) -> bytes:
-    return (
-        f"From: {sender}\r\nTo: privacy@localhost\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{message_id}>\r\n{headers}"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-    ).encode() + body.encode()
-
-
-async def deliver(desk: Desk, raw: bytes) -> int:
-    accepted = await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
-    await IntakeWorker(desk.pipeline, desk.inbox).drain()
-    return accepted.message_row_id
 
 
 async def message(desk: Desk, row_id: int) -> Message:
