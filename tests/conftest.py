@@ -288,9 +288,13 @@ def mail(
     message_id: str = "req-1@example.com",
     subject: str = "Request",
     headers: str = "",
+    name: str = "",
 ) -> bytes:
+    """A plain-text request to privacy@localhost; `name` (an encoded word is fine) goes before
+    the address in From."""
+    sender_field = f"{name} <{sender}>" if name else sender
     return (
-        f"From: {sender}\r\nTo: privacy@localhost\r\nSubject: {subject}\r\n"
+        f"From: {sender_field}\r\nTo: privacy@localhost\r\nSubject: {subject}\r\n"
         f"Message-ID: <{message_id}>\r\n{headers}"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
     ).encode() + body.encode()

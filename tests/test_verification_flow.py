@@ -26,6 +26,7 @@ from rightsdesk.models import OutboxEntry, Requester, RequestType, TicketStatus
 from rightsdesk.pipeline import Classification, IntakeWorker
 from rightsdesk.service import Desk
 from rightsdesk.tickets import TicketError
+from tests.conftest import mail as plain_mail
 
 PRIVACY = "privacy@localhost"
 OWNER = "zhang.san@example.com"
@@ -140,10 +141,14 @@ def request(
     headers: str = "",
     name: str = "=?utf-8?b?5byg5LiJ?=",
 ) -> bytes:
-    return (
-        f"From: {name} <{sender}>\r\nTo: {PRIVACY}\r\nSubject: =?utf-8?b?5Yig6Zmk?=\r\n"
-        f"Message-ID: <{message_id}>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n"
-    ).encode() + body.encode()
+    return plain_mail(
+        body,
+        sender=sender,
+        message_id=message_id,
+        subject="=?utf-8?b?5Yig6Zmk?=",
+        headers=headers,
+        name=name,
+    )
 
 
 def reply_to(mail: email.message.Message, body: str, sender: str = OWNER, n: int = 1) -> bytes:
