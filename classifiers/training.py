@@ -99,6 +99,7 @@ def train(
         "seed": SEED,
         "thresholds": thresholds,
         "trained_on": trained_on,
+        "corrections": sum(ex.source == "correction" for ex in train_set),
         "refit_on_dev": refit,
     }
     return Trained(RightsClassifier(nlp, thresholds, meta), dev_report)

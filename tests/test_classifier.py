@@ -3,6 +3,7 @@ CLI around it, and the pipeline using it. The model is the one `make test` train
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -318,3 +319,38 @@ async def test_relabels_become_training_examples(settings: Settings) -> None:
         assert "搬走" in correction.text
     finally:
         await desk.close()
+
+
+def test_train_with_corrections_reads_the_dpos_relabels(
+    database_url: str, tmp_path: Path, model: RightsClassifier
+) -> None:
+    settings = Settings(
+        database={"url": database_url},
+        desk={"data_dir": tmp_path},
+        classifier={"enabled": False},
+    )
+
+    async def relabelled() -> None:
+        desk = Desk.build(settings)
+        try:
+            await deliver(desk, mail("把我的资料搬到新平台去", subject="数据"))
+            [ticket] = await desk.tickets.find()
+            await desk.tickets.relabel(ticket.public_id, "dpo", [RequestType.PORTABILITY])
+        finally:
+            await desk.close()
+
+    asyncio.run(relabelled())
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n', "utf-8")
+    target = tmp_path / "model"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("--config", str(config), "classifier", "train", "--with-corrections"),
+            *("--epochs", "1", "--model", str(target), "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "1 correction(s)" in result.stderr
+    trained = RightsClassifier.load(target)
+    assert trained.meta["corrections"] == 1
