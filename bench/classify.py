@@ -79,7 +79,8 @@ def main() -> None:
     print(f"model: {model.meta.get('architecture')} (pipeline {', '.join(model.nlp.pipe_names)})")
     print(f"short chat lines (mean {mean_short:.0f} chars): {rate(len(short), best(short))}")
     print(f"long letters (mean {mean_long:,.0f} chars):   {rate(len(long), best(long))}")
-    print(f"jieba tokenizer alone, short lines:   {rate(len(texts), tokenizer_only())}")
+    limit = rate(len(texts), tokenizer_only())
+    print(f"the pipeline's tokenizer alone (jieba + feature tokens), short lines: {limit}")
 
 
 if __name__ == "__main__":

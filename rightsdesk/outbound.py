@@ -85,6 +85,16 @@ def understood(types: list[RequestType], needs_review: bool) -> dict[str, str]:
             "zh": "我们的工作人员会阅读您的请求，并确定如何处理。",
             "en": "A member of our team will read your request and decide how to handle it.",
         }
+    if types == [RequestType.NOT_RIGHTS_REQUEST]:
+        # Product questions reach the privacy address too: say where they are answered, and
+        # how to correct us; the ticket stays open for the DPO all the same.
+        return {
+            "zh": "您的来信看起来不是关于个人信息权利的请求。产品使用、账单等问题请通过应用内的"
+            "客服渠道联系我们。如果我们理解有误，请直接回复本邮件说明。",
+            "en": "Your message does not look like a request about your personal information. "
+            "For help with the product or billing, please use the in-app support chat. If we "
+            "have misunderstood, just reply to this email.",
+        }
     return {
         "zh": f"我们理解您的请求是：{type_names(types, 'zh')}。",
         "en": f"We understand that you are asking for: {type_names(types, 'en')}.",

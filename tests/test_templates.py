@@ -88,3 +88,11 @@ def test_a_dpo_folder_overrides_one_template(tmp_path: Path) -> None:
     assert custom.text == "All done: ok\n"
     untouched = templates.render("resolved", "zh", {"ticket_id": "PRIV-2026-000001", "note": "ok"})
     assert "处理完毕" in untouched.text
+
+
+def test_a_message_that_is_not_a_rights_request_is_pointed_to_support() -> None:
+    said = understood([RequestType.NOT_RIGHTS_REQUEST], needs_review=False)
+    assert "客服" in said["zh"]
+    assert "support" in said["en"]
+    # In doubt, a person reads it: no pointer away from us.
+    assert "support" not in understood([RequestType.NOT_RIGHTS_REQUEST], True)["en"]
