@@ -3,6 +3,7 @@ identifier entities, the rule layer, and `textcat_multilabel` in one of two arch
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -18,6 +19,9 @@ from classifiers.components import TEXT_KEY
 from classifiers.labels import LABELS
 
 TEXTCAT = "textcat_multilabel"
+
+# jieba announces loading its dictionary at DEBUG on its own stderr handler, in every process.
+jieba.setLogLevel(logging.WARNING)
 
 _BOW: dict[str, Any] = {
     "@architectures": "spacy.TextCatBOW.v3",
