@@ -24,16 +24,20 @@ async def load_corrections(db: Database) -> list[LabelledExample]:
             )
         ).all()
         latest: dict[int, list[str]] = {e.ticket_id: list(e.after.get("types", [])) for e in events}
+        # Each relabelled ticket's first inbound message, in one query.
+        firsts: dict[int, Message] = {}
+        for message in (
+            await session.exec(
+                select(Message)
+                .where(col(Message.ticket_id).in_(latest), Message.direction == "in")
+                .order_by(col(Message.ticket_id), col(Message.received_at), col(Message.id))
+            )
+        ).all():
+            assert message.ticket_id is not None
+            firsts.setdefault(message.ticket_id, message)
         examples: list[LabelledExample] = []
         for ticket_id, types in latest.items():
-            first = (
-                await session.exec(
-                    select(Message)
-                    .where(Message.ticket_id == ticket_id, Message.direction == "in")
-                    .order_by(col(Message.received_at), col(Message.id))
-                    .limit(1)
-                )
-            ).first()
+            first = firsts.get(ticket_id)
             text = (first.new_text or first.text) if first else None
             if first is None or not text or not types:
                 continue

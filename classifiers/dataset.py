@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from classifiers.labels import LABELS, NOT_A_REQUEST
+from classifiers.text import sentences
 
 DATA_DIR = Path(__file__).parent / "data"
 Split = Literal["train", "dev", "test"]
@@ -140,7 +140,6 @@ def _letters(data_dir: Path) -> Iterator[LabelledExample]:
                 )
 
 
-_SENTENCE = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s")
 NEUTRAL_PARTS = ("openings", "identities", "background", "legal", "reservations", "closings")
 
 
@@ -150,12 +149,12 @@ def _neutral_sentences(lang: str, kit: dict[str, Any]) -> Iterator[LabelledExamp
     of what the law allows and "this is not a complaint, but…" included."""
     for part in NEUTRAL_PARTS:
         for paragraph in kit[part]:
-            for sentence in _SENTENCE.split(paragraph):
-                if len(sentence.strip()) >= 6:
+            for sentence in sentences(paragraph):
+                if len(sentence) >= 6:
                     yield LabelledExample(
-                        id=f"letter-part-{lang}:{_digest(sentence.strip())}",
+                        id=f"letter-part-{lang}:{_digest(sentence)}",
                         subject="",
-                        text=sentence.strip(),
+                        text=sentence,
                         labels=frozenset({NOT_A_REQUEST}),
                         split="train",
                         source="letter-part",

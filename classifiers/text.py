@@ -65,6 +65,11 @@ def joined(subject: str, text: str) -> str:
     return f"{subject}\n{body}" if subject and subject not in body else body
 
 
+def sentences(text: str) -> list[str]:
+    """The non-empty sentences of a text, Chinese or English punctuation."""
+    return [sentence.strip() for sentence in _SENTENCE_END.split(text) if sentence.strip()]
+
+
 def asks(text: str) -> list[str] | None:
     """The sentences of a long message that ask for something; None for a short message.
 
@@ -74,13 +79,9 @@ def asks(text: str) -> list[str] | None:
     """
     if len(text) <= FOCUS_OVER:
         return None
-    sentences = [
-        sentence.strip()
-        for sentence in _SENTENCE_END.split(text)
-        if sentence.strip() and not _BOILERPLATE.search(sentence)
-    ]
+    kept = [sentence for sentence in sentences(text) if not _BOILERPLATE.search(sentence)]
     # No recognisable ask: every sentence but the citations, each judged alone.
-    return [s for s in sentences if _ASKS.search(s)] or sentences
+    return [sentence for sentence in kept if _ASKS.search(sentence)] or kept
 
 
 def model_units(subject: str, text: str) -> list[str]:
