@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -103,6 +103,12 @@ class AccountDirectory:
         query = select(Account).where(Account.email == email.strip().lower())
         return (await session.exec(query)).first()
 
+    async def find_by_username(self, session: AsyncSession, username: str) -> Account | None:
+        """The imported account with this username (case as registered, or lower-cased)."""
+        wanted = username.strip()
+        query = select(Account).where(col(Account.username).in_({wanted, wanted.lower()}))
+        return (await session.exec(query)).first()
+
     async def browse(self, limit: int | None = None) -> list[Account]:
         async with self.db.transaction() as session:
             query = select(Account).order_by(col(Account.id)).limit(limit)
@@ -117,17 +123,32 @@ class CompanyDirectory:
     """Accounts looked up live in the company's own database with a configured read-only
     query; each hit is copied into the local `account` table, which verification refers to."""
 
-    def __init__(self, url: str, query: str, clock: Clock) -> None:
+    def __init__(self, url: str, query: str, clock: Clock, username_query: str = "") -> None:
         self.engine = create_async_engine(url, pool_pre_ping=True)
         self.query = text(query)
+        self.username_query = text(username_query) if username_query else None
         self.clock = clock
 
     async def find_registered(self, session: AsyncSession, email: str) -> Account | None:
+        wanted = email.strip().lower()
+        account = await self._copy(session, self.query, {"email": wanted})
+        # Trust only a row that really is registered to this address.
+        return account if account is not None and account.email == wanted else None
+
+    async def find_by_username(self, session: AsyncSession, username: str) -> Account | None:
+        if self.username_query is None:
+            return None
+        return await self._copy(session, self.username_query, {"username": username.strip()})
+
+    async def _copy(
+        self, session: AsyncSession, query: TextClause, params: dict[str, str]
+    ) -> Account | None:
+        """Run a lookup read-only in the company's database; copy the hit into `account`."""
         async with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # A query that tried to write would fail here, not change the company's data.
                 await conn.execute(text("SET TRANSACTION READ ONLY"))
-            row = (await conn.execute(self.query, {"email": email.strip().lower()})).first()
+            row = (await conn.execute(query, params)).first()
         if row is None:
             return None
         found = row._mapping
@@ -141,8 +162,7 @@ class CompanyDirectory:
         account.updated_at = self.clock.now()
         session.add(account)
         await session.flush()
-        # Trust only a row that really is registered to this address.
-        return account if account.email == email.strip().lower() else None
+        return account
 
     async def dispose(self) -> None:
         await self.engine.dispose()

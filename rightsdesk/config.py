@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rightsdesk.models import RequestType
@@ -28,6 +36,7 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("imap", "password"),
         ("outbound", "relay_password"),
         ("telegram", "token"),
+        ("telegram", "webhook_secret"),
         ("security", "signing_key"),
         ("verification", "account_database_url"),
     }
@@ -148,6 +157,9 @@ class VerificationSettings(_Section):
     # a read-only SQL query with an :email parameter returning account_id, email[, phone, name,
     # username]. The connection URL is a secret (environment or account_database_url_file).
     account_query: str = ""
+    # The same by username, for the chat bot (":username" parameter); empty: username lookups
+    # find nobody and the DPO verifies by hand.
+    account_username_query: str = ""
     account_database_url: SecretStr | None = None
     account_database_url_file: Path | None = None
 
@@ -204,7 +216,37 @@ class TelegramSettings(_Section):
     # The bot is off until a token is set (environment or token_file only).
     token: SecretStr | None = None
     token_file: Path | None = None
+    # A local Bot API server can stand in for Telegram's own (tests do this).
     base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    # polling: getUpdates (no inbound port). webhook: Telegram posts to webhook_url, which
+    # must reach webhook_host:webhook_port (through a TLS-terminating proxy).
+    mode: Literal["polling", "webhook"] = "polling"
+    poll_timeout_seconds: int = Field(default=30, ge=0, le=50)
+    webhook_url: str = ""
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=0, le=65535)
+    # Telegram sends it back in X-Telegram-Bot-Api-Secret-Token: a secret (environment only).
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    # More messages than this from one chat in a minute are stored, not answered.
+    messages_per_minute: int = Field(default=20, ge=1)
+    # Documents (guardians, relatives): what the bot accepts, and up to which size.
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=20 * 1024 * 1024)
+    document_types: list[str] = Field(
+        default_factory=lambda: ["application/pdf", "image/jpeg", "image/png"]
+    )
+    privacy_policy_url: str = ""
+    # Where the bot sends questions that are not about personal information.
+    support_hint: str = ""
+    # Optional: a chat of the DPO's that hears about urgent tickets (a child's data) at once.
+    dpo_chat_id: str = ""
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> TelegramSettings:
+        if self.mode == "webhook" and not self.webhook_url.startswith("https://"):
+            raise ValueError("mode = 'webhook' needs webhook_url, an https:// address")
+        return self
 
 
 class SecuritySettings(_Section):

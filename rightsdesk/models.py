@@ -153,6 +153,7 @@ class Ticket(SQLModel, table=True):
     finished_at: dt.datetime | None = None  # entered resolved/denied/cancelled
     closed_at: dt.datetime | None = None
     # How identity is being established: none | registered_email | code | manual |
+    # identity (the chat was asked which account it holds) |
     # no_account (nobody matched; the DPO decides) | verified
     verification: str | None = Field(default=None, max_length=32)
     # Hash of the newest audit event: lets `audit verify` notice a chain cut short at its end.
@@ -265,6 +266,10 @@ class OutboxEntry(SQLModel, table=True):
     message_id: int = Field(foreign_key="message.id", unique=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     kind: str = Field(max_length=32)  # acknowledgement, verification_code, resolved, ...
+    # Who sends it: "email" (OutboundSender, raw MIME) or "telegram" (the bot, a JSON payload).
+    channel: str = Field(
+        default=Channel.EMAIL, max_length=16, sa_column_kwargs={"server_default": "email"}
+    )
     recipient: str = Field(max_length=320)
     status: str = Field(default="pending", max_length=16, index=True)  # pending|sent|failed
     attempts: int = 0
@@ -301,3 +306,28 @@ class SentNotice(SQLModel, table=True):
     key: str = Field(max_length=200)  # e.g. the date, or ticket + due date + days left
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ChatConversation(SQLModel, table=True):
+    """Where one chat user is in their conversation with the bot. Kept in the database, so a
+    restart resumes the conversation where the user left it."""
+
+    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(default=Channel.TELEGRAM, max_length=16)
+    chat_id: str = Field(max_length=64)
+    language: str = Field(default="zh", max_length=8)  # "zh" | "en"
+    # idle | confirming (buttons shown) | identity (asked for the account) | code | documents
+    state: str = Field(default="idle", max_length=16)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # the one in progress
+    # confirming: the message being confirmed and what the classifier found in it
+    pending: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    # The account this chat proved it holds (a code sent to its registered email), remembered
+    # until /unlink: later requests from the chat need no new code.
+    account_id: str | None = Field(default=None, max_length=128)
+    wrong_codes: int = 0  # for a ticket whose account was not found: the same lock applies
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)

@@ -16,7 +16,7 @@ log = logging.getLogger("rightsdesk.notices")
 
 
 class RequesterNotices:
-    """Implements tickets.Notices by mail. (Chat notices arrive with the bot.)"""
+    """Implements tickets.Notices: by mail, or in the chat the request came from."""
 
     def __init__(self, settings: Settings, outbox: Outbox) -> None:
         self.settings = settings
@@ -46,12 +46,26 @@ class RequesterNotices:
         self, session: AsyncSession, ticket: Ticket, action: str, details: dict[str, Any]
     ) -> None:
         chosen = self._kind(action, details)
-        if chosen is None or ticket.contact_kind != ContactKind.EMAIL:
-            return
-        if not can_mail(ticket.contact_value):
-            log.info("%s: no %s mail, the address cannot be mailed", ticket.public_id, chosen[0])
+        if chosen is None or ticket.contact_kind not in (ContactKind.EMAIL, ContactKind.TELEGRAM):
             return
         kind, context = chosen
+        if ticket.contact_kind == ContactKind.EMAIL and not await self._mailable(session, ticket):
+            log.info("%s: no %s mail to the requester's address", ticket.public_id, kind)
+            return
+        requester = await session.get_one(Requester, ticket.requester_id)
+        await self.outbox.tell_requester(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to_name=requester.name,
+            lang=requester.language,
+            context={k: _text(v) for k, v in context.items()},
+        )
+
+    async def _mailable(self, session: AsyncSession, ticket: Ticket) -> bool:
+        """A header can carry the address, and it has not bounced."""
+        if not can_mail(ticket.contact_value):
+            return False
         contact = (
             await session.exec(
                 select(RequesterContact)
@@ -59,19 +73,7 @@ class RequesterNotices:
                 .where(RequesterContact.value == ticket.contact_value)
             )
         ).first()
-        if contact is not None and contact.undeliverable:
-            log.info("%s: not mailing %s, the address bounced", ticket.public_id, kind)
-            return
-        requester = await session.get_one(Requester, ticket.requester_id)
-        await self.outbox.enqueue(
-            session,
-            ticket=ticket,
-            kind=kind,
-            to=ticket.contact_value,
-            to_name=requester.name,
-            lang=requester.language,
-            context={k: _text(v) for k, v in context.items()},
-        )
+        return contact is None or not contact.undeliverable
 
 
 def _text(value: Any) -> Any:

@@ -1,8 +1,11 @@
 """Everything we send: composed from templates, written to the outbox, then sent.
 
     Outbox.enqueue      in the caller's transaction: the message row (raw MIME) + outbox entry
-    OutboundSender      claims due entries, sends them (relay, or .eml files), marks them sent
-                        only on the relay's 250, and retries with back-off otherwise
+    Outbox.enqueue_chat the same for a chat message (the row's raw is the Bot API call, JSON)
+    Outbox.tell_requester  a notice about a ticket, by mail or by chat, as the ticket came in
+    OutboundSender      claims due entries of one channel, hands them to that channel's
+                        Transport (MailTransport: relay or .eml files; the bot's for chat),
+                        marks them sent only when it succeeded, retries with back-off otherwise
 
 A state change and the mail that announces it commit together, so neither exists without the
 other; a relay outage delays mail, it never loses it.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -32,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
-from rightsdesk.models import Channel, Message, OutboxEntry, RequestType, Ticket
+from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, RequestType, Ticket
 from rightsdesk.signing import MessageIdSigner
 
 log = logging.getLogger("rightsdesk.outbound")
@@ -195,7 +199,8 @@ class Outbox:
         self.signer = signer
         self.clock = clock
         self.templates = Templates(settings.outbound.templates_dir, settings.desk.company_name)
-        self.enqueued = asyncio.Event()  # wakes the sender
+        # One per channel, set when an entry is queued: wakes that channel's sender.
+        self.enqueued: dict[str, asyncio.Event] = {c.value: asyncio.Event() for c in Channel}
 
     async def enqueue(
         self,
@@ -215,6 +220,9 @@ class Outbox:
             {
                 "ticket_id": ticket.public_id,
                 "working_days": self.settings.deadlines.response_working_days,
+                # Where the requester talks to us: templates say "reply to this email" or
+                # "type it in the chat".
+                "channel": ticket.channel,
                 **context,
             },
         )
@@ -242,6 +250,88 @@ class Outbox:
         mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
         return await self._queue(
             session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
+        )
+
+    async def tell_requester(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: Ticket,
+        kind: str,
+        lang: str | None,
+        context: dict[str, Any],
+        to_name: str | None = None,
+    ) -> OutboxEntry:
+        """A notice about `ticket` to its requester, where the request came from: a mail to
+        the address, or a chat message (the same template's text) to the chat."""
+        if ticket.contact_kind == ContactKind.TELEGRAM:
+            rendered = self.templates.render(
+                kind,
+                lang,
+                {
+                    "ticket_id": ticket.public_id,
+                    "working_days": self.settings.deadlines.response_working_days,
+                    "channel": Channel.TELEGRAM.value,
+                    **context,
+                },
+            )
+            return await self.enqueue_chat(
+                session,
+                chat_id=ticket.contact_value,
+                text=rendered.text.strip(),
+                kind=kind,
+                ticket_id=ticket.id,
+            )
+        return await self.enqueue(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to=ticket.contact_value,
+            to_name=to_name,
+            lang=lang,
+            context=context,
+        )
+
+    async def enqueue_chat(
+        self,
+        session: AsyncSession,
+        *,
+        chat_id: str,
+        text: str,
+        kind: str,
+        ticket_id: int | None = None,
+        buttons: list[list[tuple[str, str]]] | None = None,
+        method: str = "sendMessage",
+        params: dict[str, Any] | None = None,
+    ) -> OutboxEntry:
+        """Queue a Bot API call (a message to `chat_id` by default) inside the caller's
+        transaction. `buttons` are rows of (label, callback data) under the message."""
+        payload: dict[str, Any] = {"chat_id": chat_id, "text": text[:4096], **(params or {})}
+        if buttons:
+            payload["reply_markup"] = {
+                "inline_keyboard": [
+                    [{"text": label, "callback_data": data} for label, data in row]
+                    for row in buttons
+                ]
+            }
+        raw = json.dumps({"method": method, "params": payload}, ensure_ascii=False).encode()
+        now = self.clock.now()
+        row = Message(
+            ticket_id=ticket_id,
+            direction="out",
+            channel=Channel.TELEGRAM,
+            sender="bot",
+            envelope_to=[chat_id],
+            text=text,
+            raw=raw,
+            raw_size=len(raw),
+            parse_status="parsed",
+            details={"kind": kind},
+            received_at=now,
+            processed_at=now,
+        )
+        return await self._queue_row(
+            session, row, kind=kind, to=chat_id, ticket_id=ticket_id, channel=Channel.TELEGRAM
         )
 
     async def enqueue_internal(
@@ -300,19 +390,35 @@ class Outbox:
             received_at=now,
             processed_at=now,
         )
+        return await self._queue_row(
+            session, row, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
+        )
+
+    async def _queue_row(
+        self,
+        session: AsyncSession,
+        row: Message,
+        *,
+        kind: str,
+        to: str,
+        ticket_id: int | None,
+        channel: Channel,
+    ) -> OutboxEntry:
         session.add(row)
         await session.flush()
         assert row.id is not None
+        now = self.clock.now()
         entry = OutboxEntry(
             message_id=row.id,
             ticket_id=ticket_id,
             kind=kind,
+            channel=channel,
             recipient=to,
             created_at=now,
             next_attempt_at=now,
         )
         session.add(entry)
-        self.enqueued.set()
+        self.enqueued[channel.value].set()
         return entry
 
 
@@ -329,82 +435,27 @@ async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, s
 
 
 class PermanentFailure(Exception):
-    pass
+    """The far end will never take this one (a 5xx, a blocked bot): stop trying."""
 
 
-class Quiet(Protocol):
-    async def wait_for_quiet(self, quiet_seconds: float, at_most: float) -> None: ...
+class TemporaryFailure(Exception):
+    """Try again later, with back-off."""
 
 
-class OutboundSender:
-    def __init__(
-        self,
-        db: Database,
-        clock: Clock,
-        settings: Settings,
-        outbox: Outbox,
-        doors: Quiet | None = None,
-    ) -> None:
-        self.db = db
-        self.clock = clock
+class Transport(Protocol):
+    """Delivers one queued message of a channel; raises PermanentFailure or TemporaryFailure."""
+
+    async def deliver(self, entry_id: int, raw: bytes, recipient: str) -> None: ...
+
+
+class MailTransport:
+    """Mail through the configured relay, or as .eml files when no relay is configured."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings.outbound
         self.password = settings.secret("outbound", "relay_password")
-        self.outbox = outbox
-        self.doors = doors  # replies wait while a burst of mail is arriving
 
-    async def send_due(self, limit: int = 50) -> int:
-        """Send what is due now; returns how many were sent."""
-        sent = 0
-        for entry_id, raw, recipient in await self._claim(limit):
-            try:
-                await self._deliver(entry_id, raw, recipient)
-            except PermanentFailure as exc:
-                await self._failed(entry_id, str(exc), permanent=True)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await self._failed(entry_id, f"{type(exc).__name__}: {exc}"[:300], permanent=False)
-            else:
-                await self._sent(entry_id)
-                sent += 1
-        return sent
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float = 5.0) -> None:
-        while not stop.is_set():
-            self.outbox.enqueued.clear()
-            if self.doors is not None:
-                await self.doors.wait_for_quiet(0.05, 2.0)
-            await self.send_due()
-            waits = [
-                asyncio.create_task(self.outbox.enqueued.wait()),
-                asyncio.create_task(stop.wait()),
-            ]
-            await asyncio.wait(waits, timeout=poll_seconds, return_when="FIRST_COMPLETED")
-            for task in waits:
-                task.cancel()
-
-    async def _claim(self, limit: int) -> list[tuple[int, bytes, str]]:
-        """Take due entries under a lease, so that a second sender (or replica) skips them."""
-        now = self.clock.now()
-        async with self.db.transaction() as session:
-            entries = (
-                await session.exec(
-                    select(OutboxEntry)
-                    .where(OutboxEntry.status == "pending")
-                    .where(col(OutboxEntry.next_attempt_at) <= now)
-                    .order_by(col(OutboxEntry.id))
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            claimed = []
-            for entry in entries:
-                entry.next_attempt_at = now + LEASE
-                session.add(entry)
-                message = await session.get_one(Message, entry.message_id)
-                assert entry.id is not None
-                claimed.append((entry.id, message.raw or b"", entry.recipient))
-            return claimed
-
-    async def _deliver(self, entry_id: int, raw: bytes, recipient: str) -> None:
+    async def deliver(self, entry_id: int, raw: bytes, recipient: str) -> None:
         settings = self.settings
         if not settings.relay_host:
             # fsync blocks: in a thread, or every SMTP session would wait on the disk.
@@ -426,11 +477,91 @@ class OutboundSender:
             refused = exc.recipients[0] if exc.recipients else None
             if refused is not None and 500 <= refused.code < 600:
                 raise PermanentFailure(f"{refused.code} {refused.message}"[:300]) from exc
-            raise
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600:  # the relay will never take it: say so, don't hammer
                 raise PermanentFailure(f"{exc.code} {exc.message}"[:300]) from exc
-            raise
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+
+class Quiet(Protocol):
+    async def wait_for_quiet(self, quiet_seconds: float, at_most: float) -> None: ...
+
+
+class OutboundSender:
+    """Sends one channel's queued messages through that channel's transport."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        outbox: Outbox,
+        transport: Transport,
+        channel: Channel = Channel.EMAIL,
+        doors: Quiet | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.outbox = outbox
+        self.transport = transport
+        self.channel = channel
+        self.doors = doors  # replies wait while a burst of mail is arriving
+
+    async def send_due(self, limit: int = 50) -> int:
+        """Send what is due now; returns how many were sent."""
+        sent = 0
+        for entry_id, raw, recipient in await self._claim(limit):
+            try:
+                await self.transport.deliver(entry_id, raw, recipient)
+            except PermanentFailure as exc:
+                await self._failed(entry_id, str(exc), permanent=True)
+            except TemporaryFailure as exc:
+                await self._failed(entry_id, str(exc), permanent=False)
+            else:
+                await self._sent(entry_id)
+                sent += 1
+        return sent
+
+    async def run(self, stop: asyncio.Event, poll_seconds: float = 5.0) -> None:
+        enqueued = self.outbox.enqueued[self.channel.value]
+        while not stop.is_set():
+            enqueued.clear()
+            if self.doors is not None:
+                await self.doors.wait_for_quiet(0.05, 2.0)
+            await self.send_due()
+            waits = [
+                asyncio.create_task(enqueued.wait()),
+                asyncio.create_task(stop.wait()),
+            ]
+            await asyncio.wait(waits, timeout=poll_seconds, return_when="FIRST_COMPLETED")
+            for task in waits:
+                task.cancel()
+
+    async def _claim(self, limit: int) -> list[tuple[int, bytes, str]]:
+        """Take due entries under a lease, so that a second sender (or replica) skips them."""
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            entries = (
+                await session.exec(
+                    select(OutboxEntry)
+                    .where(OutboxEntry.status == "pending")
+                    .where(OutboxEntry.channel == self.channel)
+                    .where(col(OutboxEntry.next_attempt_at) <= now)
+                    .order_by(col(OutboxEntry.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            claimed = []
+            for entry in entries:
+                entry.next_attempt_at = now + LEASE
+                session.add(entry)
+                message = await session.get_one(Message, entry.message_id)
+                assert entry.id is not None
+                claimed.append((entry.id, message.raw or b"", entry.recipient))
+            return claimed
 
     async def _sent(self, entry_id: int) -> None:
         async with self.db.transaction() as session:

@@ -645,7 +645,8 @@ class IntakePipeline:
             )
 
     async def retry(self, message_row_id: int) -> str | None:
-        """Put a failed message back in the queue and route it again now."""
+        """Put a failed message back in the queue and route it again now. A chat update is
+        only queued: the running bot handles it (it needs the Bot API)."""
         async with self.db.transaction() as session:
             result = await session.exec(
                 update(Message)
@@ -655,6 +656,11 @@ class IntakePipeline:
             )
             if result.rowcount == 0:
                 return None
+            channel = (
+                await session.exec(select(Message.channel).where(Message.id == message_row_id))
+            ).one()
+        if channel not in self.parsers:
+            return "queued for the bot"
         return await self.process(message_row_id)
 
     async def problems(self, limit: int = 100) -> list[Message]:
@@ -669,11 +675,13 @@ class IntakePipeline:
             return list(found.all())
 
     async def waiting(self, limit: int = 100) -> list[int]:
+        """Stored messages of the channels routed here (chat updates are the bot's)."""
         async with self.db.transaction() as session:
             found = await session.exec(
                 select(Message.id)
                 .where(Message.parse_status == "stored")
                 .where(Message.direction == "in")
+                .where(col(Message.channel).in_(list(self.parsers)))
                 .order_by(col(Message.id))
                 .limit(limit)
             )

@@ -14,11 +14,14 @@ from functools import partial
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from bot.door import TelegramDoor, derived_webhook_secret
+from bot.transport import TelegramTransport
 from classifiers.model import MODEL_DIR, LazyRightsClassifier, model_exists
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
+from rightsdesk.chat import ChatDesk
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
@@ -26,7 +29,7 @@ from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import RequesterNotices
-from rightsdesk.outbound import OutboundSender, Outbox
+from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.tickets import TicketService
@@ -74,6 +77,7 @@ class Desk:
     verifier: Verifier
     sender: OutboundSender
     classifier: Classifier
+    chat: ChatDesk
 
     @classmethod
     def build(
@@ -92,6 +96,7 @@ class Desk:
                 settings.secret("verification", "account_database_url") or settings.database.url,
                 settings.verification.account_query,
                 clock,
+                username_query=settings.verification.account_username_query,
             )
         verifier = Verifier(
             settings.verification, load_signing_key(settings), clock, tickets, outbox, directory
@@ -126,8 +131,9 @@ class Desk:
             pipeline=pipeline,
             outbox=outbox,
             verifier=verifier,
-            sender=OutboundSender(db, clock, settings, outbox, doors=inbox),
+            sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
+            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier),
         )
 
     async def close(self) -> None:
@@ -135,6 +141,35 @@ class Desk:
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()
+
+
+def telegram_door(desk: Desk, token: str) -> TelegramDoor:
+    settings = desk.settings
+    return TelegramDoor(
+        settings.telegram,
+        token,
+        desk.inbox,
+        desk.db,
+        desk.clock,
+        desk.chat,
+        webhook_secret=settings.secret("telegram", "webhook_secret")
+        or derived_webhook_secret(load_signing_key(settings)),
+    )
+
+
+async def serve_chat(desk: Desk, door: TelegramDoor, stop: asyncio.Event) -> None:
+    """The bot, once the Bot API answers: the door, and the sender of chat replies."""
+    if not await door.start(stop):
+        return
+    chat_sender = OutboundSender(
+        desk.db, desk.clock, desk.outbox, TelegramTransport(door.bot), Channel.TELEGRAM
+    )
+    if desk.settings.telegram.mode == "polling":
+        # Telegram allows one getUpdates consumer per bot: one replica polls at a time.
+        receive = run_as_leader(desk.db, "telegram-poller", door.run, stop)
+    else:
+        receive = door.run(stop)
+    await asyncio.gather(receive, chat_sender.run(stop))
 
 
 def first_line(exc: BaseException) -> str:
@@ -165,6 +200,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
     tasks: list[asyncio.Task[None]] = []
     receiver: SmtpReceiver | None = None
     timer: Scheduler | None = None
+    door: TelegramDoor | None = None
     try:
         try:
             await desk.db.migrate()
@@ -209,6 +245,11 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             leader = run_as_leader(desk.db, "imap-watcher", watcher.run, stop)
             tasks.append(asyncio.create_task(leader, name="imap-watcher"))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
+        token = settings.secret("telegram", "token")
+        if token:
+            door = telegram_door(desk, token)
+            tasks.append(asyncio.create_task(serve_chat(desk, door, stop), name="telegram"))
+            doors.append(f"telegram={settings.telegram.mode}")
         log.info(
             "rightsdesk ready: database=%s %s",
             desk.db.url.get_backend_name(),
@@ -227,6 +268,8 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if door is not None:
+            await door.close()
         await desk.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

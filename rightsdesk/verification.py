@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
 from rightsdesk.config import VerificationSettings
+from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import (
     Account,
     Message,
@@ -109,17 +110,10 @@ class Verifier:
         message = f"verification:{ticket_id}:{code}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    async def begin(
-        self,
-        session: AsyncSession,
-        ticket: Ticket,
-        *,
-        sender: str,
-        sender_authenticated: bool,
-        language: str | None,
-    ) -> Step:
-        """Decide how this new ticket's requester proves who they are, and start it."""
-        method = self.method_for(ticket)
+    async def _begin_without_account(
+        self, session: AsyncSession, ticket: Ticket, method: str
+    ) -> Step | None:
+        """The methods that need no account: nothing to prove, or documents for the DPO."""
         if method == "none":
             ticket.verification = "none"
             if ticket.status == TicketStatus.NEW:
@@ -134,6 +128,21 @@ class Verifier:
                 session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
             )
             return "manual"
+        return None
+
+    async def begin(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        *,
+        sender: str,
+        sender_authenticated: bool,
+        language: str | None,
+    ) -> Step:
+        """Decide how this new ticket's requester proves who they are, and start it."""
+        method = self.method_for(ticket)
+        if (step := await self._begin_without_account(session, ticket, method)) is not None:
+            return step
         account = await self.directory.find_registered(session, sender)
         if account is None:
             ticket.verification = "no_account"
@@ -155,6 +164,50 @@ class Verifier:
             session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
         )
         return "code"
+
+    async def begin_in_chat(
+        self, session: AsyncSession, ticket: Ticket, *, linked_account_id: str | None
+    ) -> Step | Literal["identity"]:
+        """A chat has no address to look an account up by. A chat that proved it holds an
+        account before (and has not unlinked) is verified at once; otherwise it is asked
+        which account it holds ("identity"), then sent a code by `send_code_to_account`."""
+        method = self.method_for(ticket)
+        if (step := await self._begin_without_account(session, ticket, method)) is not None:
+            return step
+        account = await session.get(Account, linked_account_id) if linked_account_id else None
+        if account is not None:
+            await self._verified(
+                session, ticket, account, "chat linked to the account by an earlier code"
+            )
+            return "verified"
+        ticket.verification = "identity"
+        await self.tickets.transition_in(
+            session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+        )
+        return "identity"
+
+    async def send_code_to_account(
+        self, session: AsyncSession, ticket: Ticket, said: str, language: str | None
+    ) -> None:
+        """The chat named its account (registered email, or username): send a code to the
+        account's registered email. When nobody matches, the ticket waits for a person. The
+        caller answers the same either way: the chat never learns whether an account exists.
+        Raises TicketError when the ticket has had all the codes it may have."""
+        named = {found.label: found.text for found in reversed(find_identifiers(said))}
+        if "EMAIL" in named:
+            account = await self.directory.find_registered(session, named["EMAIL"])
+        else:
+            username = named.get("USERNAME") or (said.split() or [""])[-1].lstrip("@")
+            account = await self.directory.find_by_username(session, username[:128])
+        if account is None:
+            ticket.verification = "no_account"
+            ticket.needs_review = True
+            session.add(ticket)
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_no_account", {})
+            return
+        await self._send_code(session, ticket, account, language)
+        ticket.verification = "code"
+        session.add(ticket)
 
     async def _send_code(
         self, session: AsyncSession, ticket: Ticket, account: Account, language: str | None
@@ -291,11 +344,10 @@ class Verifier:
                 session.add(challenge)
                 requester = await session.get_one(Requester, ticket.requester_id)
                 close_on = (created_at + dt.timedelta(days=self.settings.close_after_days)).date()
-                await self.outbox.enqueue(
+                await self.outbox.tell_requester(
                     session,
                     ticket=ticket,
                     kind="verification_reminder",
-                    to=ticket.contact_value,
                     lang=requester.language,
                     context={"close_on": close_on.isoformat()},
                 )
@@ -364,10 +416,12 @@ class Verifier:
 
 
 class AccountLookup(Protocol):
-    """Who holds an address: the imported `account` table (AccountDirectory), or the
-    company's own database (CompanyDirectory)."""
+    """Who holds an address or a username: the imported `account` table (AccountDirectory),
+    or the company's own database (CompanyDirectory)."""
 
     async def find_registered(self, session: AsyncSession, email: str) -> Account | None: ...
+
+    async def find_by_username(self, session: AsyncSession, username: str) -> Account | None: ...
 
 
 async def _open_challenge(

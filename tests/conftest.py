@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
+from classifiers.model import MODEL_DIR, RightsClassifier, model_exists
 from intake.mail import mail_dedupe_key
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import DatabaseSettings, Settings
@@ -150,6 +151,17 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         # The pipeline's tests pin their own classifier; the model has tests of its own.
         classifier={"enabled": False},
     )
+
+
+@pytest.fixture(scope="session")
+def model() -> RightsClassifier:
+    """The trained classifier (`make test` trains it before the suite runs)."""
+    if not model_exists():
+        reason = f"no trained model at {MODEL_DIR}: `make test` trains it first"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return RightsClassifier.load()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from classifiers.dataset import LabelledExample, load_examples, split_of
 from classifiers.labels import LABELS
-from classifiers.model import MODEL_DIR, RightsClassifier, decide, model_exists
+from classifiers.model import RightsClassifier, decide
 from classifiers.text import asks, detect_language, normalise
 from classifiers.training import evaluate, train
 from rightsdesk.cli import app
@@ -25,16 +25,6 @@ from rightsdesk.service import Desk
 from tests.conftest import deliver, mail
 
 ID_NUMBER = "11010519491231002X"  # the GB 11643 example: checksum-valid
-
-
-@pytest.fixture(scope="module")
-def model() -> RightsClassifier:
-    if not model_exists():
-        reason = f"no trained model at {MODEL_DIR}: `make test` trains it first"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return RightsClassifier.load()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,910 @@
+"""Conversations with the in-app support bot: the desk's side of a chat.
+
+The bot (bot/) stores every update raw in the Inbox before anything else, then calls one
+method of `ChatDesk` per update. Each call is one transaction that claims the stored update
+(an update replayed after a crash is handled once), moves the conversation on, opens or
+changes tickets, and queues the replies in the outbox; the bot's sender sends them after the
+commit. The conversation lives in `chatconversation`, so a restart resumes where the user was.
+
+    idle ── text ──> classified ── not sure ──────────────> triage ticket ("a person reads it")
+      │                  ├── not about personal information ──> pointed to support, no ticket
+      │                  └── types found ──> confirming (buttons: the types, "something else")
+      │                                          │ a button
+      │                                          v
+      │      ticket opened ── none: open │ manual: documents │ linked: verified │ identity
+      │                                                                            │ account named
+      │                                                                            v
+      │                                                    code (sent to the registered email)
+      └── text while a ticket is active: joins that ticket (/new starts another request)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.clock import Clock
+from rightsdesk.config import Settings
+from rightsdesk.db import Database
+from rightsdesk.identifiers import find_identifiers
+from rightsdesk.models import (
+    ACTIVE_STATUSES,
+    Channel,
+    ChatConversation,
+    ContactKind,
+    Message,
+    Requester,
+    RequestType,
+    StoredAttachment,
+    Ticket,
+    TicketStatus,
+)
+from rightsdesk.outbound import TYPE_NAMES, Outbox, type_names
+from rightsdesk.pipeline import Classifier
+from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService
+from rightsdesk.verification import Verifier
+
+log = logging.getLogger("rightsdesk.chat")
+
+ACTOR = "system:chat"
+_TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
+_CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")
+_CANCEL_WORDS = {"cancel", "stop", "取消", "算了", "撤回", "撤销"}
+
+# Everything the bot says, in both languages. {placeholders} are filled by `_say`.
+SAY: dict[str, dict[str, str]] = {
+    "greeting": {
+        "zh": "您好！我是{company}的个人信息保护助手。您可以在这里查阅、复制、更正、删除您的"
+        "个人信息，撤回同意，注销账号，或者向个人信息保护负责人投诉。直接用一句话告诉我您想做"
+        "什么即可。\n您的消息会保存在我们位于中国境内的服务器上，只用于处理您的请求。{policy}\n"
+        "命令：/status 查看请求进度 · /cancel 编号 撤回请求 · /new 提出新请求 · /lang en "
+        "English · /unlink 解除账号关联",
+        "en": "Hello! I am {company}'s privacy assistant. Here you can access, copy, correct or "
+        "delete your personal information, withdraw consent, close your account, or complain "
+        "to our Data Protection Officer. Just tell me in a sentence what you would like.\n"
+        "Your messages are kept on our servers in mainland China and used only to handle your "
+        "request.{policy}\nCommands: /status your requests · /cancel ID withdraw one · /new "
+        "a new request · /lang zh 中文 · /unlink forget the linked account",
+    },
+    "policy": {"zh": "隐私政策：{url}", "en": " Privacy policy: {url}"},
+    "language_set": {"zh": "好的，之后我会用中文回复。", "en": "OK, I will answer in English."},
+    "language_usage": {"zh": "用法：/lang zh 或 /lang en", "en": "Usage: /lang zh or /lang en"},
+    "confirm": {
+        "zh": "我理解您想要：{types}。对吗？请点选下面的按钮。",
+        "en": "I understand that you would like: {types}. Is that right? Please tap a button.",
+    },
+    "confirm_all": {"zh": "是的", "en": "Yes"},
+    "something_else": {"zh": "都不是，其他事项", "en": "Something else"},
+    "about_my_data": {"zh": "这与我的个人信息有关", "en": "It is about my personal information"},
+    "not_rights": {
+        "zh": "这看起来不是关于个人信息的请求。产品使用、账单等问题请联系客服{support}。"
+        "如果与您的个人信息有关，请点下面的按钮。",
+        "en": "This does not look like a request about your personal information. For help "
+        "with the product or billing, please contact customer support{support}. If it is "
+        "about your personal information, tap the button below.",
+    },
+    "chosen": {"zh": "✓ {choice}", "en": "✓ {choice}"},
+    "expired_question": {"zh": "这个问题已经过期了。", "en": "This question has expired."},
+    "opened": {
+        "zh": "已为您创建请求 {ticket_id}。我们将在 {due} 之前答复您（{days} 个工作日内）。",
+        "en": "Your request {ticket_id} is open. We will answer by {due} (within {days} working "
+        "days).",
+    },
+    "completion": {
+        "zh": "如需删除信息，我们将在 {date} 之前完成。",
+        "en": "If information is to be deleted, that will be done by {date}.",
+    },
+    "triage": {
+        "zh": "已收到，编号 {ticket_id}。我们的工作人员会阅读您的消息，并在 {due} 之前答复您。",
+        "en": "Received, reference {ticket_id}. A member of our team will read your message and "
+        "answer by {due}.",
+    },
+    "linked": {
+        "zh": "此对话已关联到您之前验证过的账号，无需再次验证。",
+        "en": "This chat is linked to the account you verified before: no new code is needed.",
+    },
+    "ask_identity": {
+        "zh": "为保护个人信息，我们需要确认您是账号的持有人。请告诉我账号的注册邮箱或用户名，"
+        "我们会把验证码发到账号的注册邮箱。",
+        "en": "To protect personal information we must confirm that you hold the account. "
+        "Please tell me the account's registered email or username; we will send a code to "
+        "the account's registered email.",
+    },
+    "ask_documents": {
+        "zh": "请在此发送能证明您与当事人关系的材料（监护关系或亲属关系证明），支持照片或 PDF，"
+        "单个文件不超过 {mb} MB。我们的个人信息保护负责人会亲自审核。",
+        "en": "Please send here documents showing your relationship to the person concerned "
+        "(guardianship or kinship), as photos or PDF files of at most {mb} MB each. Our Data "
+        "Protection Officer will review them in person.",
+    },
+    "code_sent": {
+        "zh": "如果有账号与此对应，我们已向它的注册邮箱发送了 6 位验证码，请在这里输入。"
+        "几分钟后仍未收到？请检查邮箱或用户名后重新告诉我。",
+        "en": "If an account matches, we have sent a 6-digit code to its registered email: "
+        "please type it here. Nothing after a few minutes? Check the email or username and "
+        "tell me again.",
+    },
+    "code_format": {
+        "zh": "请输入邮件中的 6 位验证码（或 /cancel {ticket_id} 撤回请求）。",
+        "en": "Please type the 6-digit code from the email (or /cancel {ticket_id} to withdraw).",
+    },
+    "wrong_code": {
+        "zh": "验证码不正确，还可以再试 {left} 次。",
+        "en": "That code is not right. {left} tries left.",
+    },
+    "locked": {
+        "zh": "验证码错误次数过多，已停止自动验证。我们的工作人员会在此与您联系。",
+        "en": "Too many wrong codes: automatic verification has stopped. A member of our "
+        "team will contact you here.",
+    },
+    "code_expired": {
+        "zh": "验证码已过期。请再次告诉我账号的注册邮箱或用户名，我们会发送新的验证码。",
+        "en": "The code has expired. Tell me the account's registered email or username again "
+        "and we will send a new one.",
+    },
+    "too_many_codes": {
+        "zh": "已经发送过多次验证码。我们的工作人员会与您联系，人工确认您的身份。",
+        "en": "We have sent as many codes as we may. A member of our team will contact you to "
+        "confirm your identity.",
+    },
+    "added": {
+        "zh": "已将您的消息加入请求 {ticket_id}。如需提出新的请求，请发送 /new。",
+        "en": "Added to your request {ticket_id}. To make a new request, send /new.",
+    },
+    "new_prompt": {
+        "zh": "好的，请用一句话告诉我您的新请求。",
+        "en": "OK: tell me in a sentence what your new request is.",
+    },
+    "forgotten": {"zh": "好的，已放弃这个请求。", "en": "OK, I have dropped that request."},
+    "status_none": {"zh": "您还没有任何请求。", "en": "You have no requests yet."},
+    "status_line": {
+        "zh": "{ticket_id}：{status}，答复期限 {due}",
+        "en": "{ticket_id}: {status}, due {due}",
+    },
+    "cancel_usage": {
+        "zh": "用法：/cancel 请求编号，例如 /cancel {example}",
+        "en": "Usage: /cancel followed by the request's reference, e.g. /cancel {example}",
+    },
+    "not_yours": {
+        "zh": "没有找到您的请求 {ticket_id}。发送 /status 查看您的请求。",
+        "en": "No request {ticket_id} of yours was found. Send /status to see your requests.",
+    },
+    "already_finished": {
+        "zh": "请求 {ticket_id} 已经结束，无法撤回。",
+        "en": "Request {ticket_id} is already finished: it cannot be withdrawn.",
+    },
+    "unlinked": {
+        "zh": "已解除此对话与账号的关联。之后的请求需要重新验证身份。",
+        "en": "This chat is no longer linked to an account. Later requests need a new code.",
+    },
+    "not_linked": {
+        "zh": "此对话没有关联任何账号。",
+        "en": "This chat is not linked to an account.",
+    },
+    "document_received": {
+        "zh": "已收到文件，已加入请求 {ticket_id}，我们的个人信息保护负责人会审核。",
+        "en": "File received and added to request {ticket_id}; our Data Protection Officer will "
+        "review it.",
+    },
+    "document_unexpected": {
+        "zh": "只有监护人或近亲属的请求需要提交证明文件。请先用文字告诉我您的请求。",
+        "en": "Documents are needed only for a guardian's or a relative's request. Please tell "
+        "me your request in words first.",
+    },
+    "document_type": {
+        "zh": "抱歉，只接受照片或 PDF 文件。",
+        "en": "Sorry: only photos and PDF files are accepted.",
+    },
+    "document_too_large": {
+        "zh": "抱歉，文件不能超过 {mb} MB。",
+        "en": "Sorry: a file may be at most {mb} MB.",
+    },
+    "document_failed": {
+        "zh": "抱歉，暂时无法接收这个文件，请稍后再发一次。",
+        "en": "Sorry, that file could not be fetched just now: please send it again later.",
+    },
+    "unsupported": {
+        "zh": "抱歉，我只能阅读文字消息（以及监护人或近亲属请求所需的照片和 PDF 文件）。",
+        "en": "Sorry, I can read only text messages (and photos or PDF files for a guardian's "
+        "or a relative's request).",
+    },
+    "edited": {
+        "zh": "已修改的消息不会被重新阅读。如需补充或更正，请发送一条新消息。",
+        "en": "Edited messages are not read again. To add or correct something, please send "
+        "a new message.",
+    },
+    "private_only": {
+        "zh": "为保护您的个人信息，请在与我的私聊中提出请求。",
+        "en": "To protect your personal information, please write to me in a private chat.",
+    },
+    "slow_down": {
+        "zh": "您的消息太多了，请稍等一分钟再发送。已收到的消息都已保存。",
+        "en": "That is a lot of messages: please wait a minute before sending more. Everything "
+        "you sent so far is kept.",
+    },
+}
+
+STATUS_NAMES: dict[str, dict[str, str]] = {
+    "zh": {
+        "new": "已收到",
+        "awaiting_verification": "等待身份验证",
+        "open": "处理中",
+        "in_progress": "处理中",
+        "resolved": "已完成",
+        "denied": "已拒绝",
+        "cancelled": "已撤回",
+        "closed": "已关闭",
+        "reopened": "重新处理中",
+    },
+    "en": {
+        "new": "received",
+        "awaiting_verification": "waiting for identity verification",
+        "open": "being handled",
+        "in_progress": "being handled",
+        "resolved": "done",
+        "denied": "declined",
+        "cancelled": "withdrawn",
+        "closed": "closed",
+        "reopened": "being handled again",
+    },
+}
+
+
+@dataclass(frozen=True)
+class ChatUpdate:
+    """One update from the chat, as the bot received (and stored) it."""
+
+    key: str  # the stored update's dedupe key (see `update_key`)
+    chat_id: str
+    user_name: str | None = None
+    language_code: str | None = None  # the user's client language
+    private: bool = True
+
+
+@dataclass(frozen=True)
+class ChatDocument:
+    file_id: str
+    filename: str | None
+    content_type: str
+    size: int | None  # as Telegram announces it; checked again after download
+
+
+def update_key(bot_id: int | str, update_id: int) -> str:
+    """What makes a chat update the same update: the bot and Telegram's update id."""
+    return f"telegram:{bot_id}:{update_id}"
+
+
+def language_of(language_code: str | None) -> str:
+    return "zh" if (language_code or "zh").lower().startswith("zh") else "en"
+
+
+@dataclass
+class _Turn:
+    """One update being handled: its stored row and the conversation it moves on."""
+
+    session: AsyncSession
+    update: ChatUpdate
+    row: Message
+    conversation: ChatConversation
+
+    @property
+    def lang(self) -> str:
+        return self.conversation.language
+
+
+class ChatDesk:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        tickets: TicketService,
+        verifier: Verifier,
+        outbox: Outbox,
+        classifier: Classifier,
+    ) -> None:
+        self.settings = settings
+        self.chat = settings.telegram
+        self.db = db
+        self.clock = clock
+        self.tickets = tickets
+        self.verifier = verifier
+        self.outbox = outbox
+        self.classifier = classifier
+
+    # ---- commands --------------------------------------------------------------------------
+
+    async def start(self, update: ChatUpdate) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, "/start")) is None:
+                return
+            await self._greet(turn)
+
+    async def set_language(self, update: ChatUpdate, argument: str) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, f"/lang {argument}")) is None:
+                return
+            wanted = argument.strip().lower()[:2]
+            if wanted not in ("zh", "en"):
+                await self._say(turn, "language_usage")
+                return
+            turn.conversation.language = wanted
+            await self._say(turn, "language_set")
+
+    async def status(self, update: ChatUpdate) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, "/status")) is None:
+                return
+            found = await session.exec(
+                select(Ticket)
+                .where(Ticket.contact_kind == ContactKind.TELEGRAM)
+                .where(Ticket.contact_value == update.chat_id)
+                .order_by(col(Ticket.id).desc())
+                .limit(10)
+            )
+            tickets = list(found.all())
+            if not tickets:
+                await self._say(turn, "status_none")
+                return
+            lines = [
+                SAY["status_line"][turn.lang].format(
+                    ticket_id=ticket.public_id,
+                    status=STATUS_NAMES[turn.lang].get(ticket.status, ticket.status),
+                    due=ticket.response_due.isoformat() if ticket.response_due else "-",
+                )
+                for ticket in tickets
+            ]
+            await self._send(turn, "\n".join(lines), kind="chat_status")
+
+    async def cancel(self, update: ChatUpdate, argument: str) -> None:
+        """Withdraw one of this chat's own requests. Someone else's, or one that does not
+        exist, get the same answer: the chat learns nothing about other people's tickets."""
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, f"/cancel {argument}")) is None:
+                return
+            named = _TICKET_ID.search(argument)
+            if named is None:
+                if turn.conversation.state == "confirming":
+                    await self._forget(turn)
+                    return
+                latest = await self._latest_active(turn)
+                example = latest.public_id if latest else "PRIV-2026-000001"
+                await self._say(turn, "cancel_usage", example=example)
+                return
+            await self._cancel_ticket(turn, named.group(0).upper())
+
+    async def unlink(self, update: ChatUpdate) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, "/unlink")) is None:
+                return
+            if turn.conversation.account_id is None:
+                await self._say(turn, "not_linked")
+                return
+            turn.conversation.account_id = None
+            await self._say(turn, "unlinked")
+
+    async def new_request(self, update: ChatUpdate) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, "/new")) is None:
+                return
+            self._move(turn, "idle", pending={"new": True})
+            await self._say(turn, "new_prompt")
+
+    async def polite_refusal(self, update: ChatUpdate, what: str) -> None:
+        """Anything the bot does not read (stickers, voice, an edit, a group chat, an unknown
+        command): stored like the rest, answered politely."""
+        reply = {"edited": "edited", "group": "private_only", "command": "greeting"}.get(
+            what, "unsupported"
+        )
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, f"[{what}]")) is None:
+                return
+            if reply == "greeting":
+                await self._greet(turn)
+            else:
+                await self._say(turn, reply)
+
+    # ---- free text -------------------------------------------------------------------------
+
+    async def text(self, update: ChatUpdate, text: str) -> None:
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, text)) is None:
+                return
+            conversation = turn.conversation
+            said = text.strip()
+            if said.strip(" .!。！").lower() in _CANCEL_WORDS and conversation.state != "idle":
+                await self._cancel_in_progress(turn)
+                return
+            ticket = await self._current_ticket(turn)
+            if conversation.state in ("identity", "code") and ticket is not None:
+                await self.tickets.attach_message(session, ticket.public_id, turn.row, ACTOR)
+                if conversation.state == "identity":
+                    await self._send_code(turn, ticket, said)
+                else:
+                    await self._check_code(turn, ticket, said)
+                return
+            if conversation.state == "documents" and ticket is not None:
+                await self.tickets.attach_message(session, ticket.public_id, turn.row, ACTOR)
+                await self._say(turn, "ask_documents", ticket=ticket, mb=self._document_mb())
+                return
+            if conversation.state != "confirming" and not conversation.pending.get("new"):
+                active = await self._latest_active(turn)
+                if active is not None:
+                    await self.tickets.attach_message(session, active.public_id, turn.row, ACTOR)
+                    self._move(turn, "idle")
+                    await self._say(turn, "added", ticket=active)
+                    return
+            await self._understand(turn, said)
+
+    async def choose(
+        self, update: ChatUpdate, data: str, question_id: int | None, question: str
+    ) -> str | None:
+        """A button under a question was tapped. Returns a short answer for the tap itself
+        (a toast), or None."""
+        async with self.db.transaction() as session:
+            if (turn := await self._turn(session, update, f"[button {data[:40]}]")) is None:
+                return None
+            pending = turn.conversation.pending
+            parts = data.split(":")
+            if (
+                len(parts) != 3
+                or parts[0] != "c"
+                or turn.conversation.state != "confirming"
+                or str(pending.get("message")) != parts[1]
+            ):
+                return SAY["expired_question"][turn.lang]
+            choice = parts[2]
+            found_types = [RequestType(t) for t in pending.get("types", [])]
+            if choice == "all":
+                types, label = found_types, SAY["confirm_all"][turn.lang]
+            elif choice in {t.value for t in found_types}:
+                types, label = [RequestType(choice)], TYPE_NAMES[turn.lang][choice]
+            else:
+                types, label = [], SAY["something_else"][turn.lang]
+            if question_id is not None:
+                # The question keeps its text, loses its buttons, and shows the choice.
+                await self.outbox.enqueue_chat(
+                    session,
+                    chat_id=update.chat_id,
+                    text=f"{question}\n{SAY['chosen'][turn.lang].format(choice=label)}",
+                    kind="chat_choice",
+                    method="editMessageText",
+                    params={"message_id": question_id},
+                )
+            await self._open(turn, types)
+            return None
+
+    # ---- documents -------------------------------------------------------------------------
+
+    async def document(
+        self,
+        update: ChatUpdate,
+        document: ChatDocument,
+        download: Callable[[], Awaitable[bytes]],
+    ) -> None:
+        """A file or photo: kept on the ticket of a guardian's or relative's request, within
+        the configured types and size. Downloaded outside the transaction."""
+        limit = self.chat.max_document_bytes
+        problem: str | None = None
+        content = b""
+        ticket_id: int | None = None
+        if document.content_type not in self.chat.document_types:
+            problem = "document_type"
+        elif document.size is not None and document.size > limit:
+            problem = "document_too_large"
+        else:
+            ticket_id = await self._documents_ticket(update.chat_id)
+            if ticket_id is None:
+                problem = "document_unexpected"
+            else:
+                try:
+                    content = await download()
+                except Exception as exc:  # the network, Telegram: the user may send it again
+                    log.warning("a chat document could not be fetched: %s", type(exc).__name__)
+                    problem = "document_failed"
+                else:
+                    problem = "document_too_large" if len(content) > limit else None
+        async with self.db.transaction() as session:
+            what = f"[document {document.content_type}]"
+            if (turn := await self._turn(session, update, what)) is None:
+                return
+            if problem is not None or ticket_id is None:
+                await self._say(turn, problem or "document_unexpected", mb=self._document_mb())
+                return
+            ticket = await session.get_one(Ticket, ticket_id)
+            session.add(
+                StoredAttachment(
+                    message_id=turn.row.id or 0,
+                    filename=(document.filename or "")[:500] or None,
+                    content_type=document.content_type,
+                    size=len(content),
+                    sha256=hashlib.sha256(content).hexdigest(),
+                    content=content,
+                )
+            )
+            await self.tickets.attach_message(
+                session, ticket.public_id, turn.row, ACTOR, "documents_received"
+            )
+            await self._tell_dpo(session, ticket, "documents_received")
+            await self._say(turn, "document_received", ticket=ticket)
+
+    async def _documents_ticket(self, chat_id: str) -> int | None:
+        """The chat's active ticket that waits for documents, if any."""
+        async with self.db.reading() as session:
+            found = await session.exec(
+                select(Ticket.id)
+                .where(Ticket.contact_kind == ContactKind.TELEGRAM)
+                .where(Ticket.contact_value == chat_id)
+                .where(Ticket.verification == "manual")
+                .where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
+                .order_by(col(Ticket.id).desc())
+                .limit(1)
+            )
+            return found.first()
+
+    # ---- the steps -------------------------------------------------------------------------
+
+    async def _understand(self, turn: _Turn, text: str) -> None:
+        found = self.classifier.classify("", text)
+        pending: dict[str, Any] = {
+            "message": turn.row.id,
+            "types": [t.value for t in found.types],
+            "classification": {
+                "scores": found.scores,
+                "language": found.language,
+                "needs_review": found.needs_review,
+                "entities": found.entities,
+            },
+        }
+        if found.needs_review:
+            self._move(turn, "confirming", pending=pending)
+            await self._open(turn, list(found.types), triage=True)
+            return
+        self._move(turn, "confirming", pending=pending)
+        row_id = turn.row.id
+        if found.types == [RequestType.NOT_RIGHTS_REQUEST]:
+            hint = self.chat.support_hint
+            support = "" if not hint else f"（{hint}）" if turn.lang == "zh" else f" ({hint})"
+            await self._say(
+                turn,
+                "not_rights",
+                support=support,
+                buttons=[[(SAY["about_my_data"][turn.lang], f"c:{row_id}:other")]],
+            )
+            return
+        buttons = [[(SAY["confirm_all"][turn.lang], f"c:{row_id}:all")]]
+        if len(found.types) > 1:
+            buttons += [
+                [(TYPE_NAMES[turn.lang][t.value], f"c:{row_id}:{t.value}")] for t in found.types
+            ]
+        buttons.append([(SAY["something_else"][turn.lang], f"c:{row_id}:other")])
+        await self._say(
+            turn, "confirm", types=type_names(list(found.types), turn.lang), buttons=buttons
+        )
+
+    async def _open(self, turn: _Turn, types: Sequence[RequestType], triage: bool = False) -> None:
+        """Open the ticket for the pending message; `types` empty means "something else"."""
+        session = turn.session
+        conversation = turn.conversation
+        pending = conversation.pending
+        first = turn.row
+        if pending.get("message") and pending["message"] != turn.row.id:
+            first = await session.get(Message, pending["message"]) or turn.row
+        needs_review = triage or not types
+        if not types or types == [RequestType.NOT_RIGHTS_REQUEST]:
+            types, needs_review = [RequestType.INQUIRY], True
+        ticket = await self.tickets.open_in(
+            session,
+            NewTicket(
+                channel=Channel.TELEGRAM,
+                contact=Contact.telegram(turn.update.chat_id),
+                types=list(types),
+                received_at=first.received_at,
+                requester_name=turn.update.user_name,
+                language=turn.lang,
+                needs_review=needs_review,
+                classification=pending.get("classification"),
+            ),
+            ACTOR,
+        )
+        for row in {first.id: first, turn.row.id: turn.row}.values():
+            row.ticket_id = ticket.id
+            session.add(row)
+        conversation.ticket_id = ticket.id
+        step = await self.verifier.begin_in_chat(
+            session, ticket, linked_account_id=conversation.account_id
+        )
+        if RequestType.MINOR in ticket.types:
+            await self._tell_dpo(session, ticket, "urgent_minor")
+        details: dict[str, Any] = {
+            "ticket_id": ticket.public_id,
+            "due": ticket.response_due.isoformat() if ticket.response_due else "-",
+            "days": self.settings.deadlines.response_working_days,
+        }
+        if needs_review:
+            self._move(turn, "idle")
+            await self._say(turn, "triage", ticket=ticket, **details)
+            return
+        lines = [SAY["opened"][turn.lang].format(**details)]
+        if ticket.completion_due:
+            lines.append(SAY["completion"][turn.lang].format(date=ticket.completion_due))
+        if step == "manual":
+            self._move(turn, "documents")
+            lines.append(SAY["ask_documents"][turn.lang].format(mb=self._document_mb()))
+        elif step == "identity":
+            self._move(turn, "identity")
+            lines.append(SAY["ask_identity"][turn.lang])
+        else:
+            self._move(turn, "idle")
+            if step == "verified":
+                lines.append(SAY["linked"][turn.lang])
+        await self._send(turn, "\n".join(lines), kind="chat_opened", ticket=ticket)
+
+    async def _send_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+        try:
+            await self.verifier.send_code_to_account(turn.session, ticket, said, turn.lang)
+        except TicketError:
+            ticket.needs_review = True
+            turn.session.add(ticket)
+            self._move(turn, "idle")
+            await self._say(turn, "too_many_codes", ticket=ticket)
+            return
+        self._move(turn, "code")
+        await self._say(turn, "code_sent", ticket=ticket)
+
+    async def _check_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+        if not _CODE.search(_TICKET_ID.sub(" ", said)):
+            if any(found.label == "EMAIL" for found in find_identifiers(said)):
+                await self._send_code(turn, ticket, said)  # another address: a new code there
+            else:
+                await self._say(turn, "code_format", ticket=ticket)
+            return
+        if ticket.verification == "no_account":
+            # Nobody matched the account named: a code cannot be right, and the answers (and
+            # the lock) are the same as for a real one, so the chat learns nothing.
+            turn.conversation.wrong_codes += 1
+            left = self.settings.verification.max_attempts - turn.conversation.wrong_codes
+            await self.tickets.note_in(
+                turn.session, ticket, ACTOR, "verification_code_wrong", {"locked": left <= 0}
+            )
+            outcome = "locked" if left <= 0 else "wrong_code"
+        else:
+            checked = await self.verifier.check_reply(turn.session, ticket, said)
+            if checked is None:
+                outcome, left = "locked", 0
+            else:
+                outcome, left = checked.outcome, checked.attempts_left
+        if outcome == "verified":
+            # The verified notice (RequesterNotices) tells the chat; remember the link.
+            requester = await turn.session.get_one(Requester, ticket.requester_id)
+            turn.conversation.account_id = requester.account_id
+            turn.conversation.wrong_codes = 0
+            self._move(turn, "idle")
+        elif outcome == "expired":
+            self._move(turn, "identity")
+            await self._say(turn, "code_expired", ticket=ticket)
+        elif outcome == "locked":
+            self._move(turn, "idle")
+            await self._say(turn, "locked", ticket=ticket)
+        else:
+            await self._say(turn, "wrong_code", ticket=ticket, left=left)
+
+    async def _cancel_in_progress(self, turn: _Turn) -> None:
+        """ "cancel" typed in the middle of something: drop the question, or withdraw the
+        request being verified."""
+        ticket = await self._current_ticket(turn)
+        if turn.conversation.state == "confirming" or ticket is None:
+            await self._forget(turn)
+            return
+        await self._cancel_ticket(turn, ticket.public_id)
+
+    async def _cancel_ticket(self, turn: _Turn, public_id: str) -> None:
+        ticket = await self.tickets.find_in(turn.session, public_id)
+        if (
+            ticket is None
+            or ticket.contact_kind != ContactKind.TELEGRAM
+            or ticket.contact_value != turn.update.chat_id
+        ):
+            await self._say(turn, "not_yours", ticket_id=public_id)
+            return
+        await self.tickets.attach_message(turn.session, ticket.public_id, turn.row, ACTOR)
+        if TicketStatus(ticket.status) not in ACTIVE_STATUSES:
+            await self._say(turn, "already_finished", ticket=ticket)
+            return
+        # The "cancelled" notice (RequesterNotices) answers in the chat.
+        await self.tickets.transition_in(
+            turn.session,
+            ticket.public_id,
+            TicketStatus.CANCELLED,
+            "requester",
+            cancel_reason="withdrawn by the requester in the chat",
+        )
+        if turn.conversation.ticket_id == ticket.id:
+            self._move(turn, "idle")
+
+    async def _forget(self, turn: _Turn) -> None:
+        self._move(turn, "idle")
+        await self._say(turn, "forgotten")
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    async def _turn(self, session: AsyncSession, update: ChatUpdate, text: str) -> _Turn | None:
+        """Claim the stored update and the chat's conversation. None: handled already (a
+        replay), or the chat is over its rate limit (stored, not answered)."""
+        row = (
+            await session.exec(
+                select(Message)
+                .where(Message.dedupe_key == update.key)
+                .where(Message.parse_status == "stored")
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        if row is None:
+            return None
+        now = self.clock.now()
+        row.sender = update.chat_id
+        row.text = row.new_text = text[:20000]
+        row.parse_status = "parsed"
+        row.processed_at = now
+        row.details = {"sender_name": update.user_name}
+        session.add(row)
+        conversation = await self._conversation(session, update)
+        turn = _Turn(session, update, row, conversation)
+        recent = (
+            await session.exec(
+                select(func.count(col(Message.id)))
+                .where(Message.sender == update.chat_id)
+                .where(Message.channel == Channel.TELEGRAM)
+                .where(Message.direction == "in")
+                .where(col(Message.received_at) >= now - dt.timedelta(minutes=1))
+                .where(col(Message.id) != row.id)
+            )
+        ).one()
+        limit = self.chat.messages_per_minute
+        if recent >= limit:
+            row.parse_status = "ignored"
+            row.details = {**row.details, "rate_limited": True}
+            if recent == limit:  # one warning per burst, not one per message
+                await self._say(turn, "slow_down")
+            log.info("chat message %s over the rate limit: stored, not handled", row.id)
+            return None
+        if not update.private and text != "[group]":
+            await self._say(turn, "private_only")
+            return None
+        return turn
+
+    async def _conversation(self, session: AsyncSession, update: ChatUpdate) -> ChatConversation:
+        query = (
+            select(ChatConversation)
+            .where(ChatConversation.channel == Channel.TELEGRAM)
+            .where(ChatConversation.chat_id == update.chat_id)
+            .with_for_update()
+        )
+        found = (await session.exec(query)).first()
+        if found is not None:
+            return found
+        try:
+            async with session.begin_nested():  # two first updates of one chat may race
+                created = ChatConversation(
+                    chat_id=update.chat_id,
+                    language=language_of(update.language_code),
+                    created_at=self.clock.now(),
+                    updated_at=self.clock.now(),
+                )
+                session.add(created)
+                await session.flush()
+        except IntegrityError:
+            return (await session.exec(query)).one()
+        return created
+
+    async def _current_ticket(self, turn: _Turn) -> Ticket | None:
+        """The ticket the conversation is working on, while it still waits for this chat."""
+        conversation = turn.conversation
+        if conversation.ticket_id is None:
+            return None
+        ticket = await turn.session.get(Ticket, conversation.ticket_id)
+        if ticket is None or ticket.status != TicketStatus.AWAITING_VERIFICATION:
+            if conversation.state in ("identity", "code", "documents"):
+                self._move(turn, "idle")  # verified by mail, or by the DPO, meanwhile
+            return None
+        return ticket
+
+    async def _latest_active(self, turn: _Turn) -> Ticket | None:
+        found = await turn.session.exec(
+            select(Ticket)
+            .where(Ticket.contact_kind == ContactKind.TELEGRAM)
+            .where(Ticket.contact_value == turn.update.chat_id)
+            .where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
+            .order_by(col(Ticket.id).desc())
+            .limit(1)
+        )
+        return found.first()
+
+    def _move(self, turn: _Turn, state: str, pending: dict[str, Any] | None = None) -> None:
+        conversation = turn.conversation
+        conversation.state = state
+        conversation.pending = pending or {}
+        conversation.updated_at = self.clock.now()
+        turn.session.add(conversation)
+
+    def _document_mb(self) -> str:
+        return f"{self.chat.max_document_bytes / (1024 * 1024):g}"
+
+    async def _say(
+        self,
+        turn: _Turn,
+        what: str,
+        *,
+        ticket: Ticket | None = None,
+        buttons: list[list[tuple[str, str]]] | None = None,
+        **values: Any,
+    ) -> None:
+        if ticket is not None:
+            values.setdefault("ticket_id", ticket.public_id)
+        text = SAY[what][turn.lang].format(**values)
+        await self._send(turn, text, kind=f"chat_{what}", ticket=ticket, buttons=buttons)
+
+    async def _greet(self, turn: _Turn) -> None:
+        """Chinese, then English: the user may not have chosen a language yet."""
+        url = self.chat.privacy_policy_url
+        parts = [
+            SAY["greeting"][lang].format(
+                company=self.settings.desk.company_name,
+                policy=SAY["policy"][lang].format(url=url) if url else "",
+            )
+            for lang in ("zh", "en")
+        ]
+        await self._send(turn, "\n\n".join(parts), kind="chat_greeting")
+
+    async def _send(
+        self,
+        turn: _Turn,
+        text: str,
+        *,
+        kind: str,
+        ticket: Ticket | None = None,
+        buttons: list[list[tuple[str, str]]] | None = None,
+    ) -> None:
+        await self.outbox.enqueue_chat(
+            turn.session,
+            chat_id=turn.update.chat_id,
+            text=text,
+            kind=kind,
+            ticket_id=ticket.id if ticket is not None else turn.row.ticket_id,
+            buttons=buttons,
+        )
+
+    async def _tell_dpo(self, session: AsyncSession, ticket: Ticket, what: str) -> None:
+        """Documents arrived, or a request about a child: by mail, and in the DPO's chat."""
+        subjects = {
+            "documents_received": f"[{ticket.public_id}] documents received in the chat",
+            "urgent_minor": f"[{ticket.public_id}] urgent: a request about a child's data",
+        }
+        text = (
+            f"{subjects[what]}.\nTypes: {', '.join(t.value for t in ticket.types)}\n"
+            f"Due: {ticket.response_due}\nSee: rightsdesk tickets show {ticket.public_id}\n"
+        )
+        for address in self.settings.desk.dpo_emails:
+            await self.outbox.enqueue_internal(
+                session,
+                kind=what,
+                to=address,
+                subject=subjects[what],
+                text=text,
+                html=f"<pre>{html.escape(text)}</pre>",
+                ticket_id=ticket.id,
+            )
+        if self.chat.dpo_chat_id:
+            await self.outbox.enqueue_chat(
+                session, chat_id=self.chat.dpo_chat_id, text=text, kind=what, ticket_id=ticket.id
+            )
