@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
@@ -43,6 +43,7 @@ from rightsdesk.models import (
     ChatConversation,
     ContactKind,
     Message,
+    OutboxEntry,
     Requester,
     RequestType,
     StoredAttachment,
@@ -426,6 +427,8 @@ class ChatDesk:
                 await self._cancel_in_progress(turn)
                 return
             ticket = await self._current_ticket(turn)
+            if conversation.state == "idle":
+                ticket = await self._waiting_for_account(turn) or ticket
             if conversation.state in ("identity", "code") and ticket is not None:
                 await self.tickets.attach_message(session, ticket.public_id, turn.row, ACTOR)
                 if conversation.state == "identity":
@@ -620,6 +623,21 @@ class ChatDesk:
         for row in {first.id: first, turn.row.id: turn.row}.values():
             row.ticket_id = ticket.id
             session.add(row)
+        # What the bot answered in between (the question and its buttons) belongs to it too.
+        answered = select(OutboxEntry.message_id).where(
+            OutboxEntry.channel == Channel.TELEGRAM,
+            OutboxEntry.recipient == turn.update.chat_id,
+            col(OutboxEntry.ticket_id).is_(None),
+            col(OutboxEntry.message_id) > (first.id or 0),
+        )
+        await session.exec(
+            update(Message).where(col(Message.id).in_(answered)).values(ticket_id=ticket.id)
+        )
+        await session.exec(
+            update(OutboxEntry)
+            .where(col(OutboxEntry.message_id).in_(answered.scalar_subquery()))
+            .values(ticket_id=ticket.id)
+        )
         conversation.ticket_id = ticket.id
         step = await self.verifier.begin_in_chat(
             session, ticket, linked_account_id=conversation.account_id
@@ -817,6 +835,16 @@ class ChatDesk:
             if conversation.state in ("identity", "code", "documents"):
                 self._move(turn, "idle")  # verified by mail, or by the DPO, meanwhile
             return None
+        return ticket
+
+    async def _waiting_for_account(self, turn: _Turn) -> Ticket | None:
+        """A ticket of this chat that needs to know which account it is about, asked for
+        outside the conversation (the DPO relabelled it): the next text answers that."""
+        ticket = await self._latest_active(turn)
+        if ticket is None or ticket.verification != "identity":
+            return None
+        turn.conversation.ticket_id = ticket.id
+        self._move(turn, "identity")
         return ticket
 
     async def _latest_active(self, turn: _Turn) -> Ticket | None:

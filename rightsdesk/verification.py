@@ -30,6 +30,7 @@ from rightsdesk.config import VerificationSettings
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import (
     Account,
+    ContactKind,
     Message,
     Requester,
     Ticket,
@@ -355,7 +356,7 @@ class Verifier:
                 reminded.append(public_id)
         return reminded, closed
 
-    async def reconsider(self, public_id: str, actor: str) -> Step | None:
+    async def reconsider(self, public_id: str, actor: str) -> Step | Literal["identity"] | None:
         """After the DPO relabels a ticket: if its types now need more proof than was asked
         for (a triage `inquiry` that is really an erasure), ask for it now."""
         async with self.tickets.db.transaction() as session:
@@ -378,13 +379,26 @@ class Verifier:
                 )
             ).first()
             requester = await session.get_one(Requester, ticket.requester_id)
-            step = await self.begin(
-                session,
-                ticket,
-                sender=ticket.contact_value,
-                sender_authenticated=bool(first and first.sender_authenticated),
-                language=requester.language,
-            )
+            step: Step | Literal["identity"]
+            if ticket.contact_kind == ContactKind.TELEGRAM:
+                step = await self.begin_in_chat(session, ticket, linked_account_id=None)
+            else:
+                step = await self.begin(
+                    session,
+                    ticket,
+                    sender=ticket.contact_value,
+                    sender_authenticated=bool(first and first.sender_authenticated),
+                    language=requester.language,
+                )
+            if step in ("manual", "identity"):
+                # A code mail explains itself; these steps need the requester to act first.
+                await self.outbox.tell_requester(
+                    session,
+                    ticket=ticket,
+                    kind="verification_needed",
+                    lang=requester.language,
+                    context={"how": "documents" if step == "manual" else "account"},
+                )
             await self.tickets.note_in(
                 session,
                 ticket,

@@ -29,6 +29,7 @@ from rightsdesk.models import (
     ChatConversation,
     Message,
     OutboxEntry,
+    RequestType,
     StoredAttachment,
     Ticket,
     TicketStatus,
@@ -551,3 +552,28 @@ async def _code_then_close(desk: Desk) -> tuple[str, str]:
         return await Chat(desk, FakeBotApi()).code_mailed_to(ZHANG_EMAIL)
     finally:
         await desk.close()
+
+
+async def test_a_triage_ticket_relabelled_to_erasure_asks_the_chat_for_its_account(
+    chat: Chat,
+) -> None:
+    await chat.say(LI, "How do I change my subscription plan?", 1, language="en")
+    asked = (await chat.replies(LI, 1))[0]
+    chat.api.tap(LI, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.replies(LI, 2)
+    [ticket] = await chat.tickets()
+    assert ticket.status == TicketStatus.OPEN  # a question: nothing to verify
+
+    await chat.desk.tickets.relabel(ticket.public_id, "cli:dpo", [RequestType.ERASURE])
+    assert await chat.desk.verifier.reconsider(ticket.public_id, "cli:dpo") == "identity"
+    asked_again = (await chat.replies(LI, 3))[2]["text"]
+    assert "registered email or username" in asked_again
+    assert "6-digit code" in await chat.say(LI, LI_EMAIL, 4, "en")
+    code, _ = await chat.code_mailed_to(LI_EMAIL)
+    assert "confirmed your identity" in await chat.say(LI, code, 5, "en")
+    [ticket] = await chat.tickets()
+    assert (ticket.status, ticket.verification) == (TicketStatus.OPEN, "verified")
+    async with chat.desk.db.reading() as session:
+        question = (await session.exec(select(Message).where(Message.direction == "out"))).first()
+    assert question is not None
+    assert question.ticket_id == ticket.id  # the bot's question is on the ticket too

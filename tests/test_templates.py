@@ -36,6 +36,16 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "denied": {"reason": "依法须保存三年 / kept 3 years by law"},
     "cancelled": {},
     "auto_closed": {"days": 14},
+    "verification_needed": {"how": "documents", "channel": "email"},
+}
+
+# What a chat user reads instead of "reply to this email" (the same template, channel=telegram).
+CHAT_CONTEXTS: dict[str, dict[str, Any]] = {
+    "verification_code": CONTEXTS["verification_code"],
+    "verification_reminder": CONTEXTS["verification_reminder"],
+    "resolved": CONTEXTS["resolved"],
+    "denied": CONTEXTS["denied"],
+    "verification_needed": {"how": "account"},
 }
 
 
@@ -66,6 +76,19 @@ def test_template_snapshot(kind: str, lang: str | None) -> None:
     assert "<p>" in rendered.html
     if lang is None:
         _check(f"{kind}.both.html", rendered.html)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("kind", sorted(CHAT_CONTEXTS))
+def test_chat_wording_snapshot(kind: str, lang: str) -> None:
+    context = {"ticket_id": "PRIV-2026-000042", "working_days": 15, **CHAT_CONTEXTS[kind]}
+    rendered = Templates(None, "Co").render(kind, lang, {**context, "channel": "telegram"})
+    _check(f"{kind}.{lang}.chat.txt", rendered.text)
+    if kind == "verification_code":  # a mail (to the registered address) about a chat
+        assert "客服对话" in rendered.text or "support chat" in rendered.text
+    else:  # chat messages: nobody is asked to reply to an email they never got
+        assert "回复本邮件" not in rendered.text
+        assert "reply to this email" not in rendered.text.lower()
 
 
 def test_html_escapes_what_people_wrote() -> None:
