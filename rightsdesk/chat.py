@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlmodel
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select, update
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
@@ -45,6 +46,7 @@ from rightsdesk.models import (
     Message,
     OutboxEntry,
     Requester,
+    RequesterContact,
     RequestType,
     StoredAttachment,
     Ticket,
@@ -340,6 +342,18 @@ class ChatDesk:
                 await self._say(turn, "language_usage")
                 return
             turn.conversation.language = wanted
+            # Notices about this chat's tickets follow the choice too.
+            await session.exec(
+                sqlmodel.update(Requester)
+                .where(
+                    col(Requester.id).in_(
+                        select(RequesterContact.requester_id)
+                        .where(RequesterContact.kind == ContactKind.TELEGRAM)
+                        .where(RequesterContact.value == update.chat_id)
+                    )
+                )
+                .values(language=wanted)
+            )
             await self._say(turn, "language_set")
 
     async def status(self, update: ChatUpdate) -> None:
@@ -631,10 +645,12 @@ class ChatDesk:
             col(OutboxEntry.message_id) > (first.id or 0),
         )
         await session.exec(
-            update(Message).where(col(Message.id).in_(answered)).values(ticket_id=ticket.id)
+            sqlmodel.update(Message)
+            .where(col(Message.id).in_(answered))
+            .values(ticket_id=ticket.id)
         )
         await session.exec(
-            update(OutboxEntry)
+            sqlmodel.update(OutboxEntry)
             .where(col(OutboxEntry.message_id).in_(answered.scalar_subquery()))
             .values(ticket_id=ticket.id)
         )

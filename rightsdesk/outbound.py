@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import aiosmtplib
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -418,8 +420,24 @@ class Outbox:
             next_attempt_at=now,
         )
         session.add(entry)
-        self.enqueued[channel.value].set()
+        self._wake_after_commit(session, channel)
         return entry
+
+    def _wake_after_commit(self, session: AsyncSession, channel: Channel) -> None:
+        """Wake the channel's sender once the entry is visible: woken before the commit, it
+        finds nothing and sleeps until its next poll."""
+        sync_session = session.sync_session
+        flag = f"rightsdesk.wake.{channel.value}"
+        if sync_session.info.get(flag):
+            return
+        sync_session.info[flag] = True
+        woken = self.enqueued[channel.value]
+
+        def wake(committed: Session) -> None:
+            committed.info.pop(flag, None)
+            woken.set()
+
+        event.listen(sync_session, "after_commit", wake, once=True)
 
 
 async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, str]]:
