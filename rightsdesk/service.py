@@ -188,6 +188,8 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # APScheduler announces every tick; our jobs log what they actually do.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request URL, and the Bot API's URLs carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -542,6 +542,11 @@ def test_the_service_killed_mid_verification_resumes_the_conversation(
         verified = api.wait_sent(ZHANG, 4, timeout=30)[3]["text"]
         assert "已确认您的身份" in verified
         assert service.stop() == 0
+        log = (tmp_path / "service.log").read_text()
+        assert "telegram=polling" in log
+        assert TOKEN not in log  # request URLs carry it: they are not logged
+        assert ZHANG_EMAIL not in log
+        assert code not in log
     finally:
         if service.process is not None and service.process.poll() is None:
             service.kill9()
