@@ -24,7 +24,6 @@ import datetime as dt
 import hashlib
 import html
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,15 +53,12 @@ from rightsdesk.models import (
 )
 from rightsdesk.outbound import TYPE_NAMES, Outbox, type_names
 from rightsdesk.pipeline import Classifier
-from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService
-from rightsdesk.verification import Verifier
+from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
+from rightsdesk.verification import Verifier, find_code
 
 log = logging.getLogger("rightsdesk.chat")
 
 ACTOR = "system:chat"
-_TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
-_CODE = re.compile(r"(?<!\d)\d{6}(?!\d)")
-_CANCEL_WORDS = {"cancel", "stop", "取消", "算了", "撤回", "撤销"}
 
 # Everything the bot says, in both languages. {placeholders} are filled by `_say`.
 SAY: dict[str, dict[str, str]] = {
@@ -387,8 +383,8 @@ class ChatDesk:
         async with self.db.transaction() as session:
             if (turn := await self._turn(session, update, f"/cancel {argument}")) is None:
                 return
-            named = _TICKET_ID.search(argument)
-            if named is None:
+            named = [f.text for f in find_identifiers(argument) if f.label == "TICKET"]
+            if not named:
                 if turn.conversation.state == "confirming":
                     await self._forget(turn)
                     return
@@ -396,7 +392,7 @@ class ChatDesk:
                 example = latest.public_id if latest else "PRIV-2026-000001"
                 await self._say(turn, "cancel_usage", example=example)
                 return
-            await self._cancel_ticket(turn, named.group(0).upper())
+            await self._cancel_ticket(turn, named[0])
 
     async def unlink(self, update: ChatUpdate) -> None:
         async with self.db.transaction() as session:
@@ -437,7 +433,7 @@ class ChatDesk:
                 return
             conversation = turn.conversation
             said = text.strip()
-            if said.strip(" .!。！").lower() in _CANCEL_WORDS and conversation.state != "idle":
+            if says_cancel(said) and conversation.state != "idle":
                 await self._cancel_in_progress(turn)
                 return
             ticket = await self._current_ticket(turn)
@@ -697,7 +693,7 @@ class ChatDesk:
         await self._say(turn, "code_sent", ticket=ticket)
 
     async def _check_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
-        if not _CODE.search(_TICKET_ID.sub(" ", said)):
+        if find_code(said) is None:
             if any(found.label == "EMAIL" for found in find_identifiers(said)):
                 await self._send_code(turn, ticket, said)  # another address: a new code there
             else:

@@ -216,18 +216,7 @@ class Outbox:
         to_name: str | None = None,
     ) -> OutboxEntry:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
-        rendered = self.templates.render(
-            kind,
-            lang,
-            {
-                "ticket_id": ticket.public_id,
-                "working_days": self.settings.deadlines.response_working_days,
-                # Where the requester talks to us: templates say "reply to this email" or
-                # "type it in the chat".
-                "channel": ticket.channel,
-                **context,
-            },
-        )
+        rendered = self._render(kind, lang, ticket, ticket.channel, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]
@@ -254,6 +243,22 @@ class Outbox:
             session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
         )
 
+    def _render(
+        self, kind: str, lang: str | None, ticket: Ticket, channel: str, context: dict[str, Any]
+    ) -> Rendered:
+        return self.templates.render(
+            kind,
+            lang,
+            {
+                "ticket_id": ticket.public_id,
+                "working_days": self.settings.deadlines.response_working_days,
+                # Where the requester talks to us: templates say "reply to this email" or
+                # "tell us here in the chat".
+                "channel": channel,
+                **context,
+            },
+        )
+
     async def tell_requester(
         self,
         session: AsyncSession,
@@ -267,16 +272,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
-            rendered = self.templates.render(
-                kind,
-                lang,
-                {
-                    "ticket_id": ticket.public_id,
-                    "working_days": self.settings.deadlines.response_working_days,
-                    "channel": Channel.TELEGRAM.value,
-                    **context,
-                },
-            )
+            rendered = self._render(kind, lang, ticket, Channel.TELEGRAM, context)
             return await self.enqueue_chat(
                 session,
                 chat_id=ticket.contact_value,

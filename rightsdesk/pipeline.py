@@ -52,7 +52,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.outbound import Outbox, can_mail, understood
 from rightsdesk.signing import MessageIdSigner
-from rightsdesk.tickets import Contact, NewTicket, TicketService
+from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
 from rightsdesk.verification import NEXT_STEP, Step, Verifier
 
 log = logging.getLogger("rightsdesk.intake")
@@ -417,9 +417,6 @@ class AppendToThread:
         return True
 
 
-_CANCEL_WORDS = {"cancel", "取消", "取消请求", "撤回请求", "撤销", "cancel my request"}
-
-
 class HandleReply:
     """A reply can carry a verification code, or withdraw the request ("cancel" / "取消")."""
 
@@ -434,7 +431,7 @@ class HandleReply:
         ticket = await self.tickets.load_in(routing.session, routing.ticket, lock=True)
         said = routing.inbound.text.strip()
         is_requester = routing.inbound.sender == ticket.contact_value
-        if is_requester and said.strip(" .!。！\n").lower() in _CANCEL_WORDS:
+        if is_requester and says_cancel(said):
             if TicketStatus(ticket.status) in ACTIVE_STATUSES:
                 await self.tickets.transition_in(
                     routing.session,

@@ -55,6 +55,16 @@ TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
 FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED})
 
 
+# What a requester writes, alone, to withdraw a request (a reply to our mail, or in the chat).
+CANCEL_WORDS = frozenset(
+    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "撤销", "算了"}
+)
+
+
+def says_cancel(text: str) -> bool:
+    return text.strip().strip(" .!。！").lower() in CANCEL_WORDS
+
+
 class TicketError(Exception):
     """A request the ticket rules refuse; the message is meant for the person who asked."""
 

@@ -269,9 +269,8 @@ class Verifier:
         """A reply on a ticket waiting for a code: check the first 6-digit number in it."""
         if ticket.status != TicketStatus.AWAITING_VERIFICATION or ticket.verification != "code":
             return None
-        # Ticket ids carry six digits too ("code for PRIV-2026-000001: 123456"): skip them.
-        found = _CODE.search(_TICKET_ID.sub(" ", text))
-        if found is None:
+        code = find_code(text)
+        if code is None:
             return None
         assert ticket.id is not None
         challenge = await _open_challenge(session, ticket.id, any_status=True)
@@ -285,7 +284,7 @@ class Verifier:
             session.add(challenge)
             await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_expired", {})
             return CodeCheck("expired", left)
-        if hmac.compare_digest(self._hash(ticket.id, found.group(1)), challenge.code_hash):
+        if hmac.compare_digest(self._hash(ticket.id, code), challenge.code_hash):
             challenge.status = "verified"
             session.add(challenge)
             account = await session.get_one(Account, challenge.account_id)
@@ -427,6 +426,13 @@ class Verifier:
             note=how,
             verified_at=self.clock.now(),
         )
+
+
+def find_code(text: str) -> str | None:
+    """The first 6-digit number in a reply, the way people write codes back."""
+    # Ticket ids carry six digits too ("code for PRIV-2026-000001: 123456"): skip them.
+    found = _CODE.search(_TICKET_ID.sub(" ", text))
+    return found.group(1) if found else None
 
 
 class AccountLookup(Protocol):
