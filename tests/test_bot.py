@@ -59,6 +59,11 @@ class Chat:
         self.api.text(user, text, language)
         return str((await self.replies(user, expect))[expect - 1]["text"])
 
+    async def tap_first_button(self, user: int, nth: int) -> None:
+        """The user taps the first button under the bot's `nth` message to them."""
+        asked = (await self.replies(user, nth))[nth - 1]
+        self.api.tap(user, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+
     async def tickets(self) -> list[Ticket]:
         async with self.desk.db.reading() as session:
             return list((await session.exec(select(Ticket).order_by(col(Ticket.id)))).all())
@@ -191,8 +196,7 @@ async def test_an_access_request_in_chinese_is_confirmed_verified_and_ticketed(c
     # The link is remembered: a second request from this chat needs no new code.
     await chat.say(ZHANG, "/new", 7)
     await chat.say(ZHANG, "请注销我的账号", 8)
-    asked = (await chat.replies(ZHANG, 8))[7]
-    chat.api.tap(ZHANG, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(ZHANG, 8)
     opened = (await chat.replies(ZHANG, 9))[8]["text"]
     assert "PRIV-2026-000002" in opened
     assert "无需再次验证" in opened
@@ -204,8 +208,7 @@ async def test_an_access_request_in_chinese_is_confirmed_verified_and_ticketed(c
 async def test_an_english_erasure_request_verified_by_username(chat: Chat) -> None:
     question = await chat.say(LI, "Please delete all my personal data", 1, language="en")
     assert "deletion of your personal information" in question
-    asked = (await chat.replies(LI, 1))[0]
-    chat.api.tap(LI, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(LI, 1)
     opened = (await chat.replies(LI, 2))[1]["text"]
     assert "PRIV-2026-000001 is open" in opened
     assert "registered email or username" in opened
@@ -222,8 +225,7 @@ async def test_an_english_erasure_request_verified_by_username(chat: Chat) -> No
 async def test_five_wrong_codes_lock_verification(chat: Chat) -> None:
     asked_text = await chat.say(ZHANG, "我想查看你们保存的我的全部个人信息", 1)
     assert asked_text
-    asked = (await chat.replies(ZHANG, 1))[0]
-    chat.api.tap(ZHANG, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(ZHANG, 1)
     await chat.replies(ZHANG, 2)
     await chat.say(ZHANG, "zhangsan", 3)
     code, _ = await chat.code_mailed_to(ZHANG_EMAIL)
@@ -245,8 +247,7 @@ async def test_five_wrong_codes_lock_verification(chat: Chat) -> None:
 
 async def test_an_unknown_account_gets_the_same_answers_and_the_same_lock(chat: Chat) -> None:
     await chat.say(LI, "Please delete all my personal data", 1, language="en")
-    asked = (await chat.replies(LI, 1))[0]
-    chat.api.tap(LI, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(LI, 1)
     await chat.replies(LI, 2)
     known = "If an account matches, we have sent a 6-digit code"
     assert known in await chat.say(LI, "nobody@example.com", 3, "en")
@@ -259,8 +260,7 @@ async def test_an_unknown_account_gets_the_same_answers_and_the_same_lock(chat: 
 
 async def test_nobody_can_cancel_someone_elses_ticket(chat: Chat) -> None:
     await chat.say(ZHANG, "请注销我的账号", 1)
-    asked = (await chat.replies(ZHANG, 1))[0]
-    chat.api.tap(ZHANG, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(ZHANG, 1)
     await chat.replies(ZHANG, 2)
 
     refused = await chat.say(LI, "/cancel PRIV-2026-000001", 1, language="en")
@@ -306,8 +306,7 @@ async def test_a_guardian_sends_documents_within_the_limits(chat: Chat) -> None:
 
     question = await chat.say(ZHANG, "我是孩子的家长，孩子今年10岁，请删除他的账号和所有信息", 2)
     assert "监护人" in question
-    asked = (await chat.replies(ZHANG, 2))[1]
-    chat.api.tap(ZHANG, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(ZHANG, 2)
     opened = (await chat.replies(ZHANG, 3))[2]["text"]
     assert "照片或 PDF" in opened
     assert "10 MB" in opened
@@ -563,8 +562,7 @@ async def test_a_triage_ticket_relabelled_to_erasure_asks_the_chat_for_its_accou
     chat: Chat,
 ) -> None:
     await chat.say(LI, "How do I change my subscription plan?", 1, language="en")
-    asked = (await chat.replies(LI, 1))[0]
-    chat.api.tap(LI, asked["reply_markup"]["inline_keyboard"][0][0]["callback_data"], asked)
+    await chat.tap_first_button(LI, 1)
     await chat.replies(LI, 2)
     [ticket] = await chat.tickets()
     assert ticket.status == TicketStatus.OPEN  # a question: nothing to verify
