@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import html
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
+from rightsdesk.notices import DpoAlerts
 from rightsdesk.outbound import TYPE_NAMES, Outbox, type_names
 from rightsdesk.pipeline import Classifier
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
@@ -311,6 +311,7 @@ class ChatDesk:
         verifier: Verifier,
         outbox: Outbox,
         classifier: Classifier,
+        alerts: DpoAlerts,
     ) -> None:
         self.settings = settings
         self.chat = settings.telegram
@@ -320,6 +321,7 @@ class ChatDesk:
         self.verifier = verifier
         self.outbox = outbox
         self.classifier = classifier
+        self.alerts = alerts
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -548,7 +550,7 @@ class ChatDesk:
             await self.tickets.attach_message(
                 session, ticket.public_id, turn.row, ACTOR, "documents_received"
             )
-            await self._tell_dpo(session, ticket, "documents_received")
+            await self.alerts.tell(session, ticket, "documents_received")
             await self._say(turn, "document_received", ticket=ticket)
 
     async def _documents_ticket(self, chat_id: str) -> int | None:
@@ -655,7 +657,7 @@ class ChatDesk:
             session, ticket, linked_account_id=conversation.account_id
         )
         if RequestType.MINOR in ticket.types:
-            await self._tell_dpo(session, ticket, "urgent_minor")
+            await self.alerts.tell(session, ticket, "urgent_minor")
         details: dict[str, Any] = {
             "ticket_id": ticket.public_id,
             "due": ticket.response_due.isoformat() if ticket.response_due else "-",
@@ -923,28 +925,3 @@ class ChatDesk:
             ticket_id=ticket.id if ticket is not None else turn.row.ticket_id,
             buttons=buttons,
         )
-
-    async def _tell_dpo(self, session: AsyncSession, ticket: Ticket, what: str) -> None:
-        """Documents arrived, or a request about a child: by mail, and in the DPO's chat."""
-        subjects = {
-            "documents_received": f"[{ticket.public_id}] documents received in the chat",
-            "urgent_minor": f"[{ticket.public_id}] urgent: a request about a child's data",
-        }
-        text = (
-            f"{subjects[what]}.\nTypes: {', '.join(t.value for t in ticket.types)}\n"
-            f"Due: {ticket.response_due}\nSee: rightsdesk tickets show {ticket.public_id}\n"
-        )
-        for address in self.settings.desk.dpo_emails:
-            await self.outbox.enqueue_internal(
-                session,
-                kind=what,
-                to=address,
-                subject=subjects[what],
-                text=text,
-                html=f"<pre>{html.escape(text)}</pre>",
-                ticket_id=ticket.id,
-            )
-        if self.chat.dpo_chat_id:
-            await self.outbox.enqueue_chat(
-                session, chat_id=self.chat.dpo_chat_id, text=text, kind=what, ticket_id=ticket.id
-            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
@@ -74,6 +75,46 @@ class RequesterNotices:
             )
         ).first()
         return contact is None or not contact.undeliverable
+
+
+_ALERT_SUBJECTS = {
+    "documents_received": "documents received in the chat",
+    "urgent_minor": "urgent: a request about a child's data",
+}
+
+
+class DpoAlerts:
+    """What the DPO must hear about at once, not in tomorrow's digest: a request about a
+    child's data, documents sent in the chat. By mail, and in the DPO's chat if configured."""
+
+    def __init__(self, settings: Settings, outbox: Outbox) -> None:
+        self.settings = settings
+        self.outbox = outbox
+
+    async def tell(self, session: AsyncSession, ticket: Ticket, what: str) -> None:
+        subject = f"[{ticket.public_id}] {_ALERT_SUBJECTS[what]}"
+        text = (
+            f"{subject}.\nTypes: {', '.join(t.value for t in ticket.types)}\n"
+            f"Due: {ticket.response_due}\nSee: rightsdesk tickets show {ticket.public_id}\n"
+        )
+        for address in self.settings.desk.dpo_emails:
+            await self.outbox.enqueue_internal(
+                session,
+                kind=what,
+                to=address,
+                subject=subject,
+                text=text,
+                html=f"<pre>{html.escape(text)}</pre>",
+                ticket_id=ticket.id,
+            )
+        if self.settings.telegram.dpo_chat_id:
+            await self.outbox.enqueue_chat(
+                session,
+                chat_id=self.settings.telegram.dpo_chat_id,
+                text=text,
+                kind=what,
+                ticket_id=ticket.id,
+            )
 
 
 def _text(value: Any) -> Any:

@@ -50,6 +50,7 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
+from rightsdesk.notices import DpoAlerts
 from rightsdesk.outbound import Outbox, can_mail, understood
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
@@ -449,9 +450,12 @@ class HandleReply:
 
 
 class OpenTicket:
-    def __init__(self, tickets: TicketService, classifier: Classifier) -> None:
+    def __init__(
+        self, tickets: TicketService, classifier: Classifier, alerts: DpoAlerts | None = None
+    ) -> None:
         self.tickets = tickets
         self.classifier = classifier
+        self.alerts = alerts
 
     async def __call__(self, routing: Routing) -> bool:
         inbound = routing.inbound
@@ -479,6 +483,8 @@ class OpenTicket:
             SYSTEM,
         )
         routing.row.ticket_id = ticket.id
+        if self.alerts is not None and RequestType.MINOR in ticket.types:
+            await self.alerts.tell(routing.session, ticket, "urgent_minor")
         routing.ticket = ticket.public_id
         routing.opened = True
         routing.language = found.language
@@ -565,6 +571,7 @@ class IntakePipeline:
         verifier: Verifier,
         outbox: Outbox,
         acknowledgements_per_hour: int = 5,
+        alerts: DpoAlerts | None = None,
     ) -> IntakePipeline:
         return cls(
             db,
@@ -579,7 +586,7 @@ class IntakePipeline:
                 DecideAcknowledgement(clock, acknowledgements_per_hour),
                 AppendToThread(tickets),
                 HandleReply(tickets, verifier),
-                OpenTicket(tickets, classifier),
+                OpenTicket(tickets, classifier, alerts),
                 StartVerification(tickets, verifier),
                 Acknowledge(tickets, outbox),
             ],

@@ -28,7 +28,7 @@ from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
-from rightsdesk.notices import RequesterNotices
+from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
@@ -107,6 +107,7 @@ class Desk:
             attachment_cap=settings.mail.max_attachment_bytes,
         )
         inbox = Inbox(db, clock)
+        alerts = DpoAlerts(settings, outbox)
         classifier = classifier or default_classifier(settings)
         pipeline = IntakePipeline.standard(
             db,
@@ -118,6 +119,7 @@ class Desk:
             verifier=verifier,
             outbox=outbox,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
+            alerts=alerts,
         )
         return cls(
             settings=settings,
@@ -133,7 +135,7 @@ class Desk:
             verifier=verifier,
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
-            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier),
+            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
         )
 
     async def close(self) -> None:

@@ -36,6 +36,7 @@ from rightsdesk.models import (
     VerificationChallenge,
 )
 from rightsdesk.service import Desk, serve_chat, telegram_door
+from tests.conftest import deliver, mail
 from tests.fake_bot_api import BOT_ID, TOKEN, FakeBotApi
 from tests.test_crash import Service
 
@@ -580,3 +581,12 @@ async def test_a_triage_ticket_relabelled_to_erasure_asks_the_chat_for_its_accou
         question = (await session.exec(select(Message).where(Message.direction == "out"))).first()
     assert question is not None
     assert question.ticket_id == ticket.id  # the bot's question is on the ticket too
+
+
+async def test_a_request_about_a_child_by_mail_reaches_the_dpo_chat_at_once(chat: Chat) -> None:
+    chat.desk.settings.telegram.dpo_chat_id = "9999"
+    await deliver(chat.desk, mail("我是孩子的家长，孩子今年10岁，请删除他的账号和所有信息"))
+    [alert] = await asyncio.to_thread(chat.api.wait_sent, 9999, 1)
+    assert "urgent: a request about a child's data" in alert["text"]
+    [ticket] = await chat.tickets()
+    assert "minor" in [t.value for t in ticket.types]
