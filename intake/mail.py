@@ -12,7 +12,6 @@ import hashlib
 import re
 from collections.abc import Sequence
 from email.message import Message as MimePart
-from email.parser import BytesHeaderParser
 
 from inscriptis import get_text
 
@@ -34,16 +33,19 @@ def derived_message_id(raw: bytes) -> str:
     return f"sha256-{hashlib.sha256(raw).hexdigest()[:40]}@rightsdesk.invalid"
 
 
+_HEADER_BLOCK_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID_FIELD = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+
+
 def message_id_of(raw: bytes) -> str:
-    """The Message-ID (without brackets), cheap: only the header block is parsed."""
-    try:
-        headers = BytesHeaderParser().parsebytes(raw)
-        value = headers.get("Message-ID")
-    except Exception:
-        value = None
+    """The Message-ID (without brackets). Every door calls this before it may answer, so it
+    is a scan of the header block for the first Message-ID field, not a parse of the mail."""
+    end = _HEADER_BLOCK_END.search(raw)
+    field = _MESSAGE_ID_FIELD.search(raw, 0, end.start() if end else len(raw))
+    value = b" ".join(field.group(1).split()).decode("ascii", "replace") if field else ""
     if value:
-        found = _MSGID.search(str(value))
-        candidate = found.group(1) if found else str(value).strip().strip("<>")
+        found = _MSGID.search(value)
+        candidate = found.group(1) if found else value.strip("<>")
         if candidate and len(candidate) <= 500 and candidate.isascii():
             return candidate
     return derived_message_id(raw)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -193,21 +193,22 @@ class Inbox:
             }
             for d in deliveries
         ]
-        # One statement for every batch size (executemany): compiled once, then cached.
-        insert = sqlite_insert if self.db.is_sqlite else pg_insert
-        statement = (
-            insert(Message)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(col(Message.id), col(Message.dedupe_key))
-        )
-        async with self.db.transaction() as session:
-            connection = await session.connection()
-            result = await connection.execute(statement, rows)
-            inserted = {key: row_id for row_id, key in result.all() if key and row_id}
+        async with self.db.writing() as connection:
+            if self.db.is_sqlite:
+                inserted = await _insert_sqlite(connection, rows)
+            else:
+                # One statement for every batch size (executemany): compiled once, cached.
+                statement = (
+                    pg_insert(Message)
+                    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                    .returning(col(Message.id), col(Message.dedupe_key))
+                )
+                result = await connection.execute(statement, rows)
+                inserted = {key: row_id for row_id, key in result.all() if key and row_id}
             missing = {d.dedupe_key for d in deliveries} - inserted.keys()
             existing: dict[str, int] = {}
             if missing:
-                found = await session.exec(
+                found = await connection.execute(
                     select(Message.dedupe_key, Message.id).where(
                         col(Message.dedupe_key).in_(missing)
                     )
@@ -223,6 +224,51 @@ class Inbox:
                 row_id = inserted.get(d.dedupe_key) or existing[d.dedupe_key]
                 results.append(Accepted(row_id, duplicate=True))
         return results
+
+
+_INBOX_COLUMNS = (
+    "direction",
+    "channel",
+    "dedupe_key",
+    "message_id",
+    "envelope_from",
+    "envelope_to",
+    "raw",
+    "raw_size",
+    "raw_sha256",
+    "parse_status",
+    "sender_authenticated",
+    "details",
+    "received_at",
+)
+
+
+async def _insert_sqlite(connection: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The batch as one INSERT … RETURNING straight through aiosqlite: one trip to its thread.
+
+    SQLAlchemy's own path costs several trips (cursor, execute, fetch, close) and builds the
+    parameters anew for every batch size, and during a burst of mail every trip waits behind
+    the SMTP sessions on the event loop. Values go through the columns' own bind processors,
+    so they are stored exactly as the ORM stores them."""
+    dialect = connection.dialect
+    table = Message.__table__  # type: ignore[attr-defined]
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _INBOX_COLUMNS
+    ]
+    params: list[Any] = []
+    for row in rows:
+        for name, process in zip(_INBOX_COLUMNS, processors, strict=True):
+            value = row[name]
+            params.append(process(value) if process is not None else value)
+    one = "(" + ", ".join("?" * len(_INBOX_COLUMNS)) + ")"
+    sql = (
+        f"INSERT INTO message ({', '.join(_INBOX_COLUMNS)}) VALUES "
+        + ", ".join([one] * len(rows))
+        + " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+    )
+    raw = await connection.get_raw_connection()
+    found = await raw.driver_connection.execute_fetchall(sql, params)  # type: ignore[union-attr]
+    return {key: row_id for row_id, key in found if key and row_id}
 
 
 # ---- routing one stored message -------------------------------------------------------------

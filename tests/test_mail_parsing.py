@@ -326,3 +326,23 @@ def test_encoded_display_name_cannot_change_the_sender_address(name: str) -> Non
     assert inbound.sender == "zhang.san@example.com"
     assert inbound.sender_name is not None
     assert "\n" not in inbound.sender_name
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"Message-ID: <a@b.example>\r\n", "a@b.example"),
+        (b"message-id:<a@b.example>\r\n", "a@b.example"),
+        (b"Message-ID:\r\n <folded@b.example>\r\n", "folded@b.example"),
+        (b"Subject: x\r\nMessage-Id: a@b.example\r\n", "a@b.example"),
+        (b"Message-ID: <first@x>\r\nMessage-ID: <second@x>\r\n", "first@x"),
+        (b"Subject: no id\r\n", None),  # derived from the content
+        (b"Message-ID: <\xe4\xb8\xad@x>\r\n", None),  # not ASCII: derived
+    ],
+)
+def test_the_message_id_is_read_from_the_header_block_only(
+    head: bytes, expected: str | None
+) -> None:
+    raw = head + b"\r\nMessage-ID: <in-the-body@x>\r\n"
+    found = message_id_of(raw)
+    assert found == (expected or derived_message_id(raw))

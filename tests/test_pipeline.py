@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -244,3 +245,21 @@ def test_cli_lists_failed_messages_and_retries(database_url: str, tmp_path: Path
     missing = runner.invoke(app, ["--config", str(config), "intake", "retry", "999"])
     assert missing.exit_code == 1
     assert "not waiting or failed" in missing.stderr
+
+
+async def test_stored_mail_reads_back_exactly_as_the_orm_writes_it(
+    desk: Desk, clock: FrozenClock
+) -> None:
+    # On SQLite the inbox writes its batches past the ORM (one trip to the driver's thread):
+    # the values must be stored in the ORM's own formats, or comparisons and ordering break.
+    row_id = await deliver(desk, mail("请删除我的个人信息。"))
+    stored = await message(desk, row_id)
+    assert stored.received_at == clock.now()
+    assert (stored.envelope_to, stored.sender_authenticated) == ([], False)
+    if desk.db.is_sqlite:  # dates are text there: the inbound row and our acknowledgement
+        async with desk.db.reading() as session:
+            connection = await session.connection()
+            lengths = await connection.execute(
+                text("SELECT DISTINCT length(received_at) FROM message")
+            )
+            assert len(lengths.all()) == 1
