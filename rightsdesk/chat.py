@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlmodel
@@ -295,6 +295,7 @@ class _Turn:
     update: ChatUpdate
     row: Message
     conversation: ChatConversation
+    sent: list[int] = field(default_factory=list)  # message rows this turn queued
 
     @property
     def lang(self) -> str:
@@ -488,7 +489,7 @@ class ChatDesk:
                 types, label = [], SAY["something_else"][turn.lang]
             if question_id is not None:
                 # The question keeps its text, loses its buttons, and shows the choice.
-                await self.outbox.enqueue_chat(
+                edit = await self.outbox.enqueue_chat(
                     session,
                     chat_id=update.chat_id,
                     text=f"{question}\n{SAY['chosen'][turn.lang].format(choice=label)}",
@@ -496,6 +497,7 @@ class ChatDesk:
                     method="editMessageText",
                     params={"message_id": question_id},
                 )
+                turn.sent.append(edit.message_id)
             await self._open(turn, types)
             return None
 
@@ -585,7 +587,6 @@ class ChatDesk:
             self._move(turn, "confirming", pending=pending)
             await self._open(turn, list(found.types), triage=True)
             return
-        self._move(turn, "confirming", pending=pending)
         row_id = turn.row.id
         if found.types == [RequestType.NOT_RIGHTS_REQUEST]:
             hint = self.chat.support_hint
@@ -596,16 +597,18 @@ class ChatDesk:
                 support=support,
                 buttons=[[(SAY["about_my_data"][turn.lang], f"c:{row_id}:other")]],
             )
-            return
-        buttons = [[(SAY["confirm_all"][turn.lang], f"c:{row_id}:all")]]
-        if len(found.types) > 1:
-            buttons += [
-                [(TYPE_NAMES[turn.lang][t.value], f"c:{row_id}:{t.value}")] for t in found.types
-            ]
-        buttons.append([(SAY["something_else"][turn.lang], f"c:{row_id}:other")])
-        await self._say(
-            turn, "confirm", types=type_names(list(found.types), turn.lang), buttons=buttons
-        )
+        else:
+            buttons = [[(SAY["confirm_all"][turn.lang], f"c:{row_id}:all")]]
+            if len(found.types) > 1:
+                buttons += [
+                    [(TYPE_NAMES[turn.lang][t.value], f"c:{row_id}:{t.value}")] for t in found.types
+                ]
+            buttons.append([(SAY["something_else"][turn.lang], f"c:{row_id}:other")])
+            await self._say(
+                turn, "confirm", types=type_names(list(found.types), turn.lang), buttons=buttons
+            )
+        # The question goes on the ticket the answer opens.
+        self._move(turn, "confirming", pending={**pending, "question": turn.sent[-1]})
 
     async def _open(self, turn: _Turn, types: Sequence[RequestType], triage: bool = False) -> None:
         """Open the ticket for the pending message; `types` empty means "something else"."""
@@ -635,23 +638,19 @@ class ChatDesk:
         for row in {first.id: first, turn.row.id: turn.row}.values():
             row.ticket_id = ticket.id
             session.add(row)
-        # What the bot answered in between (the question and its buttons) belongs to it too.
-        answered = select(OutboxEntry.message_id).where(
-            OutboxEntry.channel == Channel.TELEGRAM,
-            OutboxEntry.recipient == turn.update.chat_id,
-            col(OutboxEntry.ticket_id).is_(None),
-            col(OutboxEntry.message_id) > (first.id or 0),
-        )
-        await session.exec(
-            sqlmodel.update(Message)
-            .where(col(Message.id).in_(answered))
-            .values(ticket_id=ticket.id)
-        )
-        await session.exec(
-            sqlmodel.update(OutboxEntry)
-            .where(col(OutboxEntry.message_id).in_(answered.scalar_subquery()))
-            .values(ticket_id=ticket.id)
-        )
+        # What the bot asked about it (the question and its buttons) belongs to it too.
+        answered = [pending["question"], *turn.sent] if pending.get("question") else turn.sent
+        if answered:
+            await session.exec(
+                sqlmodel.update(Message)
+                .where(col(Message.id).in_(answered))
+                .values(ticket_id=ticket.id)
+            )
+            await session.exec(
+                sqlmodel.update(OutboxEntry)
+                .where(col(OutboxEntry.message_id).in_(answered))
+                .values(ticket_id=ticket.id)
+            )
         conversation.ticket_id = ticket.id
         step = await self.verifier.begin_in_chat(
             session, ticket, linked_account_id=conversation.account_id
@@ -917,7 +916,7 @@ class ChatDesk:
         ticket: Ticket | None = None,
         buttons: list[list[tuple[str, str]]] | None = None,
     ) -> None:
-        await self.outbox.enqueue_chat(
+        entry = await self.outbox.enqueue_chat(
             turn.session,
             chat_id=turn.update.chat_id,
             text=text,
@@ -925,3 +924,4 @@ class ChatDesk:
             ticket_id=ticket.id if ticket is not None else turn.row.ticket_id,
             buttons=buttons,
         )
+        turn.sent.append(entry.message_id)

@@ -143,12 +143,14 @@ async def chat(
 
 
 async def test_an_access_request_in_chinese_is_confirmed_verified_and_ticketed(chat: Chat) -> None:
-    greeting = await chat.say(ZHANG, "/start", 1)
+    # Typed one after the other: they usually arrive in one batch, stored before either is
+    # answered.
+    chat.api.text(ZHANG, "/start")
+    question = await chat.say(ZHANG, "我想查看你们保存的我的全部个人信息", 2)
+    greeting = (await chat.replies(ZHANG, 1))[0]["text"]
     assert "您好" in greeting
     assert "Hello" in greeting
     assert "https://example.com/privacy" in greeting
-
-    question = await chat.say(ZHANG, "我想查看你们保存的我的全部个人信息", 2)
     assert "查阅" in question
     asked = (await chat.replies(ZHANG, 2))[1]
     buttons = [b for row in asked["reply_markup"]["inline_keyboard"] for b in row]
@@ -189,8 +191,17 @@ async def test_an_access_request_in_chinese_is_confirmed_verified_and_ticketed(c
                 .group_by(col(Message.direction))
             )
         ).all()
+        kept = (
+            await session.exec(
+                select(Message.text)
+                .where(Message.ticket_id == ticket.id)
+                .where(Message.direction == "out")
+            )
+        ).all()
+    assert any(text and text.startswith("我理解您想要") for text in kept)  # the question
+    assert not any(text and "您好！" in text for text in kept)  # the greeting was before it
     # Both directions are on the ticket: the request, the tap, the email, the code; and the
-    # bot's question edit, "opened", "code sent" and "verified".
+    # bot's question, its edit, "opened", "code sent" and "verified".
     assert dict(on_ticket)["in"] >= 4
     assert dict(on_ticket)["out"] >= 3
 
