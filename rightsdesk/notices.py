@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 from typing import Any
 
@@ -104,7 +103,6 @@ class DpoAlerts:
                 to=address,
                 subject=subject,
                 text=text,
-                html=f"<pre>{html.escape(text)}</pre>",
                 ticket_id=ticket.id,
             )
         if self.settings.telegram.dpo_chat_id:

@@ -25,6 +25,7 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -340,11 +341,11 @@ class Outbox:
         to: str,
         subject: str,
         text: str,
-        html: str,
+        html: str | None = None,
         ticket_id: int | None = None,
     ) -> OutboxEntry:
         """Mail to our own people (the DPO's digest, reminders): not part of a requester's
-        thread, so a plain Message-ID."""
+        thread, so a plain Message-ID. Without `html`, the text is the HTML part as is."""
         settings = self.settings.outbound
         domain = settings.from_address.rsplit("@", 1)[-1]
         mime = EmailMessage()
@@ -357,6 +358,7 @@ class Outbox:
         mime["X-Auto-Response-Suppress"] = "All"
         mime["X-Rightsdesk-Kind"] = kind
         mime.set_content(text, charset="utf-8")
+        html = html or f"<pre>{escape(text)}</pre>"
         mime.add_alternative(html, subtype="html", charset="utf-8")
         return await self._queue(session, mime, text, kind=kind, to=to, ticket_id=ticket_id)
 

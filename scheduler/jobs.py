@@ -10,7 +10,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from html import escape
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select as sa_select
@@ -75,7 +74,7 @@ async def _mail_all(
             to=address,
             subject=subject,
             text=text,
-            html=html or f"<pre>{escape(text)}</pre>",
+            html=html,
             ticket_id=ticket_id,
         )
 
