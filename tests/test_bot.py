@@ -601,3 +601,12 @@ async def test_a_request_about_a_child_by_mail_reaches_the_dpo_chat_at_once(chat
     assert "urgent: a request about a child's data" in alert["text"]
     [ticket] = await chat.tickets()
     assert "minor" in [t.value for t in ticket.types]
+
+
+async def test_a_message_the_classifier_is_unsure_of_opens_a_triage_ticket(chat: Chat) -> None:
+    said = await chat.say(ZHANG, "你们是不是在卖我的数据？我要一个说法", 1)
+    assert "我们的工作人员会阅读您的消息" in said
+    assert "PRIV-2026-000001" in said
+    [ticket] = await chat.tickets()
+    assert ticket.needs_review
+    assert "reply_markup" not in (await chat.replies(ZHANG, 1))[0]  # nothing to confirm
