@@ -701,17 +701,27 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete raw mail and texts of tickets closed longer than scheduler.retention_days."""
-    from scheduler.jobs import purge_closed
+    """Delete raw mail and texts of tickets closed longer than scheduler.retention_days, and of
+    messages that belong to no ticket and are that old."""
+    from scheduler.jobs import purge_closed, purge_unattached
 
     if not dry_run and not yes:
         _fail("this deletes message contents for good: add --yes, or --dry-run to look first", 2)
-    purged = _with_desk(lambda desk: purge_closed(desk, dry_run=dry_run))
+
+    async def work(desk: Desk) -> tuple[list[str], int]:
+        tickets = await purge_closed(desk, dry_run=dry_run)
+        return tickets, await purge_unattached(desk, dry_run=dry_run)
+
+    purged, unattached = _with_desk(work)
     if as_json:
-        _print_json({"dry_run": dry_run, "tickets": purged})
+        _print_json({"dry_run": dry_run, "tickets": purged, "unattached_messages": unattached})
         return
     verb = "would purge" if dry_run else "purged"
-    out.print(f"{verb} the messages of {len(purged)} ticket(s)", highlight=False)
+    out.print(
+        f"{verb} the messages of {len(purged)} ticket(s) and {unattached} message(s) "
+        "that belong to no ticket",
+        highlight=False,
+    )
     for public_id in purged:
         out.print(f"  {public_id}", highlight=False)
 

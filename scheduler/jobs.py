@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.models import (
@@ -300,6 +300,40 @@ async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
     return [public_id for _, public_id in candidates]
 
 
+async def purge_unattached(desk: Desk, *, dry_run: bool) -> int:
+    """The same for messages that belong to no ticket, once handled and past the retention
+    period: chat small talk, product questions the bot pointed elsewhere, stray bounces.
+    Returns how many."""
+    days = desk.settings.scheduler.retention_days
+    if days == 0:
+        return 0
+    before = desk.clock.now() - dt.timedelta(days=days)
+    old = (
+        select(Message.id)
+        .where(col(Message.ticket_id).is_(None))
+        .where(col(Message.processed_at).is_not(None))  # never what still waits to be routed
+        .where(col(Message.received_at) <= before)
+        .where(col(Message.raw).is_not(None) | col(Message.text).is_not(None))
+    )
+    async with desk.db.reading() as session:
+        count = (await session.exec(select(func.count()).select_from(old.subquery()))).one()
+    if dry_run or not count:
+        return count
+    async with desk.db.transaction() as session:
+        await session.exec(
+            update(StoredAttachment)
+            .where(col(StoredAttachment.message_id).in_(old))
+            .values(content=None)
+        )
+        await session.exec(
+            update(Message)
+            .where(col(Message.id).in_(old))
+            .values(raw=None, text=None, new_text=None, details={})
+        )
+    log.info("retention: purged %d message(s) that belong to no ticket", count)
+    return count
+
+
 async def close_finished(desk: Desk) -> list[str]:
     """Resolved, denied or cancelled tickets are closed after the grace period."""
     before = desk.clock.now() - dt.timedelta(days=desk.settings.desk.close_after_days)
@@ -325,6 +359,7 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "verification": desk.verifier.follow_up,
         "close": lambda: close_finished(desk),
         "retention": lambda: purge_closed(desk, dry_run=False),
+        "retention_unattached": lambda: purge_unattached(desk, dry_run=False),
     }
     for name, job in jobs.items():
         try:

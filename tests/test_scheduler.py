@@ -18,6 +18,7 @@ from scheduler.digest import build_digest
 from scheduler.jobs import (
     close_finished,
     purge_closed,
+    purge_unattached,
     run_due_jobs,
     send_deadline_notices,
     send_digest,
@@ -225,3 +226,38 @@ async def test_from_december_the_digest_warns_of_unknown_holidays(
     assert "2027" in digest.calendar_warning
     november = await build_digest(desk, D("2026-11-30"))
     assert november.calendar_warning is None
+
+
+async def test_retention_also_purges_messages_that_belong_to_no_ticket(
+    desk: Desk, clock: FrozenClock
+) -> None:
+    async with desk.db.transaction() as session:
+        for status, processed in (("parsed", clock.now()), ("stored", None)):
+            session.add(
+                Message(
+                    direction="in",
+                    channel=Channel.TELEGRAM,
+                    sender="1001",
+                    text="How do I change my plan? My phone is 13800138000",
+                    raw=b"{}",
+                    parse_status=status,
+                    received_at=clock.now(),
+                    processed_at=processed,
+                )
+            )
+    clock.advance(dt.timedelta(days=364))
+    assert await purge_unattached(desk, dry_run=True) == 0
+    clock.advance(dt.timedelta(days=2))
+    assert await purge_unattached(desk, dry_run=True) == 1
+    assert (await run_due_jobs(desk))["retention_unattached"] == 1
+    async with desk.db.reading() as session:
+        kept = (
+            await session.exec(
+                select(Message.parse_status, Message.text).where(Message.direction == "in")
+            )
+        ).all()
+    # Handled: emptied. Still waiting to be handled: untouched, whatever its age.
+    assert sorted(kept, key=str) == sorted(
+        [("parsed", None), ("stored", "How do I change my plan? My phone is 13800138000")],
+        key=str,
+    )
