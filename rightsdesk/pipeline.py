@@ -26,12 +26,14 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, cast
 
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -193,27 +195,10 @@ class Inbox:
             }
             for d in deliveries
         ]
-        async with self.db.writing() as connection:
-            if self.db.is_sqlite:
-                inserted = await _insert_sqlite(connection, rows)
-            else:
-                # One statement for every batch size (executemany): compiled once, cached.
-                statement = (
-                    pg_insert(Message)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                    .returning(col(Message.id), col(Message.dedupe_key))
-                )
-                result = await connection.execute(statement, rows)
-                inserted = {key: row_id for row_id, key in result.all() if key and row_id}
-            missing = {d.dedupe_key for d in deliveries} - inserted.keys()
-            existing: dict[str, int] = {}
-            if missing:
-                found = await connection.execute(
-                    select(Message.dedupe_key, Message.id).where(
-                        col(Message.dedupe_key).in_(missing)
-                    )
-                )
-                existing = {key: row_id for key, row_id in found.all() if key and row_id}
+        if self.db.is_sqlite:
+            inserted, existing = await self.db.write_sqlite(partial(_store_sqlite, rows))
+        else:
+            inserted, existing = await self._store_orm(rows)
         results: list[Accepted] = []
         first_seen: set[str] = set()
         for d in deliveries:
@@ -224,6 +209,28 @@ class Inbox:
                 row_id = inserted.get(d.dedupe_key) or existing[d.dedupe_key]
                 results.append(Accepted(row_id, duplicate=True))
         return results
+
+    async def _store_orm(self, rows: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+        # One statement for every batch size (executemany): compiled once, then cached.
+        statement = (
+            pg_insert(Message)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(col(Message.id), col(Message.dedupe_key))
+        )
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            result = await connection.execute(statement, rows)
+            inserted = {key: row_id for row_id, key in result.all() if key and row_id}
+            missing = {row["dedupe_key"] for row in rows} - inserted.keys()
+            existing: dict[str, int] = {}
+            if missing:
+                found = await session.exec(
+                    select(Message.dedupe_key, Message.id).where(
+                        col(Message.dedupe_key).in_(missing)
+                    )
+                )
+                existing = {key: row_id for key, row_id in found.all() if key and row_id}
+        return inserted, existing
 
 
 _INBOX_COLUMNS = (
@@ -243,32 +250,39 @@ _INBOX_COLUMNS = (
 )
 
 
-async def _insert_sqlite(connection: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """The batch as one INSERT … RETURNING straight through aiosqlite: one trip to its thread.
+_SQLITE = sqlite_dialect.dialect()
+_SQLITE_PROCESSORS = [
+    Message.__table__.c[name].type.dialect_impl(_SQLITE).bind_processor(_SQLITE)  # type: ignore[attr-defined]
+    for name in _INBOX_COLUMNS
+]
 
-    SQLAlchemy's own path costs several trips (cursor, execute, fetch, close) and builds the
-    parameters anew for every batch size, and during a burst of mail every trip waits behind
-    the SMTP sessions on the event loop. Values go through the columns' own bind processors,
-    so they are stored exactly as the ORM stores them."""
-    dialect = connection.dialect
-    table = Message.__table__  # type: ignore[attr-defined]
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in _INBOX_COLUMNS
-    ]
+
+def _store_sqlite(
+    rows: list[dict[str, Any]], connection: sqlite3.Connection
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The batch as one INSERT … RETURNING (and, for duplicates, one SELECT), run inside
+    `Database.write_sqlite`'s transaction in its own thread. Values go through the columns' own
+    bind processors, so they are stored exactly as the ORM stores them."""
     params: list[Any] = []
     for row in rows:
-        for name, process in zip(_INBOX_COLUMNS, processors, strict=True):
+        for name, process in zip(_INBOX_COLUMNS, _SQLITE_PROCESSORS, strict=True):
             value = row[name]
             params.append(process(value) if process is not None else value)
     one = "(" + ", ".join("?" * len(_INBOX_COLUMNS)) + ")"
-    sql = (
+    found = connection.execute(
         f"INSERT INTO message ({', '.join(_INBOX_COLUMNS)}) VALUES "
         + ", ".join([one] * len(rows))
-        + " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
-    )
-    raw = await connection.get_raw_connection()
-    found = await raw.driver_connection.execute_fetchall(sql, params)  # type: ignore[union-attr]
-    return {key: row_id for row_id, key in found if key and row_id}
+        + " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
+        params,
+    ).fetchall()
+    inserted = {key: row_id for row_id, key in found if key and row_id}
+    missing = sorted({row["dedupe_key"] for row in rows} - inserted.keys())
+    existing: dict[str, int] = {}
+    if missing:
+        marks = ", ".join("?" * len(missing))
+        query = f"SELECT dedupe_key, id FROM message WHERE dedupe_key IN ({marks})"
+        existing = dict(connection.execute(query, missing).fetchall())
+    return inserted, existing
 
 
 # ---- routing one stored message -------------------------------------------------------------
