@@ -16,6 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from rightsdesk.models import (
     ACTIVE_STATUSES,
@@ -280,17 +281,7 @@ async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
         return [public_id for _, public_id in candidates]
     for ticket_id, public_id in candidates:
         async with desk.db.transaction() as session:
-            messages = select(Message.id).where(Message.ticket_id == ticket_id)
-            await session.exec(
-                update(StoredAttachment)
-                .where(col(StoredAttachment.message_id).in_(messages))
-                .values(content=None)
-            )
-            await session.exec(
-                update(Message)
-                .where(col(Message.ticket_id) == ticket_id)
-                .values(raw=None, text=None, new_text=None, details={})
-            )
+            await _empty(session, select(Message.id).where(Message.ticket_id == ticket_id))
             ticket = await desk.tickets.load_in(session, public_id, lock=True)
             await desk.tickets.note_in(
                 session, ticket, "system:retention", "purged", {"days": days}
@@ -320,18 +311,25 @@ async def purge_unattached(desk: Desk, *, dry_run: bool) -> int:
     if dry_run or not count:
         return count
     async with desk.db.transaction() as session:
-        await session.exec(
-            update(StoredAttachment)
-            .where(col(StoredAttachment.message_id).in_(old))
-            .values(content=None)
-        )
-        await session.exec(
-            update(Message)
-            .where(col(Message.id).in_(old))
-            .values(raw=None, text=None, new_text=None, details={})
-        )
+        await _empty(session, old)
     log.info("retention: purged %d message(s) that belong to no ticket", count)
     return count
+
+
+async def _empty(
+    session: AsyncSession, messages: SelectOfScalar[int] | SelectOfScalar[None]
+) -> None:
+    """What retention deletes of these messages: raw bytes, texts, attachments' contents."""
+    await session.exec(
+        update(StoredAttachment)
+        .where(col(StoredAttachment.message_id).in_(messages))
+        .values(content=None)
+    )
+    await session.exec(
+        update(Message)
+        .where(col(Message.id).in_(messages))
+        .values(raw=None, text=None, new_text=None, details={})
+    )
 
 
 async def close_finished(desk: Desk) -> list[str]:
