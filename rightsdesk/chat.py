@@ -267,7 +267,6 @@ class ChatUpdate:
     chat_id: str
     user_name: str | None = None
     language_code: str | None = None  # the user's client language
-    private: bool = True
 
 
 @dataclass(frozen=True)
@@ -808,9 +807,6 @@ class ChatDesk:
             if recent == limit:  # one warning per burst, not one per message
                 await self._say(turn, "slow_down")
             log.info("chat message %s over the rate limit: stored, not handled", row.id)
-            return None
-        if not update.private and text != "[group]":
-            await self._say(turn, "private_only")
             return None
         return turn
 
