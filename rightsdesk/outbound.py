@@ -217,7 +217,7 @@ class Outbox:
         to_name: str | None = None,
     ) -> OutboxEntry:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
-        rendered = self._render(kind, lang, ticket, ticket.channel, context)
+        rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]
@@ -245,7 +245,7 @@ class Outbox:
         )
 
     def _render(
-        self, kind: str, lang: str | None, ticket: Ticket, channel: str, context: dict[str, Any]
+        self, kind: str, lang: str | None, ticket: Ticket, context: dict[str, Any]
     ) -> Rendered:
         return self.templates.render(
             kind,
@@ -254,8 +254,8 @@ class Outbox:
                 "ticket_id": ticket.public_id,
                 "working_days": self.settings.deadlines.response_working_days,
                 # Where the requester talks to us: templates say "reply to this email" or
-                # "tell us here in the chat".
-                "channel": channel,
+                # "tell us here in the chat" (a code mail about a chat ticket says the latter).
+                "channel": ticket.channel,
                 **context,
             },
         )
@@ -273,7 +273,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
-            rendered = self._render(kind, lang, ticket, Channel.TELEGRAM, context)
+            rendered = self._render(kind, lang, ticket, context)
             return await self.enqueue_chat(
                 session,
                 chat_id=ticket.contact_value,
@@ -345,7 +345,8 @@ class Outbox:
         ticket_id: int | None = None,
     ) -> OutboxEntry:
         """Mail to our own people (the DPO's digest, reminders): not part of a requester's
-        thread, so a plain Message-ID. Without `html`, the text is the HTML part as is."""
+        thread, so a plain Message-ID. Without `html`, the HTML part is the text, escaped, in
+        a <pre>."""
         settings = self.settings.outbound
         domain = settings.from_address.rsplit("@", 1)[-1]
         mime = EmailMessage()
