@@ -12,7 +12,6 @@ the Inbox (bot id + update id), so nothing is lost and nothing is handled twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -34,6 +33,7 @@ from rightsdesk.config import TelegramSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, Message
 from rightsdesk.pipeline import Delivery, Inbox
+from rightsdesk.waiting import sleep_or_stop, wait_or_stop
 
 log = logging.getLogger("rightsdesk.bot")
 
@@ -93,7 +93,7 @@ class TelegramDoor:
                 log.warning(
                     "Bot API unreachable (%s); retrying in %.0f s", type(exc).__name__, delay
                 )
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 60.0)
         return False
 
@@ -145,15 +145,15 @@ class TelegramDoor:
                     offset = received.update_id + 1
                 delay = 1.0
             except RetryAfter as exc:
-                await _sleep_or_stop(stop, float(_seconds(exc.retry_after)))
+                await sleep_or_stop(stop, float(_seconds(exc.retry_after)))
             except (NetworkError, TelegramError, OSError) as exc:
                 # Not stored means not confirmed: Telegram gives them again next time.
                 log.warning("getUpdates failed (%s); retrying in %.0f s", type(exc).__name__, delay)
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 60.0)
             except Exception as exc:  # storage: the same, Telegram keeps what we did not take
                 log.error("storing chat updates failed (%s)", type(exc).__name__)
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 60.0)
 
     async def _serve_webhook(self, stop: asyncio.Event) -> None:
@@ -180,20 +180,14 @@ class TelegramDoor:
                 break
             except TelegramError as exc:
                 log.warning("setWebhook failed (%s); retrying", type(exc).__name__)
-                await _sleep_or_stop(stop, 10.0)
+                await sleep_or_stop(stop, 10.0)
         await stop.wait()
 
     # ---- handling --------------------------------------------------------------------------
 
     async def _handle_arrivals(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            waits = [
-                asyncio.create_task(self._arrived.wait()),
-                asyncio.create_task(stop.wait()),
-            ]
-            await asyncio.wait(waits, return_when="FIRST_COMPLETED")
-            for task in waits:
-                task.cancel()
+            await wait_or_stop(self._arrived, stop, None)
             if stop.is_set():
                 return
             self._arrived.clear()
@@ -201,7 +195,7 @@ class TelegramDoor:
                 await self.handle_stored()
             except Exception as exc:  # the database, most likely: try again on the next arrival
                 log.error("handling chat updates failed (%s)", type(exc).__name__)
-                await _sleep_or_stop(stop, 1.0)
+                await sleep_or_stop(stop, 1.0)
                 self._arrived.set()
 
     async def handle_stored(self) -> int:
@@ -286,8 +280,3 @@ def derived_webhook_secret(signing_key: bytes) -> str:
 
 def _seconds(value: Any) -> float:
     return float(value.total_seconds()) if hasattr(value, "total_seconds") else float(value)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

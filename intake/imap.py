@@ -25,6 +25,7 @@ from rightsdesk.config import ImapSettings, MailSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, MailboxState, Message
 from rightsdesk.pipeline import Inbox
+from rightsdesk.waiting import sleep_or_stop
 
 log = logging.getLogger("rightsdesk.imap")
 
@@ -68,8 +69,7 @@ class ImapWatcher:
             except Exception as exc:  # network or database trouble: never stop watching for good
                 log.warning("IMAP problem: %s; retrying in %.0fs", type(exc).__name__, backoff)
                 await self._close_quietly()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                await sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         await self._close_quietly()
 
@@ -103,8 +103,7 @@ class ImapWatcher:
         client = self.client
         assert client is not None
         if b"IDLE" not in await self._call(client.capabilities):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_seconds)
+            await sleep_or_stop(stop, self.settings.poll_seconds)
             return
         await self._call(client.idle)
         started = time.monotonic()

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rightsdesk.db import Database
+from rightsdesk.waiting import sleep_or_stop
 
 log = logging.getLogger("rightsdesk.leadership")
 
@@ -55,8 +56,7 @@ async def run_as_leader(
                         await conn.commit()
         except Exception as exc:  # the database went away: try again later
             log.warning("leadership of %s: %s", name, type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=retry_seconds)
+        await sleep_or_stop(stop, retry_seconds)
 
 
 async def _lead(
@@ -71,8 +71,7 @@ async def _lead(
 
     async def watch() -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=check_seconds)
+            await sleep_or_stop(stop, check_seconds)
             try:
                 await conn.execute(text("SELECT 1"))
                 await conn.commit()

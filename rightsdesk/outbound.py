@@ -41,6 +41,7 @@ from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, RequestType, Ticket
 from rightsdesk.signing import MessageIdSigner
+from rightsdesk.waiting import wait_or_stop
 
 log = logging.getLogger("rightsdesk.outbound")
 
@@ -548,13 +549,7 @@ class OutboundSender:
             if self.doors is not None:
                 await self.doors.wait_for_quiet(0.05, 2.0)
             await self.send_due()
-            waits = [
-                asyncio.create_task(enqueued.wait()),
-                asyncio.create_task(stop.wait()),
-            ]
-            await asyncio.wait(waits, timeout=poll_seconds, return_when="FIRST_COMPLETED")
-            for task in waits:
-                task.cancel()
+            await wait_or_stop(enqueued, stop, poll_seconds)
 
     async def _claim(self, limit: int) -> list[tuple[int, bytes, str]]:
         """Take due entries under a lease, so that a second sender (or replica) skips them."""

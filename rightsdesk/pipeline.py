@@ -57,6 +57,7 @@ from rightsdesk.outbound import Outbox, can_mail, understood
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
 from rightsdesk.verification import NEXT_STEP, Step, Verifier
+from rightsdesk.waiting import wait_or_stop
 
 log = logging.getLogger("rightsdesk.intake")
 
@@ -799,10 +800,4 @@ class IntakeWorker:
         while not stop.is_set():
             self.inbox.stored.clear()
             await self.drain()
-            waits: list[asyncio.Task[Any]] = [
-                asyncio.create_task(self.inbox.stored.wait()),
-                asyncio.create_task(stop.wait()),
-            ]
-            await asyncio.wait(waits, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
-            for task in waits:
-                task.cancel()
+            await wait_or_stop(self.inbox.stored, stop, self.poll_seconds)
