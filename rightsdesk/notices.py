@@ -96,15 +96,14 @@ class DpoAlerts:
             f"{subject}.\nTypes: {', '.join(t.value for t in ticket.types)}\n"
             f"Due: {ticket.response_due}\nSee: rightsdesk tickets show {ticket.public_id}\n"
         )
-        for address in self.settings.desk.dpo_emails:
-            await self.outbox.enqueue_internal(
-                session,
-                kind=what,
-                to=address,
-                subject=subject,
-                text=text,
-                ticket_id=ticket.id,
-            )
+        await self.outbox.enqueue_internal_to_all(
+            session,
+            self.settings.desk.dpo_emails,
+            kind=what,
+            subject=subject,
+            text=text,
+            ticket_id=ticket.id,
+        )
         if self.settings.telegram.dpo_chat_id:
             await self.outbox.enqueue_chat(
                 session,

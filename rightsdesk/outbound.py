@@ -364,6 +364,29 @@ class Outbox:
         mime.add_alternative(html, subtype="html", charset="utf-8")
         return await self._queue(session, mime, text, kind=kind, to=to, ticket_id=ticket_id)
 
+    async def enqueue_internal_to_all(
+        self,
+        session: AsyncSession,
+        recipients: list[str],
+        *,
+        kind: str,
+        subject: str,
+        text: str,
+        html: str | None = None,
+        ticket_id: int | None = None,
+    ) -> None:
+        """The same mail to each of our own people (the DPO's addresses, escalations)."""
+        for address in recipients:
+            await self.enqueue_internal(
+                session,
+                kind=kind,
+                to=address,
+                subject=subject,
+                text=text,
+                html=html,
+                ticket_id=ticket_id,
+            )
+
     async def _queue(
         self,
         session: AsyncSession,

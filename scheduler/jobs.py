@@ -58,28 +58,6 @@ async def _once(desk: Desk, kind: str, key: str, ticket_id: int | None, write: W
         return False
 
 
-async def _mail_all(
-    desk: Desk,
-    kind: str,
-    recipients: list[str],
-    subject: str,
-    text: str,
-    ticket_id: int | None,
-    session: AsyncSession,
-    html: str | None = None,
-) -> None:
-    for address in recipients:
-        await desk.outbox.enqueue_internal(
-            session,
-            kind=kind,
-            to=address,
-            subject=subject,
-            text=text,
-            html=html,
-            ticket_id=ticket_id,
-        )
-
-
 def _is_working_day(desk: Desk, day: dt.date) -> bool:
     return desk.policy.calendar.is_working_day(day)[0]
 
@@ -97,7 +75,14 @@ async def send_digest(desk: Desk) -> bool:
     digest = await build_digest(desk, today)
     subject, text, html = render_digest(digest)
     recipients = list(desk.settings.desk.dpo_emails)
-    write = partial(_mail_all, desk, "digest", recipients, subject, text, None, html=html)
+    write = partial(
+        desk.outbox.enqueue_internal_to_all,
+        recipients=recipients,
+        kind="digest",
+        subject=subject,
+        text=text,
+        html=html,
+    )
     return await _once(desk, "digest", today.isoformat(), None, write)
 
 
@@ -186,7 +171,14 @@ async def send_deadline_notices(desk: Desk) -> list[str]:
             scheduler = desk.settings.scheduler
             recipients = [*desk.settings.desk.dpo_emails, *scheduler.escalation_emails]
         subject, text = _deadline_mail(notice)
-        write = partial(_mail_all, desk, notice.kind, recipients, subject, text, ticket.id)
+        write = partial(
+            desk.outbox.enqueue_internal_to_all,
+            recipients=recipients,
+            kind=notice.kind,
+            subject=subject,
+            text=text,
+            ticket_id=ticket.id,
+        )
         if await _once(desk, notice.kind, key, ticket.id, write):
             sent.append(key)
     return sent
@@ -246,7 +238,14 @@ async def send_unassigned_alerts(desk: Desk) -> list[str]:
         )
         subject = f"[{ticket.public_id}] 未分配 / Unassigned"
         recipients = list(desk.settings.desk.dpo_emails)
-        write = partial(_mail_all, desk, "unassigned", recipients, subject, text, ticket.id)
+        write = partial(
+            desk.outbox.enqueue_internal_to_all,
+            recipients=recipients,
+            kind="unassigned",
+            subject=subject,
+            text=text,
+            ticket_id=ticket.id,
+        )
         if await _once(desk, "unassigned", key, ticket.id, write):
             sent.append(key)
     return sent
