@@ -31,6 +31,7 @@ import sqlmodel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
@@ -359,11 +360,7 @@ class ChatDesk:
             if (turn := await self._turn(session, update, "/status")) is None:
                 return
             found = await session.exec(
-                select(Ticket)
-                .where(Ticket.contact_kind == ContactKind.TELEGRAM)
-                .where(Ticket.contact_value == update.chat_id)
-                .order_by(col(Ticket.id).desc())
-                .limit(10)
+                _tickets_of(update.chat_id).order_by(col(Ticket.id).desc()).limit(10)
             )
             tickets = list(found.all())
             if not tickets:
@@ -390,7 +387,7 @@ class ChatDesk:
                 if turn.conversation.state == "confirming":
                     await self._forget(turn)
                     return
-                latest = await self._latest_active(turn)
+                latest = await _latest_active(turn.session, turn.update.chat_id)
                 example = latest.public_id if latest else "PRIV-2026-000001"
                 await self._say(turn, "cancel_usage", example=example)
                 return
@@ -453,7 +450,7 @@ class ChatDesk:
                 await self._say(turn, "ask_documents", ticket=ticket, mb=self._document_mb())
                 return
             if conversation.state != "confirming" and not conversation.pending.get("new"):
-                active = await self._latest_active(turn)
+                active = await _latest_active(turn.session, turn.update.chat_id)
                 if active is not None:
                     await self.tickets.attach_message(session, active.public_id, turn.row, ACTOR)
                     self._move(turn, "idle")
@@ -557,16 +554,8 @@ class ChatDesk:
     async def _documents_ticket(self, chat_id: str) -> int | None:
         """The chat's active ticket that waits for documents, if any."""
         async with self.db.reading() as session:
-            found = await session.exec(
-                select(Ticket.id)
-                .where(Ticket.contact_kind == ContactKind.TELEGRAM)
-                .where(Ticket.contact_value == chat_id)
-                .where(Ticket.verification == "manual")
-                .where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
-                .order_by(col(Ticket.id).desc())
-                .limit(1)
-            )
-            return found.first()
+            ticket = await _latest_active(session, chat_id, verification="manual")
+            return ticket.id if ticket is not None else None
 
     # ---- the steps -------------------------------------------------------------------------
 
@@ -849,23 +838,12 @@ class ChatDesk:
     async def _waiting_for_account(self, turn: _Turn) -> Ticket | None:
         """A ticket of this chat that needs to know which account it is about, asked for
         outside the conversation (the DPO relabelled it): the next text answers that."""
-        ticket = await self._latest_active(turn)
+        ticket = await _latest_active(turn.session, turn.update.chat_id)
         if ticket is None or ticket.verification != "identity":
             return None
         turn.conversation.ticket_id = ticket.id
         self._move(turn, "identity")
         return ticket
-
-    async def _latest_active(self, turn: _Turn) -> Ticket | None:
-        found = await turn.session.exec(
-            select(Ticket)
-            .where(Ticket.contact_kind == ContactKind.TELEGRAM)
-            .where(Ticket.contact_value == turn.update.chat_id)
-            .where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
-            .order_by(col(Ticket.id).desc())
-            .limit(1)
-        )
-        return found.first()
 
     def _move(self, turn: _Turn, state: str, pending: dict[str, Any] | None = None) -> None:
         conversation = turn.conversation
@@ -921,3 +899,22 @@ class ChatDesk:
             buttons=buttons,
         )
         turn.sent.append(entry.message_id)
+
+
+def _tickets_of(chat_id: str) -> SelectOfScalar[Ticket]:
+    """This chat's own tickets: every ticket query of a chat starts here."""
+    return (
+        select(Ticket)
+        .where(Ticket.contact_kind == ContactKind.TELEGRAM)
+        .where(Ticket.contact_value == chat_id)
+    )
+
+
+async def _latest_active(
+    session: AsyncSession, chat_id: str, *, verification: str | None = None
+) -> Ticket | None:
+    """The chat's newest ticket still owed an answer (and waiting for `verification`)."""
+    query = _tickets_of(chat_id).where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
+    if verification is not None:
+        query = query.where(Ticket.verification == verification)
+    return (await session.exec(query.order_by(col(Ticket.id).desc()).limit(1))).first()
