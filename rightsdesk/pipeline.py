@@ -199,7 +199,7 @@ class Inbox:
         if self.db.is_sqlite:
             inserted, existing = await self.db.write_sqlite(partial(_store_sqlite, rows))
         else:
-            inserted, existing = await self._store_orm(rows)
+            inserted, existing = await self._store_postgresql(rows)
         results: list[Accepted] = []
         first_seen: set[str] = set()
         for d in deliveries:
@@ -211,7 +211,9 @@ class Inbox:
                 results.append(Accepted(row_id, duplicate=True))
         return results
 
-    async def _store_orm(self, rows: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    async def _store_postgresql(
+        self, rows: list[dict[str, Any]]
+    ) -> tuple[dict[str, int], dict[str, int]]:
         # One statement for every batch size (executemany): compiled once, then cached.
         statement = (
             pg_insert(Message)
