@@ -11,9 +11,16 @@ from functools import cache
 
 import zhconv
 
+from classifiers.citations import cited_labels
+
 FOCUS_OVER = 400  # characters; shorter messages are read whole
 
-_SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])|(?<=\.)\s")
+# A sentence ends at Chinese or English end punctuation, but not after the abbreviations a
+# letter cites with ("art. 15", "no. 3", "e.g. the"): "according to Art. 15 GDPR" is one ask.
+_SENTENCE_END = re.compile(
+    r"(?<=[。！？!?；;\n])|(?<![Aa]rt\.)(?<![Nn]o\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<![Pp]ara\.)"
+    r"(?<![Ss]ec\.)(?<!\bcf\.)(?<=\.)\s"
+)
 # A sentence in which the writer asks for something, or says who the data belongs to. Patterns
 # are in normalised form (lower case, simplified).
 _ASKS = re.compile(
@@ -28,10 +35,32 @@ _ASKS = re.compile(
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
 )
-# Citations of what the law or the policy allows, and "I reserve the right to complain": they
-# name every right and ask for none.
-_BOILERPLATE = re.compile(
-    r"保留|享有|有权|规定|隐私政策中|\breserve|\bthe right to\b|\bpolicy (states|says)"
+# "I reserve the right to complain": names a right and asks for none, whatever else it says.
+_RESERVATION = re.compile(r"保留|\breserve")
+# Citations of what the law or the policy allows: they name every right and ask for none,
+# unless the writer asks in the same sentence, citing the article as the ground of the ask
+# ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
+_CITATION = re.compile(r"享有|有权|规定|隐私政策中|\bthe right to\b|\bpolicy (states|says)")
+_ASKS_HERE = re.compile(
+    r"特此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
+    r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
+)
+# A condition is not an ask of its own ("if you have shared my data, tell me with whom"):
+# in a long message it adds no label unless nothing else asks.
+_CONDITIONAL = re.compile(
+    r"^\W*(if|should you|in case|where you|如果|若|倘若|假如|如若|如贵公司|如您|如你们)"
+    r"(?!\s*(possible|可以|可能))"
+)
+
+# Words that only a message about someone's personal information uses: such a message is never
+# dismissed as "not a request" without a person reading it (classifiers.model.decide).
+_RIGHTS_SIGNAL = re.compile(
+    r"个人信息|个人数据|个人资料|隐私|保护法|注销|销号|删号|撤回|监护|去世|过世|已故|病故|投诉|泄露"
+    r"|卖给|我的(数据|信息|资料|记录|聊天记录|录音|录像|照片|手机号|号码|邮箱)"
+    r"|personal (data|information|info|details)|privacy|\bgdpr\b|\bpipl\b|\bconsent\b"
+    r"|\bdata protection\b|\bguardian\b|passed away|\bdeceased\b|\bcomplain|\bleak"
+    r"|\bmy (data|info|information|details|records|recordings|phone number|number)\b"
+    r"|\bsell (my|our)\b|\bsold (my|our)\b|\berase|\berasure\b"
 )
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -79,9 +108,23 @@ def asks(text: str) -> list[str] | None:
     """
     if len(text) <= FOCUS_OVER:
         return None
-    kept = [sentence for sentence in sentences(text) if not _BOILERPLATE.search(sentence)]
+    kept = [sentence for sentence in sentences(text) if not _boilerplate(sentence)]
+    found = [sentence for sentence in kept if _ASKS.search(sentence)]
     # No recognisable ask: every sentence but the citations, each judged alone.
-    return [sentence for sentence in kept if _ASKS.search(sentence)] or kept
+    return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found or kept
+
+
+def _boilerplate(sentence: str) -> bool:
+    if _RESERVATION.search(sentence):
+        return True
+    if not _CITATION.search(sentence):
+        return False
+    return not (_ASKS_HERE.search(sentence) and (cited_labels(sentence) or "特此" in sentence))
+
+
+def is_ask(unit: str) -> bool:
+    """The unit is worded as an ask (normalised text): where a cited article counts."""
+    return bool(_ASKS.search(unit) or _ASKS_HERE.search(unit))
 
 
 def model_units(subject: str, text: str) -> list[str]:
@@ -91,6 +134,11 @@ def model_units(subject: str, text: str) -> list[str]:
     out: a letter's subject ("Data protection request") names no type, its body does."""
     body = normalise(text)
     return asks(body) or [joined(normalise(subject), body)]
+
+
+def rights_signal(text: str) -> bool:
+    """The normalised text uses the words of a rights request (`_RIGHTS_SIGNAL`)."""
+    return bool(_RIGHTS_SIGNAL.search(text))
 
 
 def detect_language(text: str) -> str:
