@@ -19,10 +19,19 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from classifiers.citations import cited_labels
-from classifiers.components import doc_text  # (also registers the factories for spacy.load)
+from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import adapt_tokenizer
-from classifiers.text import detect_language, is_ask, joined, model_units, normalise, rights_signal
+from classifiers.rules import CHILD_AGE, states_child_under_14
+from classifiers.text import (
+    detect_language,
+    is_ask,
+    joined,
+    model_units,
+    normalise,
+    rights_signal,
+    statements,
+)
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
 from rightsdesk.pipeline import Classification
@@ -182,6 +191,10 @@ class RightsClassifier:
                 label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
                 for label in LABELS
             }
+        if not whole and _states_a_child(normalise(original)):
+            # Who asks (a guardian) is often said outside the sentence that asks.
+            raw = {**raw, MINOR: max(raw[MINOR], RULE_SCORE)}
+            rules.add(MINOR)
         scores = {label: round(float(raw[label]), 4) for label in LABELS}
         labels, needs_review = decide(
             scores, self.thresholds, self.sure_not, rights_signal(normalise(original))
@@ -229,6 +242,16 @@ class RightsClassifier:
 def rule_labels(unit: dict[str, float]) -> set[str]:
     """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
     return {label for label, score in unit.items() if score >= RULE_SCORE}
+
+
+def _states_a_child(text: str) -> bool:
+    """A sentence of the writer's own (not a citation of the policy's "children under 14")
+    states a child's age under 14."""
+    return any(
+        states_child_under_14(found)
+        for sentence in statements(text)
+        for found in CHILD_AGE.finditer(sentence)
+    )
 
 
 def _nothing_but_a_code(doc: Doc) -> bool:

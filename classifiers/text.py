@@ -13,7 +13,7 @@ import zhconv
 
 from classifiers.citations import cited_labels
 
-FOCUS_OVER = 400  # characters; shorter messages are read whole
+FOCUS_OVER = 200  # characters; shorter messages are read whole
 
 # A sentence ends at Chinese or English end punctuation, but not after the abbreviations a
 # letter cites with ("art. 15", "no. 3", "e.g. the"): "according to Art. 15 GDPR" is one ask.
@@ -26,14 +26,16 @@ _SENTENCE_END = re.compile(
 _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
     r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此"
+    r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
-    r"|\b(i|we)\b[^.;:!?]{0,40}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
+    r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
     r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
     r"|\bcomplaint\b"
-    r"|\b(please|kindly)\b"
+    r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d like\b|\bi (need|want)\b"
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
+    r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
 )
 # "I reserve the right to complain": names a right and asks for none, whatever else it says.
 _RESERVATION = re.compile(r"保留|\breserve")
@@ -108,10 +110,16 @@ def asks(text: str) -> list[str] | None:
     """
     if len(text) <= FOCUS_OVER:
         return None
-    kept = [sentence for sentence in sentences(text) if not _boilerplate(sentence)]
-    found = [sentence for sentence in kept if _ASKS.search(sentence)]
+    kept = statements(text)
+    found = [sentence for sentence in kept if _ASKS.search(_undotted(sentence))]
     # No recognisable ask: every sentence but the citations, each judged alone.
     return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found or kept
+
+
+def statements(text: str) -> list[str]:
+    """The sentences of a normalised text that are the writer's own: not citations of what the
+    law or the policy allows, not reservations."""
+    return [sentence for sentence in sentences(text) if not _boilerplate(sentence)]
 
 
 def _boilerplate(sentence: str) -> bool:
@@ -119,12 +127,24 @@ def _boilerplate(sentence: str) -> bool:
         return True
     if not _CITATION.search(sentence):
         return False
-    return not (_ASKS_HERE.search(sentence) and (cited_labels(sentence) or "特此" in sentence))
+    return not (
+        _ASKS_HERE.search(_undotted(sentence)) and (cited_labels(sentence) or "特此" in sentence)
+    )
+
+
+_ABBREVIATION = re.compile(r"\b(art|no|para|sec|cf|e\.g|i\.e)\.", re.IGNORECASE)
+
+
+def _undotted(sentence: str) -> str:
+    """The sentence without the dots of its abbreviations ("art. 15"), which would otherwise
+    stop the ask patterns, written not to cross a full stop."""
+    return _ABBREVIATION.sub(r"\1", sentence)
 
 
 def is_ask(unit: str) -> bool:
     """The unit is worded as an ask (normalised text): where a cited article counts."""
-    return bool(_ASKS.search(unit) or _ASKS_HERE.search(unit))
+    plain = _undotted(unit)
+    return bool(_ASKS.search(plain) or _ASKS_HERE.search(plain))
 
 
 def model_units(subject: str, text: str) -> list[str]:

@@ -20,7 +20,7 @@ from classifiers.dataset import LabelledExample, Split
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.model import META_FILE, SURE_NOT_MIN, Prediction, RightsClassifier
 from classifiers.pipeline import TEXTCAT, blank_pipeline
-from classifiers.text import detect_language, joined, normalise
+from classifiers.text import FOCUS_OVER, detect_language, joined, normalise
 
 SEED = 20261128
 EPOCHS = 12
@@ -86,8 +86,10 @@ def train(
     """Fit on the train split, tune per-label thresholds on dev and report dev; then (refit)
     fit again on train + dev with the same settings and thresholds. The test split is never
     seen."""
-    # Whole letters are for judging; the model learns from their asks and their neutral parts.
-    learnable = [ex for ex in examples if ex.source != "letter"]
+    # Whole letters are for judging; the model learns from their asks and their neutral parts,
+    # and from the train split's letters short enough to be read whole (FOCUS_OVER): those
+    # teach it that a story around the ask is no ask of its own.
+    learnable = [ex for ex in examples if ex.source != "letter" or len(ex.text) <= FOCUS_OVER]
     train_set = [ex for ex in learnable if ex.split == "train"]
     dev = [ex for ex in examples if ex.split == "dev"]
     nlp = _fit(train_set, architecture, epochs, progress)
