@@ -130,22 +130,23 @@ class RightsClassifier:
         """Streams: holds about one batch at a time, yields in input order."""
         # Per message: its original text, how many units it has, whether its one unit is all
         # of it (then the unit's identifiers are the message's).
-        pending: deque[tuple[str, int, bool]] = deque()
+        pending: deque[tuple[str, str, int, bool]] = deque()
 
         def units() -> Iterator[str]:
             for subject, text in items:
                 original = joined(subject, text)
+                plain = normalise(original)
                 parts = model_units(subject, text)
-                pending.append((original, len(parts), parts == [normalise(original)]))
+                pending.append((original, plain, len(parts), parts == [plain]))
                 yield from parts
 
         group: list[Doc] = []
         for doc in self.nlp.pipe(units(), batch_size=batch_size):
             group.append(doc)
-            original, count, whole = pending[0]
+            original, plain, count, whole = pending[0]
             if len(group) == count:
                 pending.popleft()
-                yield self._prediction(original, group, whole)
+                yield self._prediction(original, plain, group, whole)
                 group = []
 
     def classify(self, subject: str, text: str) -> Classification:
@@ -160,9 +161,10 @@ class RightsClassifier:
             model_version=self.version,
         )
 
-    def _prediction(self, original: str, units: list[Doc], whole: bool) -> Prediction:
+    def _prediction(self, original: str, plain: str, units: list[Doc], whole: bool) -> Prediction:
         """A message asks for a type if any of its units does; it is "not a request" only if
-        every unit is. A rule match makes its label certain in that unit."""
+        every unit is. A rule match makes its label certain in that unit. `plain` is the
+        message normalised."""
         rules: set[str] = set()
         per_unit = []
         cited: list[set[str]] = []
@@ -173,7 +175,7 @@ class RightsClassifier:
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
             text = doc_text(doc)
-            cites = cited_labels(text) if is_ask(text) else set()
+            cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)
@@ -191,18 +193,16 @@ class RightsClassifier:
                 label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
                 for label in LABELS
             }
-        if not whole and _states_a_child(normalise(original)):
+        if not whole and _states_a_child(plain):
             # Who asks (a guardian) is often said outside the sentence that asks.
             raw = {**raw, MINOR: max(raw[MINOR], RULE_SCORE)}
             rules.add(MINOR)
         scores = {label: round(float(raw[label]), 4) for label in LABELS}
-        labels, needs_review = decide(
-            scores, self.thresholds, self.sure_not, rights_signal(normalise(original))
-        )
+        labels, needs_review = decide(scores, self.thresholds, self.sure_not, rights_signal(plain))
         if only_codes:
             labels, needs_review = [NOT_A_REQUEST], False
         # When the model read parts of the message, identifiers come from all of it.
-        found = units[0]._.identifiers if whole else find_identifiers(normalise(original))
+        found = units[0]._.identifiers if whole else find_identifiers(plain)
         entities: list[dict[str, object]] = [
             {
                 **ident.as_dict(),
@@ -242,6 +242,11 @@ class RightsClassifier:
 def rule_labels(unit: dict[str, float]) -> set[str]:
     """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
     return {label for label, score in unit.items() if score >= RULE_SCORE}
+
+
+def _may_cite(text: str) -> bool:
+    """A cheap look before the citation patterns: most messages name no article."""
+    return "第" in text or "art" in text
 
 
 def _states_a_child(text: str) -> bool:
