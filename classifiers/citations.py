@@ -47,7 +47,7 @@ _EN_ARTICLE = re.compile(
 _ZH_ARTICLE = re.compile(r"第([一二三四五六七八九十百零\d]{1,5})条(?:第([一-九\d])款)?")
 # Erasure articles (GDPR 17, PIPL 47) also ground closing the account, which covers the data.
 _ACCOUNT = re.compile(
-    r"注销|销户|\b(close|delete|terminate|cancel)\w* (my |the |this |her |his )?account"
+    r"注销|销户|\b(close|delete|terminate|cancel|deactivate)\w*\s+(\S+\s+){0,2}account\b"
 )
 _MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
 _GDPR_ANYWHERE = re.compile(_GDPR_LAW)
@@ -74,7 +74,9 @@ def cited_labels(sentence: str) -> set[str]:
     for match in _EN_ARTICLE.finditer(sentence):
         number, paragraph, law = int(match.group(1)), match.group(2), match.group(3) or ""
         pipl_named = bool(re.fullmatch(_PIPL_LAW, law))
-        if pipl_named or (not law and not gdpr_named and number not in _GDPR):
+        if number == 7 and paragraph == "(3)":  # only the GDPR has a 7(3): withdrawal
+            found.add("withdraw_consent")
+        elif pipl_named or (not law and not gdpr_named and number not in _GDPR):
             found |= _pipl(number, paragraph == "(3)", sentence)
         else:
             found |= _gdpr(number, paragraph, sentence)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import adapt_tokenizer
 from classifiers.rules import CHILD_AGE, states_child_under_14
 from classifiers.text import (
+    asks_how,
     detect_language,
     is_ask,
     joined,
@@ -41,6 +42,9 @@ META_FILE = "rightsdesk.json"
 RULE_SCORE = 0.99  # a rule match: as sure as the model ever gets, still below 1 for the eye
 # An article cited in an ask (classifiers.citations): evidence, a little below a rule's certainty.
 CITED_SCORE = 0.95
+ACCOUNT_DELETION, ERASURE = "account_deletion", "erasure"
+# Who asks, not what: a rule for these holds in a question too.
+WHO_ASKS = frozenset({"minor", "deceased", NOT_A_REQUEST})
 # Beside a cited ask, another sentence of the letter counts as a second ask only this sure.
 SECOND_ASK = 0.8
 # "Not a request" is never final below this score, whatever dev says (classifiers.training).
@@ -130,23 +134,24 @@ class RightsClassifier:
         """Streams: holds about one batch at a time, yields in input order."""
         # Per message: its original text, how many units it has, whether its one unit is all
         # of it (then the unit's identifiers are the message's).
-        pending: deque[tuple[str, str, int, bool]] = deque()
+        pending: deque[tuple[str, str, int, bool, bool]] = deque()
 
         def units() -> Iterator[str]:
             for subject, text in items:
                 original = joined(subject, text)
                 plain = normalise(original)
-                parts = model_units(subject, text)
-                pending.append((original, plain, len(parts), parts == [plain]))
+                parts, understood = model_units(subject, text)
+                pending.append((original, plain, len(parts), parts == [plain], understood))
                 yield from parts
 
         group: list[Doc] = []
         for doc in self.nlp.pipe(units(), batch_size=batch_size):
             group.append(doc)
-            original, plain, count, whole = pending[0]
+            original, plain, count, whole, understood = pending[0]
             if len(group) == count:
                 pending.popleft()
-                yield self._prediction(original, plain, group, whole)
+                found = self._prediction(original, plain, group, whole)
+                yield found if understood else replace(found, needs_review=True)
                 group = []
 
     def classify(self, subject: str, text: str) -> Classification:
@@ -171,10 +176,13 @@ class RightsClassifier:
         only_codes = True
         for doc in units:
             unit = dict(doc.cats)
+            text = doc_text(doc)
+            how = asks_how(text)
             for span in doc.spans["rules"]:
+                if how and span.label_ not in WHO_ASKS:
+                    continue  # "how do I delete my account?" asks how, not for it
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
-            text = doc_text(doc)
             cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()
             for label in cites:
                 rules.add(f"cited:{label}")
@@ -199,6 +207,9 @@ class RightsClassifier:
             rules.add(MINOR)
         scores = {label: round(float(raw[label]), 4) for label in LABELS}
         labels, needs_review = decide(scores, self.thresholds, self.sure_not, rights_signal(plain))
+        if ACCOUNT_DELETION in labels and ERASURE in labels:
+            # Closing the account deletes its data: one ask, not two (LABELS.md).
+            labels = [label for label in labels if label != ERASURE]
         if only_codes:
             labels, needs_review = [NOT_A_REQUEST], False
         # When the model read parts of the message, identifiers come from all of it.

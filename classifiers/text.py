@@ -16,10 +16,11 @@ from classifiers.citations import cited_labels
 FOCUS_OVER = 200  # characters; shorter messages are read whole
 
 # A sentence ends at Chinese or English end punctuation, but not after the abbreviations a
-# letter cites with ("art. 15", "no. 3", "e.g. the"): "according to Art. 15 GDPR" is one ask.
+# letter cites with ("art. 15", "no. 3", "e.g. the"): "according to Art. 15 GDPR" is one ask;
+# nor after a list item's number ("1. send me a copy").
 _SENTENCE_END = re.compile(
     r"(?<=[。！？!?；;\n])|(?<![Aa]rt\.)(?<![Nn]o\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<![Pp]ara\.)"
-    r"(?<![Ss]ec\.)(?<!\bcf\.)(?<=\.)\s"
+    r"(?<![Ss]ec\.)(?<!\bcf\.)(?<!\b\d\.)(?<=\.)\s"
 )
 # A sentence in which the writer asks for something, or says who the data belongs to. Patterns
 # are in normalised form (lower case, simplified).
@@ -61,7 +62,7 @@ _RIGHTS_SIGNAL = re.compile(
     r"|卖给|我的(数据|信息|资料|记录|聊天记录|录音|录像|照片|手机号|号码|邮箱)"
     r"|personal (data|information|info|details)|privacy|\bgdpr\b|\bpipl\b|\bconsent\b"
     r"|\bdata protection\b|\bguardian\b|passed away|\bdeceased\b|\bcomplain|\bleak"
-    r"|\bmy (data|info|information|details|records|recordings|phone number|number)\b"
+    r"|\bmy (own )?(data|info|information|details|records|recordings|phone number|number)\b"
     r"|\bsell (my|our)\b|\bsold (my|our)\b|\berase|\berasure\b"
 )
 
@@ -102,18 +103,65 @@ def sentences(text: str) -> list[str]:
 
 
 def asks(text: str) -> list[str] | None:
-    """The sentences of a long message that ask for something; None for a short message.
+    """The sentences of a long message that ask for something; None for a short message, []
+    when no sentence of a long one is recognisably an ask.
 
     Formal letters bury one ask under citations that name every right, background and "I
     reserve the right to complain"; read whole, a bag of words sees every label in them (and
     its sum over hundreds of neutral words drowns the ask). The text given is normalised.
+    Besides the sentences worded as asks: the items of a list an ask opens ("本人申请如下：",
+    "please provide:"), never a sentence that says what is *not* asked ("I am not asking you
+    to delete…", "本人不申请注销"), and a short ask ("please stop.") with the sentence before
+    it, which says what to stop.
     """
-    if len(text) <= FOCUS_OVER:
+    if weight(text) <= FOCUS_OVER:
         return None
-    kept = statements(text)
-    found = [sentence for sentence in kept if _ASKS.search(_undotted(sentence))]
-    # No recognisable ask: every sentence but the citations, each judged alone.
-    return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found or kept
+    flat = [
+        (number, sentence)
+        for number, paragraph in enumerate(_PARAGRAPH.split(text))
+        for sentence in sentences(paragraph)
+    ]
+    found: list[str] = []
+    # The paragraph whose sentences are the items of a list an ask opened with a colon: its
+    # own, or the next one when the colon ends its paragraph.
+    listing: int | None = None
+    for k, (paragraph, sentence) in enumerate(flat):
+        plain = _undotted(sentence)
+        if _boilerplate(sentence) or _NOT_ASKING.search(plain):
+            continue
+        if not (_ASKS.search(plain) or paragraph == listing):
+            continue
+        if sentence.endswith(":"):
+            last = k + 1 == len(flat) or flat[k + 1][0] != paragraph
+            listing = paragraph + 1 if last else paragraph
+            continue
+        before = flat[k - 1] if k else None
+        # Never a citation as the context of an ask.
+        if (
+            len(sentence) < SHORT_ASK
+            and before
+            and before[0] == paragraph
+            and not _boilerplate(before[1])
+        ):
+            sentence = f"{before[1]} {sentence}"
+        found.append(sentence)
+    return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found
+
+
+_PARAGRAPH = re.compile(r"\n\s*\n")
+SHORT_ASK = 30  # characters: an ask this short ("please stop.") is read with the one before
+# Saying what is not asked is no ask ("I'm not asking you to delete past recordings").
+_NOT_ASKING = re.compile(
+    r"\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
+    r"|\bwould (also )?(allow|entitle)|\bdo not wish to (add|change)"
+    r"|(不|并不|暂不|无意)(申请|要求|需要|涉及|请求)|并非"
+)
+
+
+def weight(text: str) -> int:
+    """How much a message says, for FOCUS_OVER: characters, a Chinese one counting double (a
+    150-character Chinese mail tells as much as a 400-character English one)."""
+    return len(text) + len(_CJK.findall(text))
 
 
 def statements(text: str) -> list[str]:
@@ -147,13 +195,31 @@ def is_ask(unit: str) -> bool:
     return bool(_ASKS.search(plain) or _ASKS_HERE.search(plain))
 
 
-def model_units(subject: str, text: str) -> list[str]:
-    """What the textcat reads, one or more units per message. A short message is one unit
-    (subject and body). A long one is each sentence that asks for something, read alone: the
-    message asks for a type if any unit does (see `classifiers.model`). Its subject is left
-    out: a letter's subject ("Data protection request") names no type, its body does."""
+def model_units(subject: str, text: str) -> tuple[list[str], bool]:
+    """What the textcat reads, one or more units per message, and whether it found the ask.
+    A short message is one unit (subject and body). A long one is each sentence that asks for
+    something, read alone: the message asks for a type if any unit does (see
+    `classifiers.model`). Its subject is left out: a letter's subject ("Data protection
+    request") names no type, its body does. A long message with no recognisable ask is read
+    whole, and is not understood (a person reads it)."""
     body = normalise(text)
-    return asks(body) or [joined(normalise(subject), body)]
+    found = asks(body)
+    if found:
+        return found, True
+    return [joined(normalise(subject), body)], found is None
+
+
+# A question about how, when or where (not "can you …?", which asks for the thing itself).
+_HOW = re.compile(
+    r"^\W*(what|how|when|where|why|which|is there a way|do i|does|will)\b"
+    r"|\b(how (do|can|long|would)|what happens|where is|is there a way)\b"
+    r"|怎么|怎样|如何|多久|多长时间|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+)
+
+
+def asks_how(text: str) -> bool:
+    """The normalised text asks how a right works (an inquiry), not for the right itself."""
+    return bool(_HOW.search(text))
 
 
 def rights_signal(text: str) -> bool:
