@@ -132,3 +132,23 @@ async def test_each_tickets_classification_records_the_model_version(
         assert ticket.classification["model_version"] == model.version
     finally:
         await desk.close()
+
+
+def test_classifier_retrain_command_says_why_it_kept_the_model(
+    database_url: str, tmp_path: Path, model_copy: Path, heldout_file: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n', "utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            *("--config", str(config), "classifier", "retrain", "--epochs", "1"),
+            *("--heldout", str(heldout_file), "--model", str(model_copy), "--json"),
+        ],
+    )
+    assert result.exit_code == 1, result.stderr  # one epoch is worse than the live model
+    found = json.loads(result.stdout)
+    assert found["replaced"] is False
+    assert found["reasons"]
+    assert set(found["figures"]) == {"test", "mine.jsonl"}
+    assert "0 correction(s)" in result.stderr
