@@ -1,0 +1,23 @@
+"""`rightsdesk`: run the service and work tickets from the command line.
+
+One module per command group; each registers its commands on the root `app` of `common`.
+"""
+
+from __future__ import annotations
+
+from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, tickets
+from rightsdesk.cli.common import app
+
+app.add_typer(run.db_app, name="db")
+app.add_typer(accounts.accounts_app, name="accounts")
+app.add_typer(tickets.tickets_app, name="tickets")
+app.add_typer(reports.audit_app, name="audit")
+app.add_typer(intake.intake_app, name="intake")
+app.add_typer(outbox.outbox_app, name="outbox")
+app.add_typer(classifier.classifier_app, name="classifier")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()
