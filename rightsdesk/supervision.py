@@ -176,7 +176,7 @@ class Supervisor:
             failing_since = failing_since or self.clock.now()
             state = "failing" if failures >= settings.failing_after else "backing_off"
             log.error(
-                "task %s failed (%d in a row): %s; restarting in %.0fs",
+                "task %s failed (%d in a row): %s; restarting in %.3gs",
                 name,
                 failures,
                 error,
