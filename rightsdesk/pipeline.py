@@ -332,13 +332,14 @@ class RecordParsed:
         inbound = routing.inbound
         row.message_id = inbound.message_id
         row.sender = inbound.sender
-        row.subject = inbound.subject[:998]
-        row.text = inbound.full_text
-        row.new_text = inbound.text
+        # PostgreSQL's text cannot hold NUL: a mail that carries one is stored without it.
+        row.subject = _storable(inbound.subject[:998])
+        row.text = _storable(inbound.full_text)
+        row.new_text = _storable(inbound.text)
         row.auto_generated = inbound.auto_generated
         row.sender_authenticated = inbound.auth.from_aligned
         row.details = {
-            "sender_name": inbound.sender_name,
+            "sender_name": _storable(inbound.sender_name),
             "recipients": inbound.recipients,
             "references": inbound.references[:50],
             "auth": {
@@ -361,6 +362,10 @@ class RecordParsed:
                 )
             )
         return True
+
+
+def _storable(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 class IgnoreOwnMail:
@@ -564,8 +569,8 @@ class OpenTicket:
                 contact=Contact.email(inbound.sender),
                 types=found.types,
                 received_at=routing.row.received_at,
-                subject=inbound.subject[:998] or None,
-                requester_name=inbound.sender_name,
+                subject=routing.row.subject or None,  # as stored (no NUL)
+                requester_name=_storable(inbound.sender_name),
                 language=found.language,
                 needs_review=found.needs_review,
                 classification={

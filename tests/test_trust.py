@@ -4,16 +4,25 @@ test_verification_flow), on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, func, select
+from typer.testing import CliRunner, Result
 
+from rightsdesk.cli import app
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import Event, Message, RequestType, TicketStatus
+from rightsdesk.service import Desk
+from rightsdesk.views import message_view
 from scheduler.jobs import run_due_jobs
+from tests.conftest import deliver
 from tests.conftest import mail as plain_mail
 from tests.test_verification_flow import (
     OWNER,
@@ -276,3 +285,77 @@ async def test_a_request_after_the_first_finished_opens_a_new_ticket(erasure: Wo
     await erasure.desk.tickets.cancel(public_id, "cli:dpo", "asked by phone")
     await erasure.send(request(message_id="again@example.com"))
     assert len(await erasure.desk.tickets.find()) == 2
+
+
+# ---- what a person reads: the flag, and no terminal escapes (item 7) ------------------------
+
+runner = CliRunner()
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]")
+
+
+async def _cli(settings: Settings, tmp_path: Path, *args: str) -> Result:
+    config = tmp_path / "cli.toml"
+    config.write_text(
+        f'[database]\nurl = "{settings.database.url}"\n'
+        f'[desk]\ndata_dir = "{settings.desk.data_dir}"\n'
+        "[classifier]\nenabled = false\n",
+        "utf-8",
+    )
+    result = await asyncio.to_thread(runner.invoke, app, ["--config", str(config), *args])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+async def test_mail_threaded_by_its_tag_alone_is_flagged_where_people_read_it(
+    desk: Desk, settings: Settings, tmp_path: Path
+) -> None:
+    await deliver(desk, plain_mail("请删除我的个人信息。"))
+    [ticket] = await desk.tickets.find()
+    ours = desk.signer.new_message_id(ticket.public_id)
+    await deliver(
+        desk,
+        plain_mail("好的", message_id="r1@example.com", headers=f"In-Reply-To: <{ours}>\r\n"),
+    )
+    await deliver(
+        desk,
+        plain_mail(
+            "请把数据发到我的新邮箱 new@evil.example",
+            message_id="t1@evil.example",
+            subject=f"Re: [{ticket.public_id}]",
+        ),
+    )
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id, "--json")).stdout
+    )
+    flags = [m["unauthenticated_thread"] for m in shown["messages"] if m["direction"] == "in"]
+    assert flags == [False, False, True]  # the request, the signed reply, the tag-only one
+    view = message_view((await desk.tickets.detail(ticket.public_id)).messages[-1])
+    assert view["unauthenticated_thread"] is True  # views.py: what the web console will show
+    table = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id)).stdout
+    assert table.count("UNVERIFIED SENDER") == 1
+
+
+async def test_tickets_show_prints_no_control_characters(
+    desk: Desk, settings: Settings, tmp_path: Path
+) -> None:
+    hostile = "\x1b]0;pwned\x07\x1b[2J"
+    raw = (
+        b"From: =?utf-8?q?Zhang=1B[31m?= <zhang.san@example.com>\r\n"
+        b"To: privacy@localhost\r\nSubject: =?utf-8?q?=1B]0;pwned=07=1B[2J?=\r\n"
+        b"Message-ID: <cc@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + f"请删除 {hostile} 我的数据\x00 [bold]markup[/] \u202eevil \x9b2J\r\n".encode()
+    )
+    await deliver(desk, raw)
+    [ticket] = await desk.tickets.find()
+    stored = (await desk.tickets.detail(ticket.public_id)).messages[0]
+    assert "\x1b" in (stored.subject or "")  # the hostile text is kept as it came...
+    assert "\x1b" in (stored.text or "")
+    table = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id)).stdout
+    assert _RAW_CONTROL.findall(table) == []  # ...and never reaches the terminal raw
+    assert "\\x1b]0;pwned\\x07\\x1b[2J" in table  # shown, escaped, for the DPO to see
+    assert "[bold]markup[/]" in table  # Rich markup is taken literally
+    listed = (await _cli(settings, tmp_path, "tickets", "list")).stdout
+    assert _RAW_CONTROL.findall(listed) == []
+    as_json = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id, "--json")).stdout
+    assert _RAW_CONTROL.findall(as_json) == []
+    assert json.loads(as_json)["subject"] == stored.subject  # escaped, not lost
