@@ -150,7 +150,9 @@ class Supervisor:
 
     async def supervise(self, name: str, work: Work, stop: asyncio.Event) -> None:
         """Run `work(stop)` until `stop`, restarting it with back-off whenever it fails (or
-        returns before `stop`, which a long-running task must not)."""
+        returns before `stop`, which a long-running task must not). A restarted task keeps
+        its failing state until it has run `restart_max_seconds` without failing: a task in a
+        crash loop never looks up between two crashes."""
         loop = asyncio.get_running_loop()
         settings = self.settings
         failures = 0
@@ -158,7 +160,9 @@ class Supervisor:
         delay = settings.restart_min_seconds
         while not stop.is_set():
             started = loop.time()
-            await self.report(name, "up", failures=failures, failing_since=failing_since)
+            if failures == 0:
+                await self.report(name, "up", failures=0, failing_since=None)
+            well = asyncio.create_task(self._well_after(name, settings.restart_max_seconds))
             try:
                 await work(stop)
                 if stop.is_set():
@@ -170,6 +174,8 @@ class Supervisor:
                 error = describe(exc)
                 # The traceback only at DEBUG: chained exceptions may quote personal data.
                 log.debug("task %s failed", name, exc_info=True)
+            finally:
+                well.cancel()
             if loop.time() - started >= settings.restart_max_seconds:
                 failures, failing_since, delay = 0, None, settings.restart_min_seconds  # was well
             failures += 1
@@ -188,6 +194,12 @@ class Supervisor:
             await sleep_or_stop(stop, delay)
             delay = min(delay * 2, settings.restart_max_seconds)
         await self.report(name, "stopped")
+
+    async def _well_after(self, name: str, seconds: float) -> None:
+        """Say the task is up once it has run this long without failing."""
+        await asyncio.sleep(seconds)
+        if self.states.get(name, TaskState("up", self.clock.now())).state != "up":
+            await self.report(name, "up", failures=0, failing_since=None)
 
     def task(self, name: str, work: Work, stop: asyncio.Event) -> asyncio.Task[None]:
         return asyncio.create_task(self.supervise(name, work, stop), name=name)
