@@ -359,3 +359,28 @@ async def test_tickets_show_prints_no_control_characters(
     as_json = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id, "--json")).stdout
     assert _RAW_CONTROL.findall(as_json) == []
     assert json.loads(as_json)["subject"] == stored.subject  # escaped, not lost
+
+
+async def test_the_dpo_can_undo_a_pending_withdrawal(
+    erasure: World, settings: Settings, tmp_path: Path
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "cancel"))
+    listed = json.loads((await _cli(settings, tmp_path, "tickets", "list", "--json")).stdout)
+    assert [row["withdrawal_pending"] for row in listed] == [True]
+    shown = await _cli(settings, tmp_path, "tickets", "show", public_id)
+    assert "withdrawal pending" in shown.stdout
+    undone = await _cli(
+        settings, tmp_path, "--actor", "cli:dpo", "tickets", "undo-withdrawal", public_id, "--json"
+    )
+    assert json.loads(undone.stdout)["withdrawal_pending"] is False
+    events = (await erasure.desk.tickets.detail(public_id)).events
+    assert (events[-1].action, events[-1].actor) == ("withdrawal_undone", "cli:dpo")
+    config = tmp_path / "cli.toml"
+    again = await asyncio.to_thread(
+        runner.invoke, app, ["--config", str(config), "tickets", "undo-withdrawal", public_id]
+    )
+    assert again.exit_code == 1
+    assert "no withdrawal waiting" in again.stderr
