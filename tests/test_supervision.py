@@ -35,6 +35,7 @@ from rightsdesk.outbound import _write_eml
 from rightsdesk.pipeline import Delivery, IntakeWorker
 from rightsdesk.service import Desk, run_service
 from rightsdesk.supervision import read_heartbeats
+from rightsdesk.transient import is_transient
 from scheduler.digest import build_digest, render_digest
 from tests.conftest import PG_DSN, deliver, free_port, mail
 from tests.test_crash import Service
@@ -514,3 +515,21 @@ async def test_a_transient_failure_while_routing_is_retried_not_parked(
 async def _message(desk: Desk, row_id: int) -> Message:
     async with desk.db.reading() as session:
         return await session.get_one(Message, row_id)
+
+
+def test_what_counts_as_transient() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def wrapped(orig: Exception) -> OperationalError:
+        return OperationalError("INSERT ...", {}, orig)
+
+    assert is_transient(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_transient(wrapped(sqlite3.OperationalError("database is locked")))
+    assert is_transient(wrapped(sqlite3.OperationalError("database or disk is full")))
+    assert is_transient(ConnectionResetError())
+    # A bug is not: the same message would fail the same way next time.
+    assert not is_transient(wrapped(sqlite3.OperationalError("no such column: foo")))
+    assert not is_transient(ValueError("no sender address to answer"))
+    assert not is_transient(OSError(errno.ENOENT, "No such file or directory"))
