@@ -57,6 +57,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     TELEGRAM = "telegram"
     MANUAL = "manual"  # entered by the DPO: a phone call, a letter, a walk-in
+    INTERNAL = "internal"  # a note of the team's on a ticket: never sent to anyone
 
 
 class ContactKind(StrEnum):
@@ -83,7 +84,9 @@ class Account(SQLModel, table=True):
 class Requester(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
-    language: str | None = Field(default=None, max_length=8)  # "zh" | "en" | None (unknown)
+    # The language of their newest request ("zh" | "zh-Hant" | "en" | None): a default only;
+    # each ticket keeps its own (Ticket.language).
+    language: str | None = Field(default=None, max_length=8)
     # Set only once the requester has proven control of the account (verification).
     account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -135,6 +138,9 @@ class Ticket(SQLModel, table=True):
     contact_kind: str = Field(max_length=16)
     contact_value: str = Field(max_length=320)
     subject: str | None = Field(default=None, max_length=998)
+    # What we answer in: the language the request was written in, or the one the requester
+    # chose ("zh" simplified, "zh-Hant" traditional, "en"); None: unknown, both zh and en.
+    language: str | None = Field(default=None, max_length=8)
     received_at: dt.datetime
     clock_started_at: dt.datetime | None = None
     response_due: dt.date | None = Field(default=None, index=True)
@@ -317,7 +323,7 @@ class ChatConversation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(default=Channel.TELEGRAM, max_length=16)
     chat_id: str = Field(max_length=64)
-    language: str = Field(default="zh", max_length=8)  # "zh" | "en"
+    language: str = Field(default="zh", max_length=8)  # "zh" | "zh-Hant" | "en"
     # idle | confirming (buttons shown) | identity (asked for the account) | code | documents
     state: str = Field(default="idle", max_length=16)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # the one in progress

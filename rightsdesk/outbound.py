@@ -14,12 +14,14 @@ other; a relay outage delays mail, it never loses it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -39,6 +41,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
+from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, RequestType, Ticket
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.waiting import wait_or_stop
@@ -49,65 +52,6 @@ BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 LEASE = dt.timedelta(minutes=5)  # a claimed entry is retried after this if its sender died
 MAX_BACKOFF = dt.timedelta(hours=1)
 
-TYPE_NAMES: dict[str, dict[str, str]] = {
-    "zh": {
-        "access": "查阅、复制您的个人信息",
-        "portability": "转移您的个人信息",
-        "rectification": "更正、补充您的个人信息",
-        "erasure": "删除您的个人信息",
-        "account_deletion": "注销您的账号",
-        "withdraw_consent": "撤回同意",
-        "restriction": "限制或拒绝处理",
-        "inquiry": "咨询个人信息的处理方式",
-        "minor": "监护人关于未成年人信息的请求",
-        "deceased": "近亲属关于已故用户信息的请求",
-        "complaint": "投诉",
-        "not_rights_request": "其他事项",
-    },
-    "en": {
-        "access": "access to, or a copy of, your personal information",
-        "portability": "transfer of your personal information",
-        "rectification": "correction of your personal information",
-        "erasure": "deletion of your personal information",
-        "account_deletion": "closing your account",
-        "withdraw_consent": "withdrawing your consent",
-        "restriction": "restricting or objecting to processing",
-        "inquiry": "a question about how your information is processed",
-        "minor": "a guardian's request about a child's information",
-        "deceased": "a relative's request about a deceased user's information",
-        "complaint": "a complaint",
-        "not_rights_request": "something else",
-    },
-}
-
-
-def type_names(types: list[RequestType], lang: str) -> str:
-    separator = "、" if lang == "zh" else "; "
-    return separator.join(TYPE_NAMES[lang][t.value] for t in types)
-
-
-def understood(types: list[RequestType], needs_review: bool) -> dict[str, str]:
-    """What the acknowledgement says we understood; for triage, that a person will read it."""
-    if needs_review:
-        return {
-            "zh": "我们的工作人员会阅读您的请求，并确定如何处理。",
-            "en": "A member of our team will read your request and decide how to handle it.",
-        }
-    if types == [RequestType.NOT_RIGHTS_REQUEST]:
-        # Product questions reach the privacy address too: say where they are answered, and
-        # how to correct us; the ticket stays open for the DPO all the same.
-        return {
-            "zh": "您的来信看起来不是关于个人信息权利的请求。产品使用、账单等问题请通过应用内的"
-            "客服渠道联系我们。如果我们理解有误，请直接回复本邮件说明。",
-            "en": "Your message does not look like a request about your personal information. "
-            "For help with the product or billing, please use the in-app support chat. If we "
-            "have misunderstood, just reply to this email.",
-        }
-    return {
-        "zh": f"我们理解您的请求是：{type_names(types, 'zh')}。",
-        "en": f"We understand that you are asking for: {type_names(types, 'en')}.",
-    }
-
 
 @dataclass(frozen=True)
 class Rendered:
@@ -116,16 +60,29 @@ class Rendered:
     html: str
 
 
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """A file we send: its name as the requester will see it, its MIME type, its bytes."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
 class Templates:
-    """Jinja2 templates, one file per kind and language; a DPO folder overrides file by file."""
+    """Every sentence we send, as Jinja2 templates: `kind.lang.j2` per mail notice, `chat.lang.j2`
+    for the bot's sentences, `names.lang.j2` for type and status names, `replies/NAME.lang.j2`
+    for canned replies, `_signoff.lang.j2` under every mail. A company's folder overrides any
+    file by its name (same relative path)."""
 
     def __init__(self, override: Path | None, company: str) -> None:
-        loaders = [FileSystemLoader(str(override))] if override else []
-        loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        self.folders = ([override] if override else []) + [BUILTIN_TEMPLATES]
+        loaders = [FileSystemLoader(str(folder)) for folder in self.folders]
         # Plain-text bodies: no autoescape here; the HTML layout escapes what it receives.
         self.text_env = Environment(
             loader=ChoiceLoader(loaders), undefined=StrictUndefined, keep_trailing_newline=True
         )
+        self.text_env.filters["type_names"] = self.type_names
         self.html_env = Environment(
             loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=True
         )
@@ -136,9 +93,45 @@ class Templates:
         rendered = "".join(template.blocks[block](template.new_context(context)))
         return rendered.strip()
 
-    def render(self, kind: str, lang: str | None, context: dict[str, Any]) -> Rendered:
-        """One language when the requester's is known; both (Chinese first) when it is not."""
-        langs = [lang] if lang in ("zh", "en") else ["zh", "en"]
+    def has(self, kind: str, lang: str) -> bool:
+        return any((folder / f"{kind}.{lang}.j2").is_file() for folder in self.folders)
+
+    def say(self, what: str, lang: str, **values: Any) -> str:
+        """One sentence of the chat bot (a block of chat.<lang>.j2)."""
+        return self._block("chat", _one_of(lang), what, {"company": self.company, **values})
+
+    def name(self, group: str, key: str, lang: str) -> str:
+        """A type's or a status's name (block `type_access`, `status_open` of names.<lang>.j2)."""
+        return self._block("names", _one_of(lang), f"{group}_{key}", {})
+
+    def type_names(self, types: list[RequestType | str], lang: str) -> str:
+        template = self.text_env.get_template(f"names.{_one_of(lang)}.j2")
+        # Not stripped: the English separator is "; ".
+        separator = "".join(template.blocks["separator"](template.new_context({})))
+        return separator.join(self.name("type", str(t), lang) for t in types)
+
+    def canned(self, name: str, lang: str, context: dict[str, Any]) -> str:
+        """The text of canned reply `name` (replies/NAME.<lang>.j2), to go inside reply.j2."""
+        values = {"company": self.company, **context, "lang": lang}
+        return self._block(f"replies/{name}", lang, "body", values)
+
+    def replies(self) -> dict[str, dict[str, str]]:
+        """The canned replies there are: name -> {lang: title}, overrides included."""
+        found: dict[str, dict[str, str]] = {}
+        for folder in reversed(self.folders):
+            for path in sorted((folder / "replies").glob("*.j2")):
+                name, _, lang = path.name.removesuffix(".j2").partition(".")
+                if lang in LANGS:
+                    title = self._block(f"replies/{name}", lang, "title", {})
+                    found.setdefault(name, {})[lang] = title
+        return dict(sorted(found.items()))
+
+    def render(
+        self, kind: str, lang: str | None, context: dict[str, Any], *, signed: bool = True
+    ) -> Rendered:
+        """One language when the ticket's is known; both (Chinese first) when it is not.
+        `signed`: the sign-off under each language's part (mail; not chat messages)."""
+        langs = [lang] if lang in LANGS else ["zh", "en"]
         parts = []
         for each in langs:
             # A value given as {"zh": ..., "en": ...} is said in the language being rendered.
@@ -146,12 +139,12 @@ class Templates:
                 key: value[each] if isinstance(value, dict) and each in value else value
                 for key, value in context.items()
             }
-            parts.append(
-                (
-                    self._block(kind, each, "subject", localised),
-                    self._block(kind, each, "body", localised),
-                )
-            )
+            localised["lang"] = each
+            localised.setdefault("company", self.company)
+            body = self._block(kind, each, "body", localised)
+            if signed:
+                body += "\n\n" + self._block("_signoff", each, "body", localised)
+            parts.append((self._block(kind, each, "subject", localised), body))
         ticket_id = context.get("ticket_id", "")
         subject = " / ".join(s for s, _ in parts)
         if ticket_id:
@@ -161,9 +154,14 @@ class Templates:
             subject=subject,
             company=self.company,
             ticket_id=ticket_id,
-            sections=[[p for p in b.split("\n\n") if p.strip()] for _, b in parts],
+            # Paragraphs as the text has them; a line break inside one stays a line break.
+            sections=[[p.split("\n") for p in b.split("\n\n") if p.strip()] for _, b in parts],
         )
         return Rendered(subject, text, html)
+
+
+def _one_of(lang: str | None) -> str:
+    return lang if lang in LANGS else "zh"
 
 
 class UnmailableAddress(ValueError):
@@ -216,8 +214,12 @@ class Outbox:
         lang: str | None,
         context: dict[str, Any],
         to_name: str | None = None,
+        attachments: Sequence[OutgoingAttachment] = (),
+        automatic: bool = True,
     ) -> OutboxEntry:
-        """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
+        """Compose a mail about `ticket` and queue it, inside the caller's transaction.
+        `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
+        reply is not."""
         rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
@@ -236,17 +238,33 @@ class Outbox:
             references = theirs[:1] + [mid for mid, _ in thread if mid not in theirs[:1]]
             mime["References"] = " ".join(f"<{r}>" for r in references[-10:])
         # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
-        mime["Auto-Submitted"] = "auto-replied"
+        if automatic:
+            mime["Auto-Submitted"] = "auto-replied"
         mime["X-Auto-Response-Suppress"] = "All"
         mime["X-Rightsdesk-Kind"] = kind
         mime.set_content(rendered.text, charset="utf-8")
         mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            # The policy writes a non-ASCII name as RFC 2231 (filename*=utf-8''...).
+            mime.add_attachment(
+                attachment.content,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=_one_line(attachment.filename, 255),
+            )
         return await self._queue(
             session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
         )
 
     def _render(
-        self, kind: str, lang: str | None, ticket: Ticket, context: dict[str, Any]
+        self,
+        kind: str,
+        lang: str | None,
+        ticket: Ticket,
+        context: dict[str, Any],
+        *,
+        signed: bool = True,
     ) -> Rendered:
         return self.templates.render(
             kind,
@@ -259,6 +277,7 @@ class Outbox:
                 "channel": ticket.channel,
                 **context,
             },
+            signed=signed,
         )
 
     async def tell_requester(
@@ -274,7 +293,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
-            rendered = self._render(kind, lang, ticket, context)
+            rendered = self._render(kind, lang, ticket, context, signed=False)
             return await self.enqueue_chat(
                 session,
                 chat_id=ticket.contact_value,
@@ -327,6 +346,46 @@ class Outbox:
             raw_size=len(raw),
             parse_status="parsed",
             details={"kind": kind},
+            received_at=now,
+            processed_at=now,
+        )
+        return await self._queue_row(
+            session, row, kind=kind, to=chat_id, ticket_id=ticket_id, channel=Channel.TELEGRAM
+        )
+
+    async def enqueue_chat_document(
+        self,
+        session: AsyncSession,
+        *,
+        chat_id: str,
+        attachment: OutgoingAttachment,
+        kind: str,
+        ticket_id: int | None = None,
+    ) -> OutboxEntry:
+        """Queue a file for the chat (sendDocument): the stored call carries the bytes, so
+        the sender needs nothing but the entry, as for any other call."""
+        call = {
+            "method": "sendDocument",
+            "params": {
+                "chat_id": chat_id,
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "document_base64": base64.b64encode(attachment.content).decode("ascii"),
+            },
+        }
+        raw = json.dumps(call, ensure_ascii=False).encode()
+        now = self.clock.now()
+        row = Message(
+            ticket_id=ticket_id,
+            direction="out",
+            channel=Channel.TELEGRAM,
+            sender="bot",
+            envelope_to=[chat_id],
+            text=attachment.filename,
+            raw=raw,
+            raw_size=len(raw),
+            parse_status="parsed",
+            details={"kind": kind, "document": attachment.filename},
             received_at=now,
             processed_at=now,
         )

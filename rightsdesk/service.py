@@ -21,6 +21,7 @@ from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
+from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
@@ -78,6 +79,7 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    answers: Answers
 
     @classmethod
     def build(
@@ -136,6 +138,7 @@ class Desk:
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            answers=Answers(settings, db, clock, tickets, outbox),
         )
 
     async def close(self) -> None:

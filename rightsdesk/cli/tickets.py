@@ -125,16 +125,29 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "assignee",
         "needs_review",
         "extension_reason",
+        "language",
         "denial_reason",
-        "resolution_note",
+        "resolution_reply",
     ):
         if data[key] not in (None, False, ""):
             out.print(f"  {key}: {data[key]}", highlight=False)
     if data["classification"]:
         out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
     for message in data["messages"]:
-        out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
+        if message["internal"]:
+            title = f"[bold yellow]INTERNAL NOTE[/] by {message['sender']} {message['received_at']}"
+            title += " (never sent)"
+        else:
+            title = f"{message['direction']} {message['channel']} {message['received_at']}"
+        out.rule(title)
         out.print(message["text"] or "(no text)", highlight=False, markup=False)
+        for attachment in message["attachments"]:
+            out.print(
+                f"  attachment #{attachment['id']}: {attachment['filename'] or '(no name)'} "
+                f"({attachment['content_type']}, {attachment['size']:,} bytes)",
+                highlight=False,
+                markup=False,
+            )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
     for event in data["events"]:
         change = json.dumps(event["after"], ensure_ascii=False)
@@ -234,24 +247,63 @@ def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     _change(lambda d: d.tickets.start(ticket_id, state.actor), as_json, "started")
 
 
+INTERNAL_NOTE = "Internal note for the team: kept on the ticket, never sent to the requester."
+
+
 @tickets_app.command("resolve")
 def tickets_resolve(
     ticket_id: TicketId,
-    note: Annotated[str, typer.Option(help="What was done.")],
+    reply: Annotated[
+        str | None,
+        typer.Option(
+            help="What the REQUESTER reads, inside the resolved notice (e.g. 'the copy of your "
+            "data was sent on 3 March'). Required."
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resolve a ticket: the request was carried out."""
-    _change(lambda d: d.tickets.resolve(ticket_id, state.actor, note), as_json, "resolved")
+    """Resolve a ticket: the request was carried out.
+
+    --reply goes to the requester; --note stays with the team."""
+    if reply is None or not reply.strip():
+        if note is not None:
+            # Before the split, --note was what the requester read: refuse rather than send
+            # nothing (or send what was meant for the team).
+            fail(
+                "--note is internal now and never sent; say what the requester reads with "
+                "--reply TEXT (and keep --note for the team)",
+                2,
+            )
+        fail("--reply TEXT is required: what the requester reads in the resolved notice", 2)
+    _change(
+        lambda d: d.answers.resolve(ticket_id, actor=state.actor, reply=reply, note=note),
+        as_json,
+        "resolved",
+    )
 
 
 @tickets_app.command("deny")
 def tickets_deny(
     ticket_id: TicketId,
-    reason: Annotated[str, typer.Option(help="Why (PIPL Art. 50: a refusal must say why).")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why, as the REQUESTER reads it inside the denial (PIPL Art. 50: a refusal "
+            "must say why)."
+        ),
+    ],
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deny a request, with the reason the requester will be told."""
-    _change(lambda d: d.tickets.deny(ticket_id, state.actor, reason), as_json, "denied")
+    """Deny a request.
+
+    --reason goes to the requester; --note stays with the team."""
+    _change(
+        lambda d: d.answers.deny(ticket_id, actor=state.actor, reason=reason, note=note),
+        as_json,
+        "denied",
+    )
 
 
 @tickets_app.command("extend")
