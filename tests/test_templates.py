@@ -184,11 +184,11 @@ def test_html_escapes_what_people_wrote() -> None:
 
 def test_a_dpo_folder_overrides_one_template(tmp_path: Path) -> None:
     (tmp_path / "resolved.en.j2").write_text(
-        "{% block subject %}Done{% endblock %}{% block body %}All done: {{ note }}{% endblock %}",
+        "{% block subject %}Done{% endblock %}{% block body %}All done: {{ reply }}{% endblock %}",
         encoding="utf-8",
     )
     templates = Templates(tmp_path, "Co")
-    custom = templates.render("resolved", "en", {"ticket_id": "PRIV-2026-000001", "note": "ok"})
+    custom = templates.render("resolved", "en", {"ticket_id": "PRIV-2026-000001", "reply": "ok"})
     assert custom.subject == "[PRIV-2026-000001] Done"
     assert custom.text == "All done: ok\n\nKind regards,\nThe privacy team, Co\n"
     (tmp_path / "_signoff.en.j2").write_text("{% block body %}— Co{% endblock %}", "utf-8")
