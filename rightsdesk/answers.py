@@ -323,14 +323,7 @@ class Answers:
 
 
 def _stored(message_id: int, file: OutgoingAttachment) -> StoredAttachment:
-    return StoredAttachment(
-        message_id=message_id,
-        filename=file.filename[:500],
-        content_type=file.content_type,
-        size=len(file.content),
-        sha256=hashlib.sha256(file.content).hexdigest(),
-        content=file.content,
-    )
+    return StoredAttachment.of(message_id, file.filename, file.content_type, file.content)
 
 
 def _required(text: str | None, what: str) -> str:

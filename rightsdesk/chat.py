@@ -21,7 +21,6 @@ commit. The conversation lives in `chatconversation`, so a restart resumes where
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -356,13 +355,8 @@ class ChatDesk:
                 return
             ticket = await session.get_one(Ticket, ticket_id)
             session.add(
-                StoredAttachment(
-                    message_id=turn.row.id or 0,
-                    filename=(document.filename or "")[:500] or None,
-                    content_type=document.content_type,
-                    size=len(content),
-                    sha256=hashlib.sha256(content).hexdigest(),
-                    content=content,
+                StoredAttachment.of(
+                    turn.row.id or 0, document.filename, document.content_type, content
                 )
             )
             await self.tickets.attach_message(

@@ -1,6 +1,7 @@
 """The desk's tables. Schema changes go through an Alembic migration in rightsdesk/migrations."""
 
 import datetime as dt
+import hashlib
 from enum import StrEnum
 from typing import Any
 
@@ -234,6 +235,20 @@ class StoredAttachment(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+    @classmethod
+    def of(
+        cls, message_id: int, filename: str | None, content_type: str, content: bytes
+    ) -> "StoredAttachment":
+        """A file kept whole on a message: one received in the chat, one sent with a reply."""
+        return cls(
+            message_id=message_id,
+            filename=(filename or "")[:500] or None,
+            content_type=content_type,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content=content,
+        )
 
 
 class MailboxState(SQLModel, table=True):
