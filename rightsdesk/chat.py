@@ -692,10 +692,11 @@ class ChatDesk:
         return self.outbox.templates.name("type", type_, turn.lang)
 
     async def _greet(self, turn: _Turn) -> None:
-        """Chinese, then English: the user may not have chosen a language yet."""
+        """Chinese (in the chat's script), then English: the user may not have chosen yet."""
         url = self.chat.privacy_policy_url
+        chinese = turn.lang if turn.lang != "en" else "zh"
         parts = [
-            self.outbox.templates.say("greeting", lang, policy_url=url) for lang in ("zh", "en")
+            self.outbox.templates.say("greeting", lang, policy_url=url) for lang in (chinese, "en")
         ]
         await self._send(turn, "\n\n".join(parts), kind="chat_greeting")
 

@@ -373,15 +373,24 @@ def test_the_cli_answers_notes_and_refuses_the_old_resolve(
     )
     assert sent["lang"] == "en"
     assert sent["attachments"][0]["filename"] == CSV_NAME
+    letter = tmp_path / "answer.txt"
+    letter.write_text("第二封回复。\nA second reply.", encoding="utf-8")
+    again = run(
+        cli_config, "tickets", "reply", tid, "--file", str(letter), "--lang", "zh", "--json"
+    )
+    assert again["lang"] == "zh"
+    both = run(cli_config, "tickets", "reply", tid, "--text", "x", "--file", str(letter), code=2)
+    assert "not both" in both.stderr
     run(cli_config, "tickets", "note", tid, "--text", "checked by phone")
     shown = run(cli_config, "tickets", "show", tid, "--json")
-    assert [m["internal"] for m in shown["messages"]] == [False, True]
+    assert [m["internal"] for m in shown["messages"]] == [False, False, True]
+    assert "第二封回复。" in shown["messages"][1]["text"]
     assert shown["messages"][0]["attachments"][0]["size"] == len(CSV_BYTES)
     table = run(cli_config, "tickets", "show", tid).stdout
     assert "INTERNAL NOTE" in table
     assert CSV_NAME in table
     kinds = [e["kind"] for e in run(cli_config, "outbox", "list", "--json")]
-    assert kinds == ["reply"]  # the note queued nothing
+    assert kinds == ["reply", "reply"]  # the note queued nothing
 
     run(cli_config, "tickets", "verify", tid, "--note", "by phone")
     run(cli_config, "tickets", "start", tid)
@@ -486,3 +495,15 @@ async def test_an_english_ticket_stays_english_after_a_chinese_one(world: World)
     [reply] = received(world, "reply")
     assert text_of(reply).startswith("Hello,")
     assert "Kind regards," in text_of(reply)
+
+
+async def test_the_chat_answers_in_the_language_the_user_chooses(chat: Chat) -> None:  # noqa: F811
+    chat.api.text(CHAT_USER, "/start", language="zh-hant")  # a client set to traditional Chinese
+    [greeting] = await chat.replies(CHAT_USER, 1)
+    assert greeting["text"].startswith("您好！我是")
+    assert "個人資料保護助手" in greeting["text"]
+    assert "Hello!" in greeting["text"]
+    assert await chat.say(CHAT_USER, "/lang zh-Hant", 2) == "好的，之後我會用繁體中文回覆。"
+    assert "/lang zh-Hant" in await chat.say(CHAT_USER, "/lang klingon", 3)
+    assert await chat.say(CHAT_USER, "/lang en", 4) == "OK, I will answer in English."
+    assert (await chat.conversation(CHAT_USER)).language == "en"
