@@ -467,6 +467,10 @@ async def test_a_traditional_chinese_chat_request_gets_traditional_chat_wording(
     assert "已為您建立請求" in opened
     [ticket] = await chat.tickets()
     assert ticket.language == "zh-Hant"
+    # What the requester chooses later moves the chat's open ticket too.
+    assert await chat.say(CHAT_USER, "/lang en", 3) == "OK, I will answer in English."
+    [ticket] = await chat.tickets()
+    assert ticket.language == "en"
 
 
 async def test_an_english_ticket_stays_english_after_a_chinese_one(world: World) -> None:
