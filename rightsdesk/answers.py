@@ -38,7 +38,8 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.notices import mailable
-from rightsdesk.outbound import Outbox, OutgoingAttachment
+from rightsdesk.outbound import Outbox
+from rightsdesk.templating import OutgoingAttachment
 from rightsdesk.tickets import TicketError, TicketService
 
 REPLY_KIND = "reply"

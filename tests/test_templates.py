@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rightsdesk.languages import LANGS
-from rightsdesk.outbound import BUILTIN_TEMPLATES, Templates
+from rightsdesk.templating import BUILTIN_TEMPLATES, Templates
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "templates"
 COMPANY = "海口市印湉贸易有限公司"

@@ -24,8 +24,8 @@ from rightsdesk.cli.common import (
 )
 from rightsdesk.cli.tickets import tickets_app
 from rightsdesk.languages import LANGS
-from rightsdesk.outbound import Templates
 from rightsdesk.service import Desk
+from rightsdesk.templating import Templates
 
 
 @tickets_app.command("reply")
