@@ -43,6 +43,7 @@ from rightsdesk.templating import OutgoingAttachment
 from rightsdesk.tickets import TicketError, TicketService
 
 REPLY_KIND = "reply"
+CHAT_LIMIT = 4096  # characters in one Telegram message
 
 
 @dataclass(frozen=True)
@@ -237,14 +238,16 @@ class Answers:
             {"ticket_id": ticket.public_id, "channel": ticket.channel, **context},
             signed=False,
         )
-        said = await self.outbox.enqueue_chat(
-            session,
-            chat_id=ticket.contact_value,
-            text=rendered.text.strip(),
-            kind=REPLY_KIND,
-            ticket_id=ticket.id,
-        )
-        rows = [said.message_id]
+        rows = []
+        for part in _chat_parts(rendered.text.strip()):  # a chat message holds 4,096 characters
+            said = await self.outbox.enqueue_chat(
+                session,
+                chat_id=ticket.contact_value,
+                text=part,
+                kind=REPLY_KIND,
+                ticket_id=ticket.id,
+            )
+            rows.append(said.message_id)
         for file in files:  # after the text, in order: the sender sends by entry id
             sent = await self.outbox.enqueue_chat_document(
                 session,
@@ -321,6 +324,17 @@ class Answers:
             if note and note.strip():
                 await self.note_in(session, ticket, actor=actor, text=note)
             return ticket
+
+
+def _chat_parts(text: str, limit: int = CHAT_LIMIT) -> list[str]:
+    """A long reply as several chat messages, cut at a paragraph or line where one is near."""
+    parts = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit))
+        cut = cut if cut > limit // 2 else limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return [*parts, text]
 
 
 def _stored(message_id: int, file: OutgoingAttachment) -> StoredAttachment:

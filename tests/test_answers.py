@@ -511,3 +511,17 @@ async def test_the_chat_answers_in_the_language_the_user_chooses(chat: Chat) -> 
     assert "/lang zh-Hant" in await chat.say(CHAT_USER, "/lang klingon", 3)
     assert await chat.say(CHAT_USER, "/lang en", 4) == "OK, I will answer in English."
     assert (await chat.conversation(CHAT_USER)).language == "en"
+
+
+async def test_a_long_chat_reply_is_sent_whole_in_several_messages(
+    desk: Desk, bot_api: FakeBotApi
+) -> None:
+    public_id = await chat_ticket(desk)
+    paragraphs = [f"第{n}段：" + "数据" * 300 for n in range(12)]  # about 7,300 characters
+    await desk.answers.reply(public_id, actor="cli:dpo", text="\n\n".join(paragraphs))
+    await send_chat(desk, bot_api)
+    sent = [m["text"] for m in bot_api.sent(CHAT_USER)]
+    assert len(sent) == 2
+    assert all(len(text) <= 4096 for text in sent)
+    joined = "\n\n".join(sent)
+    assert all(p in joined for p in paragraphs)  # nothing cut off, no paragraph split

@@ -22,6 +22,7 @@ from rightsdesk.cli.common import (
     state,
     with_desk,
 )
+from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketFilter
@@ -166,13 +167,17 @@ def tickets_open(
     received: Annotated[
         str | None, typer.Option(help="When it was received (ISO 8601; default: now).")
     ] = None,
-    lang: Annotated[str | None, typer.Option(help="zh or en.")] = None,
+    lang: Annotated[
+        str | None, typer.Option(help="The language to answer in: zh, zh-Hant or en.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open a ticket for a request that came by phone, letter or in person."""
     if (email is None) == (phone is None):
         fail("give exactly one of --email or --phone", 2)
     contact = Contact.email(email) if email is not None else Contact.phone(phone or "")
+    if lang is not None and lang not in LANGS:
+        fail(f"--lang: one of {', '.join(LANGS)}", 2)
 
     async def work(desk: Desk) -> dict[str, Any]:
         received_at = parse_instant(received, "--received") or desk.clock.now()
