@@ -14,7 +14,7 @@ import zhconv
 
 LANGS: Final = ("zh", "zh-Hant", "en")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_SAMPLE = 2000  # Han characters: enough to tell the script, cheap to convert
+_SAMPLE = 400  # Han characters: enough to tell the script, cheap to convert (~1 ms)
 
 
 def normalise(code: str | None) -> str | None:
