@@ -36,7 +36,7 @@ def is_traditional(text: str) -> bool:
     Characters common to both scripts (的, 我, 请求's 求) count for neither; a tie (no Han
     characters, or as many of each) is simplified, the mainland default.
     """
-    han = "".join(_HAN.findall(text))[:_SAMPLE]
+    han = "".join(_HAN.findall(text[: _SAMPLE * 8]))[:_SAMPLE]  # a long letter: its start
     if not han:
         return False
     as_simplified = zhconv.convert(han, "zh-hans")
