@@ -24,6 +24,7 @@ from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
+from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
@@ -85,6 +86,7 @@ class Desk:
     chat: ChatDesk
     withdrawals: Withdrawals
     supervisor: Supervisor
+    answers: Answers
 
     @classmethod
     def build(
@@ -156,6 +158,7 @@ class Desk:
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
             withdrawals=withdrawals,
             supervisor=supervisor,
+            answers=Answers(settings, db, clock, tickets, outbox),
         )
 
     async def close(self) -> None:

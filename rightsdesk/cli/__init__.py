@@ -6,6 +6,7 @@ One module per command group; each registers its commands on the root `app` of `
 from __future__ import annotations
 
 from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, status, tickets
+from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")
