@@ -99,6 +99,7 @@ def mail_delivery(
         message_id=message_id,
         envelope_from=envelope_from,
         envelope_to=envelope_to,
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 

@@ -53,7 +53,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.outbound import TYPE_NAMES, Outbox, type_names
-from rightsdesk.pipeline import Classifier
+from rightsdesk.pipeline import ClassifiesOffLoop
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
 from rightsdesk.verification import Verifier, find_code
 
@@ -311,7 +311,7 @@ class ChatDesk:
         tickets: TicketService,
         verifier: Verifier,
         outbox: Outbox,
-        classifier: Classifier,
+        classifier: ClassifiesOffLoop,
         alerts: DpoAlerts,
     ) -> None:
         self.settings = settings
@@ -560,7 +560,7 @@ class ChatDesk:
     # ---- the steps -------------------------------------------------------------------------
 
     async def _understand(self, turn: _Turn, text: str) -> None:
-        found = self.classifier.classify("", text)
+        found = await self.classifier.classify("", text)
         pending: dict[str, Any] = {
             "message": turn.row.id,
             "types": [t.value for t in found.types],

@@ -3,6 +3,7 @@ IntakeWorker then routes each stored message through small stages, top to bottom
 
     Inbox.accept        store the raw bytes durably (deduplicated), then the door acknowledges
     (parse)             bytes -> InboundMessage, by the channel's parser, outside the lock
+    (classify)          what a new request asks for, outside the lock (OpenTicket uses it)
     RecordParsed        what parsing found goes on the message row; attachments kept
     IgnoreOwnMail       our own outbound mail coming back is never a request
     FindThread          signed In-Reply-To/References, else [PRIV-…] tag from the requester
@@ -53,6 +54,7 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.notices import DpoAlerts
+from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox, can_mail, understood
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
@@ -82,6 +84,13 @@ class Classifier(Protocol):
     def classify(self, subject: str, text: str) -> Classification: ...
 
 
+class ClassifiesOffLoop(Protocol):
+    """How the pipeline and the chat call the classifier: awaited, off the event loop, on a
+    bounded input (`rightsdesk.classifying.OffLoopClassifier`)."""
+
+    async def classify(self, subject: str, text: str) -> Classification: ...
+
+
 class TriageEverything:
     """The classifier to use when no model is installed: every request is an `inquiry` in the
     DPO's triage queue, so a person reads it before anything is answered automatically."""
@@ -103,6 +112,7 @@ class Delivery:
     message_id: str | None = None
     envelope_from: str | None = None
     envelope_to: Sequence[str] = ()
+    raw_sha256: str = ""  # given by a door that hashed the bytes off the loop, else computed
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,7 @@ class Inbox:
                 "envelope_to": list(d.envelope_to),
                 "raw": d.raw,
                 "raw_size": len(d.raw),
-                "raw_sha256": hashlib.sha256(d.raw).hexdigest(),
+                "raw_sha256": d.raw_sha256 or hashlib.sha256(d.raw).hexdigest(),
                 "parse_status": "stored",
                 "sender_authenticated": False,
                 "details": {},
@@ -307,6 +317,7 @@ class Routing:
     triage: bool = False  # the classifier was unsure: a person reads it first
     step: Step = "none"  # how the requester of a new ticket proves who they are
     outcome: str = ""
+    classification: Classification | None = None  # found before the transaction, if asked
 
 
 class Stage(Protocol):
@@ -514,7 +525,10 @@ class HandleReply:
 
 class OpenTicket:
     def __init__(
-        self, tickets: TicketService, classifier: Classifier, alerts: DpoAlerts | None = None
+        self,
+        tickets: TicketService,
+        classifier: ClassifiesOffLoop,
+        alerts: DpoAlerts | None = None,
     ) -> None:
         self.tickets = tickets
         self.classifier = classifier
@@ -524,7 +538,9 @@ class OpenTicket:
         inbound = routing.inbound
         if not inbound.sender:
             raise ValueError("no sender address to answer")
-        found = self.classifier.classify(inbound.subject, inbound.text)
+        found = routing.classification or await self.classifier.classify(
+            inbound.subject, inbound.text
+        )
         ticket = await self.tickets.open_in(
             routing.session,
             NewTicket(
@@ -615,12 +631,20 @@ class Acknowledge:
 
 class IntakePipeline:
     def __init__(
-        self, db: Database, clock: Clock, parsers: dict[str, Parser], stages: Sequence[Stage]
+        self,
+        db: Database,
+        clock: Clock,
+        parsers: dict[str, Parser],
+        stages: Sequence[Stage],
+        cpu: CpuPool,
+        classifier: ClassifiesOffLoop | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.parsers = parsers
         self.stages = list(stages)
+        self.cpu = cpu  # parsing runs here, off the event loop
+        self.classifier = classifier  # classifies candidates for a new ticket before the lock
 
     @classmethod
     def standard(
@@ -630,9 +654,10 @@ class IntakePipeline:
         tickets: TicketService,
         signer: MessageIdSigner,
         parsers: dict[str, Parser],
-        classifier: Classifier,
+        classifier: ClassifiesOffLoop,
         verifier: Verifier,
         outbox: Outbox,
+        cpu: CpuPool,
         acknowledgements_per_hour: int = 5,
         alerts: DpoAlerts | None = None,
     ) -> IntakePipeline:
@@ -653,6 +678,8 @@ class IntakePipeline:
                 StartVerification(tickets, verifier),
                 Acknowledge(tickets, outbox),
             ],
+            cpu,
+            classifier,
         )
 
     async def process(self, message_row_id: int) -> str | None:
@@ -661,11 +688,12 @@ class IntakePipeline:
             inbound = await self._parse(message_row_id)
             if inbound is None:
                 return None
+            classification = await self._classify(inbound)
             async with self.db.transaction() as session:
                 row = await _claim(session, message_row_id)
                 if row is None:
                     return None  # done already, or another replica holds it
-                routing = Routing(session, row, inbound)
+                routing = Routing(session, row, inbound, classification=classification)
                 for stage in self.stages:
                     if not await stage(routing):
                         break
@@ -697,7 +725,15 @@ class IntakePipeline:
         parser = self.parsers.get(channel)
         if parser is None or raw is None:
             raise ValueError(f"no parser for channel {channel!r}")
-        return parser(raw)
+        return await self.cpu.run(parser, raw)
+
+    async def _classify(self, inbound: InboundMessage) -> Classification | None:
+        """Classify, outside the write transaction, what may open a ticket: mail with a
+        sender that is not automatic. (A reply is classified for nothing; that costs less
+        than holding the SQLite write lock, and every door's 250 behind it, meanwhile.)"""
+        if self.classifier is None or not inbound.sender or inbound.auto_generated:
+            return None
+        return await self.classifier.classify(inbound.subject, inbound.text)
 
     async def _mark_failed(self, message_row_id: int, exc: Exception) -> None:
         async with self.db.transaction() as session:

@@ -22,6 +22,7 @@ from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
 from rightsdesk.chat import ChatDesk
+from rightsdesk.classifying import OffLoopClassifier
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
@@ -29,6 +30,7 @@ from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
+from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
@@ -78,6 +80,7 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    cpu: CpuPool  # parsing and classifying, off the event loop
 
     @classmethod
     def build(
@@ -109,15 +112,18 @@ class Desk:
         inbox = Inbox(db, clock)
         alerts = DpoAlerts(settings, outbox)
         classifier = classifier or default_classifier(settings)
+        cpu = CpuPool()
+        off_loop = OffLoopClassifier(classifier, settings.classifier, cpu)
         pipeline = IntakePipeline.standard(
             db,
             clock,
             tickets,
             signer,
             parsers={Channel.EMAIL.value: parse_mail},
-            classifier=classifier,
+            classifier=off_loop,
             verifier=verifier,
             outbox=outbox,
+            cpu=cpu,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
         )
@@ -135,11 +141,13 @@ class Desk:
             verifier=verifier,
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
-            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
+            cpu=cpu,
         )
 
     async def close(self) -> None:
         await self.inbox.close()
+        self.cpu.close()
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()
@@ -217,17 +225,16 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))
-        # The worker first routes whatever a crash left stored but unprocessed.
-        worker = IntakeWorker(desk.pipeline, desk.inbox)
-        tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
-        tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
-        timer = Scheduler(desk) if settings.scheduler.enabled else None
-        if timer is not None:
-            timer.start()
         doors = []
+        # The port first: when it is taken, start-up ends with one line, before any task or
+        # scheduler tick has begun (one cancelled mid-query printed a traceback).
         if settings.smtp.enabled:
             receiver = SmtpReceiver(
-                settings.smtp, settings.mail, desk.inbox, settings.desk.privacy_addresses
+                settings.smtp,
+                settings.mail,
+                desk.inbox,
+                settings.desk.privacy_addresses,
+                cpu=desk.cpu,
             )
             try:
                 await receiver.start()
@@ -236,6 +243,13 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
             doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
+        # The worker first routes whatever a crash left stored but unprocessed.
+        worker = IntakeWorker(desk.pipeline, desk.inbox)
+        tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
+        tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
+        timer = Scheduler(desk) if settings.scheduler.enabled else None
+        if timer is not None:
+            timer.start()
         if settings.imap.enabled:
             watcher = ImapWatcher(
                 settings.imap,
