@@ -198,6 +198,11 @@ def _mostly_utf8(payload: bytes) -> str | None:
     )
 
 
+# Header values are read up to this many characters: the email package's decode_header is
+# quadratic in the number of encoded words (a 600 KB subject of them took 10 s).
+MAX_HEADER_CHARS = 32 * 1024
+
+
 def decode_header_value(value: str | Header | None, hint: str | None = None) -> str:
     """A header as one line of text: RFC 2047 encoded words and raw 8-bit bytes in any charset.
 
@@ -205,6 +210,8 @@ def decode_header_value(value: str | Header | None, hint: str | None = None) -> 
     """
     if not value:
         return ""
+    if isinstance(value, str) and len(value) > MAX_HEADER_CHARS:
+        value = value[:MAX_HEADER_CHARS]
     try:
         chunks = decode_header(value)
     except Exception:  # malformed encoded words: take the header as it stands

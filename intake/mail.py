@@ -154,7 +154,7 @@ def clean_text(text: str) -> str:
 def _header(part: MimePart, name: str, hint: str | None = None) -> str:
     """A header as text, whatever compat32 hands back (str, or Header for 8-bit bytes)."""
     value = part.get(name)
-    return "" if value is None else decode_header_value(value, hint)
+    return "" if value is None else clean_text(decode_header_value(value, hint))
 
 
 def _charset(part: MimePart) -> str | None:
@@ -319,7 +319,7 @@ def _collect(
     attachments.append(
         Attachment(
             filename=clean_text(filename) if filename else None,
-            content_type=ctype,
+            content_type=clean_text(ctype),
             size=len(payload),
             sha256=hashlib.sha256(payload).hexdigest(),
             content=payload if len(payload) <= cap else None,
