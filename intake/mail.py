@@ -175,7 +175,9 @@ def _declared_charset(mime: MimePart) -> str | None:
 
 
 def _ids(value: str | None) -> list[str]:
-    return [found for found in _MSGID.findall(value or "") if found.isprintable()]
+    return [
+        found for found in _MSGID.findall(value or "") if found.isascii() and found.isprintable()
+    ]
 
 
 def _raw_header(part: MimePart, name: str) -> str:
