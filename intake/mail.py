@@ -87,6 +87,10 @@ def mail_dedupe_key(raw: bytes, message_id: str | None = None) -> str:
     return f"email:{message_id}#{content_digest(raw)}"
 
 
+# Mail larger than this has its identity (Message-ID, digests) computed off the event loop.
+OFFLOAD_OVER_BYTES = 256 * 1024
+
+
 def mail_delivery(
     raw: bytes, envelope_from: str | None = None, envelope_to: Sequence[str] = ()
 ) -> Delivery:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from intake.mail import clean_text, mail_delivery
+from intake.mail import OFFLOAD_OVER_BYTES, clean_text, mail_delivery
 from rightsdesk.config import MailSettings, SmtpSettings
 from rightsdesk.offload import CpuPool
 from rightsdesk.pipeline import Delivery, Inbox
@@ -33,8 +33,6 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 {host} Too many connections, try again later"
 SESSION_TOO_LONG = "421 4.4.2 {host} Session too long, closing"
 TIMED_OUT = "421 4.4.2 {host} Timeout, closing"
 TOO_BIG = "552 5.3.4 Message too big"
-# Mail larger than this has its identity (Message-ID, digests) computed off the event loop.
-OFFLOAD_OVER_BYTES = 256 * 1024
 
 
 class PrivacyMailHandler:
