@@ -53,5 +53,8 @@ class OffLoopClassifier:
         self.cpu = cpu
 
     async def classify(self, subject: str, text: str) -> Classification:
-        subject, text = bounded_input(subject, text, self.limits)
-        return await self.cpu.run(self.classifier.classify, subject, text)
+        return await self.cpu.run(self.classify_here, subject, text)
+
+    def classify_here(self, subject: str, text: str) -> Classification:
+        """In the calling thread, which must not be the event loop's."""
+        return self.classifier.classify(*bounded_input(subject, text, self.limits))

@@ -90,6 +90,10 @@ class ClassifiesOffLoop(Protocol):
 
     async def classify(self, subject: str, text: str) -> Classification: ...
 
+    def classify_here(self, subject: str, text: str) -> Classification:
+        """The same, in the calling thread: for a caller already off the loop."""
+        ...
+
 
 class TriageEverything:
     """The classifier to use when no model is installed: every request is an `inquiry` in the
@@ -685,10 +689,10 @@ class IntakePipeline:
     async def process(self, message_row_id: int) -> str | None:
         """Route one stored message. Returns the outcome, or None if there was nothing to do."""
         try:
-            inbound = await self._parse(message_row_id)
-            if inbound is None:
+            parsed = await self._parse(message_row_id)
+            if parsed is None:
                 return None
-            classification = await self._classify(inbound)
+            inbound, classification = parsed
             async with self.db.transaction() as session:
                 row = await _claim(session, message_row_id)
                 if row is None:
@@ -710,8 +714,11 @@ class IntakePipeline:
         log.info("message %d: %s", message_row_id, outcome or "stored")
         return outcome
 
-    async def _parse(self, message_row_id: int) -> InboundMessage | None:
-        """Parse outside the write transaction: it is pure CPU and needs no lock."""
+    async def _parse(
+        self, message_row_id: int
+    ) -> tuple[InboundMessage, Classification | None] | None:
+        """Parse, and classify what may open a ticket, outside the write transaction and off
+        the loop: pure CPU that needs no lock (one trip to the CPU pool for both)."""
         async with self.db.reading() as session:
             found = await session.exec(
                 select(Message.channel, Message.raw)
@@ -725,15 +732,18 @@ class IntakePipeline:
         parser = self.parsers.get(channel)
         if parser is None or raw is None:
             raise ValueError(f"no parser for channel {channel!r}")
-        return await self.cpu.run(parser, raw)
+        return await self.cpu.run(self._parse_and_classify, parser, raw)
 
-    async def _classify(self, inbound: InboundMessage) -> Classification | None:
-        """Classify, outside the write transaction, what may open a ticket: mail with a
-        sender that is not automatic. (A reply is classified for nothing; that costs less
-        than holding the SQLite write lock, and every door's 250 behind it, meanwhile.)"""
+    def _parse_and_classify(
+        self, parser: Parser, raw: bytes
+    ) -> tuple[InboundMessage, Classification | None]:
+        """In a pool thread. Classifies mail with a sender that is not automatic: a reply is
+        classified for nothing, which costs less than classifying inside the transaction
+        (holding the SQLite write lock, and every door's 250 behind it, meanwhile)."""
+        inbound = parser(raw)
         if self.classifier is None or not inbound.sender or inbound.auto_generated:
-            return None
-        return await self.classifier.classify(inbound.subject, inbound.text)
+            return inbound, None
+        return inbound, self.classifier.classify_here(inbound.subject, inbound.text)
 
     async def _mark_failed(self, message_row_id: int, exc: Exception) -> None:
         async with self.db.transaction() as session:
