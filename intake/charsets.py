@@ -13,11 +13,16 @@ Rules, in order (each is a case that broke somebody's parser):
 6. Mostly UTF-8 with a few stray latin-1 bytes (mail pieced together by a client): UTF-8 with
    the strays read as windows-1252.
 7. Last resort: UTF-8 with U+FFFD replacements. Never an exception, never dropped text.
+8. Control characters and spaces inside a label are dropped (a NUL in "gb\0" + "2312" made
+   codecs.lookup raise ValueError). A label that names no mail charset counts as no label:
+   `undefined` (a codec that raises UnicodeError on any input) and Python's own non-mail
+   codecs (base64, unicode-escape, idna, ...).
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 from email.header import Header, decode_header
 
 from charset_normalizer import from_bytes
@@ -53,6 +58,14 @@ _ALIASES = {
     "x-user-defined": "",
 }
 
+# Python codecs that are no mail charset: `undefined` raises on any input, the escape codecs
+# turn backslashes into code points (lone surrogates among them), idna/punycode raise on long
+# input. (Bytes-to-bytes codecs such as base64 are refused by `_is_text_encoding`.)
+_NOT_MAIL_CHARSETS = frozenset(
+    {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"}
+)
+_LABEL_NOISE = re.compile(r"[\x00-\x20\x7f]")
+
 # Encodings in which every byte sequence is valid: a successful decode proves nothing.
 _SINGLE_BYTE_PREFIXES = ("latin", "iso8859", "cp125", "cp437", "cp850", "mac", "koi8", "ascii")
 _CHINESE = ("gb18030", "big5hkscs")
@@ -64,14 +77,17 @@ def normalise_charset(label: str | None) -> str | None:
     """A Python codec name for a MIME charset label, or None if unknown/absent."""
     if not label:
         return None
-    cleaned = label.strip().strip("\"'").lower()
+    cleaned = _LABEL_NOISE.sub("", label).strip("\"'").lower()
     cleaned = _ALIASES.get(cleaned, cleaned)
-    if not cleaned:
+    if not cleaned or len(cleaned) > 64:
         return None
     try:
-        return codecs.lookup(cleaned).name
-    except LookupError:
+        info = codecs.lookup(cleaned)
+    except (LookupError, ValueError):  # ValueError: "embedded null character"
         return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_MAIL_CHARSETS:
+        return None
+    return info.name
 
 
 def _is_single_byte(codec: str) -> bool:
@@ -81,7 +97,7 @@ def _is_single_byte(codec: str) -> bool:
 def _try(payload: bytes, codec: str) -> str | None:
     try:
         return payload.decode(codec)
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError, ValueError):
         return None
 
 
@@ -182,6 +198,11 @@ def _mostly_utf8(payload: bytes) -> str | None:
     )
 
 
+# Header values are read up to this many characters: the email package's decode_header is
+# quadratic in the number of encoded words (a 600 KB subject of them took 10 s).
+MAX_HEADER_CHARS = 32 * 1024
+
+
 def decode_header_value(value: str | Header | None, hint: str | None = None) -> str:
     """A header as one line of text: RFC 2047 encoded words and raw 8-bit bytes in any charset.
 
@@ -189,6 +210,8 @@ def decode_header_value(value: str | Header | None, hint: str | None = None) -> 
     """
     if not value:
         return ""
+    if isinstance(value, str) and len(value) > MAX_HEADER_CHARS:
+        value = value[:MAX_HEADER_CHARS]
     try:
         chunks = decode_header(value)
     except Exception:  # malformed encoded words: take the header as it stands

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from imapclient import IMAPClient
 from sqlmodel import select
 
-from intake.mail import mail_delivery
+from intake.mail import OFFLOAD_OVER_BYTES, mail_delivery
 from rightsdesk.clock import Clock
 from rightsdesk.config import ImapSettings, MailSettings
 from rightsdesk.db import Database
@@ -146,9 +146,12 @@ class ImapWatcher:
                     raw = bodies.get(uid, {}).get(b"BODY[]")
                     if raw is None:
                         continue  # expunged meanwhile
-                    accepted = await self.inbox.accept(
-                        mail_delivery(bytes(raw), envelope_to=[self.settings.username.lower()])
-                    )
+                    to = [self.settings.username.lower()]
+                    if len(raw) > OFFLOAD_OVER_BYTES:  # hashing 25 MB is not the loop's job
+                        delivery = await asyncio.to_thread(mail_delivery, bytes(raw), None, to)
+                    else:
+                        delivery = mail_delivery(bytes(raw), envelope_to=to)
+                    accepted = await self.inbox.accept(delivery)
                     new += 0 if accepted.duplicate else 1
                 await self._mark_done(uid)
                 await self._advance(folder, uidvalidity, uid)

@@ -2,6 +2,8 @@
 
 The parser never raises on bad input it can survive: problems become `defects`. Parsing uses
 the lenient compat32 policy because the strict one rejects headers that real clients send.
+The hostile cases (tests/test_hostile_smtp.py) are handled here and in intake/charsets.py: a
+Date in year 99999999999, MIME nested 1,000 deep, NUL bytes in labels, ids and text.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import email.utils
 import hashlib
 import re
 from collections.abc import Sequence
+from email import errors as mime_errors
+from email.feedparser import BytesFeedParser
 from email.message import Message as MimePart
 
 from inscriptis import get_text
@@ -46,7 +50,9 @@ def message_id_of(raw: bytes) -> str:
     if value:
         found = _MSGID.search(value)
         candidate = found.group(1) if found else value.strip("<>")
-        if candidate and len(candidate) <= 500 and candidate.isascii():
+        # Printable ASCII only: a NUL in a Message-ID once made every PostgreSQL insert fail,
+        # so the sender was told 451 for ever.
+        if candidate and len(candidate) <= 500 and candidate.isascii() and candidate.isprintable():
             return candidate
     return derived_message_id(raw)
 
@@ -81,6 +87,10 @@ def mail_dedupe_key(raw: bytes, message_id: str | None = None) -> str:
     return f"email:{message_id}#{content_digest(raw)}"
 
 
+# Mail larger than this has its identity (Message-ID, digests) computed off the event loop.
+OFFLOAD_OVER_BYTES = 256 * 1024
+
+
 def mail_delivery(
     raw: bytes, envelope_from: str | None = None, envelope_to: Sequence[str] = ()
 ) -> Delivery:
@@ -93,25 +103,85 @@ def mail_delivery(
         message_id=message_id,
         envelope_from=envelope_from,
         envelope_to=envelope_to,
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
     )
+
+
+# ---- the MIME tree, depth-capped --------------------------------------------------------------
+
+# Real mail nests a few levels (a forward of a forward); the feed parser recurses once per level
+# and raised RecursionError at about 330, on mail nested 1,000 deep.
+MAX_MIME_DEPTH = 32
+
+
+class MimeTooDeepDefect(mime_errors.MessageDefect):
+    """Parts nested deeper than MAX_MIME_DEPTH were kept as one opaque attachment."""
+
+
+class _DepthCappedParser(BytesFeedParser):
+    """compat32's feed parser, except that a multipart or message/* part deeper than
+    MAX_MIME_DEPTH is read as application/octet-stream: its content is kept (as an
+    attachment), the parser does not descend, and the outer text stays readable."""
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(lines)  # type: ignore[misc]
+        stack: list[MimePart] = self._msgstack  # type: ignore[attr-defined]
+        current: MimePart = self._cur  # type: ignore[attr-defined]
+        if len(stack) > MAX_MIME_DEPTH and current.get_content_maintype() in (
+            "multipart",
+            "message",
+        ):
+            del current["Content-Type"]
+            current["Content-Type"] = "application/octet-stream"
+            if not any(isinstance(d, MimeTooDeepDefect) for d in stack[0].defects):
+                stack[0].defects.append(MimeTooDeepDefect())
+
+
+def mime_tree(raw: bytes) -> MimePart:
+    parser = _DepthCappedParser()
+    parser.feed(raw)
+    return parser.close()
+
+
+def clean_text(text: str) -> str:
+    """Text any database stores: NUL (PostgreSQL refuses it) becomes U+FFFD, lone surrogates
+    (not UTF-8; asyncpg refuses them) become "?"."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
 
 
 def _header(part: MimePart, name: str, hint: str | None = None) -> str:
     """A header as text, whatever compat32 hands back (str, or Header for 8-bit bytes)."""
     value = part.get(name)
-    return "" if value is None else decode_header_value(value, hint)
+    return "" if value is None else clean_text(decode_header_value(value, hint))
+
+
+def _charset(part: MimePart) -> str | None:
+    """The part's declared charset, or None when the label cannot even be read (a NUL in an
+    RFC 2231 charset makes the email package raise ValueError)."""
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return None
 
 
 def _declared_charset(mime: MimePart) -> str | None:
     for part in mime.walk():
-        charset = part.get_content_charset()
+        charset = _charset(part)
         if charset and charset not in ("us-ascii", "ascii"):
             return charset
     return None
 
 
 def _ids(value: str | None) -> list[str]:
-    return _MSGID.findall(value or "")
+    return [
+        found for found in _MSGID.findall(value or "") if found.isascii() and found.isprintable()
+    ]
 
 
 def _raw_header(part: MimePart, name: str) -> str:
@@ -151,9 +221,9 @@ def parse_email(
     trusted_authserv_ids: frozenset[str] = frozenset(),
     attachment_cap: int = 10 * 1024 * 1024,
 ) -> InboundMessage:
-    mime = email.message_from_bytes(raw)
+    mime = mime_tree(raw)
     if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in mime.defects):
-        mime = email.message_from_bytes(repair_header_folding(raw))
+        mime = mime_tree(repair_header_folding(raw))
     defects = [type(d).__name__ for d in mime.defects]
     hint = _declared_charset(mime)
     sender_name, sender = _address(_raw_header(mime, "From"), hint)
@@ -163,26 +233,18 @@ def parse_email(
             date = email.utils.parsedate_to_datetime(_header(mime, "Date"))
             if date.tzinfo is None:
                 date = None
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # "1 Jan 99999999999": Overflow
         defects.append("BadDate")
     texts, attachments = _walk(mime, attachment_cap, defects)
     full_text = "\n\n".join(t for t in texts if t.strip()).strip()
+    full_text = clean_text(full_text)
     inbound = InboundMessage(
         channel=Channel.EMAIL,
         message_id=message_id_of(raw),
         sender=sender,
-        sender_name=sender_name,
-        recipients=[
-            a.lower()
-            for _, a in email.utils.getaddresses(
-                [
-                    decode_header_value(v, hint)
-                    for v in mime.get_all("To", []) + mime.get_all("Cc", [])
-                ]
-            )
-            if "@" in a
-        ],
-        subject=_header(mime, "Subject", hint),
+        sender_name=clean_text(sender_name) if sender_name else None,
+        recipients=_recipients(mime, hint),
+        subject=clean_text(_header(mime, "Subject", hint)),
         text=split_quoted(full_text)[0],
         full_text=full_text,
         references=_ids(_header(mime, "In-Reply-To")) + _ids(_header(mime, "References")),
@@ -217,7 +279,7 @@ def repair_header_folding(raw: bytes) -> bytes:
 
 def _recipients(mime: MimePart, hint: str | None) -> list[str]:
     values = [decode_header_value(v, hint) for v in mime.get_all("To", []) + mime.get_all("Cc", [])]
-    return [a.lower() for _, a in email.utils.getaddresses(values) if "@" in a]
+    return [clean_text(a.lower()) for _, a in email.utils.getaddresses(values) if "@" in a]
 
 
 def _walk(
@@ -262,8 +324,8 @@ def _collect(
     payload = _payload_bytes(part, defects)
     attachments.append(
         Attachment(
-            filename=filename,
-            content_type=ctype,
+            filename=clean_text(filename) if filename else None,
+            content_type=clean_text(ctype),
             size=len(payload),
             sha256=hashlib.sha256(payload).hexdigest(),
             content=payload if len(payload) <= cap else None,
@@ -301,7 +363,7 @@ def _payload_bytes(part: MimePart, defects: list[str]) -> bytes:
 
 def _part_text(part: MimePart, defects: list[str]) -> str:
     payload = _payload_bytes(part, defects)
-    text, used = decode_bytes(payload, part.get_content_charset())
+    text, used = decode_bytes(payload, _charset(part))
     if used == "utf-8-replace":
         defects.append("UndecodableText")
     return text.replace("\r\n", "\n")
@@ -414,7 +476,8 @@ def bounce_report(mime: MimePart) -> Bounce | None:
                 action = _header(block, "Action").strip().lower()
                 final = _header(block, "Final-Recipient") or _header(block, "Original-Recipient")
                 if action in ("failed", "") and ";" in final:
-                    recipients.append(final.split(";", 1)[1].strip().strip("<>").lower())
+                    recipient = final.split(";", 1)[1].strip().strip("<>").lower()
+                    recipients.append(clean_text(recipient))
         elif ctype == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], MimePart):

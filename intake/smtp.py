@@ -3,6 +3,12 @@
 Runs aiosmtpd inside the service's own event loop. Refuses other recipients (never an open
 relay), refuses oversized mail with 552, offers STARTTLS when a certificate is configured, and
 answers 451 (try again later) whenever the message could not be stored: the sender keeps it.
+
+Limits (`[smtp]`, each a case a hostile client showed): lines of any length in mail under the
+size limit; at most `max_recipients` RCPT TO a message (452 beyond); at most `max_connections`
+sessions at once (421 at the greeting beyond); a session lasts at most `session_seconds`,
+NOOPs or not; `timeout_seconds` without a command (or a DATA that stalls) ends in 421. Every
+4xx makes a real MTA retry later; nothing here is a permanent refusal of a message that fits.
 """
 
 from __future__ import annotations
@@ -14,27 +20,43 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from intake.mail import mail_delivery
+from intake.mail import OFFLOAD_OVER_BYTES, clean_text, mail_delivery
 from rightsdesk.config import MailSettings, SmtpSettings
-from rightsdesk.pipeline import Inbox
+from rightsdesk.offload import CpuPool
+from rightsdesk.pipeline import Delivery, Inbox
 
 log = logging.getLogger("rightsdesk.smtp")
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message, please retry"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+TOO_MANY_CONNECTIONS = "421 4.7.0 {host} Too many connections, try again later"
+SESSION_TOO_LONG = "421 4.4.2 {host} Session too long, closing"
+TIMED_OUT = "421 4.4.2 {host} Timeout, closing"
+TOO_BIG = "552 5.3.4 Message too big"
 
 
 class PrivacyMailHandler:
     """aiosmtpd handler: the protocol hooks, each small; storage is the Inbox's job."""
 
-    def __init__(self, inbox: Inbox, addresses: list[str]) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        addresses: list[str],
+        max_recipients: int = 100,
+        cpu: CpuPool | None = None,
+    ) -> None:
         self.inbox = inbox
         self.addresses = {a.strip().lower() for a in addresses}
+        self.max_recipients = max_recipients
+        self.cpu = cpu
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if address.strip().lower() not in self.addresses:
             return "550 5.1.1 No such mailbox here (this server only receives privacy requests)"
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest later
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -42,11 +64,14 @@ class PrivacyMailHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw).encode("utf-8", errors="surrogateescape")
-        delivery = mail_delivery(
-            raw,
-            envelope_from=(envelope.mail_from or "")[:320],
-            envelope_to=[a.lower() for a in envelope.rcpt_tos],
-        )
+        # The envelope goes into text columns: no NUL, no undecodable bytes (PostgreSQL).
+        envelope_from = clean_text((envelope.mail_from or "")[:320])
+        envelope_to = [clean_text(a.lower()) for a in envelope.rcpt_tos]
+        delivery: Delivery
+        if self.cpu is not None and len(raw) > OFFLOAD_OVER_BYTES:
+            delivery = await self.cpu.run(mail_delivery, raw, envelope_from, envelope_to)
+        else:
+            delivery = mail_delivery(raw, envelope_from, envelope_to)
         try:
             accepted = await self.inbox.accept(delivery)
         except Exception as exc:
@@ -61,18 +86,78 @@ class PrivacyMailHandler:
 
 
 class PrivacySMTP(SMTP):
-    # RFC 5321 allows 1000 octets a line, but real clients send longer (unwrapped HTML):
-    # refusing them would lose requests, so the limit is the message size limit's business.
-    line_length_limit = 1 << 20
+    """aiosmtpd's SMTP with the door's limits. (It overrides `_timeout_cb` and
+    `_handle_client`, aiosmtpd 1.4's; tests/test_hostile_smtp.py checks each limit.)"""
+
+    def __init__(self, handler: PrivacyMailHandler, receiver: SmtpReceiver, **kwargs: Any) -> None:
+        # RFC 5321 allows 1000 octets a line, but real clients send longer (one-line HTML,
+        # bare-LF mail, which is one "line" to the end): any line of mail under the size limit
+        # is accepted. Set before aiosmtpd builds its StreamReader, whose buffer limit it is.
+        size_limit: int = kwargs["data_size_limit"]
+        self.line_length_limit = size_limit + 1024
+        self.receiver = receiver
+        self._counted = False
+        self._over_capacity = False
+        self._lifetime: asyncio.TimerHandle | None = None
+        super().__init__(handler, **kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._counted:  # not again for the same session after STARTTLS
+            self._counted = True
+            self._over_capacity = self.receiver.sessions >= self.receiver.settings.max_connections
+            self.receiver.sessions += 1
+            self._lifetime = self.loop.call_later(
+                self.receiver.settings.session_seconds, self._close_with, SESSION_TOO_LONG
+            )
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.receiver.sessions -= 1
+        if self._lifetime is not None:
+            self._lifetime.cancel()
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._over_capacity:
+            await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes without a word; a 421 tells the client to try again (RFC 5321 3.8).
+        self._close_with(TIMED_OUT)
+
+    def _close_with(self, reply: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(reply.format(host=self.hostname).encode("ascii") + b"\r\n")
+            self.transport.close()  # after the reply is written
+
+    async def push(self, status: Any) -> None:
+        # aiosmtpd answers a line over its buffer with a permanent "500 Line too long". The
+        # buffer is larger than the size limit, so such a message is too big: say so.
+        if isinstance(status, str) and status.startswith("500 Line too long"):
+            status = TOO_BIG
+        await super().push(status)
 
 
 class SmtpReceiver:
     def __init__(
-        self, settings: SmtpSettings, mail: MailSettings, inbox: Inbox, addresses: list[str]
+        self,
+        settings: SmtpSettings,
+        mail: MailSettings,
+        inbox: Inbox,
+        addresses: list[str],
+        cpu: CpuPool | None = None,
     ) -> None:
         self.settings = settings
         self.mail = mail
-        self.handler = PrivacyMailHandler(inbox, addresses)
+        self.handler = PrivacyMailHandler(inbox, addresses, settings.max_recipients, cpu)
+        self.sessions = 0  # open SMTP connections
         self._server: asyncio.Server | None = None
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -85,6 +170,8 @@ class SmtpReceiver:
     def _protocol(self) -> SMTP:
         return PrivacySMTP(
             self.handler,
+            self,
+            timeout=self.settings.timeout_seconds,
             hostname=self.settings.hostname,  # without it aiosmtpd calls a blocking getfqdn()
             ident="rightsdesk",
             data_size_limit=self.mail.max_message_bytes,

@@ -53,7 +53,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.outbound import Outbox
-from rightsdesk.pipeline import Classifier
+from rightsdesk.pipeline import ClassifiesOffLoop
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
 from rightsdesk.verification import Verifier, find_code
 
@@ -120,7 +120,7 @@ class ChatDesk:
         tickets: TicketService,
         verifier: Verifier,
         outbox: Outbox,
-        classifier: Classifier,
+        classifier: ClassifiesOffLoop,
         alerts: DpoAlerts,
     ) -> None:
         self.settings = settings
@@ -374,7 +374,7 @@ class ChatDesk:
     # ---- the steps -------------------------------------------------------------------------
 
     async def _understand(self, turn: _Turn, text: str) -> None:
-        found = self.classifier.classify("", text)
+        found = await self.classifier.classify("", text)
         written = written_in(found.language, text)
         if written in ("zh", "zh-Hant") and turn.lang in ("zh", "zh-Hant"):
             # Chinese either way: answer in the script the request is written in (申請註銷帳號

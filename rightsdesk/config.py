@@ -113,6 +113,12 @@ class SmtpSettings(_Section):
     hostname: str = "localhost"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Limits (intake/smtp.py): RFC 5321's 100 recipients a message; sessions open at once
+    # (421 beyond); a session's whole life, NOOPs or not; silence before a 421 and close.
+    max_recipients: int = Field(default=100, ge=1)
+    max_connections: int = Field(default=100, ge=1)
+    session_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(default=300.0, gt=0)
 
 
 class MailSettings(_Section):
@@ -226,6 +232,11 @@ class ClassifierSettings(_Section):
     enabled: bool = True
     # Empty: the model `rightsdesk classifier train` builds inside the package (classifiers/model).
     model_path: Path | None = None
+    # What the classifier reads of a message (rightsdesk.classifying): a prefix of the subject
+    # and of the text, and no run without white space longer than max_run_chars.
+    max_subject_chars: int = Field(default=1000, ge=1)
+    max_text_chars: int = Field(default=20_000, ge=1)
+    max_run_chars: int = Field(default=256, ge=16)
 
 
 class TelegramSettings(_Section):

@@ -3,6 +3,7 @@ IntakeWorker then routes each stored message through small stages, top to bottom
 
     Inbox.accept        store the raw bytes durably (deduplicated), then the door acknowledges
     (parse)             bytes -> InboundMessage, by the channel's parser, outside the lock
+    (classify)          what a new request asks for, outside the lock (OpenTicket uses it)
     RecordParsed        what parsing found goes on the message row; attachments kept
     IgnoreOwnMail       our own outbound mail coming back is never a request
     FindThread          signed In-Reply-To/References, else [PRIV-…] tag from the requester
@@ -56,6 +57,7 @@ from rightsdesk.models import (
     Ticket,
 )
 from rightsdesk.notices import DpoAlerts
+from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
@@ -90,6 +92,17 @@ class Classifier(Protocol):
     def classify(self, subject: str, text: str) -> Classification: ...
 
 
+class ClassifiesOffLoop(Protocol):
+    """How the pipeline and the chat call the classifier: awaited, off the event loop, on a
+    bounded input (`rightsdesk.classifying.OffLoopClassifier`)."""
+
+    async def classify(self, subject: str, text: str) -> Classification: ...
+
+    def classify_here(self, subject: str, text: str) -> Classification:
+        """The same, in the calling thread: for a caller already off the loop."""
+        ...
+
+
 class TriageEverything:
     """The classifier to use when no model is installed: every request is an `inquiry` in the
     DPO's triage queue, so a person reads it before anything is answered automatically."""
@@ -111,6 +124,7 @@ class Delivery:
     message_id: str | None = None
     envelope_from: str | None = None
     envelope_to: Sequence[str] = ()
+    raw_sha256: str = ""  # given by a door that hashed the bytes off the loop, else computed
 
 
 @dataclass(frozen=True)
@@ -196,7 +210,7 @@ class Inbox:
                 "envelope_to": list(d.envelope_to),
                 "raw": d.raw,
                 "raw_size": len(d.raw),
-                "raw_sha256": hashlib.sha256(d.raw).hexdigest(),
+                "raw_sha256": d.raw_sha256 or hashlib.sha256(d.raw).hexdigest(),
                 "parse_status": "stored",
                 "sender_authenticated": False,
                 "details": {},
@@ -318,6 +332,7 @@ class Routing:
     triage: bool = False  # the classifier was unsure: a person reads it first
     step: Step = "none"  # how the requester of a new ticket proves who they are
     outcome: str = ""
+    classification: Classification | None = None  # found before the transaction, if asked
 
 
 class Stage(Protocol):
@@ -551,7 +566,10 @@ class HandleReply:
 
 class OpenTicket:
     def __init__(
-        self, tickets: TicketService, classifier: Classifier, alerts: DpoAlerts | None = None
+        self,
+        tickets: TicketService,
+        classifier: ClassifiesOffLoop,
+        alerts: DpoAlerts | None = None,
     ) -> None:
         self.tickets = tickets
         self.classifier = classifier
@@ -561,7 +579,9 @@ class OpenTicket:
         inbound = routing.inbound
         if not inbound.sender:
             raise ValueError("no sender address to answer")
-        found = self.classifier.classify(inbound.subject, inbound.text)
+        found = routing.classification or await self.classifier.classify(
+            inbound.subject, inbound.text
+        )
         if not found.needs_review and await self._join_open_duplicate(routing, found.types):
             return False
         ticket = await self.tickets.open_in(
@@ -690,12 +710,16 @@ class IntakePipeline:
         clock: Clock,
         parsers: dict[str, Parser],
         stages: Sequence[Stage],
+        cpu: CpuPool,
+        classifier: ClassifiesOffLoop | None = None,
         route_attempts: int = 3,
     ) -> None:
         self.db = db
         self.clock = clock
         self.parsers = parsers
         self.stages = list(stages)
+        self.cpu = cpu  # parsing runs here, off the event loop
+        self.classifier = classifier  # classifies candidates for a new ticket before the lock
         self.route_attempts = route_attempts
 
     @classmethod
@@ -706,10 +730,11 @@ class IntakePipeline:
         tickets: TicketService,
         signer: MessageIdSigner,
         parsers: dict[str, Parser],
-        classifier: Classifier,
+        classifier: ClassifiesOffLoop,
         verifier: Verifier,
         outbox: Outbox,
         withdrawals: Withdrawals,
+        cpu: CpuPool,
         acknowledgements_per_hour: int = 5,
         alerts: DpoAlerts | None = None,
         route_attempts: int = 3,
@@ -731,6 +756,8 @@ class IntakePipeline:
                 StartVerification(tickets, verifier),
                 Acknowledge(tickets, outbox),
             ],
+            cpu,
+            classifier,
             route_attempts,
         )
 
@@ -765,14 +792,15 @@ class IntakePipeline:
         return "failed"
 
     async def _route(self, message_row_id: int) -> str | None:
-        inbound = await self._parse(message_row_id)
-        if inbound is None:
+        parsed = await self._parse(message_row_id)
+        if parsed is None:
             return None
+        inbound, classification = parsed
         async with self.db.transaction() as session:
             row = await _claim(session, message_row_id)
             if row is None:
                 return None  # done already, or another replica holds it
-            routing = Routing(session, row, inbound)
+            routing = Routing(session, row, inbound, classification=classification)
             for stage in self.stages:
                 if not await stage(routing):
                     break
@@ -782,8 +810,11 @@ class IntakePipeline:
             session.add(row)
             return routing.outcome
 
-    async def _parse(self, message_row_id: int) -> InboundMessage | None:
-        """Parse outside the write transaction: it is pure CPU and needs no lock."""
+    async def _parse(
+        self, message_row_id: int
+    ) -> tuple[InboundMessage, Classification | None] | None:
+        """Parse, and classify what may open a ticket, outside the write transaction and off
+        the loop: pure CPU that needs no lock (one trip to the CPU pool for both)."""
         async with self.db.reading() as session:
             found = await session.exec(
                 select(Message.channel, Message.raw)
@@ -797,7 +828,18 @@ class IntakePipeline:
         parser = self.parsers.get(channel)
         if parser is None or raw is None:
             raise ValueError(f"no parser for channel {channel!r}")
-        return parser(raw)
+        return await self.cpu.run(self._parse_and_classify, parser, raw)
+
+    def _parse_and_classify(
+        self, parser: Parser, raw: bytes
+    ) -> tuple[InboundMessage, Classification | None]:
+        """In a pool thread. Classifies mail with a sender that is not automatic: a reply is
+        classified for nothing, which costs less than classifying inside the transaction
+        (holding the SQLite write lock, and every door's 250 behind it, meanwhile)."""
+        inbound = parser(raw)
+        if self.classifier is None or not inbound.sender or inbound.auto_generated:
+            return inbound, None
+        return inbound, self.classifier.classify_here(inbound.subject, inbound.text)
 
     async def _mark_failed(self, message_row_id: int, exc: Exception) -> None:
         async with self.db.transaction() as session:

@@ -26,6 +26,7 @@ from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
 from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
+from rightsdesk.classifying import OffLoopClassifier
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
@@ -33,6 +34,7 @@ from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
+from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
@@ -87,6 +89,7 @@ class Desk:
     withdrawals: Withdrawals
     supervisor: Supervisor
     answers: Answers
+    cpu: CpuPool  # parsing and classifying, off the event loop
 
     @classmethod
     def build(
@@ -120,16 +123,19 @@ class Desk:
         classifier = classifier or default_classifier(settings)
         withdrawals = Withdrawals(settings, clock, tickets, outbox)
         supervisor = Supervisor(db, clock, settings.service)
+        cpu = CpuPool()
+        off_loop = OffLoopClassifier(classifier, settings.classifier, cpu)
         pipeline = IntakePipeline.standard(
             db,
             clock,
             tickets,
             signer,
             parsers={Channel.EMAIL.value: parse_mail},
-            classifier=classifier,
+            classifier=off_loop,
             verifier=verifier,
             outbox=outbox,
             withdrawals=withdrawals,
+            cpu=cpu,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
             route_attempts=settings.mail.route_attempts,
@@ -155,14 +161,16 @@ class Desk:
                 replica=supervisor.replica,
             ),
             classifier=classifier,
-            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
             withdrawals=withdrawals,
             supervisor=supervisor,
             answers=Answers(settings, db, clock, tickets, outbox),
+            cpu=cpu,
         )
 
     async def close(self) -> None:
         await self.inbox.close()
+        self.cpu.close()
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()
@@ -275,6 +283,25 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         # A predecessor killed mid-send (kill -9) left claims: they go out now, not in 5 min.
         await supervisor.release_stale_claims()
         await supervisor.report("classifier", "up", detail=model_version(desk))
+        doors = []
+        # The port first: when it is taken, start-up ends with one line, before any task or
+        # scheduler tick has begun (one cancelled mid-query printed a traceback).
+        if settings.smtp.enabled:
+            receiver = SmtpReceiver(
+                settings.smtp,
+                settings.mail,
+                desk.inbox,
+                settings.desk.privacy_addresses,
+                cpu=desk.cpu,
+            )
+            try:
+                await receiver.start()
+            except OSError as exc:
+                where = f"{settings.smtp.host}:{settings.smtp.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
+            doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
+            await supervisor.report("smtp", "up", detail=f"{settings.smtp.host}:{receiver.port}")
         tasks.append(asyncio.create_task(supervisor.beat(stop), name="heartbeat"))
         # The worker first routes whatever a crash left stored but unprocessed.
         worker = IntakeWorker(
@@ -286,19 +313,6 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         if timer is not None:
             timer.start()
             await supervisor.report("scheduler", "up")
-        doors = []
-        if settings.smtp.enabled:
-            receiver = SmtpReceiver(
-                settings.smtp, settings.mail, desk.inbox, settings.desk.privacy_addresses
-            )
-            try:
-                await receiver.start()
-            except OSError as exc:
-                where = f"{settings.smtp.host}:{settings.smtp.port}"
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
-            doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
-            await supervisor.report("smtp", "up", detail=f"{settings.smtp.host}:{receiver.port}")
         if settings.imap.enabled:
             watcher = ImapWatcher(
                 settings.imap,

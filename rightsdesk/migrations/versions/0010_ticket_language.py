@@ -1,7 +1,7 @@
 """the language of each ticket
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-01 09:30:00.000000
 
 A requester who writes in English once and in Chinese later has two conversations, each in its
