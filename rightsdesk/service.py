@@ -26,6 +26,7 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
@@ -78,6 +79,7 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    fulfilment: FulfilmentService
 
     @classmethod
     def build(
@@ -101,6 +103,10 @@ class Desk:
         verifier = Verifier(
             settings.verification, load_signing_key(settings), clock, tickets, outbox, directory
         )
+        fulfilment = FulfilmentService(
+            settings, db, clock, tickets, outbox, load_signing_key(settings)
+        )
+        tickets.resolve_checks.append(fulfilment.check_resolve)
         parse_mail = partial(
             parse_email,
             trusted_authserv_ids=frozenset(a.lower() for a in settings.mail.trusted_authserv_ids),
@@ -136,10 +142,12 @@ class Desk:
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            fulfilment=fulfilment,
         )
 
     async def close(self) -> None:
         await self.inbox.close()
+        await self.fulfilment.dispose()
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()

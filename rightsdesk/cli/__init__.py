@@ -5,7 +5,17 @@ One module per command group; each registers its commands on the root `app` of `
 
 from __future__ import annotations
 
-from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, tickets
+from rightsdesk.cli import (
+    accounts,
+    classifier,
+    fulfil,
+    intake,
+    outbox,
+    reports,
+    run,
+    systems,
+    tickets,
+)
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")
@@ -15,6 +25,8 @@ app.add_typer(reports.audit_app, name="audit")
 app.add_typer(intake.intake_app, name="intake")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
+app.add_typer(systems.systems_app, name="systems")
+app.add_typer(fulfil.fulfil_app, name="fulfil")
 
 __all__ = ["app", "main"]
 
