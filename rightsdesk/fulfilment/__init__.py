@@ -324,7 +324,6 @@ class FulfilmentService:
                     step.note = reason.strip()
                     step.done_by = actor
                     step.finished_at = self.clock.now()
-                    step.link_nonce = None
                     session.add(step)
                     changed.append(step.system)
             if not changed:

@@ -16,12 +16,17 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 
 from rightsdesk.config import SystemSettings, SystemStatement
-from rightsdesk.fulfilment.register import Identity, SystemRegister, error_line, statement_body
+from rightsdesk.fulfilment.register import (
+    Identity,
+    SystemRegister,
+    bound,
+    error_line,
+    statement_body,
+)
 from rightsdesk.models import RequestType
 
 # Which fulfilment action carries out which request type.
@@ -132,10 +137,10 @@ async def dry_run(register: SystemRegister, plan: Plan, identity: Identity) -> P
                     for step in planned.statements:
                         params = identity.params(step.sql)
                         if step.action == "access":
-                            counted = text(f"SELECT COUNT(*) FROM ({step.sql}) AS rightsdesk_q")
+                            counted = bound(f"SELECT COUNT(*) FROM ({step.sql}) AS rightsdesk_q")
                             step.rows = int((await conn.execute(counted, params)).scalar_one())
                         else:
-                            step.rows = (await conn.execute(text(step.sql), params)).rowcount
+                            step.rows = (await conn.execute(bound(step.sql), params)).rowcount
                 finally:
                     await transaction.rollback()
         except (OSError, SQLAlchemyError) as exc:
@@ -157,7 +162,7 @@ async def read_access(
         try:
             for _, statement in system.statements(("access",)):
                 body = statement_body(statement.sql)
-                result = await conn.execute(text(body), identity.params(body))
+                result = await conn.execute(bound(body), identity.params(body))
                 keys = list(result.keys())
                 sections[statement.name] = _section(statement, keys, list(result.all()))
         finally:

@@ -8,7 +8,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import String, TextClause, bindparam, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -73,6 +73,15 @@ def pseudonym(key: bytes, account_id: str) -> str:
 
 def statement_body(sql: str) -> str:
     return sql.strip().rstrip(";").strip()
+
+
+def bound(sql: str) -> TextClause:
+    """The statement with each parameter typed as text. asyncpg otherwise infers a
+    parameter's type from the statement (bigint beside `CAST(:account_id AS BIGINT)`) and
+    refuses the string; typed, it is sent as text and the statement's CAST converts it."""
+    body = statement_body(sql)
+    names = sorted(statement_parameters(body))
+    return text(body).bindparams(*(bindparam(n, type_=String()) for n in names))
 
 
 class SystemRegister:
@@ -174,7 +183,7 @@ async def _check_statements(conn: AsyncConnection, system: SystemSettings) -> li
         body = statement_body(statement.sql)
         transaction = await conn.begin()
         try:
-            result = await conn.execute(text(body), IMPOSSIBLE.params(body))
+            result = await conn.execute(bound(body), IMPOSSIBLE.params(body))
             if action == "access":
                 returned = set(result.keys())
                 unknown = sorted(set(statement.columns) - returned)

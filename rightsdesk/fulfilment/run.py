@@ -36,6 +36,7 @@ from rightsdesk.fulfilment.register import (
     FulfilmentError,
     Identity,
     SystemRegister,
+    bound,
     create_ledger,
     error_line,
     statement_body,
@@ -142,7 +143,7 @@ class StepRunner:
                     rows: dict[str, int] = {}
                     for action, statement in statements:
                         body = statement_body(statement.sql)
-                        result = await conn.execute(text(body), identity.params(body))
+                        result = await conn.execute(bound(body), identity.params(body))
                         rows[f"{action}.{statement.name}"] = max(result.rowcount, 0)
                     if table:
                         await conn.execute(

@@ -224,7 +224,6 @@ class TaskDesk:
             step.note = note.strip() or None
             step.done_by = actor
             step.finished_at = now
-            step.link_nonce = None  # the link is spent
             details: dict[str, Any] = {
                 "run": step.run_id,
                 "system": step.system,
