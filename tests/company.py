@@ -166,17 +166,16 @@ def _rows() -> dict[str, list[dict[str, Any]]]:
 ROWS = _rows()
 
 
-@asynccontextmanager
-async def company_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh company database (`kind`: sqlite or postgresql), filled; yields its URL."""
+async def create_company(kind: str, tmp_path: Path) -> str:
+    """A fresh company database (`kind`: sqlite or postgresql), filled; returns its URL."""
     name = f"company_{uuid.uuid4().hex[:10]}"
     if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
     else:
         await _admin(f'CREATE DATABASE "{name}"')
         url = _pg_url(name)
+    engine = create_async_engine(url)
     try:
-        engine = create_async_engine(url)
         async with engine.begin() as conn:
             for statement in SCHEMA:
                 await conn.execute(text(statement))
@@ -189,11 +188,24 @@ async def company_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
                     ),
                     rows,
                 )
+    finally:
         await engine.dispose()
+    return url
+
+
+async def drop_company(url: str) -> None:
+    if url.startswith("postgresql"):
+        name = url.rsplit("/", 1)[1]
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def company_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    url = await create_company(kind, tmp_path)
+    try:
         yield url
     finally:
-        if kind != "sqlite":
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_company(url)
 
 
 async def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -243,10 +255,16 @@ def checksum(rows: dict[str, list[tuple[Any, ...]]], *, except_user: int | None)
 
 def example_systems() -> list[dict[str, Any]]:
     """The commented `[[systems]]` example of config.example.toml, as settings data."""
+    systems: list[dict[str, Any]] = tomllib.loads(example_systems_toml())["systems"]
+    return systems
+
+
+def example_systems_toml() -> str:
+    """The same example as TOML text, for a config file."""
     source = (REPO / "config.example.toml").read_text(encoding="utf-8")
     block = source.split("# ---- example: [[systems]] ----\n", 1)[1].split(
         "# ---- end of example ----", 1
     )[0]
-    lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines()]
-    systems: list[dict[str, Any]] = tomllib.loads("\n".join(lines))["systems"]
-    return systems
+    return "\n".join(
+        line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines()
+    )

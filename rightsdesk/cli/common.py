@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from rightsdesk.config import CONFIG_ENV, ConfigError, Settings, load_settings
@@ -74,7 +75,8 @@ def username() -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Escaped: a message may name `systems[chat]`, which rich would take for markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -103,9 +103,11 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     """Show a ticket with its deadlines, messages and audit events."""
 
     async def work(desk: Desk) -> dict[str, Any]:
-        return ticket_detail(
+        data = ticket_detail(
             await desk.tickets.detail(ticket_id), desk.tickets.today(), desk.policy.tz
         )
+        data["fulfilment"] = await desk.fulfilment.status(ticket_id)
+        return data
 
     data = with_desk(work)
     if as_json:
@@ -132,6 +134,15 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
             out.print(f"  {key}: {data[key]}", highlight=False)
     if data["classification"]:
         out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
+    for run in data["fulfilment"][:1]:  # the newest run; `fulfil tasks` lists them all
+        out.print(f"  fulfilment: run {run['run']} {run['status']}", highlight=False)
+        for step in run["systems"]:
+            failed = step["status"] == "failed"
+            line = f"    {step['system']}: {step['status']}"
+            if failed:
+                line += f" (attempt {step['attempts']}, retry {step['next_attempt_at']}): "
+                line += step["last_error"] or ""
+            out.print(line, highlight=False, markup=False, style="red" if failed else None)
     for message in data["messages"]:
         out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
         out.print(message["text"] or "(no text)", highlight=False, markup=False)

@@ -50,6 +50,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.tickets import TicketError, TicketService
+from rightsdesk.views import fulfilment_run_view
 
 log = logging.getLogger("rightsdesk.fulfilment")
 
@@ -364,7 +365,7 @@ class FulfilmentService:
             views = []
             for run in runs:
                 steps = await steps_of(session, _id(run))
-                views.append(_run_view(run, steps))
+                views.append(fulfilment_run_view(run, steps))
         return views
 
     async def export(self, public_id: str) -> dict[str, Any]:
@@ -452,34 +453,6 @@ async def _runs_of(session: AsyncSession, ticket: Ticket) -> list[FulfilmentRun]
             )
         ).all()
     )
-
-
-def _run_view(run: FulfilmentRun, steps: list[FulfilmentStep]) -> dict[str, Any]:
-    return {
-        "run": run.id,
-        "plan_hash": run.plan_hash,
-        "status": run.status,
-        "approved_by": run.approved_by,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "requester_told": run.notified_at is not None,
-        "systems": [
-            {
-                "system": s.system,
-                "kind": s.kind,
-                "status": s.status,
-                "attempts": s.attempts,
-                "rows": s.rows,
-                "last_error": s.last_error,
-                "next_attempt_at": s.next_attempt_at.isoformat() if s.next_attempt_at else None,
-                "outcome": s.outcome,
-                "note": s.note,
-                "file": s.file_name,
-                "done_by": s.done_by,
-            }
-            for s in steps
-        ],
-    }
 
 
 def _id(row: FulfilmentRun | FulfilmentStep | Ticket) -> int:
