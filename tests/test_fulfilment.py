@@ -452,3 +452,39 @@ async def test_systems_check_finds_each_problem_in_one_line(
     assert all("\n" not in p for p in problems)
     async with create_async_engine(company).connect() as conn:  # nothing was left behind
         assert (await conn.execute(text("SELECT COUNT(*) FROM users"))).scalar_one() == len(USERS)
+
+
+async def test_owners_are_reminded_on_working_days_and_the_digest_shows_open_tasks(
+    fdesk: Desk, clock: FrozenClock
+) -> None:
+    from scheduler.digest import build_digest, render_digest
+    from scheduler.jobs import run_due_jobs, send_task_reminders
+
+    tid = await open_ticket(fdesk, REQUESTER, [RequestType.RESTRICTION])
+    plan = await fdesk.fulfilment.plan(tid)
+    await fdesk.fulfilment.approve(tid, plan.hash, "cli:dpo")
+    assert await send_task_reminders(fdesk) == []  # opened today: the first mail is enough
+    calendar = fdesk.policy.calendar
+    day = clock.now().astimezone(fdesk.policy.tz).date()
+    while True:
+        day += dt.timedelta(days=1)
+        if not calendar.is_working_day(day)[0]:
+            break
+    clock.set(dt.datetime.combine(day, dt.time(10, 0), fdesk.policy.tz))
+    assert await send_task_reminders(fdesk) == []  # not on a day off
+    while not calendar.is_working_day(day)[0]:
+        day += dt.timedelta(days=1)
+    clock.set(dt.datetime.combine(day, dt.time(10, 0), fdesk.policy.tz))
+    assert await send_task_reminders(fdesk) == [f"{tid}/recordings"]
+    assert await send_task_reminders(fdesk) == []  # once a day
+    reminders = await outbox_texts(fdesk, "fulfilment_task_reminder")
+    assert [to for to, _ in reminders] == ["media-team@example.com"]
+    assert "still open" in reminders[0][1]
+    assert "仍未完成" in reminders[0][1]
+    digest = await build_digest(fdesk, day)
+    assert digest.counts["fulfilment"] == 1
+    assert [line.ticket_id for line in digest.sections["fulfilment"]] == [tid]
+    assert "Fulfilment: tasks open or systems failed (1)" in render_digest(digest)[1]
+    results = await run_due_jobs(fdesk)
+    assert results["fulfilment_retry"] == []
+    assert results["fulfilment_reminders"] == []

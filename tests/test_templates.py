@@ -37,6 +37,25 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "cancelled": {},
     "auto_closed": {"days": 14},
     "verification_needed": {"how": "documents", "channel": "email"},
+    "fulfilled": {
+        "systems": {
+            "zh": ["聊天与会议服务", "会议录像存储"],
+            "zh-Hant": ["聊天與會議服務", "會議錄影儲存"],
+            "en": ["chat and meetings service", "meeting recordings store"],
+        },
+        "actions": {"zh": "删除您的个人信息", "zh-Hant": "刪除您的個人資料", "en": "deletion"},
+        "access": True,
+    },
+    "fulfilment_task": {
+        "system": {"zh": "会议录像存储", "zh-Hant": "會議錄影儲存", "en": "meeting recordings"},
+        "actions": {"zh": "注销您的账号", "zh-Hant": "註銷您的帳號", "en": "closing the account"},
+        "instructions": "Bucket meet-recordings, prefix = account id.",
+        "link": "",
+        "token": "17-0a1b2c3d4e5f6a7b.1780000000.0123456789abcdef0123456789abcdef",
+        "expires": "2026-03-12",
+        "completion_due": "2026-03-12",
+        "reminder": True,
+    },
 }
 
 # What a chat user reads instead of "reply to this email" (the same template, channel=telegram).
@@ -119,3 +138,21 @@ def test_a_message_that_is_not_a_rights_request_is_pointed_to_support() -> None:
     assert "support" in said["en"]
     # In doubt, a person reads it: no pointer away from us.
     assert "support" not in understood([RequestType.NOT_RIGHTS_REQUEST], True)["en"]
+
+
+@pytest.mark.parametrize("kind", ["fulfilled", "fulfilment_task"])
+def test_fulfilment_wording_exists_in_traditional_chinese(kind: str) -> None:
+    """Rendered through the same blocks the mail uses (zh-Hant joins the mail's languages
+    with the answering work, issue #13)."""
+    templates = Templates(None, "Co")
+    context = {
+        "ticket_id": "PRIV-2026-000042",
+        **{
+            key: value["zh-Hant"] if isinstance(value, dict) else value
+            for key, value in CONTEXTS[kind].items()
+        },
+    }
+    subject = templates._block(kind, "zh-Hant", "subject", context)
+    body = templates._block(kind, "zh-Hant", "body", context)
+    _check(f"{kind}.zh-Hant.txt", f"Subject: {subject}\n\n{body}\n")
+    assert "請" in subject + body

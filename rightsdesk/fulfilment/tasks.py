@@ -156,6 +156,14 @@ class TaskDesk:
             ticket_id=ticket.id,
         )
 
+    async def remind_in(self, session: AsyncSession, *, step_id: int) -> None:
+        """The scheduler's reminder, in its transaction: the task's owners, a fresh link."""
+        step, ticket = await _locked_step(session, self.tickets, step_id)
+        if step.status != "open":
+            return
+        run = await session.get_one(FulfilmentRun, step.run_id)
+        await self.mail_owners(session, ticket, step, run, reminder=True)
+
     async def verify_link(self, token: str) -> TaskView:
         """The task a link opens; LinkInvalid (forged, replaced, answered) or LinkExpired."""
         step = await self._step_of(token)
