@@ -26,6 +26,7 @@ from tests.company import (
     secret_of,
     table_rows,
 )
+from tests.conftest import REPO
 from tests.test_fulfilment import open_ticket
 
 runner = CliRunner()
@@ -137,3 +138,8 @@ def test_a_statement_using_message_text_stops_start_up_in_one_line(tmp_path: Pat
     assert result.exit_code == 2
     assert result.stderr.startswith("error: config: systems[chat].erasure[m]: :text is not allowed")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_readme_shows_the_example_the_tests_run() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert example_systems_toml().strip("\n") in readme
