@@ -37,10 +37,11 @@ from tests.test_fulfilment import open_ticket  # noqa: E402
 
 def _fill(users: int, messages: int) -> list[str]:
     per_user = max(messages // users, 1)
+    orgs = max(users // 1000, 1)
     return [
-        f"INSERT INTO organisations SELECT g, 'org ' || g, now() FROM generate_series(1, {max(users // 1000, 1)}) g",
+        f"INSERT INTO organisations SELECT g, 'org ' || g, now() FROM generate_series(1, {orgs}) g",
         f"""INSERT INTO users (id, org_id, email, phone, username, display_name, created_at,
-            research_opt_in) SELECT g, 1 + g % {max(users // 1000, 1)}, 'user' || g || '@example.com',
+            research_opt_in) SELECT g, 1 + g % {orgs}, 'user' || g || '@example.com',
             '+86138' || lpad(g::text, 8, '0'), 'user' || g, 'User ' || g, now(), true
             FROM generate_series(1, {users}) g""",
         f"""INSERT INTO channel_messages SELECT g, 'general-' || (g % 50),

@@ -282,6 +282,12 @@ async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
     for ticket_id, public_id in candidates:
         async with desk.db.transaction() as session:
             await _empty(session, select(Message.id).where(Message.ticket_id == ticket_id))
+            # The access export and the owners' files of its fulfilment are personal data too.
+            await session.exec(
+                update(FulfilmentStep)
+                .where(col(FulfilmentStep.ticket_id) == ticket_id)
+                .values(export=None, file_content=None)
+            )
             ticket = await desk.tickets.load_in(session, public_id, lock=True)
             await desk.tickets.note_in(
                 session, ticket, "system:retention", "purged", {"days": days}

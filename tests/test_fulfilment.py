@@ -488,3 +488,25 @@ async def test_owners_are_reminded_on_working_days_and_the_digest_shows_open_tas
     results = await run_due_jobs(fdesk)
     assert results["fulfilment_retry"] == []
     assert results["fulfilment_reminders"] == []
+
+
+async def test_retention_empties_the_export_of_a_closed_ticket(
+    fdesk: Desk, clock: FrozenClock
+) -> None:
+    from scheduler.jobs import purge_closed
+
+    tid = await open_ticket(fdesk, REQUESTER, [RequestType.ACCESS])
+    async with fdesk.db.transaction() as session:  # the request as it came in, kept on the ticket
+        ticket = await fdesk.tickets.load_in(session, tid)
+        session.add(Message(ticket_id=ticket.id, direction="in", channel="email", text="copy"))
+    plan = await fdesk.fulfilment.plan(tid)
+    await fdesk.fulfilment.approve(tid, plan.hash, "cli:dpo")
+    pdf = TaskFile("r.pdf", "application/pdf", b"%PDF recordings")
+    await fdesk.fulfilment.complete_task(tid, "recordings", "file", "", pdf, "cli:dpo")
+    assert (await fdesk.fulfilment.export(tid))["systems"]["chat"]["sections"]
+    await fdesk.tickets.resolve(tid, "cli:dpo", "copy sent")
+    await fdesk.tickets.close(tid, "cli:dpo")
+    clock.advance(dt.timedelta(days=fdesk.settings.scheduler.retention_days + 1))
+    assert await purge_closed(fdesk, dry_run=False) == [tid]
+    assert (await fdesk.fulfilment.export(tid))["systems"] == {}
+    assert await fdesk.fulfilment.file_of(tid, "recordings") is None

@@ -85,7 +85,11 @@ def _print_plan(data: dict[str, Any]) -> None:
             out.print(f"  a task for {', '.join(system['owner_emails'])}", highlight=False)
         for step in system["statements"]:
             rows = "?" if step["rows"] is None else str(step["rows"])
-            label = "rows in the export" if step["action"] == "access" else "rows touched"
+            label = (
+                f"rows in the export section {step['title']!r}"
+                if step["action"] == "access"
+                else "rows touched"
+            )
             missing = (
                 f" (no {', '.join(step['missing'])} on the account)" if step["missing"] else ""
             )

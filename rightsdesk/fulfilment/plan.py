@@ -53,6 +53,9 @@ class StatementPlan:
     sql: str
     rows: int | None = None  # filled by the dry run
     missing: list[str] = field(default_factory=list)  # account values it binds that are empty
+    # access: the section of the export it makes (title, readable column names)
+    title: str = ""
+    columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -105,7 +108,14 @@ def build_plan(
     systems = []
     for system in register.systems:
         statements = [
-            StatementPlan(a, s.name, statement_body(s.sql), missing=identity.missing(s.sql))
+            StatementPlan(
+                a,
+                s.name,
+                statement_body(s.sql),
+                missing=identity.missing(s.sql),
+                title=(s.title or s.name) if a == "access" else "",
+                columns=list(s.columns.values()) if a == "access" else [],
+            )
             for a, s in system.statements(actions)
         ]
         if system.kind == "sql" and not statements:
