@@ -106,6 +106,9 @@ def test_the_dpo_fulfils_access_then_erasure_from_the_command_line(
     shown = cli(path, "tickets", "show", tid, "--json")
     assert shown["status"] == "in_progress"
     assert shown["fulfilment"][0]["systems"][1]["status"] == "open"
+    table = cli(path, "tickets", "show", tid).stdout
+    assert "fulfilment: run 1 running" in table
+    assert "recordings: open" in table
     resolve = cli(path, "tickets", "resolve", tid, "--note", "done", code=1)
     assert "recordings" in resolve.stderr
     cli(path, "fulfil", "task-done", tid, "recordings", "--outcome", "nothing", "--note", "none")

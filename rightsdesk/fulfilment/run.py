@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import Settings, SystemSettings
+from rightsdesk.config import ConfigError, Settings, SystemSettings
 from rightsdesk.db import Database
 from rightsdesk.fulfilment.plan import CHANGE_ACTIONS, Plan, read_access
 from rightsdesk.fulfilment.register import (
@@ -95,9 +95,9 @@ class StepRunner:
 
     async def run(self, step: FulfilmentStep, run: FulfilmentRun, identity: Identity) -> bool:
         """Carry out a claimed step; True when it is done, False when it failed (retried)."""
-        system = self.settings.system(step.system)
         actions = tuple(run.plan.get("actions", ()))
         try:
+            system = self.settings.system(step.system)  # gone from the config since: fails
             if "access" in actions and step.exported_at is None:
                 export = await read_access(self.register, system, identity)
                 await self._keep_export(step, export)
@@ -107,7 +107,7 @@ class StepRunner:
                 if changes
                 else Applied({}, already=False)
             )
-        except (OSError, SQLAlchemyError, FulfilmentError) as exc:
+        except (OSError, SQLAlchemyError, FulfilmentError, ConfigError) as exc:
             await self._failed(step, error_line(exc))
             return False
         await self._done(step, applied)
