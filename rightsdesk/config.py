@@ -533,9 +533,9 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    if first["type"] == "value_error":
+    if first["type"] == "value_error" and key.startswith("systems"):
         message = message.removeprefix("Value error, ")
-        if key.startswith("systems.") and message.startswith("systems["):
+        if message.startswith("systems["):
             key, message = message.split(": ", 1)  # the system's name says more than its index
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
