@@ -109,7 +109,7 @@ def test_the_dpo_fulfils_access_then_erasure_from_the_command_line(
     table = cli(path, "tickets", "show", tid).stdout
     assert "fulfilment: run 1 running" in table
     assert "recordings: open" in table
-    resolve = cli(path, "tickets", "resolve", tid, "--note", "done", code=1)
+    resolve = cli(path, "tickets", "resolve", tid, "--reply", "done", code=1)
     assert "recordings" in resolve.stderr
     cli(path, "fulfil", "task-done", tid, "recordings", "--outcome", "nothing", "--note", "none")
     tasks = cli(path, "fulfil", "tasks", tid, "--json")
@@ -126,7 +126,7 @@ def test_the_dpo_fulfils_access_then_erasure_from_the_command_line(
     assert all(secret_of(u) not in every for u in USERS if u != REQUESTER)
     after = asyncio.run(table_rows(company))
     assert secret_of(REQUESTER) not in repr(after)
-    cli(path, "tickets", "resolve", tid, "--note", "copy sent, data deleted")
+    cli(path, "tickets", "resolve", tid, "--reply", "copy sent, data deleted")
     assert cli(path, "audit", "verify").exit_code == 0
 
 

@@ -343,6 +343,29 @@ async def test_a_failed_system_is_retried_with_back_off_and_shown_until_it_succe
         await desk.close()
 
 
+async def test_a_traditional_chinese_ticket_is_told_what_was_done_in_traditional_chinese(
+    settings: Settings, clock: FrozenClock, company: str
+) -> None:
+    """The ticket's language (zh-Hant too) picks the `fulfilled` notice; the actions are named
+    by names.zh-Hant.j2 and the systems by their zh-Hant display names."""
+    systems = [s for s in example_systems() if s["kind"] == "sql"]
+    desk = Desk.build(with_systems(settings, systems), clock)
+    try:
+        tid = await open_ticket(desk, REQUESTER, ERASURE, lang="zh-Hant")
+        plan = await desk.fulfilment.plan(tid)
+        await desk.fulfilment.approve(tid, plan.hash, "cli:dpo")
+        told = await outbox_texts(desk, "fulfilled")
+        assert [to for to, _ in told] == [email_of(REQUESTER)]
+        text = told[0][1]
+        assert "刪除您的個人資料" in text
+        assert "聊天與會議服務" in text
+        assert "個人資料保護團隊" in text  # the sign-off, in the same script
+        for simplified in ("删除", "个人", "会议", "请"):
+            assert simplified not in text, simplified
+    finally:
+        await desk.close()
+
+
 async def test_a_manual_task_is_done_through_its_signed_link(
     fdesk: Desk, clock: FrozenClock
 ) -> None:

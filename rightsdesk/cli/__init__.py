@@ -13,9 +13,11 @@ from rightsdesk.cli import (
     outbox,
     reports,
     run,
+    status,
     systems,
     tickets,
 )
+from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")
@@ -27,6 +29,8 @@ app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
 app.add_typer(systems.systems_app, name="systems")
 app.add_typer(fulfil.fulfil_app, name="fulfil")
+# `status` is a command of the root app itself (registered on import).
+_ = status.status
 
 __all__ = ["app", "main"]
 

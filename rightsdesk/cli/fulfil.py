@@ -17,7 +17,16 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from rightsdesk.cli.common import JsonFlag, TicketId, fail, out, print_json, state, with_desk
+from rightsdesk.cli.common import (
+    JsonFlag,
+    TicketId,
+    fail,
+    out,
+    print_json,
+    shown,
+    state,
+    with_desk,
+)
 from rightsdesk.fulfilment import TaskFile
 from rightsdesk.service import Desk
 from rightsdesk.signing import LinkInvalid
@@ -80,7 +89,7 @@ def _print_plan(data: dict[str, Any]) -> None:
     for system in data["systems"]:
         out.rule(f"{system['name']} ({system['kind']})")
         if system["error"]:
-            out.print(f"  cannot run: {system['error']}", highlight=False, markup=False)
+            out.print(f"  cannot run: {shown(system['error'])}", highlight=False)
         if system["kind"] == "manual":
             out.print(f"  a task for {', '.join(system['owner_emails'])}", highlight=False)
         for step in system["statements"]:
@@ -110,8 +119,14 @@ def _print_runs(runs: list[dict[str, Any]]) -> None:
                 if s["kind"] == "sql"
                 else (s["outcome"] or "")
             )
+            # The error comes from the system's driver and the outcome from its owners: shown.
             table.add_row(
-                s["system"], s["kind"], s["status"], str(s["attempts"]), what, s["last_error"] or ""
+                s["system"],
+                s["kind"],
+                s["status"],
+                str(s["attempts"]),
+                shown(what),
+                shown(s["last_error"] or ""),
             )
         out.print(table)
 

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from rightsdesk.cli.common import JsonFlag, err, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, err, out, print_json, shown, with_desk
 from rightsdesk.service import Desk
 
 systems_app = typer.Typer(help="The company's systems (fulfilment).", no_args_is_help=True)
@@ -31,7 +31,10 @@ def systems_list(as_json: JsonFlag = False) -> None:
         table.add_row(row["name"], row["kind"], ", ".join(row["owner_emails"]), url, statements)
     out.print(table)
     if not rows:
-        err.print("no [[systems]] configured (see README: describing the company's systems)")
+        err.print(
+            "no [[systems]] configured (see README: describing the company's systems)",
+            markup=False,  # Rich would read [systems] as a style and print "no []"
+        )
 
 
 @systems_app.command("check")
@@ -47,7 +50,7 @@ def systems_check(as_json: JsonFlag = False) -> None:
         print_json({"ok": not problems, "problems": problems})
     else:
         for line in problems:
-            out.print(line, highlight=False, markup=False)
+            out.print(shown(line), highlight=False)  # a driver's error: escaped
         if not problems:
             out.print("every system and statement checked: ok", highlight=False)
     if problems:

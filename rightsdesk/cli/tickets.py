@@ -19,9 +19,11 @@ from rightsdesk.cli.common import (
     parse_instant,
     parse_types,
     print_json,
+    shown,
     state,
     with_desk,
 )
+from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketFilter
@@ -82,15 +84,18 @@ def tickets_list(
         due = (row["response_due"] or "-") + ("*" if row["provisional"] else "")
         left = "" if row["days_left"] is None else str(row["days_left"])
         style = "red" if row["overdue"] else None
+        state = row["status"] + (" (review)" if row["needs_review"] else "")
+        if row["withdrawal_pending"]:
+            state += " (withdrawal pending)"
         table.add_row(
-            row["id"],
-            row["status"] + (" (review)" if row["needs_review"] else ""),
+            shown(row["id"]),
+            state,
             ",".join(row["types"]),
             row["channel"],
             row["received_at"][:10],
             due,
             left,
-            row["assignee"] or "",
+            shown(row["assignee"] or ""),
             style=style,
         )
     out.print(table)
@@ -115,7 +120,12 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         return
     scores = (data["classification"] or {}).get("scores") or {}
     types = ", ".join(f"{t} ({scores[t]:.2f})" if t in scores else t for t in data["types"])
-    out.print(f"[bold]{data['id']}[/]  {data['status']}  {types}")
+    out.print(f"[bold]{shown(data['id'])}[/]  {data['status']}  {types}")
+    if data["withdrawal_final_at"]:
+        out.print(
+            f"  [bold yellow]withdrawal pending[/]: final at {data['withdrawal_final_at'][:16]} "
+            f"unless undone (rightsdesk tickets undo-withdrawal {shown(data['id'])})"
+        )
     for key in (
         "channel",
         "requester_contact",
@@ -127,13 +137,16 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "assignee",
         "needs_review",
         "extension_reason",
+        "language",
         "denial_reason",
-        "resolution_note",
+        "resolution_reply",
+        "cancel_reason",
     ):
         if data[key] not in (None, False, ""):
-            out.print(f"  {key}: {data[key]}", highlight=False)
+            out.print(f"  {key}: {shown(data[key])}", highlight=False)
     if data["classification"]:
-        out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
+        classification = json.dumps(data["classification"], ensure_ascii=False)
+        out.print(f"  classification: {shown(classification)}", highlight=False)
     for run in data["fulfilment"][:1]:  # the newest run; `fulfil tasks` lists them all
         out.print(f"  fulfilment: run {run['run']} {run['status']}", highlight=False)
         for step in run["systems"]:
@@ -142,14 +155,44 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
             if failed:
                 line += f" (attempt {step['attempts']}, retry {step['next_attempt_at']}): "
                 line += step["last_error"] or ""
-            out.print(line, highlight=False, markup=False, style="red" if failed else None)
+            out.print(shown(line), highlight=False, style="red" if failed else None)
     for message in data["messages"]:
-        out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
-        out.print(message["text"] or "(no text)", highlight=False, markup=False)
+        if message["internal"]:
+            title = f"INTERNAL NOTE by {message['sender']} {message['received_at']} (never sent)"
+            out.rule(f"[bold yellow]{shown(title)}[/]")
+            out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+            continue
+        title = f"{message['direction']} {message['channel']} {message['received_at']}"
+        if message["sender"]:
+            title += f" from {message['sender']}"
+        out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
+        if message["unauthenticated_thread"]:
+            out.print(
+                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag or as"
+                " the same request again; nothing proves who wrote it. Do not act on it (a new"
+                " address, a withdrawal) without checking.",
+                highlight=False,
+            )
+        if message["subject"]:
+            out.print(f"Subject: {shown(message['subject'])}", highlight=False)
+        out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+        for attachment in message["attachments"]:
+            name = shown(attachment["filename"] or "(no name)")
+            out.print(
+                f"  attachment #{attachment['id']}: {name} "
+                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes)",
+                highlight=False,
+            )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
     for event in data["events"]:
         change = json.dumps(event["after"], ensure_ascii=False)
-        table.add_row(str(event["seq"]), event["at"][:19], event["actor"], event["action"], change)
+        table.add_row(
+            str(event["seq"]),
+            event["at"][:19],
+            shown(event["actor"]),
+            shown(event["action"]),
+            shown(change),
+        )
     out.print(table)
 
 
@@ -164,13 +207,17 @@ def tickets_open(
     received: Annotated[
         str | None, typer.Option(help="When it was received (ISO 8601; default: now).")
     ] = None,
-    lang: Annotated[str | None, typer.Option(help="zh or en.")] = None,
+    lang: Annotated[
+        str | None, typer.Option(help="The language to answer in: zh, zh-Hant or en.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open a ticket for a request that came by phone, letter or in person."""
     if (email is None) == (phone is None):
         fail("give exactly one of --email or --phone", 2)
     contact = Contact.email(email) if email is not None else Contact.phone(phone or "")
+    if lang is not None and lang not in LANGS:
+        fail(f"--lang: one of {', '.join(LANGS)}", 2)
 
     async def work(desk: Desk) -> dict[str, Any]:
         received_at = parse_instant(received, "--received") or desk.clock.now()
@@ -245,24 +292,63 @@ def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     _change(lambda d: d.tickets.start(ticket_id, state.actor), as_json, "started")
 
 
+INTERNAL_NOTE = "Internal note for the team: kept on the ticket, never sent to the requester."
+
+
 @tickets_app.command("resolve")
 def tickets_resolve(
     ticket_id: TicketId,
-    note: Annotated[str, typer.Option(help="What was done.")],
+    reply: Annotated[
+        str | None,
+        typer.Option(
+            help="What the REQUESTER reads, inside the resolved notice (e.g. 'the copy of your "
+            "data was sent on 3 March'). Required."
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resolve a ticket: the request was carried out."""
-    _change(lambda d: d.tickets.resolve(ticket_id, state.actor, note), as_json, "resolved")
+    """Resolve a ticket: the request was carried out.
+
+    --reply goes to the requester; --note stays with the team."""
+    if reply is None or not reply.strip():
+        if note is not None:
+            # Before the split, --note was what the requester read: refuse rather than send
+            # nothing (or send what was meant for the team).
+            fail(
+                "--note is internal now and never sent; say what the requester reads with "
+                "--reply TEXT (and keep --note for the team)",
+                2,
+            )
+        fail("--reply TEXT is required: what the requester reads in the resolved notice", 2)
+    _change(
+        lambda d: d.answers.resolve(ticket_id, actor=state.actor, reply=reply, note=note),
+        as_json,
+        "resolved",
+    )
 
 
 @tickets_app.command("deny")
 def tickets_deny(
     ticket_id: TicketId,
-    reason: Annotated[str, typer.Option(help="Why (PIPL Art. 50: a refusal must say why).")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why, as the REQUESTER reads it inside the denial (PIPL Art. 50: a refusal "
+            "must say why)."
+        ),
+    ],
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deny a request, with the reason the requester will be told."""
-    _change(lambda d: d.tickets.deny(ticket_id, state.actor, reason), as_json, "denied")
+    """Deny a request.
+
+    --reason goes to the requester; --note stays with the team."""
+    _change(
+        lambda d: d.answers.deny(ticket_id, actor=state.actor, reason=reason, note=note),
+        as_json,
+        "denied",
+    )
 
 
 @tickets_app.command("extend")
@@ -290,6 +376,12 @@ def tickets_cancel(
 ) -> None:
     """Cancel a ticket."""
     _change(lambda d: d.tickets.cancel(ticket_id, state.actor, reason), as_json, "cancelled")
+
+
+@tickets_app.command("undo-withdrawal")
+def tickets_undo_withdrawal(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Undo a withdrawal by mail that is not final yet (the requester says it was not them)."""
+    _change(lambda d: d.withdrawals.undo(ticket_id, state.actor), as_json, "withdrawal undone")
 
 
 @tickets_app.command("close")

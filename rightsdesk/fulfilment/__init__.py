@@ -37,7 +37,7 @@ from rightsdesk.fulfilment.run import (
     plan_steps,
     steps_of,
 )
-from rightsdesk.fulfilment.tasks import TaskDesk, TaskFile, action_words, per_language
+from rightsdesk.fulfilment.tasks import TaskDesk, TaskFile, action_types, per_language
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Account,
@@ -286,11 +286,11 @@ class FulfilmentService:
             session,
             ticket=ticket,
             kind="fulfilled",
-            lang=requester.language,
+            lang=ticket.language or requester.language,
             to_name=requester.name,
             context={
                 "systems": per_language(lambda lang: [s.display_name(lang) for s in systems]),
-                "actions": per_language(lambda lang: action_words(actions, lang)),
+                "actions": action_types(actions),
                 "access": "access" in actions,
             },
         )

@@ -22,8 +22,9 @@ from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.fulfilment.register import FulfilmentError
 from rightsdesk.fulfilment.run import _locked_step
+from rightsdesk.languages import LANGS
 from rightsdesk.models import FulfilmentRun, FulfilmentStep, RequestType, Ticket
-from rightsdesk.outbound import TYPE_NAMES, Outbox
+from rightsdesk.outbound import Outbox
 from rightsdesk.signing import LinkInvalid, LinkSigner
 from rightsdesk.tickets import TicketService
 
@@ -59,15 +60,15 @@ class TaskView:
     completion_due: str | None
 
 
-def action_words(actions: list[str] | tuple[str, ...], lang: str) -> str:
-    names = TYPE_NAMES["zh" if lang.startswith("zh") else "en"]
-    separator = "、" if lang.startswith("zh") else "; "
-    return separator.join(names[ACTION_TYPE[a].value] for a in actions if a in ACTION_TYPE)
+def action_types(actions: list[str] | tuple[str, ...]) -> list[str]:
+    """The plan's actions as request types: the templates name them in the language they
+    render (`type_names`, from names.<lang>.j2), zh-Hant included."""
+    return [ACTION_TYPE[a].value for a in actions if a in ACTION_TYPE]
 
 
 def per_language(make: Any) -> dict[str, Any]:
     """A template value said in each language (Templates.render picks the one it renders)."""
-    return {lang: make(lang) for lang in ("zh", "zh-Hant", "en")}
+    return {lang: make(lang) for lang in LANGS}
 
 
 class TaskDesk:
@@ -135,7 +136,7 @@ class TaskDesk:
             {
                 "ticket_id": ticket.public_id,
                 "system": per_language(system.display_name),
-                "actions": per_language(lambda lang: action_words(actions, lang)),
+                "actions": action_types(actions),
                 "instructions": system.instructions,
                 "link": url,
                 "token": token,
