@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -293,6 +294,137 @@ class SchedulerSettings(_Section):
     tick_seconds: float = Field(default=60.0, gt=0)
 
 
+# ---- the company's own systems (fulfilment) --------------------------------------------------
+
+# What a statement may name: values of the verified account, and the pseudonym we derive from
+# its id (a keyed hash, so anonymised rows still join). Never anything a requester wrote.
+SYSTEM_PARAMETERS: tuple[str, ...] = ("account_id", "email", "phone", "username", "pseudonym")
+FULFILMENT_ACTIONS: tuple[str, ...] = (
+    "access",
+    "erasure",
+    "account_deletion",
+    "withdraw_consent",
+    "restriction",
+)
+_SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_READS = ("select", "with")
+_WRITES = ("update", "delete", "insert", "with")
+
+
+def statement_parameters(sql: str) -> set[str]:
+    """The bound parameters (`:name`) of a statement, as SQLAlchemy's text() reads them."""
+    from sqlalchemy import text
+
+    return set(text(sql).compile().params)
+
+
+class SystemStatement(_Section):
+    """One named statement of a system for one action."""
+
+    name: str = Field(min_length=1, max_length=64)
+    sql: str = Field(min_length=1)
+    # access: the section's title in the package, and readable names for its columns
+    # (a column not listed keeps its own name).
+    title: str = ""
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class SystemSettings(_Section):
+    """One of the company's systems that holds personal information (`[[systems]]`)."""
+
+    name: str
+    kind: Literal["sql", "manual"]
+    owner_emails: list[str] = Field(default_factory=list)
+    # What the requester is told the system is, per language (zh, zh-Hant, en).
+    display_names: dict[str, str] = Field(default_factory=dict)
+    # sql: the connection URL is a secret: RIGHTSDESK_SYSTEMS__<NAME>__URL, or url_file.
+    url_file: Path | None = None
+    # manual: what the owners are asked to do, shown in their task mail.
+    instructions: str = ""
+    access: list[SystemStatement] = Field(default_factory=list)
+    erasure: list[SystemStatement] = Field(default_factory=list)
+    account_deletion: list[SystemStatement] = Field(default_factory=list)
+    withdraw_consent: list[SystemStatement] = Field(default_factory=list)
+    restriction: list[SystemStatement] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _statements_are_safe(self) -> SystemSettings:
+        if not _SYSTEM_NAME.match(self.name):
+            raise ValueError(
+                f"system name {self.name!r}: lower-case letters, digits and _ only "
+                "(it names the RIGHTSDESK_SYSTEMS__<NAME>__URL variable)"
+            )
+        for lang in self.display_names:
+            if lang not in ("zh", "zh-Hant", "en"):
+                raise ValueError(f"systems[{self.name}].display_names: unknown language {lang!r}")
+        statements = self.statements()
+        if self.kind == "manual" and statements:
+            raise ValueError(f"systems[{self.name}]: a manual system has no statements")
+        for action, statement in statements:
+            where = f"systems[{self.name}].{action}[{statement.name}]"
+            problem = _statement_problem(action, statement.sql)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
+        return self
+
+    def statements(
+        self, actions: tuple[str, ...] = FULFILMENT_ACTIONS
+    ) -> list[tuple[str, SystemStatement]]:
+        """(action, statement) in the order they run: access first, then the changes."""
+        return [(a, s) for a in FULFILMENT_ACTIONS if a in actions for s in getattr(self, a)]
+
+    def display_name(self, lang: str | None) -> str:
+        for each in (lang, "zh" if lang == "zh-Hant" else None, "en", "zh"):
+            if each and each in self.display_names:
+                return self.display_names[each]
+        return self.name
+
+
+def _statement_problem(action: str, sql: str) -> str | None:
+    """Why a statement cannot be configured, or None. Checked at start-up."""
+    body = sql.strip().rstrip(";").strip()
+    if ";" in body:
+        return "one statement each (no ';' inside)"
+    names = statement_parameters(body)
+    allowed = set(SYSTEM_PARAMETERS)
+    unknown = sorted(names - allowed)
+    if unknown:
+        given = ", ".join(f":{n}" for n in unknown)
+        known = ", ".join(f":{n}" for n in SYSTEM_PARAMETERS)
+        return (
+            f"{given} is not allowed: statements take only {known} "
+            "(from the verified account, never text from a message)"
+        )
+    if not names - {"pseudonym"}:
+        return "names no :account_id, :email, :phone or :username, so it would touch everyone"
+    first = body.split(None, 1)[0].lower() if body else ""
+    if action == "access" and first not in _READS:
+        return "an access statement must be a SELECT"
+    if action != "access" and first not in _WRITES:
+        return "must be an UPDATE or DELETE"
+    return None
+
+
+class FulfilmentSettings(_Section):
+    # The requester portal's public base URL; a manual task's link is <portal_url>/task/<token>.
+    # Empty (no portal yet): the mail gives the token and the CLI command instead.
+    portal_url: str = ""
+    task_link_days: int = Field(default=30, ge=1, le=365)
+    # A failed system is retried after 1, 2, 4 ... minutes, at most this long apart.
+    retry_max_minutes: int = Field(default=60, ge=1)
+    # A table of ours in each SQL system, written in the same transaction as the statements,
+    # so a crash between the system's commit and ours never applies a statement twice.
+    # Empty: no table is created; statements must then be safe to repeat.
+    ledger_table: str = "rightsdesk_ledger"
+
+    @field_validator("ledger_table")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+            raise ValueError("letters, digits and _ only")
+        return value
+
+
 class ServiceSettings(_Section):
     """How the running service looks after its own tasks (rightsdesk.supervision)."""
 
@@ -333,6 +465,18 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    fulfilment: FulfilmentSettings = Field(default_factory=FulfilmentSettings)
+    systems: list[SystemSettings] = Field(default_factory=list)
+
+    @field_validator("systems")
+    @classmethod
+    def _unique_systems(cls, value: list[SystemSettings]) -> list[SystemSettings]:
+        seen: set[str] = set()
+        for system in value:
+            if system.name in seen:
+                raise ValueError(f"two systems are named {system.name!r}")
+            seen.add(system.name)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -344,7 +488,29 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs; the environment must win over it.
-        return (env_settings, init_settings)
+        return (_WithoutSystemUrls(settings_cls, env_settings), init_settings)
+
+    def system(self, name: str) -> SystemSettings:
+        for system in self.systems:
+            if system.name == name:
+                return system
+        known = ", ".join(s.name for s in self.systems) or "none configured"
+        raise ConfigError(f"no system {name!r} (systems: {known})")
+
+    def system_url(self, name: str) -> str | None:
+        """A system's connection URL: RIGHTSDESK_SYSTEMS__<NAME>__URL, else its url_file."""
+        value = os.environ.get(system_url_variable(name))
+        if value:
+            return value
+        path = self.system(name).url_file
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"systems[{name}].url_file: cannot read {path}: {exc.strerror}"
+            ) from None
 
     def secret(self, section: str, key: str) -> str | None:
         """The secret's value from the environment, else from its `<key>_file`, else None."""
@@ -363,7 +529,36 @@ class Settings(BaseSettings):
             raise ConfigError(f"{section}.{key}_file: cannot read {path}: {exc.strerror}") from None
 
 
+def system_url_variable(name: str) -> str:
+    return f"{ENV_PREFIX}SYSTEMS__{name.upper()}__URL"
+
+
+class _WithoutSystemUrls(PydanticBaseSettingsSource):
+    """The environment, less RIGHTSDESK_SYSTEMS__<NAME>__URL: those are read by
+    `Settings.system_url`, since `systems` is a list the nested-variable syntax cannot address."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        data = self.inner()
+        if isinstance(data.get("systems"), dict):
+            del data["systems"]
+        return data
+
+
 def _reject_secrets_in_file(data: dict[str, Any], source: Path) -> None:
+    for index, system in enumerate(data.get("systems") or []):
+        if isinstance(system, dict) and "url" in system:
+            name = str(system.get("name", index))
+            raise ConfigError(
+                f"systems[{name}].url: secrets are not read from {source}; "
+                f"set {system_url_variable(name)} or url_file"
+            )
     for section, key in sorted(SECRET_KEYS):
         part = data.get(section)
         if isinstance(part, dict) and key in part:
@@ -380,6 +575,10 @@ def _describe(error: ValidationError) -> str:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    if first["type"] == "value_error" and key.startswith("systems"):
+        message = message.removeprefix("Value error, ")
+        if message.startswith("systems["):
+            key, message = message.split(": ", 1)  # the system's name says more than its index
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{key}: {message}{suffix}"

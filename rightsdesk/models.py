@@ -367,6 +367,59 @@ class ChatConversation(SQLModel, table=True):
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
+class FulfilmentRun(SQLModel, table=True):
+    """An approved plan for a ticket (rightsdesk.fulfilment): what was approved, by whom, and
+    whether every system has done its part."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    plan_hash: str = Field(max_length=64)
+    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    approved_by: str = Field(max_length=200)
+    status: str = Field(default="running", max_length=16, index=True)  # running | done
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    notified_at: dt.datetime | None = None  # the requester was told what was done
+
+
+class FulfilmentStep(SQLModel, table=True):
+    """One system's part of a run: its statements (sql) or the task of its owners (manual).
+
+    status: pending → running → done | failed (retried with back-off) | marked (a person said
+    it is done, or the DPO overrode it with a reason); a manual task is open until its owners
+    answer."""
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "system"),
+        Index("ix_fulfilmentstep_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="fulfilmentrun.id", index=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    system: str = Field(max_length=40)
+    kind: str = Field(max_length=16)  # sql | manual
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    last_error: str | None = None
+    # Rows per statement ("action.name": n), from the first run that committed.
+    rows: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The access sections read from the system before anything was changed (package input).
+    export: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    exported_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    # manual tasks: the link's nonce (a new one revokes older links), the owners' answer
+    link_nonce: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=16)  # done | file | nothing
+    note: str | None = None
+    file_name: str | None = Field(default=None, max_length=255)
+    file_type: str | None = Field(default=None, max_length=200)
+    file_content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    done_by: str | None = Field(default=None, max_length=200)
+
+
 class TaskHeartbeat(SQLModel, table=True):
     """What each long-running task of each replica is doing, for `rightsdesk status` and the
     DPO's digest: written by the running service (rightsdesk.supervision)."""

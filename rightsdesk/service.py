@@ -31,6 +31,7 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
@@ -86,6 +87,7 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    fulfilment: FulfilmentService
     withdrawals: Withdrawals
     supervisor: Supervisor
     answers: Answers
@@ -113,6 +115,10 @@ class Desk:
         verifier = Verifier(
             settings.verification, load_signing_key(settings), clock, tickets, outbox, directory
         )
+        fulfilment = FulfilmentService(
+            settings, db, clock, tickets, outbox, load_signing_key(settings)
+        )
+        tickets.resolve_checks.append(fulfilment.check_resolve)
         parse_mail = partial(
             parse_email,
             trusted_authserv_ids=frozenset(a.lower() for a in settings.mail.trusted_authserv_ids),
@@ -162,6 +168,7 @@ class Desk:
             ),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
+            fulfilment=fulfilment,
             withdrawals=withdrawals,
             supervisor=supervisor,
             answers=Answers(settings, db, clock, tickets, outbox),
@@ -171,6 +178,7 @@ class Desk:
     async def close(self) -> None:
         await self.inbox.close()
         self.cpu.close()
+        await self.fulfilment.dispose()
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()

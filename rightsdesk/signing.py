@@ -7,6 +7,7 @@ that ticket; someone who merely knows a ticket id cannot make one up.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -77,3 +78,48 @@ def load_signing_key(settings: Settings) -> bytes:
 def signer_for(settings: Settings) -> MessageIdSigner:
     domain = settings.outbound.from_address.rsplit("@", 1)[-1]
     return MessageIdSigner(load_signing_key(settings), domain)
+
+
+class LinkInvalid(ValueError):
+    """A link token that is not ours, was altered, or names something that is gone."""
+
+
+class LinkExpired(LinkInvalid):
+    pass
+
+
+_LINK = re.compile(r"^([A-Za-z0-9_-]{1,80})\.(\d{1,12})\.([0-9a-f]{32})$")
+
+
+class LinkSigner:
+    """Signed, expiring tokens for links that need no login (a manual task's page).
+
+    A token is `<subject>.<expiry, unix seconds>.<mac>`; the MAC is an HMAC-SHA256 over the
+    purpose, the subject and the expiry, so a token for one purpose opens nothing else and
+    nobody can extend its life."""
+
+    def __init__(self, key: bytes, purpose: str) -> None:
+        if len(key) < 16:
+            raise ValueError("the signing key must be at least 16 bytes")
+        self._key = key
+        self.purpose = purpose
+
+    def _mac(self, subject: str, expires: int) -> str:
+        message = f"{self.purpose}\n{subject}\n{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    def sign(self, subject: str, expires: dt.datetime) -> str:
+        stamp = int(expires.timestamp())
+        return f"{subject}.{stamp}.{self._mac(subject, stamp)}"
+
+    def verify(self, token: str, now: dt.datetime) -> str:
+        """The token's subject; LinkInvalid if forged, LinkExpired once past its expiry."""
+        found = _LINK.match(token.strip())
+        if not found:
+            raise LinkInvalid("this link is not valid")
+        subject, stamp, mac = found.group(1), int(found.group(2)), found.group(3)
+        if not hmac.compare_digest(mac, self._mac(subject, stamp)):
+            raise LinkInvalid("this link is not valid")
+        if now.timestamp() >= stamp:
+            raise LinkExpired("this link has expired")
+        return subject

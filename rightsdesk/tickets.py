@@ -146,6 +146,13 @@ class Notices(Protocol):
     ) -> None: ...
 
 
+class ResolveCheck(Protocol):
+    """Asked, inside the transaction, before a ticket becomes resolved; raises TicketError to
+    refuse (fulfilment: not while a system's part or a manual task is open)."""
+
+    async def __call__(self, session: AsyncSession, ticket: Ticket) -> None: ...
+
+
 class TicketService:
     def __init__(
         self, db: Database, clock: Clock, policy: DeadlinePolicy, notices: Notices | None = None
@@ -154,6 +161,7 @@ class TicketService:
         self.clock = clock
         self.policy = policy
         self.notices = notices
+        self.resolve_checks: list[ResolveCheck] = []
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -422,6 +430,9 @@ class TicketService:
             raise IllegalTransition(
                 f"{public_id} is {current}; it cannot become {to} (from {current}: {allowed})"
             )
+        if to is S.RESOLVED:
+            for check in self.resolve_checks:
+                await check(session, ticket)
         before = {"status": current, **_deadline_fields(ticket)}
         before.update({name: getattr(ticket, name) for name in fields})
         if current is S.AWAITING_VERIFICATION and ticket.paused_since is not None:

@@ -13,6 +13,8 @@ from rightsdesk.models import (
     Account,
     Channel,
     Event,
+    FulfilmentRun,
+    FulfilmentStep,
     Message,
     StoredAttachment,
     Ticket,
@@ -165,4 +167,34 @@ def account_view(account: Account) -> dict[str, Any]:
         "phone": account.phone,
         "name": account.name,
         "username": account.username,
+    }
+
+
+def fulfilment_run_view(run: FulfilmentRun, steps: list[FulfilmentStep]) -> dict[str, Any]:
+    """A fulfilment run and its systems: failed ones show as failed until they succeed or a
+    person marks them."""
+    return {
+        "run": run.id,
+        "plan_hash": run.plan_hash,
+        "status": run.status,
+        "approved_by": run.approved_by,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "requester_told": run.notified_at is not None,
+        "systems": [
+            {
+                "system": s.system,
+                "kind": s.kind,
+                "status": s.status,
+                "attempts": s.attempts,
+                "rows": s.rows,
+                "last_error": s.last_error,
+                "next_attempt_at": s.next_attempt_at.isoformat() if s.next_attempt_at else None,
+                "outcome": s.outcome,
+                "note": s.note,
+                "file": s.file_name,
+                "done_by": s.done_by,
+            }
+            for s in steps
+        ],
     }

@@ -13,6 +13,7 @@ from sqlmodel import col, func, select
 from rightsdesk.calendar import WorkingCalendar
 from rightsdesk.models import (
     ACTIVE_STATUSES,
+    FulfilmentStep,
     SentNotice,
     TaskHeartbeat,
     Ticket,
@@ -56,6 +57,7 @@ SECTION_TITLES = {
     "due_soon": ("5 个工作日内到期", "Due within 5 working days"),
     "overdue": ("已逾期", "Overdue"),
     "closed": ("最近完成", "Recently finished"),
+    "fulfilment": ("系统任务未完成或失败", "Fulfilment: tasks open or systems failed"),
 }
 LINES_PER_SECTION = 50
 
@@ -86,6 +88,11 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
             & (col(Ticket.response_due) <= soon),
             "overdue": active & (col(Ticket.response_due) < today),
             "closed": col(Ticket.finished_at) >= since,
+            # A manual task its owners have not answered, or a system that keeps failing.
+            "fulfilment": select(FulfilmentStep.id)
+            .where(FulfilmentStep.ticket_id == Ticket.id)
+            .where(col(FulfilmentStep.status).in_(["open", "failed"]))
+            .exists(),
         }
         for key, condition in conditions.items():
             digest.counts[key] = (

@@ -20,6 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from rightsdesk.models import (
     ACTIVE_STATUSES,
+    FulfilmentStep,
     Message,
     SentNotice,
     StoredAttachment,
@@ -281,6 +282,12 @@ async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
     for ticket_id, public_id in candidates:
         async with desk.db.transaction() as session:
             await _empty(session, select(Message.id).where(Message.ticket_id == ticket_id))
+            # The access export and the owners' files of its fulfilment are personal data too.
+            await session.exec(
+                update(FulfilmentStep)
+                .where(col(FulfilmentStep.ticket_id) == ticket_id)
+                .values(export=None, file_content=None)
+            )
             ticket = await desk.tickets.load_in(session, public_id, lock=True)
             await desk.tickets.note_in(
                 session, ticket, "system:retention", "purged", {"days": days}
@@ -346,6 +353,48 @@ async def close_finished(desk: Desk) -> list[str]:
     return due
 
 
+# ---- fulfilment ------------------------------------------------------------------------------
+
+
+async def retry_fulfilment(desk: Desk) -> list[str]:
+    """Failed systems whose back-off has passed, and steps a dead runner left behind."""
+    return await desk.fulfilment.retry_due()
+
+
+async def send_task_reminders(desk: Desk) -> list[str]:
+    """A manual task still open: its owners are reminded on every working day after the day
+    it was opened, once a day (with a fresh link). Returns "ticket/system" of each."""
+    now_local = desk.clock.now().astimezone(desk.policy.tz)
+    today = now_local.date()
+    if not _is_working_day(desk, today):
+        return []
+    async with desk.db.reading() as session:
+        connection = await session.connection()
+        found = await connection.execute(
+            sa_select(  # five columns: more than sqlmodel's typed select takes
+                col(FulfilmentStep.id),
+                col(FulfilmentStep.started_at),
+                col(FulfilmentStep.system),
+                col(Ticket.id),
+                col(Ticket.public_id),
+            )
+            .join(Ticket, col(Ticket.id) == col(FulfilmentStep.ticket_id))
+            .where(col(FulfilmentStep.status) == "open")
+            .where(col(FulfilmentStep.kind) == "manual")
+        )
+        open_tasks = found.all()
+    sent = []
+    for step_id, started_at, system, ticket_id, public_id in open_tasks:
+        if step_id is None or started_at is None:
+            continue
+        if started_at.astimezone(desk.policy.tz).date() >= today:
+            continue  # opened today: the first mail is enough
+        write = partial(desk.fulfilment.tasks.remind_in, step_id=step_id)
+        if await _once(desk, "fulfilment_task_reminder", f"{step_id}:{today}", ticket_id, write):
+            sent.append(f"{public_id}/{system}")
+    return sent
+
+
 async def run_due_jobs(desk: Desk) -> dict[str, object]:
     """One tick: everything that is due now. Each job's failure is logged, not fatal."""
     results: dict[str, object] = {}
@@ -359,6 +408,8 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "close": lambda: close_finished(desk),
         "retention": lambda: purge_closed(desk, dry_run=False),
         "retention_unattached": lambda: purge_unattached(desk, dry_run=False),
+        "fulfilment_retry": lambda: retry_fulfilment(desk),
+        "fulfilment_reminders": lambda: send_task_reminders(desk),
     }
     for name, job in jobs.items():
         try:

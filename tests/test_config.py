@@ -135,7 +135,8 @@ def test_example_config_documents_every_key_with_its_default() -> None:
     assert from_example == Settings(), "config.example.toml must show the defaults"
     secrets = {f"{s}.{k}" for s, k in SECRET_KEYS}
     defaults = Settings()
-    for key in sorted(_keys(defaults)):
+    assert "[[systems]]" in text  # a list of tables: shown as a commented example
+    for key in sorted(_keys(defaults) - {"systems"}):
         section, name = key.split(".")
         if key in secrets:
             assert f"RIGHTSDESK_{section.upper()}__{name.upper()}" in text, key
@@ -144,3 +145,82 @@ def test_example_config_documents_every_key_with_its_default() -> None:
             assert f"# {name} = " in text, f"{key} is not mentioned in config.example.toml"
         else:
             assert name in example.get(section, {}), f"{key} missing from config.example.toml"
+
+
+SYSTEM = """
+[[systems]]
+name = "chat"
+kind = "sql"
+
+[[systems.erasure]]
+name = "messages"
+sql = "{sql}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "UPDATE channel_messages SET body = NULL WHERE body LIKE :message_text",
+            "systems[chat].erasure[messages]: :message_text is not allowed: statements take "
+            "only :account_id, :email, :phone, :username, :pseudonym (from the verified "
+            "account, never text from a message)",
+        ),
+        (
+            "DELETE FROM login_logs WHERE ip = :ip AND user_id = :account_id",
+            "systems[chat].erasure[messages]: :ip is not allowed",
+        ),
+        (
+            "DELETE FROM login_logs",
+            "systems[chat].erasure[messages]: names no :account_id, :email, :phone or "
+            ":username, so it would touch everyone",
+        ),
+        (
+            "UPDATE users SET name = :pseudonym",
+            "so it would touch everyone",
+        ),
+        (
+            "SELECT * FROM users WHERE id = :account_id",
+            "systems[chat].erasure[messages]: must be an UPDATE or DELETE",
+        ),
+        (
+            "DELETE FROM a WHERE id = :account_id; DROP TABLE users",
+            "one statement each",
+        ),
+    ],
+)
+def test_a_statement_that_binds_anything_but_the_account_is_refused_at_start_up(
+    tmp_path: Path, sql: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, SYSTEM.format(sql=sql)))
+    assert str(error.value).startswith("systems[chat].erasure[messages]: ")
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_systems_url_comes_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = SYSTEM.format(sql="DELETE FROM login_logs WHERE user_id = :account_id")
+    with pytest.raises(ConfigError, match=r"^systems\[chat\].url: secrets are not read from"):
+        load_settings(write(tmp_path, body.replace('kind = "sql"', 'kind = "sql"\nurl = "x"')))
+    settings = load_settings(write(tmp_path, body))
+    assert settings.system_url("chat") is None
+    monkeypatch.setenv("RIGHTSDESK_SYSTEMS__CHAT__URL", "sqlite+aiosqlite:///company.db")
+    settings = load_settings(write(tmp_path, body))  # the variable does not upset `systems`
+    assert [s.name for s in settings.systems] == ["chat"]
+    assert settings.system_url("chat") == "sqlite+aiosqlite:///company.db"
+    monkeypatch.delenv("RIGHTSDESK_SYSTEMS__CHAT__URL")
+    (tmp_path / "url").write_text("postgresql+asyncpg://ro@db/chat\n", encoding="utf-8")
+    with_file = body.replace('kind = "sql"', f'kind = "sql"\nurl_file = "{tmp_path / "url"}"')
+    assert load_settings(write(tmp_path, with_file)).system_url("chat") == (
+        "postgresql+asyncpg://ro@db/chat"
+    )
+
+
+def test_two_systems_of_one_name_are_refused(tmp_path: Path) -> None:
+    body = '[[systems]]\nname = "crm"\nkind = "manual"\n' * 2
+    with pytest.raises(ConfigError, match="two systems are named 'crm'"):
+        load_settings(write(tmp_path, body))

@@ -42,6 +42,27 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "withdrawal_pending": {"final_on": "2026-02-24"},
     "withdrawal_undone": {},
     "reply": {"text": "附件是您的数据。\nYour data is attached.", "channel": "email"},
+    # Fulfilment: the systems as the company names them, per language; the actions are the
+    # plan's request types, named by names.<lang>.j2 (the `type_names` filter).
+    "fulfilled": {
+        "systems": {
+            "zh": ["聊天与会议服务", "会议录像存储"],
+            "zh-Hant": ["聊天與會議服務", "會議錄影儲存"],
+            "en": ["chat and meetings service", "meeting recordings store"],
+        },
+        "actions": ["erasure"],
+        "access": True,
+    },
+    "fulfilment_task": {
+        "system": {"zh": "会议录像存储", "zh-Hant": "會議錄影儲存", "en": "meeting recordings"},
+        "actions": ["account_deletion"],
+        "instructions": "Bucket meet-recordings, prefix = account id.",
+        "link": "",
+        "token": "17-0a1b2c3d4e5f6a7b.1780000000.0123456789abcdef0123456789abcdef",
+        "expires": "2026-03-12",
+        "completion_due": "2026-03-12",
+        "reminder": True,
+    },
 }
 
 # What a chat user reads instead of "reply to this email" (the same template, channel=telegram).
@@ -219,3 +240,19 @@ def test_a_message_that_is_not_a_rights_request_is_pointed_to_support() -> None:
     assert "support" in ack("en", False)
     # In doubt, a person reads it: no pointer away from us.
     assert "support" not in ack("en", True)
+
+
+def test_fulfilment_names_the_plans_actions_in_the_language_it_renders() -> None:
+    """The actions are request types named by names.<lang>.j2: zh-Hant reads traditional (the
+    fulfilment branch named them from the simplified table before answering brought zh-Hant)."""
+    templates = Templates(None, COMPANY)
+    for kind in ("fulfilled", "fulfilment_task"):
+        context = {
+            **CONTEXTS[kind],
+            "ticket_id": "PRIV-2026-000042",
+            "actions": ["erasure", "account_deletion"],
+        }
+        said = {lang: templates.render(kind, lang, context).text for lang in LANGS}
+        assert "刪除您的個人資料、註銷您的帳號" in said["zh-Hant"], kind
+        assert "删除您的个人信息、注销您的账号" in said["zh"], kind
+        assert "deletion of your personal information; closing your account" in said["en"], kind

@@ -5,7 +5,18 @@ One module per command group; each registers its commands on the root `app` of `
 
 from __future__ import annotations
 
-from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, status, tickets
+from rightsdesk.cli import (
+    accounts,
+    classifier,
+    fulfil,
+    intake,
+    outbox,
+    reports,
+    run,
+    status,
+    systems,
+    tickets,
+)
 from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
 
@@ -16,6 +27,8 @@ app.add_typer(reports.audit_app, name="audit")
 app.add_typer(intake.intake_app, name="intake")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
+app.add_typer(systems.systems_app, name="systems")
+app.add_typer(fulfil.fulfil_app, name="fulfil")
 # `status` is a command of the root app itself (registered on import).
 _ = status.status
 

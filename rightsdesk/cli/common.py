@@ -77,7 +77,8 @@ def username() -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Shown: a message may name `systems[chat]` (Rich markup) or quote text from a mail.
+    err.print(f"[bold red]error:[/] {shown(message, multiline=True)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -108,9 +108,11 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     """Show a ticket with its deadlines, messages and audit events."""
 
     async def work(desk: Desk) -> dict[str, Any]:
-        return ticket_detail(
+        data = ticket_detail(
             await desk.tickets.detail(ticket_id), desk.tickets.today(), desk.policy.tz
         )
+        data["fulfilment"] = await desk.fulfilment.status(ticket_id)
+        return data
 
     data = with_desk(work)
     if as_json:
@@ -145,6 +147,15 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     if data["classification"]:
         classification = json.dumps(data["classification"], ensure_ascii=False)
         out.print(f"  classification: {shown(classification)}", highlight=False)
+    for run in data["fulfilment"][:1]:  # the newest run; `fulfil tasks` lists them all
+        out.print(f"  fulfilment: run {run['run']} {run['status']}", highlight=False)
+        for step in run["systems"]:
+            failed = step["status"] == "failed"
+            line = f"    {step['system']}: {step['status']}"
+            if failed:
+                line += f" (attempt {step['attempts']}, retry {step['next_attempt_at']}): "
+                line += step["last_error"] or ""
+            out.print(shown(line), highlight=False, style="red" if failed else None)
     for message in data["messages"]:
         if message["internal"]:
             title = f"INTERNAL NOTE by {message['sender']} {message['received_at']} (never sent)"
