@@ -266,6 +266,29 @@ class SchedulerSettings(_Section):
     tick_seconds: float = Field(default=60.0, gt=0)
 
 
+class ConsoleSettings(_Section):
+    """The DPO's web console (console/), served by `rightsdesk run` in the same event loop."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    # The address people type, e.g. https://privacy-desk.example.com (behind a reverse proxy).
+    public_base_url: str = ""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # A session ends after this long without a request, and after `session_lifetime` in any case.
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_lifetime_hours: int = Field(default=12, ge=1)
+    # Failed logins per user name and per address before a lock, and how long the lock holds.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_minutes: int = Field(default=15, ge=1)
+    page_size: int = Field(default=50, ge=5, le=500)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -290,6 +313,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

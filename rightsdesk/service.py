@@ -17,6 +17,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot.door import TelegramDoor, derived_webhook_secret
 from bot.transport import TelegramTransport
 from classifiers.model import MODEL_DIR, LazyRightsClassifier, model_exists
+from console.app import build_app
+from console.server import ConsoleServer
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
@@ -32,6 +34,7 @@ from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
+from rightsdesk.staff import StaffService
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
 from scheduler.runner import Scheduler
@@ -78,6 +81,7 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    staff: StaffService
 
     @classmethod
     def build(
@@ -136,6 +140,7 @@ class Desk:
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            staff=StaffService(db, clock, settings.console),
         )
 
     async def close(self) -> None:
@@ -249,6 +254,19 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             leader = run_as_leader(desk.db, "imap-watcher", watcher.run, stop)
             tasks.append(asyncio.create_task(leader, name="imap-watcher"))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
+        if settings.console.enabled:
+            console = ConsoleServer(
+                settings.console, build_app(settings.console, desk.tickets, desk.staff)
+            )
+            try:
+                port = console.bind()
+            except OSError as exc:
+                where = f"{settings.console.host}:{settings.console.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for the console on {where}: {reason}") from None
+            tasks.append(asyncio.create_task(console.run(stop), name="console"))
+            scheme = "https" if settings.console.tls else "http"
+            doors.append(f"console={scheme}://{settings.console.host}:{port}")
         token = settings.secret("telegram", "token")
         if token:
             door = telegram_door(desk, token)

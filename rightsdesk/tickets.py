@@ -6,15 +6,17 @@ audit event describing the change (who, what, when, before/after).
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, or_, select
+from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.audit import append_event
@@ -77,6 +79,33 @@ class IllegalTransition(TicketError):
     pass
 
 
+class TicketConflict(TicketError):
+    """Someone else changed the ticket after the person acting last saw it."""
+
+
+# Per task: the audit head each ticket must still have when an action locks it (see
+# `unchanged_since`). A context variable, so every action method, present and future, is
+# checked at the one place that locks a ticket, without a parameter on each of them.
+_EXPECTED_HEADS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "rightsdesk_expected_heads", default=None
+)
+
+
+@contextmanager
+def unchanged_since(public_id: str, audit_head: str) -> Iterator[None]:
+    """Refuse the actions inside with TicketConflict if the ticket changed since its audit
+    head was `audit_head` (what the console's form showed). Every change appends an audit
+    event, so the head is the ticket's version. Checked once, when the first action locks it:
+    a method that runs several transactions does not trip on its own first one."""
+    expected = dict(_EXPECTED_HEADS.get() or {})
+    expected[public_id.strip().upper()] = audit_head
+    reset = _EXPECTED_HEADS.set(expected)
+    try:
+        yield
+    finally:
+        _EXPECTED_HEADS.reset(reset)
+
+
 @dataclass(frozen=True)
 class Contact:
     kind: ContactKind
@@ -118,6 +147,14 @@ class TicketFilter:
     assignee: str | None = None
     needs_review: bool | None = None
     limit: int | None = None
+    # The console's queues and filters.
+    offset: int = 0
+    due_from: dt.date | None = None  # response due on or after
+    unassigned: bool = False
+    channels: Sequence[Channel] = ()
+    received_from: dt.date | None = None  # desk-local days, inclusive
+    received_to: dt.date | None = None
+    active_first: bool = False  # work still owed before finished tickets
 
 
 @dataclass
@@ -293,7 +330,26 @@ class TicketService:
             return TicketDetail(ticket, requester, list(messages), list(events))
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
-        query = select(Ticket)
+        query = self._filtered(select(Ticket), filters)
+        if filters.active_first:
+            active = [str(s) for s in ACTIVE_STATUSES]
+            query = query.order_by(col(Ticket.status).not_in(active))
+        query = query.order_by(
+            col(Ticket.response_due).is_(None), col(Ticket.response_due), col(Ticket.id)
+        )
+        if filters.offset:
+            query = query.offset(filters.offset)
+        if filters.limit is not None:
+            query = query.limit(filters.limit)
+        async with self.db.reading() as session:
+            return list((await session.exec(query)).all())
+
+    async def count(self, filters: TicketFilter = TicketFilter()) -> int:
+        query = self._filtered(select(func.count()).select_from(Ticket), filters)
+        async with self.db.reading() as session:
+            return int((await session.exec(query)).one())
+
+    def _filtered(self, query: Any, filters: TicketFilter) -> Any:
         if filters.statuses:
             query = query.where(col(Ticket.status).in_([str(s) for s in filters.statuses]))
         if filters.types:
@@ -305,6 +361,8 @@ class TicketService:
             )
         if filters.due_before is not None:
             query = query.where(col(Ticket.response_due) < filters.due_before)
+        if filters.due_from is not None:
+            query = query.where(col(Ticket.response_due) >= filters.due_from)
         if filters.overdue:
             today = self.today()
             query = query.where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])).where(
@@ -312,15 +370,21 @@ class TicketService:
             )
         if filters.assignee is not None:
             query = query.where(Ticket.assignee == filters.assignee)
+        if filters.unassigned:
+            query = query.where(col(Ticket.assignee).is_(None))
         if filters.needs_review is not None:
             query = query.where(Ticket.needs_review == filters.needs_review)
-        query = query.order_by(
-            col(Ticket.response_due).is_(None), col(Ticket.response_due), col(Ticket.id)
-        )
-        if filters.limit is not None:
-            query = query.limit(filters.limit)
-        async with self.db.transaction() as session:
-            return list((await session.exec(query)).all())
+        if filters.channels:
+            query = query.where(col(Ticket.channel).in_([str(c) for c in filters.channels]))
+        if filters.received_from is not None:
+            query = query.where(col(Ticket.received_at) >= self._day_start(filters.received_from))
+        if filters.received_to is not None:
+            end = self._day_start(filters.received_to + dt.timedelta(days=1))
+            query = query.where(col(Ticket.received_at) < end)
+        return query
+
+    def _day_start(self, day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), self.policy.tz)
 
     def today(self) -> dt.date:
         return self.policy.local_day(self.clock.now())
@@ -613,6 +677,12 @@ async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) ->
     if ticket is None:
         raise TicketNotFound(f"no ticket {public_id}")
     if lock:
+        expected = _EXPECTED_HEADS.get()
+        if expected is not None and key in expected and expected.pop(key) != ticket.audit_head:
+            raise TicketConflict(
+                f"{key} was changed by someone else since you opened it; "
+                "nothing was done: look at the ticket again and repeat if still right"
+            )
         held[key] = ticket
     return ticket
 
@@ -665,10 +735,12 @@ __all__ = [
     "Contact",
     "IllegalTransition",
     "NewTicket",
+    "TicketConflict",
     "TicketDetail",
     "TicketError",
     "TicketFilter",
     "TicketNotFound",
     "TicketService",
     "format_public_id",
+    "unchanged_since",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -55,6 +56,42 @@ def audit_verify(as_json: JsonFlag = False) -> None:
     else:
         err.print(f"[bold red]BROKEN[/] {report.broken}", highlight=False)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("pack")
+def audit_pack(
+    ticket: Annotated[str, typer.Argument(help="Ticket id, e.g. PRIV-2026-000001.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ZIP file to write.")],
+) -> None:
+    """Write a ticket's evidence pack: messages, attachments, events with their hash chain."""
+    from rightsdesk.cli.common import state
+    from rightsdesk.evidence import build_pack
+
+    async def work(desk: Desk) -> bytes:
+        return await build_pack(desk.db, ticket, state.actor, desk.clock.now())
+
+    output.write_bytes(with_desk(work))
+    out.print(f"wrote {output}", highlight=False)
+
+
+@audit_app.command("verify-pack")
+def audit_verify_pack(
+    file: Annotated[Path, typer.Argument(help="An evidence pack ZIP.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check an evidence pack offline (no database): file hashes and the event chain."""
+    from rightsdesk.evidence_check import verify_pack
+
+    problems = verify_pack(file)
+    if as_json:
+        print_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            err.print(f"[bold red]BROKEN[/] {problem}", highlight=False)
+    else:
+        out.print(f"evidence pack intact: {file}", highlight=False)
+    if problems:
         raise typer.Exit(1)
 
 
