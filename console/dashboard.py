@@ -8,6 +8,7 @@ default) is switched off.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -130,4 +131,9 @@ def draw(name: str, found: Figures, t: dict[str, str]) -> bytes:
         for channel, count in found.by_channel.items():
             chart.add(_label(t, "channel_", channel), count)
     rendered: bytes = chart.render()
-    return rendered
+    # pygal always embeds its config as a <script>; the chart needs none (and the CSP forbids
+    # it). Labels are XML-escaped by pygal, so "<script" can only be that element.
+    return _SCRIPT.sub(b"", rendered)
+
+
+_SCRIPT = re.compile(rb"<script\b.*?</script>", re.DOTALL)

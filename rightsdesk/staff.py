@@ -260,7 +260,9 @@ class StaffService:
         if locked:
             raise LoginRefused("login refused")
         if user is not None and user.totp_secret is not None and good:
-            good = pyotp.TOTP(user.totp_secret).verify((totp_code or "").strip(), valid_window=1)
+            good = pyotp.TOTP(user.totp_secret).verify(
+                (totp_code or "").strip(), for_time=now, valid_window=1
+            )
         if not good or user is None or user.disabled:
             await self._failed(keys, now)
             raise LoginRefused("login refused")
