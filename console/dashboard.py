@@ -8,6 +8,7 @@ default) is switched off.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from typing import Any
@@ -101,18 +102,28 @@ def _label(t: dict[str, str], prefix: str, key: str) -> str:
     return t.get(prefix + key, key)
 
 
+def _counts(values: list[int]) -> dict[str, Any]:
+    """Whole-number axis labels for counts (pygal would draw 0.2, 0.4, ...)."""
+    top = max(values, default=0)
+    step = max(1, math.ceil(top / 6))
+    return {"y_labels": list(range(0, top + step, step))}
+
+
 def draw(name: str, found: Figures, t: dict[str, str]) -> bytes:
     chart: Any
     if name == "status":
-        chart = pygal.Bar(**_options(t, name))
+        chart = pygal.Bar(**_options(t, name), **_counts(list(found.open_by_status.values())))
         chart.x_labels = [_label(t, "status_", s) for s in found.open_by_status]
         chart.add(t["chart_tickets"], list(found.open_by_status.values()))
     elif name == "type":
-        chart = pygal.HorizontalBar(**_options(t, name))
+        chart = pygal.HorizontalBar(
+            **_options(t, name), **_counts(list(found.open_by_type.values()))
+        )
         chart.x_labels = [_label(t, "type_", k) for k in found.open_by_type]
         chart.add(t["chart_tickets"], list(found.open_by_type.values()))
     elif name == "weekly":
-        chart = pygal.Bar(**_options(t, name), x_label_rotation=30)
+        weekly = [n for _, n in found.received_per_week]
+        chart = pygal.Bar(**_options(t, name), x_label_rotation=30, **_counts(weekly))
         chart.x_labels = [week.strftime("%m-%d") for week, _ in found.received_per_week]
         chart.add(t["chart_tickets"], [n for _, n in found.received_per_week])
     elif name == "on_time":

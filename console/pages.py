@@ -173,10 +173,16 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     timeline: list[dict[str, Any]] = []
     for message in detail.messages:
         view = message_view(message)
-        timeline.append({"kind": "message", "at": message.received_at, **view})
+        order = 0 if message.direction == "in" else 2  # at one instant: what came, did, went
+        timeline.append({"kind": "message", "at": message.received_at, "order": order, **view})
     for event in detail.events:
-        timeline.append({"kind": "event", **event_view(event), "at": event.at})
-    timeline.sort(key=lambda item: (item["at"], 0 if item["kind"] == "message" else 1))
+        view = event_view(event)
+        # Only what changed (a transition repeats every deadline field before and after).
+        changes = {
+            k: v for k, v in view["after"].items() if k == "note" or view["before"].get(k) != v
+        }
+        timeline.append({"kind": "event", **view, "at": event.at, "order": 1, "changes": changes})
+    timeline.sort(key=lambda item: (item["at"], item["order"]))
     for item in timeline:
         item["at_local"] = item["at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %z")
     classification = ticket.classification or {}
