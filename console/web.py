@@ -78,7 +78,13 @@ def console_of(request: Request) -> Any:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The browser's address: the peer's, or the last hop a trusted proxy names."""
+    peer = request.client.host if request.client else "unknown"
+    console: Console = console_of(request)
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if forwarded and peer in console.settings.trusted_proxies:
+        return forwarded.split(",")[-1].strip() or peer
+    return peer
 
 
 def language_of(request: Request, staff: Staff | None) -> str:

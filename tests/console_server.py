@@ -108,9 +108,12 @@ class ConsoleUnderTest:
 
         return self.call(work)
 
-    def client(self, local_address: str | None = None) -> httpx.Client:
+    def client(
+        self, local_address: str | None = None, forwarded_for: str | None = None
+    ) -> httpx.Client:
         transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
-        return httpx.Client(base_url=self.url, transport=transport, timeout=30)
+        headers = {"x-forwarded-for": forwarded_for} if forwarded_for else None
+        return httpx.Client(base_url=self.url, transport=transport, headers=headers, timeout=30)
 
 
 def login(

@@ -60,7 +60,12 @@ def server(
         desk={"data_dir": folder / "var"},
         outbound={"outbox_dir": folder / "var" / "outbox"},
         classifier={"enabled": False},
-        console={"port": 0, "page_size": 5, "login_max_failures": 5},
+        console={
+            "port": 0,
+            "page_size": 5,
+            "login_max_failures": 5,
+            "trusted_proxies": ["127.0.0.5"],
+        },
     )
     running = ConsoleUnderTest(settings, FrozenClock(START)).start()
     try:
@@ -178,6 +183,19 @@ def test_login_is_throttled_per_address(server: ConsoleUnderTest) -> None:
         assert login(server.client("127.0.0.3"), f"guess{n}", "wrong-password-x").status_code == 401
     assert login(server.client("127.0.0.3"), "dora", PASSWORD).status_code == 401
     assert login(server.client("127.0.0.4"), "dora", PASSWORD).status_code == 303
+
+
+def test_a_trusted_proxy_names_the_address_others_do_not(server: ConsoleUnderTest) -> None:
+    for n in range(5):
+        proxied = server.client("127.0.0.5", forwarded_for=f"192.0.2.9, 10.0.0.{n}")
+        assert login(proxied, f"guess{n}", "wrong-password-x").status_code == 401
+    # Each failure counted its own browser address: the proxy itself is not locked.
+    assert login(server.client("127.0.0.5", "10.0.0.99"), "dora", PASSWORD).status_code == 303
+    # Anyone else's X-Forwarded-For is ignored: their own address locks.
+    for n in range(5):
+        spoofed = server.client("127.0.0.6", forwarded_for=f"10.0.1.{n}")
+        assert login(spoofed, f"guess{n}", "wrong-password-x").status_code == 401
+    assert login(server.client("127.0.0.6", "10.0.1.99"), "dora", PASSWORD).status_code == 401
 
 
 def test_login_needs_its_csrf_token(server: ConsoleUnderTest) -> None:
