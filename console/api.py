@@ -17,7 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from console.actions import ACTIONS, Fields, perform
-from console.queues import QUEUES, BadFilter, parse_query, queue_counts, working_days_left
+from console.queues import (
+    QUEUES,
+    BadFilter,
+    cached_count,
+    parse_query,
+    queue_counts,
+    working_days_left,
+)
 from console.web import Console, Need, allowed, console_of, json_error
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import TicketConflict, TicketError, TicketNotFound, TicketService
@@ -55,7 +62,8 @@ async def me(request: Request, staff: Staff) -> Response:
 @api("read")
 async def queues(request: Request, staff: Staff) -> Response:
     tickets: TicketService = request.app.state.tickets
-    return JSONResponse(await queue_counts(tickets, staff))
+    ttl = console_of(request).settings.count_cache_seconds
+    return JSONResponse(await queue_counts(tickets, staff, ttl))
 
 
 @api("read")
@@ -73,7 +81,9 @@ async def list_tickets(request: Request, staff: Staff) -> Response:
             "queue": query.queue,
             "page": query.page,
             "page_size": console.settings.page_size,
-            "total": await tickets.count(query.filters),
+            "total": await cached_count(
+                tickets, query.filters, console.settings.count_cache_seconds
+            ),
             "items": [
                 {**ticket_summary(t, today, tz), "working_days_left": working_days_left(tickets, t)}
                 for t in rows

@@ -10,7 +10,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from console.actions import ACTIONS, Fields, perform
-from console.queues import QUEUES, BadFilter, parse_query, queue_counts, working_days_left
+from console.queues import (
+    QUEUES,
+    BadFilter,
+    cached_count,
+    parse_query,
+    queue_counts,
+    working_days_left,
+)
 from console.web import (
     LANGUAGE_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -120,7 +127,8 @@ def _set_cookie(
 
 async def nav_context(request: Request) -> dict[str, Any]:
     tickets: TicketService = request.app.state.tickets
-    return {"counts": await queue_counts(tickets, session_of(request).staff), "queues": QUEUES}
+    ttl = console_of(request).settings.count_cache_seconds
+    return {"counts": await queue_counts(tickets, session_of(request).staff, ttl), "queues": QUEUES}
 
 
 @guard("read")
@@ -134,7 +142,7 @@ async def queue_page(request: Request) -> Response:
     except BadFilter as exc:
         return error_page(request, 400, str(exc))
     rows = await tickets.find(query.filters)
-    total = await tickets.count(query.filters)
+    total = await cached_count(tickets, query.filters, console.settings.count_cache_seconds)
     today, tz = tickets.today(), tickets.policy.tz
     items = [
         {**ticket_summary(t, today, tz), "working_days_left": working_days_left(tickets, t)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,8 +110,27 @@ def _date(name: str, value: str) -> dt.date:
         raise BadFilter(name, value, "a date like 2026-11-30") from None
 
 
-async def queue_counts(tickets: TicketService, me: Staff) -> dict[str, int]:
-    return {q: await tickets.count(queue_filter(tickets, q, me)) for q in QUEUES}
+# Counts are shown on every page (seven queues in the navigation, and the list's total); at a
+# million tickets the largest take tens of milliseconds each. Several people share the queues,
+# so a count is reused for `console.count_cache_seconds`: the navigation may lag that much.
+_counts: dict[tuple[int, str], tuple[float, int]] = {}
+
+
+async def cached_count(tickets: TicketService, filters: TicketFilter, ttl: float) -> int:
+    key = (id(tickets), repr(dataclasses.replace(filters, offset=0, limit=None)))
+    now = time.monotonic()
+    hit = _counts.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    value = await tickets.count(filters)
+    if len(_counts) > 10_000:
+        _counts.clear()
+    _counts[key] = (now, value)
+    return value
+
+
+async def queue_counts(tickets: TicketService, me: Staff, ttl: float) -> dict[str, int]:
+    return {q: await cached_count(tickets, queue_filter(tickets, q, me), ttl) for q in QUEUES}
 
 
 def working_days_left(tickets: TicketService, ticket: Ticket) -> int | None:

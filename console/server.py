@@ -39,7 +39,17 @@ class ConsoleServer:
     def bind(self) -> int:
         """Open the listening socket; returns the port (useful with port 0). Raises OSError."""
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        sock = socket.create_server((self.settings.host, self.settings.port), family=family)
+        # proto=IPPROTO_TCP, not 0 (socket.create_server's): asyncio sets TCP_NODELAY only on
+        # sockets that say they are TCP, and without it every response waits ~40 ms (Nagle
+        # against the client's delayed ACK).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.settings.host, self.settings.port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         self._socket = sock
         return int(sock.getsockname()[1])

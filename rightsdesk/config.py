@@ -283,6 +283,9 @@ class ConsoleSettings(_Section):
     login_max_failures: int = Field(default=5, ge=1)
     login_lock_minutes: int = Field(default=15, ge=1)
     page_size: int = Field(default=50, ge=5, le=500)
+    # Queue counts (navigation, list totals) are reused this long: at a million tickets the
+    # largest take tens of milliseconds, and several people share the queues. 0: always fresh.
+    count_cache_seconds: float = Field(default=5.0, ge=0)
     # Reverse proxies whose X-Forwarded-For is believed (their own address as they connect):
     # the login throttle then counts the browser's address, not the proxy's.
     trusted_proxies: list[str] = Field(default_factory=list)

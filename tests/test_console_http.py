@@ -65,6 +65,7 @@ def server(
             "page_size": 5,
             "login_max_failures": 5,
             "trusted_proxies": ["127.0.0.5"],
+            "count_cache_seconds": 0,  # the tests count right after they change things
         },
     )
     running = ConsoleUnderTest(settings, FrozenClock(START)).start()
@@ -695,3 +696,20 @@ def test_the_interface_strings_exist_in_both_languages() -> None:
     assert set(zh) == set(en)
     for name in (*RequestType, *TicketStatus):
         assert f"type_{name}" in en or f"status_{name}" in en
+
+
+def test_the_listening_socket_is_tcp_so_responses_are_not_delayed() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is TCP; without it each keep-alive
+    response waited ~40 ms for the client's delayed ACK (measured: 46 ms against 3 ms)."""
+    import socket
+
+    from console.server import ConsoleServer
+    from rightsdesk.config import ConsoleSettings
+
+    server = ConsoleServer(ConsoleSettings(port=0), app=None)  # type: ignore[arg-type]
+    server.bind()
+    assert server._socket is not None
+    try:
+        assert server._socket.proto == socket.IPPROTO_TCP
+    finally:
+        server._socket.close()
