@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console import api, dashboard, exports, pages, users
+from console import api, bulk, dashboard, exports, pages, users
 from console.web import STATIC, Console, SecurityHeaders
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.staff import StaffService
@@ -32,6 +32,7 @@ def build_app(settings: ConsoleSettings, tickets: TicketService, staff: StaffSer
         Route("/tickets/{public_id}", pages.ticket_page),
         Route("/tickets/{public_id}/evidence.zip", exports.evidence_pack),
         Route("/tickets/{public_id}/{action}", pages.ticket_action, methods=["POST"]),
+        Route("/bulk", bulk.bulk_action, methods=["POST"]),
         Route("/export.csv", exports.csv_export),
         Route("/dashboard", dashboard.dashboard_page),
         Route("/dashboard/{chart}.svg", dashboard.chart),

@@ -145,7 +145,11 @@ async def queue_page(request: Request) -> Response:
     total = await cached_count(tickets, query.filters, console.settings.count_cache_seconds)
     today, tz = tickets.today(), tickets.policy.tz
     items = [
-        {**ticket_summary(t, today, tz), "working_days_left": working_days_left(tickets, t)}
+        {
+            **ticket_summary(t, today, tz),
+            "working_days_left": working_days_left(tickets, t),
+            "head": t.audit_head,
+        }
         for t in rows
     ]
     pages = max(1, -(-total // console.settings.page_size))

@@ -713,3 +713,55 @@ def test_the_listening_socket_is_tcp_so_responses_are_not_delayed() -> None:
         assert server._socket.proto == socket.IPPROTO_TCP
     finally:
         server._socket.close()
+
+
+def test_bulk_assign_and_relabel_a_filtered_list(server: ConsoleUnderTest) -> None:
+    first = server.open_ticket(subject="bulk one", channel=Channel.MANUAL)
+    second = server.open_ticket(subject="bulk two", channel=Channel.MANUAL)
+    third = server.open_ticket(subject="bulk three", channel=Channel.MANUAL)
+    dora = logged_in(server, "dora")
+    page = dora.get("/?channel=manual&queue=unassigned").text
+    heads = dict(re.findall(r'name="head:(PRIV-[\d-]+)" value="([^"]*)"', page))
+    assert {first, second, third} <= set(heads)
+    csrf = csrf_of(page)
+
+    async def meddle(desk: Desk) -> None:  # someone assigns the third meanwhile
+        await desk.tickets.assign(third, "console:alan", "alan")
+
+    server.call(meddle)
+    form: dict[str, str | list[str]] = {
+        "csrf": csrf,
+        "action": "assign",
+        "assignee": "dora",
+        "ids": [first, second, third],
+        **{f"head:{t}": heads[t] for t in (first, second, third)},
+    }
+    outcome = dora.post("/bulk", data=form)
+    assert outcome.status_code == 409  # not everything was done, and the page says which
+    assert "changed by someone else" in outcome.text
+    assert events_of(server, first)[-1] == ("console:dora", "assigned")
+    assert events_of(server, second)[-1] == ("console:dora", "assigned")
+    assert events_of(server, third)[-1] == ("console:alan", "assigned")
+
+    page = dora.get("/?channel=manual&queue=mine").text
+    heads = dict(re.findall(r'name="head:(PRIV-[\d-]+)" value="([^"]*)"', page))
+    relabel: dict[str, str | list[str]] = {
+        "csrf": csrf,
+        "action": "relabel",
+        "types": ["erasure"],
+        "ids": [first, second],
+        **{f"head:{t}": heads[t] for t in (first, second)},
+    }
+    assert dora.post("/bulk", data=relabel).status_code == 200
+
+    async def types_of(desk: Desk) -> list[list[str]]:
+        return [[str(x) for x in (await desk.tickets.get(t)).types] for t in (first, second)]
+
+    assert server.call(types_of) == [["erasure"], ["erasure"]]
+    assert dora.post("/bulk", data={"csrf": csrf, "action": "assign"}).status_code == 400
+    audrey = logged_in(server, "audrey")
+    refused = audrey.post(
+        "/bulk", data={"csrf": csrf_of(audrey.get("/").text), "action": "assign", "ids": first}
+    )
+    assert refused.status_code == 403
+    assert 'name="ids"' not in audrey.get("/").text  # no checkboxes for an auditor
