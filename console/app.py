@@ -21,7 +21,9 @@ async def health(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def build_app(settings: ConsoleSettings, tickets: TicketService, staff: StaffService) -> Starlette:
+def build_app(
+    settings: ConsoleSettings, tickets: TicketService, staff: StaffService, company: str = ""
+) -> Starlette:
     routes = [
         Route("/healthz", health),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -34,6 +36,8 @@ def build_app(settings: ConsoleSettings, tickets: TicketService, staff: StaffSer
         Route("/tickets/{public_id}/{action}", pages.ticket_action, methods=["POST"]),
         Route("/bulk", bulk.bulk_action, methods=["POST"]),
         Route("/export.csv", exports.csv_export),
+        Route("/reports/monthly", exports.monthly_page),
+        Route("/reports/monthly.pdf", exports.monthly_pdf),
         Route("/dashboard", dashboard.dashboard_page),
         Route("/dashboard/{chart}.svg", dashboard.chart),
         Route("/users", users.users_page),
@@ -46,4 +50,5 @@ def build_app(settings: ConsoleSettings, tickets: TicketService, staff: StaffSer
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
+    app.state.company = company  # named on the monthly report
     return app

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
+import datetime as dt
 import io
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from console.pages import nav_context
 from console.queues import BadFilter, parse_query, working_days_left
-from console.web import error_page, guard, session_of
+from console.web import Console, console_of, error_page, guard, render, session_of
 from rightsdesk.evidence import build_pack
+from rightsdesk.reports import ReportError, monthly_report, report_pdf, report_text
 from rightsdesk.tickets import TicketNotFound, TicketService
 from rightsdesk.views import ticket_summary
 
@@ -93,4 +97,39 @@ async def evidence_pack(request: Request) -> Response:
         data,
         media_type="application/zip",
         headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _month(request: Request, tickets: TicketService) -> str:
+    value = request.query_params.get("month")
+    if value:
+        return value
+    first = tickets.today().replace(day=1)
+    return (first - dt.timedelta(days=1)).strftime("%Y-%m")  # last month, by default
+
+
+@guard("read")
+async def monthly_page(request: Request) -> Response:
+    tickets: TicketService = request.app.state.tickets
+    try:
+        report = await monthly_report(tickets.db, tickets.policy, _month(request, tickets))
+    except ReportError as exc:
+        return error_page(request, 400, str(exc))
+    return render(request, "report.html.j2", {**(await nav_context(request)), "r": report})
+
+
+@guard("read")
+async def monthly_pdf(request: Request) -> Response:
+    tickets: TicketService = request.app.state.tickets
+    console: Console = console_of(request)
+    try:
+        report = await monthly_report(tickets.db, tickets.policy, _month(request, tickets))
+        text = report_text(report, request.app.state.company, tickets.clock.now())
+        data = await asyncio.to_thread(report_pdf, text, console.settings.pdf_font_file)
+    except ReportError as exc:
+        return error_page(request, 400, str(exc))
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={"content-disposition": f'attachment; filename="report-{report.month}.pdf"'},
     )

@@ -286,6 +286,8 @@ class ConsoleSettings(_Section):
     # Queue counts (navigation, list totals) are reused this long: at a million tickets the
     # largest take tens of milliseconds, and several people share the queues. 0: always fresh.
     count_cache_seconds: float = Field(default=5.0, ge=0)
+    # A font with Chinese characters for the monthly report's PDF (Debian: fonts-wqy-microhei).
+    pdf_font_file: Path = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
     # Reverse proxies whose X-Forwarded-For is believed (their own address as they connect):
     # the login throttle then counts the browser's address, not the proxy's.
     trusted_proxies: list[str] = Field(default_factory=list)

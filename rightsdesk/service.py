@@ -256,7 +256,8 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         if settings.console.enabled:
             console = ConsoleServer(
-                settings.console, build_app(settings.console, desk.tickets, desk.staff)
+                settings.console,
+                build_app(settings.console, desk.tickets, desk.staff, settings.desk.company_name),
             )
             try:
                 port = console.bind()

@@ -765,3 +765,41 @@ def test_bulk_assign_and_relabel_a_filtered_list(server: ConsoleUnderTest) -> No
     )
     assert refused.status_code == 403
     assert 'name="ids"' not in audrey.get("/").text  # no checkboxes for an auditor
+
+
+def test_the_monthly_report_page_pdf_and_command(server: ConsoleUnderTest, tmp_path: Path) -> None:
+    answered = server.open_ticket(subject="report answered")
+    refused = server.open_ticket(subject="report refused")
+
+    async def work(desk: Desk) -> None:
+        await desk.tickets.mark_verified(answered, "console:dora")
+        await desk.tickets.resolve(answered, "console:dora", "copy sent")
+        await desk.tickets.deny(refused, "console:dora", "无法核实身份 identity not shown")
+
+    server.call(work)
+    dora = logged_in(server, "dora")
+    page = dora.get("/reports/monthly?month=2026-11")
+    assert page.status_code == 200
+    assert "无法核实身份 identity not shown" in page.text
+    assert refused in page.text
+    pdf = dora.get("/reports/monthly.pdf?month=2026-11")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert dora.get("/reports/monthly?month=11-2026").status_code == 400
+    assert logged_in(server, "audrey").get("/reports/monthly").status_code == 200
+
+    env = {"RIGHTSDESK_DATABASE__URL": server.settings.database.url, "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "rightsdesk", "report", "--month", "2026-11"]
+    shown = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.stderr
+    figures = json.loads(shown.stdout)
+    assert figures["denied"] >= 1
+    assert [refused, "无法核实身份 identity not shown"] in figures["denial_reasons"]
+    out = tmp_path / "report.pdf"
+    written = subprocess.run(
+        [*command, "--pdf", str(out)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert written.returncode == 0, written.stderr
+    assert out.read_bytes().startswith(b"%PDF")

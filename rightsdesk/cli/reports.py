@@ -96,6 +96,42 @@ def audit_verify_pack(
 
 
 @app.command()
+def report(
+    month: Annotated[str, typer.Option("--month", help="The month, e.g. 2026-11.")],
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="Write the report as PDF here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The monthly report: received by type, answered on time or late, extended, denied (with
+    the reasons), median working days to answer."""
+    import dataclasses
+
+    from rightsdesk.reports import ReportError, monthly_report, report_pdf, report_text
+
+    settings = desk_settings()
+
+    async def work(desk: Desk) -> Any:
+        return await monthly_report(desk.db, desk.policy, month)
+
+    try:
+        figures = with_desk(work)
+        if as_json:
+            print_json(
+                {**dataclasses.asdict(figures), "median_working_days": figures.median_working_days}
+            )
+            return
+        import datetime as dt
+
+        text = report_text(figures, settings.desk.company_name, dt.datetime.now(dt.UTC))
+        if pdf is None:
+            out.print(text, highlight=False, markup=False)
+            return
+        pdf.write_bytes(report_pdf(text, settings.console.pdf_font_file))
+    except ReportError as exc:
+        fail(str(exc), 2)
+    out.print(f"wrote {pdf}", highlight=False)
+
+
+@app.command()
 def digest(
     print_: Annotated[
         bool, typer.Option("--print", help="Show today's digest; send nothing.")
