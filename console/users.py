@@ -21,6 +21,7 @@ async def _page(request: Request, notice: str = "", error: str = "", status: int
             "users": await console.staff.everyone(),
             "roles": [r.value for r in StaffRole],
             "totp_required": await console.staff.totp_required(),
+            "events": await console.staff.events(30),
             "notice": notice,
             "error": error,
         },
@@ -46,6 +47,7 @@ async def add_user(request: Request) -> Response:
             str(form.get("role", "")),
             password,
             str(form.get("language", "zh")),
+            actor=session_of(request).staff.actor,
         )
     except StaffError as exc:
         return await _page(request, error=str(exc), status=400)
@@ -60,23 +62,24 @@ async def user_action(request: Request) -> Response:
     action = request.path_params["action"]
     form = form_of(request)
     t = strings(session_of(request).staff.language)
+    actor = session_of(request).staff.actor
     try:
         if action == "disable":
             if name == session_of(request).staff.name:
                 raise StaffError(t["cannot_disable_self"])
-            await console.staff.set_disabled(name, True)
+            await console.staff.set_disabled(name, True, actor)
         elif action == "enable":
-            await console.staff.set_disabled(name, False)
+            await console.staff.set_disabled(name, False, actor)
         elif action == "role":
-            await console.staff.set_role(name, str(form.get("role", "")))
+            await console.staff.set_role(name, str(form.get("role", "")), actor)
         elif action == "reset-password":
             password = generate_password()
-            await console.staff.reset_password(name, password)
+            await console.staff.reset_password(name, password, actor)
             return await _page(
                 request, notice=t["password_reset"].format(name=name, password=password)
             )
         elif action == "revoke-sessions":
-            await console.staff.revoke_sessions(name)
+            await console.staff.revoke_sessions(name, actor)
         else:
             return await _page(request, error=f"no action {action!r}", status=404)
     except StaffError as exc:
@@ -87,5 +90,7 @@ async def user_action(request: Request) -> Response:
 @guard("dpo")
 async def require_totp(request: Request) -> Response:
     console: Console = console_of(request)
-    await console.staff.require_totp(form_of(request).get("on") == "1")
+    await console.staff.require_totp(
+        form_of(request).get("on") == "1", session_of(request).staff.actor
+    )
     return RedirectResponse("/users", status_code=303)

@@ -405,3 +405,17 @@ class StaffSetting(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class StaffEvent(SQLModel, table=True):
+    """Who changed the console's people and settings, and who logged in: the staff's own trail
+    (ticket actions are in each ticket's hash chain)."""
+
+    __tablename__ = "staff_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)  # user_added, disabled, password_reset, login, ...
+    subject: str = Field(default="", max_length=100)  # the user acted on
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -28,6 +28,7 @@ from rightsdesk.db import Database
 from rightsdesk.models import (
     ApiToken,
     LoginThrottle,
+    StaffEvent,
     StaffRole,
     StaffSession,
     StaffSetting,
@@ -137,7 +138,13 @@ class StaffService:
     # ---- people ----------------------------------------------------------------------------
 
     async def add(
-        self, name: str, email: str, role: StaffRole | str, password: str, language: str = "zh"
+        self,
+        name: str,
+        email: str,
+        role: StaffRole | str,
+        password: str,
+        language: str = "zh",
+        actor: str = "system",
     ) -> Staff:
         name = name.strip()
         if not name or len(name) > 100 or any(ch.isspace() for ch in name):
@@ -162,6 +169,7 @@ class StaffService:
             )
             session.add(user)
             await session.flush()
+            self._record(session, actor, "user_added", name, role=role, email=user.email)
             return Staff.of(user)
 
     async def everyone(self) -> list[Staff]:
@@ -173,23 +181,25 @@ class StaffService:
         async with self.db.reading() as session:
             return Staff.of(await _need_user(session, name))
 
-    async def set_disabled(self, name: str, disabled: bool = True) -> Staff:
+    async def set_disabled(self, name: str, disabled: bool = True, actor: str = "system") -> Staff:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             user.disabled = disabled
             session.add(user)
             if disabled:
                 await self._revoke_all(session, user)
+            self._record(session, actor, "user_disabled" if disabled else "user_enabled", name)
             return Staff.of(user)
 
-    async def set_role(self, name: str, role: StaffRole | str) -> Staff:
+    async def set_role(self, name: str, role: StaffRole | str, actor: str = "system") -> Staff:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
-            user.role = _role(role)
+            before, user.role = user.role, _role(role)
             session.add(user)
+            self._record(session, actor, "role_changed", name, before=before, after=user.role)
             return Staff.of(user)
 
-    async def reset_password(self, name: str, password: str) -> Staff:
+    async def reset_password(self, name: str, password: str, actor: str = "system") -> Staff:
         """A new password; every session and token of the user ends."""
         _check_password(password)
         hashed = await asyncio.to_thread(_hasher.hash, password)
@@ -201,6 +211,7 @@ class StaffService:
             await self._revoke_all(session, user, tokens=False)
             # A reset also lifts a lock on the name: the DPO has just vouched for this person.
             await _clear_throttle(session, _user_key(name))
+            self._record(session, actor, "password_reset", name)
             return Staff.of(user)
 
     async def set_language(self, user_id: int, language: str) -> None:
@@ -213,33 +224,36 @@ class StaffService:
 
     # ---- second factor ---------------------------------------------------------------------
 
-    async def enrol_totp(self, name: str) -> str:
+    async def enrol_totp(self, name: str, actor: str = "system") -> str:
         """A new TOTP secret for the user; returns the otpauth:// URI for an authenticator app."""
         secret = pyotp.random_base32()
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             user.totp_secret = secret
             session.add(user)
+            self._record(session, actor, "totp_enrolled", name)
         return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="rightsdesk")
 
-    async def remove_totp(self, name: str) -> None:
+    async def remove_totp(self, name: str, actor: str = "system") -> None:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             user.totp_secret = None
             session.add(user)
+            self._record(session, actor, "totp_removed", name)
 
     async def totp_required(self) -> bool:
         async with self.db.reading() as session:
             row = await session.get(StaffSetting, _REQUIRE_TOTP)
             return bool(row is not None and row.value.get("on"))
 
-    async def require_totp(self, on: bool) -> None:
+    async def require_totp(self, on: bool, actor: str = "system") -> None:
         async with self.db.transaction() as session:
             row = await session.get(StaffSetting, _REQUIRE_TOTP)
             if row is None:
                 row = StaffSetting(key=_REQUIRE_TOTP, value={})
             row.value = {"on": on}
             session.add(row)
+            self._record(session, actor, "totp_required" if on else "totp_optional", "")
 
     # ---- logging in ------------------------------------------------------------------------
 
@@ -282,6 +296,7 @@ class StaffService:
                 )
             )
             await _clear_throttle(session, keys[0])
+            self._record(session, f"console:{user.name}", "login", user.name, address=address)
         return LoggedIn(Staff.of(user), token, csrf)
 
     async def _failed(self, keys: Sequence[str], now: dt.datetime) -> None:
@@ -297,6 +312,7 @@ class StaffService:
                 if row.failures >= self.settings.login_max_failures:
                     row.locked_until = now + window
                     row.failures, row.first_failure_at = 0, None
+                    self._record(session, "system", "login_locked", key)
                 session.add(row)
 
     async def session(self, token: str) -> SessionView | None:
@@ -328,9 +344,11 @@ class StaffService:
                 row.revoked_at = self.clock.now()
                 session.add(row)
 
-    async def revoke_sessions(self, name: str) -> int:
+    async def revoke_sessions(self, name: str, actor: str = "system") -> int:
         async with self.db.transaction() as session:
-            return await self._revoke_all(session, await _need_user(session, name), tokens=False)
+            ended = await self._revoke_all(session, await _need_user(session, name), tokens=False)
+            self._record(session, actor, "sessions_revoked", name, sessions=ended)
+            return ended
 
     async def _revoke_all(self, session: AsyncSession, user: StaffUser, tokens: bool = True) -> int:
         now = self.clock.now()
@@ -358,9 +376,28 @@ class StaffService:
             session.add(row)
         return len(rows)
 
+    # ---- the staff's own trail ---------------------------------------------------------------
+
+    def _record(
+        self, session: AsyncSession, actor: str, action: str, subject: str, **details: object
+    ) -> None:
+        at = self.clock.now()
+        session.add(
+            StaffEvent(at=at, actor=actor, action=action, subject=subject[:100], details=details)
+        )
+
+    async def events(self, limit: int = 50) -> list[StaffEvent]:
+        async with self.db.reading() as session:
+            rows = await session.exec(
+                select(StaffEvent).order_by(col(StaffEvent.id).desc()).limit(limit)
+            )
+            return list(rows.all())
+
     # ---- API tokens ------------------------------------------------------------------------
 
-    async def issue_token(self, name: str, label: str = "") -> tuple[int, str]:
+    async def issue_token(
+        self, name: str, label: str = "", actor: str = "system"
+    ) -> tuple[int, str]:
         """A new API token for the user: (its id, the token, shown this once)."""
         token = "rd_" + secrets.token_urlsafe(32)
         async with self.db.transaction() as session:
@@ -377,6 +414,7 @@ class StaffService:
             session.add(row)
             await session.flush()
             assert row.id is not None
+            self._record(session, actor, "token_issued", name, token=row.id, label=row.label)
             return row.id, token
 
     async def tokens(self, name: str) -> list[TokenView]:
@@ -392,7 +430,7 @@ class StaffService:
                 for r in rows
             ]
 
-    async def revoke_token(self, name: str, token_id: int) -> None:
+    async def revoke_token(self, name: str, token_id: int, actor: str = "system") -> None:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             row = await session.get(ApiToken, token_id)
@@ -401,6 +439,7 @@ class StaffService:
             if row.revoked_at is None:
                 row.revoked_at = self.clock.now()
                 session.add(row)
+                self._record(session, actor, "token_revoked", name, token=token_id)
 
     async def token_user(self, token: str) -> Staff | None:
         if not token:

@@ -492,6 +492,15 @@ def test_the_dpo_adds_disables_and_resets_users(server: ConsoleUnderTest) -> Non
     assert login(server.client(), "nina", fresh.group(1)).status_code == 303
     assert dora.post("/users/dora/disable", data={"csrf": csrf}).status_code == 400
 
+    async def trail(desk: Desk) -> list[tuple[str, str, str]]:
+        return [(e.actor, e.action, e.subject) for e in await desk.staff.events(100)]
+
+    done = server.call(trail)
+    for action in ("user_added", "user_disabled", "user_enabled", "password_reset"):
+        assert ("console:dora", action, "nina") in done, action
+    assert ("console:nina", "login", "nina") in done
+    assert "user_added" in dora.get("/users").text  # the DPO sees the trail
+
 
 def test_the_language_is_remembered_per_user(server: ConsoleUnderTest) -> None:
     alan = logged_in(server, "alan")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from rightsdesk.cli.common import JsonFlag, fail, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, fail, out, print_json, state, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.staff import Staff, StaffError, generate_password
 
@@ -59,7 +59,7 @@ def users_add(
     password = given or generate_password()
 
     async def work(desk: Desk) -> Staff:
-        return await desk.staff.add(name, email, role, password, language)
+        return await desk.staff.add(name, email, role, password, language, actor=state.actor)
 
     added = _run(work)
     if as_json:
@@ -96,7 +96,7 @@ def users_disable(
     """Disable a login: its sessions and API tokens end at once."""
 
     async def work(desk: Desk) -> Staff:
-        return await desk.staff.set_disabled(name, not enable)
+        return await desk.staff.set_disabled(name, not enable, state.actor)
 
     done = _run(work)
     out.print(f"{done.name} {'disabled' if done.disabled else 'enabled'}", highlight=False)
@@ -109,7 +109,7 @@ def users_reset_password(name: Name) -> None:
     password = given or generate_password()
 
     async def work(desk: Desk) -> Staff:
-        return await desk.staff.reset_password(name, password)
+        return await desk.staff.reset_password(name, password, state.actor)
 
     _run(work)
     out.print(f"password of {name} reset; their sessions have ended", highlight=False)
@@ -131,11 +131,11 @@ def users_token(
 
     async def work(desk: Desk) -> Any:
         if revoke is not None:
-            await desk.staff.revoke_token(name, revoke)
+            await desk.staff.revoke_token(name, revoke, state.actor)
             return None
         if list_:
             return await desk.staff.tokens(name)
-        return await desk.staff.issue_token(name, label)
+        return await desk.staff.issue_token(name, label, state.actor)
 
     result = _run(work)
     if revoke is not None:
@@ -181,12 +181,41 @@ def users_totp(
 
     async def work(desk: Desk) -> str | None:
         if remove:
-            await desk.staff.remove_totp(name)
+            await desk.staff.remove_totp(name, state.actor)
             return None
-        return await desk.staff.enrol_totp(name)
+        return await desk.staff.enrol_totp(name, state.actor)
 
     uri = _run(work)
     out.print(uri or f"second factor of {name} removed", highlight=False)
+
+
+@users_app.command("events")
+def users_events(
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Who added, disabled or changed users, issued tokens, logged in or was locked out."""
+
+    async def work(desk: Desk) -> Any:
+        return await desk.staff.events(limit)
+
+    rows = [
+        {
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "subject": e.subject,
+            "details": e.details,
+        }
+        for e in _run(work)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("at", "actor", "action", "subject")
+    for r in rows:
+        table.add_row(r["at"][:19], r["actor"], r["action"], r["subject"])
+    out.print(table)
 
 
 @users_app.command("require-totp")
@@ -196,7 +225,7 @@ def users_require_totp(
     """Require a TOTP code of every login (those without one cannot log in until enrolled)."""
 
     async def work(desk: Desk) -> None:
-        await desk.staff.require_totp(on)
+        await desk.staff.require_totp(on, state.actor)
 
     _run(work)
     out.print(f"TOTP {'required for everyone' if on else 'optional'}", highlight=False)
