@@ -33,6 +33,7 @@ def build_app(
         Route("/", pages.queue_page),
         Route("/tickets/{public_id}", pages.ticket_page),
         Route("/tickets/{public_id}/evidence.zip", exports.evidence_pack),
+        Route("/attachments/{attachment_id}", pages.attachment),
         Route("/tickets/{public_id}/{action}", pages.ticket_action, methods=["POST"]),
         Route("/bulk", bulk.bulk_action, methods=["POST"]),
         Route("/export.csv", exports.csv_export),

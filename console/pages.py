@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -33,6 +33,7 @@ from console.web import (
     session_of,
     strings,
 )
+from rightsdesk.evidence import get_attachment, list_attachments
 from rightsdesk.models import ACTIVE_STATUSES, RequestType, TicketStatus
 from rightsdesk.staff import LANGUAGES, LoginRefused, TotpEnrolmentNeeded
 from rightsdesk.tickets import (
@@ -197,6 +198,11 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     timeline.sort(key=lambda item: (item["at"], item["order"]))
     for item in timeline:
         item["at_local"] = item["at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %z")
+    attachments: dict[int, list[Any]] = {}
+    for row in await list_attachments(tickets.db, [m.id for m in detail.messages if m.id]):
+        attachments.setdefault(row.message_id, []).append(row)
+    for item in timeline:
+        item["attachments"] = attachments.get(item["id"], []) if item["kind"] == "message" else []
     classification = ticket.classification or {}
     scores = sorted(
         (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True
@@ -283,4 +289,22 @@ async def ticket_action(request: Request) -> Response:
         "ticket.html.j2",
         {**(await nav_context(request)), **context, "notice": "", "error": message},
         status,
+    )
+
+
+@guard("read")
+async def attachment(request: Request) -> Response:
+    """A stored attachment, always as a download: never shown inline, whatever it claims to be
+    (an HTML or SVG file from a requester must not run in the console's origin)."""
+    tickets: TicketService = request.app.state.tickets
+    raw = request.path_params["attachment_id"]
+    found = await get_attachment(tickets.db, int(raw)) if raw.isdigit() else None
+    if found is None or found[0].content is None:
+        return error_page(request, 404, f"no attachment {raw}")
+    row, _ = found
+    name = quote(row.filename or f"attachment-{row.id}")
+    return Response(
+        row.content,
+        media_type="application/octet-stream",
+        headers={"content-disposition": f"attachment; filename*=UTF-8''{name}"},
     )

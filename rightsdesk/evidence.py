@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from rightsdesk.db import Database
@@ -51,6 +52,34 @@ removed or reordered breaks the chain at that point, and the last hash must equa
 head above. Ask the desk to confirm that audit head (`rightsdesk tickets show {ticket} --json`
 shows the events' hashes) to know the pack is complete up to the day it was made.
 """
+
+
+async def list_attachments(db: Database, message_ids: list[int]) -> list[StoredAttachment]:
+    """The attachments of these messages, without their bytes (for a ticket page)."""
+    if not message_ids:
+        return []
+    async with db.reading() as session:
+        rows = await session.exec(
+            select(StoredAttachment)
+            .where(col(StoredAttachment.message_id).in_(message_ids))
+            .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
+            .order_by(col(StoredAttachment.id))
+        )
+        return list(rows.all())
+
+
+async def get_attachment(db: Database, attachment_id: int) -> tuple[StoredAttachment, str] | None:
+    """One attachment with its bytes, and the public id of its ticket."""
+    async with db.reading() as session:
+        row = (
+            await session.exec(
+                select(StoredAttachment, Ticket.public_id)
+                .join(Message, col(Message.id) == col(StoredAttachment.message_id))
+                .join(Ticket, col(Ticket.id) == col(Message.ticket_id))
+                .where(StoredAttachment.id == attachment_id)
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else None
 
 
 def _safe(name: str) -> str:

@@ -812,3 +812,44 @@ def test_the_monthly_report_page_pdf_and_command(server: ConsoleUnderTest, tmp_p
     )
     assert written.returncode == 0, written.stderr
     assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_attachments_are_listed_and_only_ever_downloaded(server: ConsoleUnderTest) -> None:
+    import hashlib
+
+    from rightsdesk.models import Message, StoredAttachment
+
+    ticket = server.open_ticket(subject="attachment", text="see the file")
+    payload = b"<html><script>alert(1)</script></html>"
+
+    async def attach(desk: Desk) -> int:
+        detail = await desk.tickets.detail(ticket)
+        message = detail.messages[0]
+        assert isinstance(message, Message)
+        async with desk.db.transaction() as session:
+            row = StoredAttachment(
+                message_id=message.id or 0,
+                filename="身份证 scan.html",
+                content_type="text/html",
+                size=len(payload),
+                sha256=hashlib.sha256(payload).hexdigest(),
+                content=payload,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id or 0
+
+    attachment_id = server.call(attach)
+    dora = logged_in(server, "dora")
+    page = dora.get(f"/tickets/{ticket}").text
+    assert f'href="/attachments/{attachment_id}"' in page
+    assert "身份证 scan.html" in page
+    download = dora.get(f"/attachments/{attachment_id}")
+    assert download.status_code == 200
+    assert download.content == payload
+    assert download.headers["content-type"] == "application/octet-stream"  # never rendered
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert dora.get("/attachments/999999").status_code == 404
+    assert server.client().get(f"/attachments/{attachment_id}").status_code == 303
+    names = zipfile.ZipFile(io.BytesIO(dora.get(f"/tickets/{ticket}/evidence.zip").content))
+    assert any(n.startswith("attachments/") for n in names.namelist())
