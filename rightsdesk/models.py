@@ -158,6 +158,10 @@ class Ticket(SQLModel, table=True):
     verification: str | None = Field(default=None, max_length=32)
     # Hash of the newest audit event: lets `audit verify` notice a chain cut short at its end.
     audit_head: str = Field(default="", max_length=64)
+    # A withdrawal by mail waits here until it is final (the requester may undo it until then);
+    # the ticket keeps its status meanwhile (rightsdesk.withdrawal).
+    withdrawal_requested_at: dt.datetime | None = None
+    withdrawal_final_at: dt.datetime | None = Field(default=None, index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -211,6 +215,12 @@ class Message(SQLModel, table=True):
     auto_generated: str | None = Field(default=None, max_length=200)
     # DKIM/DMARC aligned with From, per trusted servers.
     sender_authenticated: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # Joined its ticket by something anyone can type (the [PRIV-…] subject tag, or a repeated
+    # request from the same address), from a sender nothing authenticated: it may be an
+    # impostor. Shown wherever a person reads the message.
+    unauthenticated_thread: bool = Field(
+        default=False, sa_column_kwargs={"server_default": false()}
+    )
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
@@ -275,6 +285,9 @@ class OutboxEntry(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: dt.datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
+    # The replica whose sender holds the entry's lease: a restart releases its own dead
+    # predecessor's claims, and those of replicas whose heartbeats stopped.
+    claimed_by: str | None = Field(default=None, max_length=200)
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None
 
@@ -419,3 +432,18 @@ class StaffEvent(SQLModel, table=True):
     action: str = Field(max_length=64)  # user_added, disabled, password_reset, login, ...
     subject: str = Field(default="", max_length=100)  # the user acted on
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TaskHeartbeat(SQLModel, table=True):
+    """What each long-running task of each replica is doing, for `rightsdesk status` and the
+    DPO's digest: written by the running service (rightsdesk.supervision)."""
+
+    replica: str = Field(primary_key=True, max_length=200)
+    task: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)  # up | backing_off | failing | stopped
+    since: dt.datetime  # in this state since
+    failures: int = 0  # consecutive failures (0 while healthy)
+    failing_since: dt.datetime | None = None  # the first of the consecutive failures
+    last_error: str | None = Field(default=None, max_length=300)  # exception type, no data
+    detail: str | None = Field(default=None, max_length=200)  # e.g. the port a door listens on
+    beat_at: dt.datetime  # the replica was alive then

@@ -500,7 +500,10 @@ class MailTransport:
         settings = self.settings
         if not settings.relay_host:
             # fsync blocks: in a thread, or every SMTP session would wait on the disk.
-            await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
+            try:
+                await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
+            except OSError as exc:  # full, read-only, gone: the folder may come back
+                raise TemporaryFailure(_os_error(exc)) from exc
             return
         try:
             await aiosmtplib.send(
@@ -542,6 +545,7 @@ class OutboundSender:
         transport: Transport,
         channel: Channel = Channel.EMAIL,
         doors: Quiet | None = None,
+        replica: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -549,6 +553,7 @@ class OutboundSender:
         self.transport = transport
         self.channel = channel
         self.doors = doors  # replies wait while a burst of mail is arriving
+        self.replica = replica  # written on its claims: who holds them
 
     async def send_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many were sent."""
@@ -560,6 +565,8 @@ class OutboundSender:
                 await self._failed(entry_id, str(exc), permanent=True)
             except TemporaryFailure as exc:
                 await self._failed(entry_id, str(exc), permanent=False)
+            except Exception as exc:  # a transport's bug must not strand the entry's claim
+                await self._failed(entry_id, type(exc).__name__, permanent=False)
             else:
                 await self._sent(entry_id)
                 sent += 1
@@ -592,6 +599,7 @@ class OutboundSender:
             claimed = []
             for entry in entries:
                 entry.next_attempt_at = now + LEASE
+                entry.claimed_by = self.replica
                 session.add(entry)
                 message = await session.get_one(Message, entry.message_id)
                 assert entry.id is not None
@@ -605,6 +613,7 @@ class OutboundSender:
             entry.sent_at = self.clock.now()
             entry.attempts += 1
             entry.last_error = None
+            entry.claimed_by = None
             session.add(entry)
 
     async def _failed(self, entry_id: int, error: str, *, permanent: bool) -> None:
@@ -612,6 +621,7 @@ class OutboundSender:
             entry = await session.get_one(OutboxEntry, entry_id)
             entry.attempts += 1
             entry.last_error = error
+            entry.claimed_by = None
             if permanent:
                 entry.status = "failed"
             else:
@@ -635,13 +645,30 @@ class OutboundSender:
             return list(found.all())
 
 
+def _os_error(exc: OSError) -> str:
+    """The error without the path (which names nothing personal, but is noise)."""
+    if exc.errno is not None:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {os.strerror(exc.errno)}"
+    return type(exc).__name__
+
+
 def _write_eml(folder: Path, entry_id: int, raw: bytes) -> None:
-    """No relay configured: each mail becomes a file, written whole or not at all."""
+    """No relay configured: each mail becomes a file, written whole or not at all, once.
+
+    The file is named by the outbox entry, so a mail sent again after a crash (written, then
+    killed before it was marked sent) finds its file there and is not written twice. A write
+    that fails (a full disk) leaves no temporary file behind."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{entry_id:08d}.eml"
+    if final.exists():
+        return
     temporary = folder / f".{entry_id:08d}.eml.tmp"
-    with temporary.open("wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(final)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

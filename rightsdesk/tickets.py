@@ -60,7 +60,8 @@ FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED})
 
 # What a requester writes, alone, to withdraw a request (a reply to our mail, or in the chat).
 CANCEL_WORDS = frozenset(
-    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "撤销", "算了"}
+    # Not "撤销": that is how a requester takes a withdrawal back (rightsdesk.withdrawal).
+    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "算了"}
 )
 
 

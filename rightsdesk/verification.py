@@ -9,7 +9,10 @@ Policy per request type (config `[verification]`), strictest of a ticket's types
 
 Codes go only to the address already on the account, never to one the requester supplies.
 They are stored as HMACs bound to their ticket, expire, lock after N wrong tries, and are
-compared in constant time.
+compared in constant time. Per registered account, across all its tickets, at most
+`account_max_sends` code mails and `account_max_attempts` wrong codes are allowed within
+`account_limit_hours`: requests opened in someone's name cannot flood them with codes, nor
+buy an attacker fresh guesses.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
@@ -31,7 +34,9 @@ from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import (
     Account,
     ContactKind,
+    Event,
     Message,
+    OutboxEntry,
     Requester,
     Ticket,
     TicketStatus,
@@ -77,6 +82,10 @@ NEXT_STEP["no_account"] = NEXT_STEP["code"]
 
 Step = Literal["none", "verified", "code", "manual", "no_account"]
 ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
+
+
+class CodeLimitReached(TicketError):
+    """The account has had all the code mails it may have for now."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,18 @@ class Verifier:
                 session, ticket, account, "DKIM/DMARC-aligned mail from the registered address"
             )
             return "verified"
-        await self._send_code(session, ticket, account, language)
+        try:
+            await self._send_code(session, ticket, account, language)
+        except CodeLimitReached:
+            # No more codes to this account for now; the DPO decides. The requester reads the
+            # same acknowledgement as for a code sent: nothing tells them about the limit.
+            ticket.verification = "limited"
+            ticket.needs_review = True
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_limited", {})
+            await self.tickets.transition_in(
+                session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+            )
+            return "code"
         ticket.verification = "code"
         await self.tickets.transition_in(
             session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
@@ -214,6 +234,11 @@ class Verifier:
         self, session: AsyncSession, ticket: Ticket, account: Account, language: str | None
     ) -> None:
         assert ticket.id is not None
+        if await self._account_sends(session, account) >= self.settings.account_max_sends:
+            raise CodeLimitReached(
+                f"{ticket.public_id}: the account has had {self.settings.account_max_sends} "
+                f"codes in {self.settings.account_limit_hours} hours; verify by hand instead"
+            )
         code = f"{secrets.randbelow(10**6):06d}"
         now = self.clock.now()
         expires = now + dt.timedelta(minutes=self.settings.code_ttl_minutes)
@@ -284,6 +309,15 @@ class Verifier:
             session.add(challenge)
             await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_expired", {})
             return CodeCheck("expired", left)
+        if await self._account_attempts(session, challenge.account_id) >= (
+            self.settings.account_max_attempts
+        ):
+            # Guesses spread over many tickets of one account: no more are even compared.
+            challenge.status = "locked"
+            ticket.needs_review = True
+            session.add(challenge)
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_account_locked", {})
+            return CodeCheck("locked", 0)
         if hmac.compare_digest(self._hash(ticket.id, code), challenge.code_hash):
             challenge.status = "verified"
             session.add(challenge)
@@ -426,6 +460,33 @@ class Verifier:
             note=how,
             verified_at=self.clock.now(),
         )
+
+    def _window_start(self) -> dt.datetime:
+        return self.clock.now() - dt.timedelta(hours=self.settings.account_limit_hours)
+
+    async def _account_sends(self, session: AsyncSession, account: Account) -> int:
+        """Code mails to the account's registered address lately, whichever ticket."""
+        found = await session.exec(
+            select(func.count(col(OutboxEntry.id)))
+            .where(OutboxEntry.kind == "verification_code")
+            .where(OutboxEntry.recipient == account.email)
+            .where(col(OutboxEntry.created_at) >= self._window_start())
+        )
+        return int(found.one())
+
+    async def _account_attempts(self, session: AsyncSession, account_id: str) -> int:
+        """Wrong codes lately on any ticket whose code went to this account (from the audit
+        trail: a resend resets a ticket's own count, never this one)."""
+        tickets = select(VerificationChallenge.ticket_id).where(
+            VerificationChallenge.account_id == account_id
+        )
+        found = await session.exec(
+            select(func.count(col(Event.id)))
+            .where(Event.action == "verification_code_wrong")
+            .where(col(Event.ticket_id).in_(tickets))
+            .where(col(Event.at) >= self._window_start())
+        )
+        return int(found.one())
 
 
 def find_code(text: str) -> str | None:

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from rightsdesk.identifiers import mask_identifiers
 from rightsdesk.models import ACTIVE_STATUSES, Account, Event, Message, Ticket, TicketStatus
 from rightsdesk.tickets import TicketDetail
+
+# What a terminal may act on instead of showing: C0 controls (ESC starts colour changes,
+# screen clears and title rewrites; BEL ends them; NUL and BS hide text), DEL, the C1 range
+# (U+009B is a one-character CSI), and the bidirectional overrides that reorder what is seen.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\n\t]")
+
+
+def printable(value: object, *, multiline: bool = False) -> str:
+    """Text from a message made safe to print on a terminal: every control character is
+    shown as an escape (\x1b, \x07, \u202e), never sent raw. Newlines and tabs stay only
+    where they belong (`multiline`: a body); in a one-line field they are escaped too."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r\n", "\n")
+    text = _CONTROL.sub(_escaped, text)
+    if not multiline:
+        text = _LINE_BREAKS.sub(_escaped, text)
+    return text
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
@@ -40,6 +64,7 @@ def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, A
         ),
         "needs_review": ticket.needs_review,
         "assignee": ticket.assignee,
+        "withdrawal_pending": ticket.withdrawal_final_at is not None,
     }
 
 
@@ -65,6 +90,8 @@ def ticket_detail(detail: TicketDetail, today: dt.date, tz: dt.tzinfo) -> dict[s
             "resolution_note": ticket.resolution_note,
             "denial_reason": ticket.denial_reason,
             "cancel_reason": ticket.cancel_reason,
+            "withdrawal_requested_at": _iso(ticket.withdrawal_requested_at),
+            "withdrawal_final_at": _iso(ticket.withdrawal_final_at),
             "messages": [message_view(m) for m in detail.messages],
             "events": [event_view(e) for e in detail.events],
         }
@@ -86,6 +113,8 @@ def message_view(message: Message) -> dict[str, Any]:
         "parse_error": message.parse_error,
         "auto_generated": message.auto_generated,
         "sender_authenticated": message.sender_authenticated,
+        # Joined by something anyone can type (subject tag, same address), unauthenticated.
+        "unauthenticated_thread": message.unauthenticated_thread,
         "raw_bytes": message.raw_size or (len(message.raw) if message.raw is not None else None),
     }
 

@@ -37,6 +37,8 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "cancelled": {},
     "auto_closed": {"days": 14},
     "verification_needed": {"how": "documents", "channel": "email"},
+    "withdrawal_pending": {"final_on": "2026-02-24"},
+    "withdrawal_undone": {},
 }
 
 # What a chat user reads instead of "reply to this email" (the same template, channel=telegram).

@@ -5,7 +5,17 @@ One module per command group; each registers its commands on the root `app` of `
 
 from __future__ import annotations
 
-from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, tickets, users
+from rightsdesk.cli import (
+    accounts,
+    classifier,
+    intake,
+    outbox,
+    reports,
+    run,
+    status,
+    tickets,
+    users,
+)
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")
@@ -16,6 +26,8 @@ app.add_typer(intake.intake_app, name="intake")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
 app.add_typer(users.users_app, name="users")
+# `status` is a command of the root app itself (registered on import).
+_ = status.status
 
 __all__ = ["app", "main"]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from rightsdesk.cli.common import JsonFlag, fail, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, fail, out, print_json, shown, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.views import message_view
 
@@ -34,9 +34,9 @@ def intake_failed(
             str(row["id"]),
             row["parse_status"],
             (row["received_at"] or "")[:19],
-            row["sender"] or "",
+            shown(row["sender"] or ""),
             str(row["raw_bytes"] or ""),
-            row["parse_error"] or "",
+            shown(row["parse_error"] or ""),
         )
     out.print(table)
 

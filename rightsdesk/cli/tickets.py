@@ -19,6 +19,7 @@ from rightsdesk.cli.common import (
     parse_instant,
     parse_types,
     print_json,
+    shown,
     state,
     with_desk,
 )
@@ -82,15 +83,18 @@ def tickets_list(
         due = (row["response_due"] or "-") + ("*" if row["provisional"] else "")
         left = "" if row["days_left"] is None else str(row["days_left"])
         style = "red" if row["overdue"] else None
+        state = row["status"] + (" (review)" if row["needs_review"] else "")
+        if row["withdrawal_pending"]:
+            state += " (withdrawal pending)"
         table.add_row(
-            row["id"],
-            row["status"] + (" (review)" if row["needs_review"] else ""),
+            shown(row["id"]),
+            state,
             ",".join(row["types"]),
             row["channel"],
             row["received_at"][:10],
             due,
             left,
-            row["assignee"] or "",
+            shown(row["assignee"] or ""),
             style=style,
         )
     out.print(table)
@@ -113,7 +117,12 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         return
     scores = (data["classification"] or {}).get("scores") or {}
     types = ", ".join(f"{t} ({scores[t]:.2f})" if t in scores else t for t in data["types"])
-    out.print(f"[bold]{data['id']}[/]  {data['status']}  {types}")
+    out.print(f"[bold]{shown(data['id'])}[/]  {data['status']}  {types}")
+    if data["withdrawal_final_at"]:
+        out.print(
+            f"  [bold yellow]withdrawal pending[/]: final at {data['withdrawal_final_at'][:16]} "
+            f"unless undone (rightsdesk tickets undo-withdrawal {shown(data['id'])})"
+        )
     for key in (
         "channel",
         "requester_contact",
@@ -127,18 +136,38 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "extension_reason",
         "denial_reason",
         "resolution_note",
+        "cancel_reason",
     ):
         if data[key] not in (None, False, ""):
-            out.print(f"  {key}: {data[key]}", highlight=False)
+            out.print(f"  {key}: {shown(data[key])}", highlight=False)
     if data["classification"]:
-        out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
+        classification = json.dumps(data["classification"], ensure_ascii=False)
+        out.print(f"  classification: {shown(classification)}", highlight=False)
     for message in data["messages"]:
-        out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
-        out.print(message["text"] or "(no text)", highlight=False, markup=False)
+        title = f"{message['direction']} {message['channel']} {message['received_at']}"
+        if message["sender"]:
+            title += f" from {message['sender']}"
+        out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
+        if message["unauthenticated_thread"]:
+            out.print(
+                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag or as"
+                " the same request again; nothing proves who wrote it. Do not act on it (a new"
+                " address, a withdrawal) without checking.",
+                highlight=False,
+            )
+        if message["subject"]:
+            out.print(f"Subject: {shown(message['subject'])}", highlight=False)
+        out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
     for event in data["events"]:
         change = json.dumps(event["after"], ensure_ascii=False)
-        table.add_row(str(event["seq"]), event["at"][:19], event["actor"], event["action"], change)
+        table.add_row(
+            str(event["seq"]),
+            event["at"][:19],
+            shown(event["actor"]),
+            shown(event["action"]),
+            shown(change),
+        )
     out.print(table)
 
 
@@ -279,6 +308,12 @@ def tickets_cancel(
 ) -> None:
     """Cancel a ticket."""
     _change(lambda d: d.tickets.cancel(ticket_id, state.actor, reason), as_json, "cancelled")
+
+
+@tickets_app.command("undo-withdrawal")
+def tickets_undo_withdrawal(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Undo a withdrawal by mail that is not final yet (the requester says it was not them)."""
+    _change(lambda d: d.withdrawals.undo(ticket_id, state.actor), as_json, "withdrawal undone")
 
 
 @tickets_app.command("close")
