@@ -5,6 +5,7 @@ A value that cannot be read is a `BadFilter` naming the parameter, never silentl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import time
@@ -114,19 +115,32 @@ def _date(name: str, value: str) -> dt.date:
 # million tickets the largest take tens of milliseconds each. Several people share the queues,
 # so a count is reused for `console.count_cache_seconds`: the navigation may lag that much.
 _counts: dict[tuple[int, str], tuple[float, int]] = {}
+# One query per count at a time: when a count expires, the requests that want it meanwhile wait
+# for the one already running instead of each starting the same scan (at a million tickets,
+# twenty clients did).
+_running: dict[tuple[int, str], asyncio.Task[int]] = {}
 
 
 async def cached_count(tickets: TicketService, filters: TicketFilter, ttl: float) -> int:
     key = (id(tickets), repr(dataclasses.replace(filters, offset=0, limit=None)))
-    now = time.monotonic()
     hit = _counts.get(key)
-    if hit is not None and now - hit[0] < ttl:
+    if hit is not None and time.monotonic() - hit[0] < ttl:
         return hit[1]
-    value = await tickets.count(filters)
+    task = _running.get(key)
+    if task is None:
+        task = asyncio.ensure_future(tickets.count(filters))
+        _running[key] = task
+        task.add_done_callback(lambda done: _counted(key, done))
+    return await asyncio.shield(task)
+
+
+def _counted(key: tuple[int, str], task: asyncio.Task[int]) -> None:
+    _running.pop(key, None)
+    if task.cancelled() or task.exception() is not None:
+        return
     if len(_counts) > 10_000:
         _counts.clear()
-    _counts[key] = (now, value)
-    return value
+    _counts[key] = (time.monotonic(), task.result())
 
 
 async def queue_counts(tickets: TicketService, me: Staff, ttl: float) -> dict[str, int]:

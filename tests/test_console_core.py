@@ -101,3 +101,29 @@ async def test_staff_rules(desk: Desk) -> None:
     assert (await desk.staff.token_user(token)) is not None
     await desk.staff.set_disabled("wang")
     assert (await desk.staff.token_user(token)) is None  # disabling revokes tokens too
+
+
+async def test_queue_counts_are_shared_while_fresh_and_computed_once(desk: Desk) -> None:
+    import asyncio
+
+    from console.queues import cached_count
+    from rightsdesk.tickets import TicketService
+
+    calls = 0
+
+    class Counting(TicketService):
+        async def count(self, filters: TicketFilter = TicketFilter()) -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)  # a slow count: the others arrive while it runs
+            return await super().count(filters)
+
+    tickets = Counting(desk.db, desk.clock, desk.policy)
+    await _open(desk, 1)
+    counts = await asyncio.gather(*(cached_count(tickets, TicketFilter(), 60) for _ in range(20)))
+    assert counts == [1] * 20
+    assert calls == 1
+    await _open(desk, 2)
+    assert await cached_count(tickets, TicketFilter(), 60) == 1  # still fresh: reused
+    assert await cached_count(tickets, TicketFilter(), 0) == 2  # no reuse wanted: counted
+    assert calls == 2
