@@ -1,4 +1,5 @@
-"""Every ticket action of the console and the API, as one call of the core's TicketService.
+"""Every ticket action of the console and the API, as one call of the core (TicketService,
+and Answers for replies and notes).
 
 The console never writes tickets itself. Each action runs inside `unchanged_since(head)` when
 the form (or API call) says which version it saw, so two people acting at once cannot overwrite
@@ -12,6 +13,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from rightsdesk.answers import Answers, Attachment
 from rightsdesk.models import RequestType, Ticket
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import TicketError, TicketService, unchanged_since
@@ -19,9 +21,11 @@ from rightsdesk.tickets import TicketError, TicketService, unchanged_since
 
 @dataclass(frozen=True)
 class Fields:
-    """What the person typed, by field name (one value, or several for `types`)."""
+    """What the person typed, by field name (one value, or several for `types`), and the
+    files they attached."""
 
     values: dict[str, list[str]]
+    files: tuple[Attachment, ...] = ()
 
     def text(self, name: str) -> str:
         found = self.values.get(name) or [""]
@@ -31,7 +35,18 @@ class Fields:
         return [v for v in self.values.get(name, []) if v.strip()]
 
 
-Action = Callable[[TicketService, str, str, Fields], Awaitable[Ticket]]
+@dataclass(frozen=True)
+class Core:
+    tickets: TicketService
+    answers: Answers | None = None
+
+    def answering(self) -> Answers:
+        if self.answers is None:
+            raise TicketError("replies and notes are not available on this desk")
+        return self.answers
+
+
+Action = Callable[[Core, str, str, Fields], Awaitable[object]]
 
 
 def _date(value: str, name: str) -> dt.date:
@@ -53,47 +68,71 @@ def _types(values: Sequence[str]) -> list[RequestType]:
     return found
 
 
-async def _assign(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.assign(tid, actor, f.text("assignee") or None)
+async def _assign(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.assign(tid, actor, f.text("assignee") or None)
 
 
-async def _verify(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.mark_verified(tid, actor, f.text("note") or None)
+async def _verify(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.mark_verified(tid, actor, f.text("note") or None)
 
 
-async def _start(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.start(tid, actor)
+async def _start(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.start(tid, actor)
 
 
-async def _extend(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.extend(tid, actor, _date(f.text("until"), "until"), f.text("reason"))
+async def _extend(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.extend(tid, actor, _date(f.text("until"), "until"), f.text("reason"))
 
 
-async def _resolve(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.resolve(tid, actor, f.text("note"))
+async def _resolve(c: Core, tid: str, actor: str, f: Fields) -> object:
+    # `note` is what the requester reads; `internal_note` stays with the team.
+    if c.answers is None:
+        return await c.tickets.resolve(tid, actor, f.text("note"))
+    internal = f.text("internal_note") or None
+    return await c.answers.resolve(tid, actor=actor, reply=f.text("note"), note=internal)
 
 
-async def _deny(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.deny(tid, actor, f.text("reason"))
+async def _deny(c: Core, tid: str, actor: str, f: Fields) -> object:
+    if c.answers is None:
+        return await c.tickets.deny(tid, actor, f.text("reason"))
+    internal = f.text("internal_note") or None
+    return await c.answers.deny(tid, actor=actor, reason=f.text("reason"), note=internal)
 
 
-async def _relabel(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.relabel(tid, actor, _types(f.many("types")))
+async def _reply(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.answering().reply(
+        tid,
+        actor=actor,
+        text=f.text("text") or None,
+        template=f.text("template") or None,
+        attachments=f.files,
+        lang=f.text("lang") or None,
+    )
 
 
-async def _cancel(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.cancel(tid, actor, f.text("reason") or None)
+async def _note(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.answering().note(tid, actor=actor, text=f.text("text"))
 
 
-async def _close(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.close(tid, actor)
+async def _relabel(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.relabel(tid, actor, _types(f.many("types")))
 
 
-async def _reopen(t: TicketService, tid: str, actor: str, f: Fields) -> Ticket:
-    return await t.reopen(tid, actor, f.text("reason"))
+async def _cancel(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.cancel(tid, actor, f.text("reason") or None)
+
+
+async def _close(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.close(tid, actor)
+
+
+async def _reopen(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.reopen(tid, actor, f.text("reason"))
 
 
 ACTIONS: dict[str, Action] = {
+    "reply": _reply,
+    "note": _note,
     "assign": _assign,
     "verify": _verify,
     "start": _start,
@@ -112,17 +151,19 @@ class UnknownAction(TicketError):
 
 
 async def perform(
-    tickets: TicketService,
+    core: Core,
     staff: Staff,
     public_id: str,
     action: str,
     fields: Fields,
     head: str | None,
 ) -> Ticket:
-    """Run one action as `staff`; with `head`, only if the ticket is still at that version."""
+    """Run one action as `staff`; with `head`, only if the ticket is still at that version.
+    Returns the ticket as the action left it."""
     run = ACTIONS.get(action)
     if run is None:
         raise UnknownAction(f"no action {action!r}; actions are: {', '.join(ACTIONS)}")
     guard = unchanged_since(public_id, head) if head else contextlib.nullcontext()
     with guard:
-        return await run(tickets, public_id, staff.actor, fields)
+        await run(core, public_id, staff.actor, fields)
+    return await core.tickets.get(public_id)

@@ -122,7 +122,12 @@ async def act(request: Request, staff: Staff) -> Response:
     head = body.get("head")
     try:
         ticket = await perform(
-            tickets, staff, public_id, request.path_params["action"], Fields(values), head
+            request.app.state.core,
+            staff,
+            public_id,
+            request.path_params["action"],
+            Fields(values),
+            head,
         )
     except TicketNotFound as exc:
         return json_error(404, "not_found", str(exc))

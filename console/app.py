@@ -10,7 +10,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from console import api, bulk, dashboard, exports, pages, users
+from console.actions import Core
 from console.web import STATIC, Console, SecurityHeaders
+from rightsdesk.answers import Answers
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.staff import StaffService
 from rightsdesk.tickets import TicketService
@@ -22,8 +24,15 @@ async def health(request: Request) -> Response:
 
 
 def build_app(
-    settings: ConsoleSettings, tickets: TicketService, staff: StaffService, company: str = ""
+    settings: ConsoleSettings,
+    tickets: TicketService,
+    staff: StaffService,
+    company: str = "",
+    answers: Answers | None = None,
+    replies: dict[str, dict[str, str]] | None = None,
 ) -> Starlette:
+    """`answers` sends replies and keeps notes; `replies` are the canned replies offered
+    (name -> {language: title})."""
     routes = [
         Route("/healthz", health),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -51,5 +60,7 @@ def build_app(
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
+    app.state.core = Core(tickets, answers)
+    app.state.replies = replies or {}
     app.state.company = company  # named on the monthly report
     return app

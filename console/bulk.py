@@ -9,7 +9,7 @@ from starlette.responses import Response
 from console.actions import Fields, perform
 from console.pages import nav_context
 from console.web import error_page, form_of, guard, render, session_of, strings
-from rightsdesk.tickets import TicketConflict, TicketError, TicketService
+from rightsdesk.tickets import TicketConflict, TicketError
 
 BULK_ACTIONS = ("assign", "relabel")
 MAX_TICKETS = 500
@@ -17,7 +17,6 @@ MAX_TICKETS = 500
 
 @guard("work")
 async def bulk_action(request: Request) -> Response:
-    tickets: TicketService = request.app.state.tickets
     form = form_of(request)
     session = session_of(request)
     t = strings(session.staff.language)
@@ -32,7 +31,7 @@ async def bulk_action(request: Request) -> Response:
     for public_id in ids:
         head = str(form.get(f"head:{public_id}", "")) or None
         try:
-            await perform(tickets, session.staff, public_id, action, fields, head)
+            await perform(request.app.state.core, session.staff, public_id, action, fields, head)
         except TicketConflict:
             outcomes.append((public_id, "conflict", t["bulk_conflict"]))
         except TicketError as exc:

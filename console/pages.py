@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -33,6 +34,7 @@ from console.web import (
     session_of,
     strings,
 )
+from rightsdesk.answers import Attachment
 from rightsdesk.evidence import get_attachment, list_attachments
 from rightsdesk.models import ACTIVE_STATUSES, RequestType, TicketStatus
 from rightsdesk.staff import LANGUAGES, LoginRefused, TotpEnrolmentNeeded
@@ -178,6 +180,10 @@ async def queue_page(request: Request) -> Response:
     )
 
 
+# Event fields that are for the hash chain and the machines, not for the person reading.
+_EVENT_PLUMBING = frozenset({"messages", "message", "text_sha256", "attachments"})
+
+
 async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     tickets: TicketService = request.app.state.tickets
     detail = await tickets.detail(public_id)
@@ -192,8 +198,14 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
         view = event_view(event)
         # Only what changed (a transition repeats every deadline field before and after).
         changes = {
-            k: v for k, v in view["after"].items() if k == "note" or view["before"].get(k) != v
+            k: v
+            for k, v in view["after"].items()
+            if k not in _EVENT_PLUMBING and (k == "note" or view["before"].get(k) != v)
         }
+        if isinstance(view["after"].get("attachments"), list):
+            changes["attachments"] = ", ".join(
+                str(a.get("filename")) for a in view["after"]["attachments"]
+            )
         timeline.append({"kind": "event", **view, "at": event.at, "order": 1, "changes": changes})
     timeline.sort(key=lambda item: (item["at"], item["order"]))
     for item in timeline:
@@ -219,9 +231,26 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
         "scores": scores[:6],
         "timeline": timeline,
         "actions": list(ACTIONS),
+        "replies": request.app.state.replies,
+        "answering": request.app.state.core.answers is not None,
         "allowed": allowed_actions(ticket.status),
         "types": [t.value for t in RequestType],
     }
+
+
+async def fields_of(form: FormData) -> Fields:
+    """The form's text fields, and its files (a reply's attachments; empty file inputs, which
+    browsers send with no name, are left out)."""
+    values: dict[str, list[str]] = {}
+    files: list[Attachment] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if value.filename:
+                content = await value.read()
+                files.append(Attachment(value.filename, content, value.content_type or None))
+        else:
+            values.setdefault(key, []).append(value)
+    return Fields(values, tuple(files))
 
 
 # Which status-changing actions the status machine allows now (the core refuses the others).
@@ -241,7 +270,7 @@ def allowed_actions(status: str) -> set[str]:
     moves = {name for name, to in _MOVES.items() if to in TRANSITIONS[current]}
     if current in ACTIVE_STATUSES:
         moves.add("extend")
-    return moves | {"assign", "relabel"}
+    return moves | {"assign", "relabel", "reply", "note"}
 
 
 @guard("read")
@@ -263,17 +292,21 @@ async def ticket_page(request: Request) -> Response:
 
 @guard("work")
 async def ticket_action(request: Request) -> Response:
-    tickets: TicketService = request.app.state.tickets
     public_id = request.path_params["public_id"]
     action = request.path_params["action"]
     form = form_of(request)
     session = session_of(request)
     t = strings(session.staff.language)
-    fields = Fields({key: [str(v) for v in form.getlist(key)] for key in form})
+    fields = await fields_of(form)
     status = 400
     try:
         await perform(
-            tickets, session.staff, public_id, action, fields, str(form.get("head", "")) or None
+            request.app.state.core,
+            session.staff,
+            public_id,
+            action,
+            fields,
+            str(form.get("head", "")) or None,
         )
     except TicketNotFound as exc:
         return error_page(request, 404, str(exc))

@@ -198,6 +198,9 @@ class OutboundSettings(_Section):
     relay_password: SecretStr | None = None
     relay_password_file: Path | None = None
     outbox_dir: Path = Path("var/outbox")
+    # At most this many bytes of files in one reply (`tickets reply --attach`), all together:
+    # mail relays commonly refuse messages over 25 MB once encoded, Telegram files over 50 MB.
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=50 * 1024 * 1024)
 
 
 class ImapSettings(_Section):

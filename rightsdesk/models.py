@@ -1,6 +1,7 @@
 """The desk's tables. Schema changes go through an Alembic migration in rightsdesk/migrations."""
 
 import datetime as dt
+import hashlib
 from enum import StrEnum
 from typing import Any
 
@@ -57,6 +58,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     TELEGRAM = "telegram"
     MANUAL = "manual"  # entered by the DPO: a phone call, a letter, a walk-in
+    INTERNAL = "internal"  # a note of the team's on a ticket: never sent to anyone
 
 
 class ContactKind(StrEnum):
@@ -83,7 +85,9 @@ class Account(SQLModel, table=True):
 class Requester(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
-    language: str | None = Field(default=None, max_length=8)  # "zh" | "en" | None (unknown)
+    # The language of their newest request ("zh" | "zh-Hant" | "en" | None): a default only;
+    # each ticket keeps its own (Ticket.language).
+    language: str | None = Field(default=None, max_length=8)
     # Set only once the requester has proven control of the account (verification).
     account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -135,6 +139,9 @@ class Ticket(SQLModel, table=True):
     contact_kind: str = Field(max_length=16)
     contact_value: str = Field(max_length=320)
     subject: str | None = Field(default=None, max_length=998)
+    # What we answer in: the language the request was written in, or the one the requester
+    # chose ("zh" simplified, "zh-Hant" traditional, "en"); None: unknown, both zh and en.
+    language: str | None = Field(default=None, max_length=8)
     received_at: dt.datetime
     clock_started_at: dt.datetime | None = None
     response_due: dt.date | None = Field(default=None, index=True)
@@ -239,6 +246,20 @@ class StoredAttachment(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
+    @classmethod
+    def of(
+        cls, message_id: int, filename: str | None, content_type: str, content: bytes
+    ) -> "StoredAttachment":
+        """A file kept whole on a message: one received in the chat, one sent with a reply."""
+        return cls(
+            message_id=message_id,
+            filename=(filename or "")[:500] or None,
+            content_type=content_type,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content=content,
+        )
+
 
 class MailboxState(SQLModel, table=True):
     """How far the IMAP watcher has read a folder (RFC 3501 UIDVALIDITY + last UID)."""
@@ -330,7 +351,7 @@ class ChatConversation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(default=Channel.TELEGRAM, max_length=16)
     chat_id: str = Field(max_length=64)
-    language: str = Field(default="zh", max_length=8)  # "zh" | "en"
+    language: str = Field(default="zh", max_length=8)  # "zh" | "zh-Hant" | "en"
     # idle | confirming (buttons shown) | identity (asked for the account) | code | documents
     state: str = Field(default="idle", max_length=16)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # the one in progress

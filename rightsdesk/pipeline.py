@@ -44,6 +44,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
 from rightsdesk.inbound import InboundMessage
+from rightsdesk.languages import written_in
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Channel,
@@ -55,11 +56,11 @@ from rightsdesk.models import (
     Ticket,
 )
 from rightsdesk.notices import DpoAlerts
-from rightsdesk.outbound import Outbox, can_mail, understood
+from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import Contact, NewTicket, TicketService, says_cancel
 from rightsdesk.transient import is_transient
-from rightsdesk.verification import NEXT_STEP, Step, Verifier
+from rightsdesk.verification import Step, Verifier
 from rightsdesk.waiting import wait_or_stop
 from rightsdesk.withdrawal import Withdrawals, says_undo
 
@@ -571,7 +572,7 @@ class OpenTicket:
                 received_at=routing.row.received_at,
                 subject=routing.row.subject or None,  # as stored (no NUL)
                 requester_name=_storable(inbound.sender_name),
-                language=found.language,
+                language=written_in(found.language, f"{inbound.subject}\n{inbound.text}"),
                 needs_review=found.needs_review,
                 classification={
                     "scores": found.scores,
@@ -587,7 +588,7 @@ class OpenTicket:
             await self.alerts.tell(routing.session, ticket, "urgent_minor")
         routing.ticket = ticket.public_id
         routing.opened = True
-        routing.language = found.language
+        routing.language = ticket.language
         routing.triage = found.needs_review
         routing.outcome = "opened"
         return True
@@ -668,12 +669,13 @@ class Acknowledge:
             context={
                 # Only the classifier's doubt shows here. A flag set by verification (no
                 # account found) must not change the wording: that would tell a stranger.
-                "understood": understood(ticket.types, routing.triage),
+                "types": [t.value for t in ticket.types],
+                "triage": routing.triage,
                 "response_due": ticket.response_due.isoformat() if ticket.response_due else "",
                 "completion_due": ticket.completion_due.isoformat()
                 if ticket.completion_due
                 else "",
-                "next_step": NEXT_STEP[routing.step],
+                "step": routing.step,
             },
         )
         return False

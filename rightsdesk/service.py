@@ -26,6 +26,7 @@ from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
+from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
@@ -39,6 +40,7 @@ from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker,
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.staff import StaffService
 from rightsdesk.supervision import Supervisor, describe
+from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
 from rightsdesk.withdrawal import Withdrawals
@@ -89,6 +91,7 @@ class Desk:
     staff: StaffService
     withdrawals: Withdrawals
     supervisor: Supervisor
+    answers: Answers
 
     @classmethod
     def build(
@@ -161,6 +164,7 @@ class Desk:
             staff=StaffService(db, clock, settings.console),
             withdrawals=withdrawals,
             supervisor=supervisor,
+            answers=Answers(settings, db, clock, tickets, outbox),
         )
 
     async def close(self) -> None:
@@ -313,9 +317,19 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             tasks.append(supervisor.task("imap-watcher", lead, stop))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         if settings.console.enabled:
+            company = settings.desk.company_name
             console = ConsoleServer(
                 settings.console,
-                build_app(settings.console, desk.tickets, desk.staff, settings.desk.company_name),
+                build_app(
+                    settings.console,
+                    desk.tickets,
+                    desk.staff,
+                    company,
+                    desk.answers,
+                    Templates(
+                        settings.outbound.templates_dir, settings.desk.company_name
+                    ).replies(),
+                ),
             )
             try:
                 port = console.bind()

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,6 +35,7 @@ from rightsdesk.models import (
     Requester,
     RequesterContact,
     RequestType,
+    StoredAttachment,
     Ticket,
     TicketCounter,
     TicketStatus,
@@ -62,6 +64,7 @@ FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED})
 CANCEL_WORDS = frozenset(
     # Not "撤销": that is how a requester takes a withdrawal back (rightsdesk.withdrawal).
     {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "算了"}
+    | {"取消請求", "撤回請求"}  # the same, in traditional characters (not 撤銷: an undo)
 )
 
 
@@ -165,6 +168,8 @@ class TicketDetail:
     requester: Requester
     messages: list[Message] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # The files of each message (by message id): received, and sent with replies.
+    attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
 
 
 def format_public_id(year: int, seq: int) -> str:
@@ -211,6 +216,7 @@ class TicketService:
             contact_kind=new.contact.kind,
             contact_value=new.contact.value,
             subject=new.subject,
+            language=new.language,
             received_at=new.received_at,
             needs_review=new.needs_review,
             classification=new.classification,
@@ -329,7 +335,18 @@ class TicketService:
                     select(Event).where(Event.ticket_id == ticket.id).order_by(col(Event.seq))
                 )
             ).all()
-            return TicketDetail(ticket, requester, list(messages), list(events))
+            files: dict[int, list[StoredAttachment]] = {}
+            if messages:
+                # Without the bytes: a listing needs the name, type, size and hash.
+                found = await session.exec(
+                    select(StoredAttachment)
+                    .where(col(StoredAttachment.message_id).in_([m.id for m in messages]))
+                    .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
+                    .order_by(col(StoredAttachment.id))
+                )
+                for attachment in found.all():
+                    files.setdefault(attachment.message_id, []).append(attachment)
+            return TicketDetail(ticket, requester, list(messages), list(events), files)
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
         if filters.active_first:
@@ -441,9 +458,11 @@ class TicketService:
     async def start(self, public_id: str, actor: str) -> Ticket:
         return await self._transition(public_id, S.IN_PROGRESS, actor)
 
-    async def resolve(self, public_id: str, actor: str, note: str) -> Ticket:
+    async def resolve(self, public_id: str, actor: str, reply: str) -> Ticket:
+        """`reply`: what the requester reads in the resolved notice (Answers.resolve adds the
+        team's own note to it)."""
         return await self._transition(
-            public_id, S.RESOLVED, actor, resolution_note=_required(note, "a resolution note")
+            public_id, S.RESOLVED, actor, resolution_note=_required(reply, "a resolution reply")
         )
 
     async def deny(self, public_id: str, actor: str, reason: str) -> Ticket:

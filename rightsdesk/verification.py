@@ -50,35 +50,9 @@ STRICTNESS = ("none", "registered_email", "code", "manual")
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 
-# What the acknowledgement says happens next. "code" and "no_account" read the same, so the
-# answer never tells a stranger whether an account exists for an address.
-NEXT_STEP: dict[str, dict[str, str]] = {
-    "none": {
-        "zh": "我们会在上述期限内答复您。",
-        "en": "We will answer you by the date above.",
-    },
-    "verified": {
-        "zh": "您的邮件来自账号的注册邮箱并已通过发件人验证，我们已确认您的身份。",
-        "en": "Your mail came, verifiably, from the account's registered address: "
-        "your identity is confirmed.",
-    },
-    "code": {
-        "zh": "为保护个人信息，我们需要确认您是相关账号的持有人。如果您的账号使用此邮箱注册，"
-        "我们已向注册邮箱发送了验证码，请回复那封邮件；如果您注册时使用了其他邮箱，"
-        "请从该邮箱给我们写信，或回复本邮件告诉我们您的用户名。",
-        "en": "To protect personal information we must confirm that you hold the account "
-        "concerned. If your account is registered with this address, we have sent a code "
-        "there: please reply to that email with it. If you registered with another address, "
-        "write to us from that address, or reply with your username.",
-    },
-    "manual": {
-        "zh": "请回复本邮件并附上能证明您与当事人关系的材料（如监护关系或亲属关系证明），"
-        "我们的个人信息保护负责人会亲自审核。",
-        "en": "Please reply with documents showing your relationship to the person concerned "
-        "(guardianship or kinship); our Data Protection Officer will review them in person.",
-    },
-}
-NEXT_STEP["no_account"] = NEXT_STEP["code"]
+# What the acknowledgement says happens next is chosen by the step, in the template
+# (acknowledgement.*.j2): "code" and "no_account" read the same, so the answer never tells a
+# stranger whether an account exists for an address.
 
 Step = Literal["none", "verified", "code", "manual", "no_account"]
 ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
@@ -286,7 +260,7 @@ class Verifier:
             assert challenge is not None
             account = await session.get_one(Account, challenge.account_id)
             requester = await session.get_one(Requester, ticket.requester_id)
-            await self._send_code(session, ticket, account, requester.language)
+            await self._send_code(session, ticket, account, ticket.language or requester.language)
 
     async def check_reply(
         self, session: AsyncSession, ticket: Ticket, text: str
@@ -382,7 +356,7 @@ class Verifier:
                     session,
                     ticket=ticket,
                     kind="verification_reminder",
-                    lang=requester.language,
+                    lang=ticket.language or requester.language,
                     context={"close_on": close_on.isoformat()},
                 )
                 await self.tickets.note_in(session, ticket, SYSTEM, "verification_reminded", {})
@@ -421,7 +395,7 @@ class Verifier:
                     ticket,
                     sender=ticket.contact_value,
                     sender_authenticated=bool(first and first.sender_authenticated),
-                    language=requester.language,
+                    language=ticket.language or requester.language,
                 )
             if step in ("manual", "identity"):
                 # A code mail explains itself; these steps need the requester to act first.
@@ -429,7 +403,7 @@ class Verifier:
                     session,
                     ticket=ticket,
                     kind="verification_needed",
-                    lang=requester.language,
+                    lang=ticket.language or requester.language,
                     context={"how": "documents" if step == "manual" else "account"},
                 )
             await self.tickets.note_in(

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from rightsdesk.identifiers import mask_identifiers
-from rightsdesk.models import ACTIVE_STATUSES, Account, Event, Message, Ticket, TicketStatus
+from rightsdesk.models import (
+    ACTIVE_STATUSES,
+    Account,
+    Channel,
+    Event,
+    Message,
+    StoredAttachment,
+    Ticket,
+    TicketStatus,
+)
 from rightsdesk.tickets import TicketDetail
 
 # What a terminal may act on instead of showing: C0 controls (ESC starts colour changes,
@@ -65,6 +75,7 @@ def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, A
         "needs_review": ticket.needs_review,
         "assignee": ticket.assignee,
         "withdrawal_pending": ticket.withdrawal_final_at is not None,
+        "language": ticket.language,
     }
 
 
@@ -87,23 +98,28 @@ def ticket_detail(detail: TicketDetail, today: dt.date, tz: dt.tzinfo) -> dict[s
             "extension_reason": ticket.extension_reason,
             "verified_at": _iso(ticket.verified_at),
             "classification": ticket.classification,
-            "resolution_note": ticket.resolution_note,
+            # What the requester read in the resolved / denied notice (never an internal note).
+            "resolution_reply": ticket.resolution_note,
             "denial_reason": ticket.denial_reason,
             "cancel_reason": ticket.cancel_reason,
             "withdrawal_requested_at": _iso(ticket.withdrawal_requested_at),
             "withdrawal_final_at": _iso(ticket.withdrawal_final_at),
-            "messages": [message_view(m) for m in detail.messages],
+            "messages": [
+                message_view(m, detail.attachments.get(m.id or 0, [])) for m in detail.messages
+            ],
             "events": [event_view(e) for e in detail.events],
         }
     )
     return data
 
 
-def message_view(message: Message) -> dict[str, Any]:
+def message_view(message: Message, attachments: Sequence[StoredAttachment] = ()) -> dict[str, Any]:
     return {
         "id": message.id,
         "direction": message.direction,
         "channel": message.channel,
+        # A note of the team's: never sent, never shown to the requester.
+        "internal": message.channel == Channel.INTERNAL,
         "sender": message.sender,
         "subject": message.subject,
         "received_at": _iso(message.received_at),
@@ -116,6 +132,17 @@ def message_view(message: Message) -> dict[str, Any]:
         # Joined by something anyone can type (subject tag, same address), unauthenticated.
         "unauthenticated_thread": message.unauthenticated_thread,
         "raw_bytes": message.raw_size or (len(message.raw) if message.raw is not None else None),
+        "attachments": [attachment_view(a) for a in attachments],
+    }
+
+
+def attachment_view(attachment: StoredAttachment) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
     }
 
 

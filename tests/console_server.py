@@ -19,6 +19,7 @@ from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import Channel, RequestType
 from rightsdesk.service import Desk
+from rightsdesk.templating import Templates
 from rightsdesk.tickets import Contact, NewTicket
 
 T = TypeVar("T")
@@ -72,9 +73,11 @@ class ConsoleUnderTest:
             await desk.db.migrate()
             for name, (role, language) in PEOPLE.items():
                 await desk.staff.add(name, f"{name}@example.com", role, PASSWORD, language)
-            server = ConsoleServer(
-                self.settings.console, build_app(self.settings.console, desk.tickets, desk.staff)
+            replies = Templates(None, self.settings.desk.company_name).replies()
+            app = build_app(
+                self.settings.console, desk.tickets, desk.staff, "", desk.answers, replies
             )
+            server = ConsoleServer(self.settings.console, app)
             self.port = server.bind()
             self._ready.set()
             await server.run(self._stop)

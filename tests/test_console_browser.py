@@ -174,7 +174,7 @@ def follow(driver: WebDriver, element: WebElement) -> None:
     WebDriverWait(driver, 30).until(staleness_of(element))
 
 
-def test_a_dpo_finds_a_ticket_works_it_and_resolves_it(
+def test_a_dpo_finds_a_ticket_replies_with_a_file_and_resolves_it(
     server: ConsoleUnderTest, browser: WebDriver, tmp_path: Path
 ) -> None:
     ticket = server.open_ticket(
@@ -193,13 +193,23 @@ def test_a_dpo_finds_a_ticket_works_it_and_resolves_it(
     shoot(browser, tmp_path, "ticket")
     submit(browser, "assign", assignee="dora")
     assert "Done" in browser.find_element(By.CSS_SELECTOR, ".notice").text
+    copy = tmp_path / "个人信息副本.csv"
+    copy.write_text("field,value\nphone,13800138000\n", encoding="utf-8")
+    form = browser.find_element(By.CSS_SELECTOR, "form[action$='/reply']")
+    form.find_element(By.NAME, "text").send_keys("您好，您的个人信息副本见附件。")
+    form.find_element(By.NAME, "attachments").send_keys(str(copy))
+    form.find_element(By.TAG_NAME, "button").click()
+    WebDriverWait(browser, 30).until(staleness_of(form))
+    timeline = browser.find_element(By.CSS_SELECTOR, "section.timeline").text
+    assert "您好，您的个人信息副本见附件。" in timeline
+    assert "个人信息副本.csv" in timeline
     submit(browser, "verify", note="ID card checked by phone")
     submit(browser, "start")
     submit(browser, "resolve", note="A copy of your data is attached to our mail.")
     status = browser.find_element(By.CSS_SELECTOR, "h1 .status").text
     assert status == "resolved"
     timeline = browser.find_element(By.CSS_SELECTOR, "section.timeline").text
-    for word in ("assigned", "verified", "work started", "resolved", "console:dora"):
+    for word in ("assigned", "replied", "verified", "work started", "resolved", "console:dora"):
         assert word in timeline
     shoot(browser, tmp_path, "ticket-resolved")
 

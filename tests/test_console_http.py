@@ -853,3 +853,52 @@ def test_attachments_are_listed_and_only_ever_downloaded(server: ConsoleUnderTes
     assert server.client().get(f"/attachments/{attachment_id}").status_code == 303
     names = zipfile.ZipFile(io.BytesIO(dora.get(f"/tickets/{ticket}/evidence.zip").content))
     assert any(n.startswith("attachments/") for n in names.namelist())
+
+
+def test_reply_with_an_attachment_and_an_internal_note(server: ConsoleUnderTest) -> None:
+    from rightsdesk.models import OutboxEntry
+
+    ticket = server.open_ticket(
+        subject="reply", contact=Contact.email("reply.me@example.com"), text="please send"
+    )
+    alan = logged_in(server, "alan")
+    csrf, head = form_tokens(alan.get(f"/tickets/{ticket}").text)
+    sent = alan.post(
+        f"/tickets/{ticket}/reply",
+        data={"csrf": csrf, "head": head, "text": "您的数据副本见附件。", "lang": "zh"},
+        files=[("attachments", ("副本 copy.csv", b"field,value\nphone,138\n", "text/csv"))],
+    )
+    assert sent.status_code == 303, sent.text
+    page = alan.get(f"/tickets/{ticket}").text
+    assert "您的数据副本见附件。" in page
+    assert "副本 copy.csv" in page  # the file is kept on the message and listed
+    csrf, head = form_tokens(page)
+    noted = alan.post(
+        f"/tickets/{ticket}/note", data={"csrf": csrf, "head": head, "text": "called her too"}
+    )
+    assert noted.status_code == 303
+    page = alan.get(f"/tickets/{ticket}").text
+    assert "called her too" in page
+    assert "internal note (never sent)" in page
+    actions = [a for actor, a in events_of(server, ticket) if actor == "console:alan"]
+    assert actions == ["replied", "noted"]
+
+    async def outbox(desk: Desk) -> list[str]:
+        from sqlmodel import select
+
+        async with desk.db.reading() as session:
+            rows = await session.exec(select(OutboxEntry.recipient, OutboxEntry.kind))
+            return [f"{r}:{k}" for r, k in rows.all() if r == "reply.me@example.com"]
+
+    queued = server.call(outbox)
+    assert len([q for q in queued if q.endswith(":reply")]) == 1  # the note is never sent
+    # A stale head refuses a reply too; an auditor may not reply at all.
+    stale = alan.post(f"/tickets/{ticket}/reply", data={"csrf": csrf, "head": head, "text": "x"})
+    assert stale.status_code == 409
+    audrey = logged_in(server, "audrey")
+    refused = audrey.post(
+        f"/tickets/{ticket}/reply", data={"csrf": csrf_of(audrey.get("/").text), "text": "x"}
+    )
+    assert refused.status_code == 403
+    empty = alan.post(f"/tickets/{ticket}/reply", data={"csrf": csrf, "head": "", "text": " "})
+    assert empty.status_code == 400

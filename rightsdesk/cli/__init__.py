@@ -16,6 +16,7 @@ from rightsdesk.cli import (
     tickets,
     users,
 )
+from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")

@@ -23,6 +23,7 @@ from rightsdesk.cli.common import (
     state,
     with_desk,
 )
+from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketFilter
@@ -134,8 +135,9 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "assignee",
         "needs_review",
         "extension_reason",
+        "language",
         "denial_reason",
-        "resolution_note",
+        "resolution_reply",
         "cancel_reason",
     ):
         if data[key] not in (None, False, ""):
@@ -144,6 +146,11 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         classification = json.dumps(data["classification"], ensure_ascii=False)
         out.print(f"  classification: {shown(classification)}", highlight=False)
     for message in data["messages"]:
+        if message["internal"]:
+            title = f"INTERNAL NOTE by {message['sender']} {message['received_at']} (never sent)"
+            out.rule(f"[bold yellow]{shown(title)}[/]")
+            out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+            continue
         title = f"{message['direction']} {message['channel']} {message['received_at']}"
         if message["sender"]:
             title += f" from {message['sender']}"
@@ -158,6 +165,13 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         if message["subject"]:
             out.print(f"Subject: {shown(message['subject'])}", highlight=False)
         out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+        for attachment in message["attachments"]:
+            name = shown(attachment["filename"] or "(no name)")
+            out.print(
+                f"  attachment #{attachment['id']}: {name} "
+                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes)",
+                highlight=False,
+            )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
     for event in data["events"]:
         change = json.dumps(event["after"], ensure_ascii=False)
@@ -182,13 +196,17 @@ def tickets_open(
     received: Annotated[
         str | None, typer.Option(help="When it was received (ISO 8601; default: now).")
     ] = None,
-    lang: Annotated[str | None, typer.Option(help="zh or en.")] = None,
+    lang: Annotated[
+        str | None, typer.Option(help="The language to answer in: zh, zh-Hant or en.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open a ticket for a request that came by phone, letter or in person."""
     if (email is None) == (phone is None):
         fail("give exactly one of --email or --phone", 2)
     contact = Contact.email(email) if email is not None else Contact.phone(phone or "")
+    if lang is not None and lang not in LANGS:
+        fail(f"--lang: one of {', '.join(LANGS)}", 2)
 
     async def work(desk: Desk) -> dict[str, Any]:
         received_at = parse_instant(received, "--received") or desk.clock.now()
@@ -263,24 +281,63 @@ def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     _change(lambda d: d.tickets.start(ticket_id, state.actor), as_json, "started")
 
 
+INTERNAL_NOTE = "Internal note for the team: kept on the ticket, never sent to the requester."
+
+
 @tickets_app.command("resolve")
 def tickets_resolve(
     ticket_id: TicketId,
-    note: Annotated[str, typer.Option(help="What was done.")],
+    reply: Annotated[
+        str | None,
+        typer.Option(
+            help="What the REQUESTER reads, inside the resolved notice (e.g. 'the copy of your "
+            "data was sent on 3 March'). Required."
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resolve a ticket: the request was carried out."""
-    _change(lambda d: d.tickets.resolve(ticket_id, state.actor, note), as_json, "resolved")
+    """Resolve a ticket: the request was carried out.
+
+    --reply goes to the requester; --note stays with the team."""
+    if reply is None or not reply.strip():
+        if note is not None:
+            # Before the split, --note was what the requester read: refuse rather than send
+            # nothing (or send what was meant for the team).
+            fail(
+                "--note is internal now and never sent; say what the requester reads with "
+                "--reply TEXT (and keep --note for the team)",
+                2,
+            )
+        fail("--reply TEXT is required: what the requester reads in the resolved notice", 2)
+    _change(
+        lambda d: d.answers.resolve(ticket_id, actor=state.actor, reply=reply, note=note),
+        as_json,
+        "resolved",
+    )
 
 
 @tickets_app.command("deny")
 def tickets_deny(
     ticket_id: TicketId,
-    reason: Annotated[str, typer.Option(help="Why (PIPL Art. 50: a refusal must say why).")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why, as the REQUESTER reads it inside the denial (PIPL Art. 50: a refusal "
+            "must say why)."
+        ),
+    ],
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deny a request, with the reason the requester will be told."""
-    _change(lambda d: d.tickets.deny(ticket_id, state.actor, reason), as_json, "denied")
+    """Deny a request.
+
+    --reason goes to the requester; --note stays with the team."""
+    _change(
+        lambda d: d.answers.deny(ticket_id, actor=state.actor, reason=reason, note=note),
+        as_json,
+        "denied",
+    )
 
 
 @tickets_app.command("extend")
