@@ -902,3 +902,27 @@ def test_reply_with_an_attachment_and_an_internal_note(server: ConsoleUnderTest)
     assert refused.status_code == 403
     empty = alan.post(f"/tickets/{ticket}/reply", data={"csrf": csrf, "head": "", "text": " "})
     assert empty.status_code == 400
+
+
+def test_login_goes_back_where_it_was_asked_but_never_off_site(server: ConsoleUnderTest) -> None:
+    ticket = server.open_ticket(subject="next")
+    client = server.client()
+    asked = client.get(f"/tickets/{ticket}")
+    assert asked.headers["location"] == f"/login?next=/tickets/{ticket}"
+    form = client.get(asked.headers["location"]).text
+    token = re.search(r'name="login_csrf" value="([^"]+)"', form)
+    assert token is not None
+    assert f'name="next" value="/tickets/{ticket}"' in form
+    for target, landing in ((f"/tickets/{ticket}", f"/tickets/{ticket}"), ("//evil.example", "/")):
+        fresh = server.client()
+        fresh.get("/login")
+        done = fresh.post(
+            "/login",
+            data={
+                "login_csrf": fresh.cookies["rd_login_csrf"],
+                "name": "dora",
+                "password": PASSWORD,
+                "next": target,
+            },
+        )
+        assert done.headers["location"] == landing
