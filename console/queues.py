@@ -52,7 +52,8 @@ def queue_filter(tickets: TicketService, queue: str, me: Staff) -> TicketFilter:
             statuses=active, due_from=today, due_before=limit + dt.timedelta(days=1)
         )
     if queue == "overdue":
-        return TicketFilter(overdue=True)
+        # Overdue means active; saying so keeps the finished tickets out of the query entirely.
+        return TicketFilter(statuses=active, overdue=True)
     if queue == "waiting":
         return TicketFilter(statuses=(TicketStatus.AWAITING_VERIFICATION,))
     return TicketFilter()
@@ -122,15 +123,21 @@ _running: dict[tuple[int, str], asyncio.Task[int]] = {}
 
 
 async def cached_count(tickets: TicketService, filters: TicketFilter, ttl: float) -> int:
+    """The count, reused for `ttl` seconds. Once a count is known, an expired one is still
+    answered at once while a fresh one is computed in the background (the navigation lags by
+    one computation, never waits for it); only the very first count of a list is waited for."""
     key = (id(tickets), repr(dataclasses.replace(filters, offset=0, limit=None)))
     hit = _counts.get(key)
-    if hit is not None and time.monotonic() - hit[0] < ttl:
+    fresh = hit is not None and time.monotonic() - hit[0] < ttl
+    if fresh and hit is not None:
         return hit[1]
     task = _running.get(key)
     if task is None:
         task = asyncio.ensure_future(tickets.count(filters))
         _running[key] = task
         task.add_done_callback(lambda done: _counted(key, done))
+    if hit is not None and ttl > 0:
+        return hit[1]
     return await asyncio.shield(task)
 
 

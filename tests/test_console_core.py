@@ -127,3 +127,10 @@ async def test_queue_counts_are_shared_while_fresh_and_computed_once(desk: Desk)
     assert await cached_count(tickets, TicketFilter(), 60) == 1  # still fresh: reused
     assert await cached_count(tickets, TicketFilter(), 0) == 2  # no reuse wanted: counted
     assert calls == 2
+    await _open(desk, 3)
+    # Expired: the last count is answered at once, and a fresh one is made meanwhile.
+    await asyncio.sleep(0.02)
+    assert await cached_count(tickets, TicketFilter(), 0.01) == 2
+    await asyncio.sleep(0.2)
+    assert calls == 3
+    assert await cached_count(tickets, TicketFilter(), 60) == 3
