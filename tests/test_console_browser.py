@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.expected_conditions import (
+    presence_of_element_located,
+    staleness_of,
+)
 from selenium.webdriver.support.wait import WebDriverWait
 
 from rightsdesk.clock import FrozenClock
@@ -150,12 +154,20 @@ def shoot(driver: WebDriver, tmp_path: Path, name: str) -> Path:
 
 
 def log_in(driver: WebDriver, server: ConsoleUnderTest, name: str) -> None:
-    driver.get(server.url + "/login")
-    driver.find_element(By.NAME, "name").send_keys(name)
-    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-    button = driver.find_element(By.CSS_SELECTOR, "section.login button[type=submit]")
-    button.click()
-    WebDriverWait(driver, 30).until(staleness_of(button))
+    for attempt in range(3):
+        try:
+            driver.get(server.url + "/login")
+            box = WebDriverWait(driver, 30).until(presence_of_element_located((By.NAME, "name")))
+            box.send_keys(name)
+            driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+            button = driver.find_element(By.CSS_SELECTOR, "section.login button[type=submit]")
+            button.click()
+            WebDriverWait(driver, 30).until(staleness_of(button))
+            break
+        except WebDriverException:
+            # Chromium now and then reports a node of the page it was leaving; start again.
+            if attempt == 2:
+                raise
     assert driver.find_elements(By.CSS_SELECTOR, "aside.queues"), driver.page_source
 
 
