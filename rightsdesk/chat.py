@@ -388,6 +388,7 @@ class ChatDesk:
                 "language": found.language,
                 "needs_review": found.needs_review,
                 "entities": found.entities,
+                "model_version": found.model_version,
             },
         }
         if found.needs_review:

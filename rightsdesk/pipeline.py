@@ -83,6 +83,7 @@ class Classification:
     scores: dict[str, float] = field(default_factory=dict)
     # Identifiers in the text (`rightsdesk.identifiers.Identifier.as_dict`; ID numbers masked).
     entities: list[dict[str, object]] = field(default_factory=list)
+    model_version: str | None = None  # which trained model said so (None: no model)
 
 
 class Classifier(Protocol):
@@ -579,6 +580,7 @@ class OpenTicket:
                     "language": found.language,
                     "needs_review": found.needs_review,
                     "entities": found.entities,
+                    "model_version": found.model_version,
                 },
             ),
             SYSTEM,

@@ -271,6 +271,8 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             # Load spaCy and jieba now, off the loop, not on the first message.
             await asyncio.to_thread(lambda: lazy.model)
             log.info("classifier loaded from %s", lazy.path)
+            # SIGHUP: load a new model now (it is also noticed within seconds on its own).
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, lazy.reload))
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))

@@ -628,7 +628,8 @@ async def test_a_request_about_a_child_by_mail_reaches_the_dpo_chat_at_once(chat
 
 
 async def test_a_message_the_classifier_is_unsure_of_opens_a_triage_ticket(chat: Chat) -> None:
-    said = await chat.say(ZHANG, "你们是不是在卖我的数据？我要一个说法", 1)
+    # (An accusation such as "你们是不是在卖我的数据？" is now a sure complaint: issue #14.)
+    said = await chat.say(ZHANG, "关于我的那些资料，你们到底想怎么样", 1)
     assert "我们的工作人员会阅读您的消息" in said
     assert "PRIV-2026-000001" in said
     [ticket] = await chat.tickets()
