@@ -102,16 +102,24 @@ async def monthly_report(db: Database, policy: DeadlinePolicy, month: str) -> Mo
     return report
 
 
-def report_text(report: MonthReport, company: str, made: dt.datetime) -> str:
+def report_text(
+    report: MonthReport, company: str, made: dt.datetime, langs: tuple[str, ...] = ("zh", "en")
+) -> str:
+    """The report in each language, one after the other (Chinese first)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("monthly.txt.j2").render(
-        r=report, company=company, made=made.isoformat(timespec="minutes")
-    )
+    parts = []
+    for lang in langs:
+        template = env.get_template(f"monthly.{lang}.j2")
+        context = template.new_context(
+            {"r": report, "company": company, "made": made.isoformat(timespec="minutes")}
+        )
+        parts.append("".join(template.blocks["body"](context)).strip())
+    return "\n\n".join(parts) + "\n"
 
 
 def report_pdf(text: str, font_file: Path = DEFAULT_FONT) -> bytes:
