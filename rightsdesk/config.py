@@ -425,6 +425,37 @@ class FulfilmentSettings(_Section):
         return value
 
 
+class ConsoleSettings(_Section):
+    """The DPO's web console (console/), served by `rightsdesk run` in the same event loop."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    # The address people type, e.g. https://privacy-desk.example.com (behind a reverse proxy).
+    public_base_url: str = ""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # A session ends after this long without a request, and after `session_lifetime` in any case.
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_lifetime_hours: int = Field(default=12, ge=1)
+    # Failed logins per user name and per address before a lock, and how long the lock holds.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_minutes: int = Field(default=15, ge=1)
+    page_size: int = Field(default=50, ge=5, le=500)
+    # Queue counts (navigation, list totals) are reused this long: at a million tickets the
+    # largest take tens of milliseconds, and several people share the queues. 0: always fresh.
+    count_cache_seconds: float = Field(default=5.0, ge=0)
+    # A font with Chinese characters for the monthly report's PDF (Debian: fonts-wqy-microhei).
+    pdf_font_file: Path = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    # Reverse proxies whose X-Forwarded-For is believed (their own address as they connect):
+    # the login throttle then counts the browser's address, not the proxy's.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+
 class ServiceSettings(_Section):
     """How the running service looks after its own tasks (rightsdesk.supervision)."""
 
@@ -463,6 +494,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     fulfilment: FulfilmentSettings = Field(default_factory=FulfilmentSettings)

@@ -20,6 +20,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from bot.door import TelegramDoor, derived_webhook_secret
 from bot.transport import TelegramTransport
 from classifiers.model import META_FILE, MODEL_DIR, LazyRightsClassifier, model_exists
+from console.app import build_app
+from console.server import ConsoleServer
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
@@ -39,7 +41,9 @@ from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
+from rightsdesk.staff import StaffService
 from rightsdesk.supervision import Supervisor, describe
+from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
 from rightsdesk.withdrawal import Withdrawals
@@ -88,6 +92,7 @@ class Desk:
     classifier: Classifier
     chat: ChatDesk
     fulfilment: FulfilmentService
+    staff: StaffService
     withdrawals: Withdrawals
     supervisor: Supervisor
     answers: Answers
@@ -169,6 +174,7 @@ class Desk:
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
             fulfilment=fulfilment,
+            staff=StaffService(db, clock, settings.console),
             withdrawals=withdrawals,
             supervisor=supervisor,
             answers=Answers(settings, db, clock, tickets, outbox),
@@ -334,6 +340,31 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             lead = partial(run_as_leader, desk.db, "imap-watcher", watcher.run)
             tasks.append(supervisor.task("imap-watcher", lead, stop))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
+        if settings.console.enabled:
+            company = settings.desk.company_name
+            console = ConsoleServer(
+                settings.console,
+                build_app(
+                    settings.console,
+                    desk.tickets,
+                    desk.staff,
+                    company,
+                    desk.answers,
+                    Templates(
+                        settings.outbound.templates_dir, settings.desk.company_name
+                    ).replies(),
+                ),
+            )
+            try:
+                port = console.bind()
+            except OSError as exc:
+                where = f"{settings.console.host}:{settings.console.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for the console on {where}: {reason}") from None
+            tasks.append(asyncio.create_task(console.run(stop), name="console"))
+            scheme = "https" if settings.console.tls else "http"
+            doors.append(f"console={scheme}://{settings.console.host}:{port}")
+            await supervisor.report("console", "up", detail=f"{settings.console.host}:{port}")
         token = settings.secret("telegram", "token")
         if token:
             door = telegram_door(desk, token)

@@ -124,3 +124,95 @@ def test_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) ->
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("error: database unreachable:")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_console_is_served_and_sigterm_still_stops_everything(tmp_path: Path) -> None:
+    """uvicorn installs its own signal handlers in serve(); ours must still rule."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*RIGHTSDESK, "run"],
+        cwd=tmp_path,
+        env=_env(RIGHTSDESK_SMTP__PORT="0", RIGHTSDESK_CONSOLE__PORT=str(port)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = _wait_for_line(proc, "rightsdesk ready", timeout=60)
+        assert f"console=http://127.0.0.1:{port}" in lines[-1]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).text == "ok"
+        login = httpx.get(f"http://127.0.0.1:{port}/login", timeout=10)
+        assert login.status_code == 200
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        rest = proc.stderr.read() if proc.stderr else ""
+        assert code == 0, rest
+        assert time.monotonic() - sent < 5.0
+        assert "stopped" in rest
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_console_port_in_use_is_named(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*RIGHTSDESK, "run"],
+            cwd=tmp_path,
+            env=_env(RIGHTSDESK_SMTP__PORT="0", RIGHTSDESK_CONSOLE__PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot listen for the console on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+async def test_uvicorn_does_not_take_over_the_signal_handlers(tmp_path: Path) -> None:
+    """In the service's own loop: while the console serves, SIGTERM is still the service's
+    (recent uvicorn replaces the handlers inside serve() unless told not to)."""
+    import asyncio
+
+    import httpx
+
+    from rightsdesk.config import Settings
+    from rightsdesk.service import run_service
+    from tests.conftest import free_port
+
+    port = free_port()
+    settings = Settings(
+        database={"url": f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"},
+        desk={"data_dir": tmp_path / "var"},
+        outbound={"outbox_dir": tmp_path / "var" / "outbox"},
+        classifier={"enabled": False},
+        smtp={"enabled": False},
+        scheduler={"enabled": False},
+        console={"port": port},
+    )
+    service = asyncio.create_task(run_service(settings))
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/healthz")).text == "ok":
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert "uvicorn" not in getattr(handler, "__module__", "") + repr(handler)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(service, timeout=10)

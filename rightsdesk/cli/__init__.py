@@ -16,6 +16,7 @@ from rightsdesk.cli import (
     status,
     systems,
     tickets,
+    users,
 )
 from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
@@ -29,6 +30,7 @@ app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
 app.add_typer(systems.systems_app, name="systems")
 app.add_typer(fulfil.fulfil_app, name="fulfil")
+app.add_typer(users.users_app, name="users")
 # `status` is a command of the root app itself (registered on import).
 _ = status.status
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -57,6 +58,78 @@ def audit_verify(as_json: JsonFlag = False) -> None:
         err.print(f"[bold red]BROKEN[/] {report.broken}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("pack")
+def audit_pack(
+    ticket: Annotated[str, typer.Argument(help="Ticket id, e.g. PRIV-2026-000001.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ZIP file to write.")],
+) -> None:
+    """Write a ticket's evidence pack: messages, attachments, events with their hash chain."""
+    from rightsdesk.cli.common import state
+    from rightsdesk.evidence import build_pack
+
+    async def work(desk: Desk) -> bytes:
+        return await build_pack(desk.db, ticket, state.actor, desk.clock.now())
+
+    output.write_bytes(with_desk(work))
+    out.print(f"wrote {output}", highlight=False)
+
+
+@audit_app.command("verify-pack")
+def audit_verify_pack(
+    file: Annotated[Path, typer.Argument(help="An evidence pack ZIP.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check an evidence pack offline (no database): file hashes and the event chain."""
+    from rightsdesk.evidence_check import verify_pack
+
+    problems = verify_pack(file)
+    if as_json:
+        print_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            err.print(f"[bold red]BROKEN[/] {problem}", highlight=False)
+    else:
+        out.print(f"evidence pack intact: {file}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    month: Annotated[str, typer.Option("--month", help="The month, e.g. 2026-11.")],
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="Write the report as PDF here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The monthly report: received by type, answered on time or late, extended, denied (with
+    the reasons), median working days to answer."""
+    import dataclasses
+
+    from rightsdesk.reports import ReportError, monthly_report, report_pdf, report_text
+
+    settings = desk_settings()
+
+    async def work(desk: Desk) -> Any:
+        return await monthly_report(desk.db, desk.policy, month)
+
+    try:
+        figures = with_desk(work)
+        if as_json:
+            print_json(
+                {**dataclasses.asdict(figures), "median_working_days": figures.median_working_days}
+            )
+            return
+        import datetime as dt
+
+        text = report_text(figures, settings.desk.company_name, dt.datetime.now(dt.UTC))
+        if pdf is None:
+            out.print(text, highlight=False, markup=False)
+            return
+        pdf.write_bytes(report_pdf(text, settings.console.pdf_font_file))
+    except ReportError as exc:
+        fail(str(exc), 2)
+    out.print(f"wrote {pdf}", highlight=False)
 
 
 @app.command()

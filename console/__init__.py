@@ -1,0 +1,1 @@
+"""The DPO web console: an adapter over the core (imports only rightsdesk)."""

@@ -1,0 +1,169 @@
+"""Every ticket action of the console and the API, as one call of the core (TicketService,
+and Answers for replies and notes).
+
+The console never writes tickets itself. Each action runs inside `unchanged_since(head)` when
+the form (or API call) says which version it saw, so two people acting at once cannot overwrite
+each other: the second gets TicketConflict from the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from rightsdesk.answers import Answers, Attachment
+from rightsdesk.models import RequestType, Ticket
+from rightsdesk.staff import Staff
+from rightsdesk.tickets import TicketError, TicketService, unchanged_since
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What the person typed, by field name (one value, or several for `types`), and the
+    files they attached."""
+
+    values: dict[str, list[str]]
+    files: tuple[Attachment, ...] = ()
+
+    def text(self, name: str) -> str:
+        found = self.values.get(name) or [""]
+        return found[0].strip()
+
+    def many(self, name: str) -> list[str]:
+        return [v for v in self.values.get(name, []) if v.strip()]
+
+
+@dataclass(frozen=True)
+class Core:
+    tickets: TicketService
+    answers: Answers | None = None
+
+    def answering(self) -> Answers:
+        if self.answers is None:
+            raise TicketError("replies and notes are not available on this desk")
+        return self.answers
+
+
+Action = Callable[[Core, str, str, Fields], Awaitable[object]]
+
+
+def _date(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise TicketError(f"{name}: expected a date like 2026-12-24, got {value!r}") from None
+
+
+def _types(values: Sequence[str]) -> list[RequestType]:
+    found: list[RequestType] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    found.append(RequestType(part.strip()))
+                except ValueError:
+                    raise TicketError(f"unknown request type {part.strip()!r}") from None
+    return found
+
+
+async def _assign(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.assign(tid, actor, f.text("assignee") or None)
+
+
+async def _verify(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.mark_verified(tid, actor, f.text("note") or None)
+
+
+async def _start(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.start(tid, actor)
+
+
+async def _extend(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.extend(tid, actor, _date(f.text("until"), "until"), f.text("reason"))
+
+
+async def _resolve(c: Core, tid: str, actor: str, f: Fields) -> object:
+    # `note` is what the requester reads; `internal_note` stays with the team.
+    if c.answers is None:
+        return await c.tickets.resolve(tid, actor, f.text("note"))
+    internal = f.text("internal_note") or None
+    return await c.answers.resolve(tid, actor=actor, reply=f.text("note"), note=internal)
+
+
+async def _deny(c: Core, tid: str, actor: str, f: Fields) -> object:
+    if c.answers is None:
+        return await c.tickets.deny(tid, actor, f.text("reason"))
+    internal = f.text("internal_note") or None
+    return await c.answers.deny(tid, actor=actor, reason=f.text("reason"), note=internal)
+
+
+async def _reply(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.answering().reply(
+        tid,
+        actor=actor,
+        text=f.text("text") or None,
+        template=f.text("template") or None,
+        attachments=f.files,
+        lang=f.text("lang") or None,
+    )
+
+
+async def _note(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.answering().note(tid, actor=actor, text=f.text("text"))
+
+
+async def _relabel(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.relabel(tid, actor, _types(f.many("types")))
+
+
+async def _cancel(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.cancel(tid, actor, f.text("reason") or None)
+
+
+async def _close(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.close(tid, actor)
+
+
+async def _reopen(c: Core, tid: str, actor: str, f: Fields) -> object:
+    return await c.tickets.reopen(tid, actor, f.text("reason"))
+
+
+ACTIONS: dict[str, Action] = {
+    "reply": _reply,
+    "note": _note,
+    "assign": _assign,
+    "verify": _verify,
+    "start": _start,
+    "extend": _extend,
+    "resolve": _resolve,
+    "deny": _deny,
+    "relabel": _relabel,
+    "cancel": _cancel,
+    "close": _close,
+    "reopen": _reopen,
+}
+
+
+class UnknownAction(TicketError):
+    pass
+
+
+async def perform(
+    core: Core,
+    staff: Staff,
+    public_id: str,
+    action: str,
+    fields: Fields,
+    head: str | None,
+) -> Ticket:
+    """Run one action as `staff`; with `head`, only if the ticket is still at that version.
+    Returns the ticket as the action left it."""
+    run = ACTIONS.get(action)
+    if run is None:
+        raise UnknownAction(f"no action {action!r}; actions are: {', '.join(ACTIONS)}")
+    guard = unchanged_since(public_id, head) if head else contextlib.nullcontext()
+    with guard:
+        await run(core, public_id, staff.actor, fields)
+    return await core.tickets.get(public_id)

@@ -1,0 +1,66 @@
+"""The console as one ASGI app (Starlette): pages, the JSON API, static files, headers."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console import api, bulk, dashboard, exports, pages, users
+from console.actions import Core
+from console.web import STATIC, Console, SecurityHeaders
+from rightsdesk.answers import Answers
+from rightsdesk.config import ConsoleSettings
+from rightsdesk.staff import StaffService
+from rightsdesk.tickets import TicketService
+
+
+async def health(request: Request) -> Response:
+    """The trivial route: no database, no template (load balancers, and the benchmark)."""
+    return PlainTextResponse("ok")
+
+
+def build_app(
+    settings: ConsoleSettings,
+    tickets: TicketService,
+    staff: StaffService,
+    company: str = "",
+    answers: Answers | None = None,
+    replies: dict[str, dict[str, str]] | None = None,
+) -> Starlette:
+    """`answers` sends replies and keeps notes; `replies` are the canned replies offered
+    (name -> {language: title})."""
+    routes = [
+        Route("/healthz", health),
+        Route("/login", pages.login_form, methods=["GET"]),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Route("/language", pages.set_language, methods=["POST"]),
+        Route("/", pages.queue_page),
+        Route("/tickets/{public_id}", pages.ticket_page),
+        Route("/tickets/{public_id}/evidence.zip", exports.evidence_pack),
+        Route("/attachments/{attachment_id}", pages.attachment),
+        Route("/tickets/{public_id}/{action}", pages.ticket_action, methods=["POST"]),
+        Route("/bulk", bulk.bulk_action, methods=["POST"]),
+        Route("/export.csv", exports.csv_export),
+        Route("/reports/monthly", exports.monthly_page),
+        Route("/reports/monthly.pdf", exports.monthly_pdf),
+        Route("/dashboard", dashboard.dashboard_page),
+        Route("/dashboard/{chart}.svg", dashboard.chart),
+        Route("/users", users.users_page),
+        Route("/users/add", users.add_user, methods=["POST"]),
+        Route("/users/{name}/{action}", users.user_action, methods=["POST"]),
+        Route("/settings/totp", users.require_totp, methods=["POST"]),
+        Mount("/api/v1", routes=api.routes()),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app.state.console = Console(settings, staff)
+    app.state.tickets = tickets
+    app.state.core = Core(tickets, answers)
+    app.state.replies = replies or {}
+    app.state.company = company  # named on the monthly report
+    return app

@@ -1,0 +1,207 @@
+"""What every console route shares: who is asking, what they may do, CSRF, rendering, headers.
+
+Roles are checked on the server for every route (`guard`): an auditor reads, an agent works
+tickets, a DPO does everything. State-changing HTML requests carry the session's CSRF token in
+a form field; the JSON API takes bearer tokens only (no cookies), so it needs none.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache, wraps
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rightsdesk.config import ConsoleSettings
+from rightsdesk.staff import LANGUAGES, SessionView, Staff, StaffService
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "rd_session"
+LOGIN_CSRF_COOKIE = "rd_login_csrf"
+LANGUAGE_COOKIE = "rd_lang"
+
+Need = Literal["read", "work", "dpo"]
+Handler = Callable[[Request], Awaitable[Response]]
+
+# No inline script anywhere, no framing, no referrer (ticket ids in URLs stay here).
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+# The charts are SVG documents with their own inline <style>, and no script.
+CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+@cache
+def strings(language: str) -> dict[str, str]:
+    """The interface wording of one language (console/templates/strings/LANG.toml)."""
+    with (TEMPLATES / "strings" / f"{language}.toml").open("rb") as handle:
+        return {k: str(v) for k, v in tomllib.load(handle).items()}
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
+        undefined=StrictUndefined,  # a missing string is an error in the tests, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+@dataclass
+class Console:
+    """The console's dependencies, put on the app's state by `console.app.build_app`."""
+
+    settings: ConsoleSettings
+    staff: StaffService
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.settings.tls or self.settings.public_base_url.startswith("https://")
+
+
+def console_of(request: Request) -> Any:
+    return request.app.state.console
+
+
+def client_address(request: Request) -> str:
+    """The browser's address: the peer's, or the last hop a trusted proxy names."""
+    peer = request.client.host if request.client else "unknown"
+    console: Console = console_of(request)
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if forwarded and peer in console.settings.trusted_proxies:
+        return forwarded.split(",")[-1].strip() or peer
+    return peer
+
+
+def language_of(request: Request, staff: Staff | None) -> str:
+    if staff is not None:
+        return staff.language
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return str(chosen)
+    accept = request.headers.get("accept-language", "").lower()
+    return "en" if accept.startswith("en") else "zh"
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    session: SessionView | None = None,
+) -> HTMLResponse:
+    session = session if session is not None else request.scope.get("rd_session")
+    staff = session.staff if session is not None else None
+    language = language_of(request, staff)
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            t=strings(language),
+            lang=language,
+            me=staff,
+            csrf=session.csrf_token if session is not None else "",
+            path=request.url.path,
+            **context,
+        )
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
+    return render(request, "error.html.j2", {"message": message, "code": status_code}, status_code)
+
+
+def guard(need: Need) -> Callable[[Handler], Handler]:
+    """Logged in (else to the login page), allowed by role (else 403), and for a POST the
+    session's CSRF token in the form (else 403). The session is in `request.scope`."""
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def wrapped(request: Request) -> Response:
+            console: Console = console_of(request)
+            session = await console.staff.session(request.cookies.get(SESSION_COOKIE, ""))
+            if session is None:
+                if request.method == "GET":
+                    return RedirectResponse("/login?next=" + request.url.path, status_code=303)
+                return error_page(request, 401, strings(language_of(request, None))["expired"])
+            request.scope["rd_session"] = session
+            t = strings(session.staff.language)
+            if not allowed(session.staff, need):
+                return error_page(request, 403, t["forbidden"])
+            if request.method == "POST":
+                form = await request.form()
+                request.scope["rd_form"] = form
+                if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf_token):
+                    return error_page(request, 403, t["csrf_failed"])
+            return await handler(request)
+
+        return wrapped
+
+    return decorate
+
+
+def allowed(staff: Staff, need: Need) -> bool:
+    if need == "read":
+        return True
+    if need == "work":
+        return staff.can_work
+    return staff.is_dpo
+
+
+def session_of(request: Request) -> SessionView:
+    session: SessionView = request.scope["rd_session"]
+    return session
+
+
+def form_of(request: Request) -> FormData:
+    form: FormData = request.scope["rd_form"]
+    return form
+
+
+def json_error(status_code: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}}, status_code=status_code
+    )
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response (pages, API, static files)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chart = scope["path"].endswith(".svg")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", (CHART_CSP if chart else CSP).encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-store"),
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
