@@ -172,6 +172,7 @@ def parse_email(
         message_id=message_id_of(raw),
         sender=sender,
         sender_name=sender_name,
+        return_path=_address(_raw_header(mime, "Return-Path"), hint)[1],
         recipients=[
             a.lower()
             for _, a in email.utils.getaddresses(

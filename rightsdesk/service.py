@@ -26,6 +26,7 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.followups import FollowUps
 from rightsdesk.leadership import run_as_leader
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
@@ -120,6 +121,7 @@ class Desk:
             outbox=outbox,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
+            followups=FollowUps(settings, tickets, outbox, classifier),
         )
         return cls(
             settings=settings,

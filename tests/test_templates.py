@@ -31,6 +31,15 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "extended": {
         "reason": "数据分布在四个系统中 / data sits in four systems",
         "response_due": "2026-03-20",
+        "completion_due": "2026-04-10",
+        "completion_reason": "备份轮换需要时间 / backups rotate monthly",
+    },
+    "code_not_accepted": {"outcome": "wrong_code", "attempts_left": 3, "ttl_minutes": 30},
+    "requester_wrote": {
+        "status": "resolved",
+        "assignee": "wang.fang@example.com",
+        "finished": True,
+        "suggested": "erasure",
     },
     "resolved": {"note": "已删除 / deleted"},
     "denied": {"reason": "依法须保存三年 / kept 3 years by law"},
@@ -89,6 +98,37 @@ def test_chat_wording_snapshot(kind: str, lang: str) -> None:
     else:  # chat messages: nobody is asked to reply to an email they never got
         assert "回复本邮件" not in rendered.text
         assert "reply to this email" not in rendered.text.lower()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_not_a_rights_request_is_promised_no_deadline(lang: str) -> None:
+    rendered = Templates(None, "Co").render(
+        "acknowledgement",
+        lang,
+        {
+            "ticket_id": "PRIV-2026-000001",
+            "working_days": 15,
+            "understood": understood([RequestType.NOT_RIGHTS_REQUEST], False),
+            "response_due": "",
+            "completion_due": "",
+            "next_step": "",
+        },
+    )
+    assert "2026" not in rendered.text.replace("PRIV-2026-000001", "")
+    assert "客服" in rendered.text or "support chat" in rendered.text
+    assert "答复您" not in rendered.text
+    assert "answer by" not in rendered.text
+
+
+@pytest.mark.parametrize("outcome", ["wrong_code", "locked", "expired"])
+def test_code_not_accepted_says_what_to_do_and_nothing_about_the_account(outcome: str) -> None:
+    context = {"ticket_id": "PRIV-2026-000001", "outcome": outcome, "attempts_left": 2}
+    text = Templates(None, "Co").render("code_not_accepted", None, {**context, "ttl_minutes": 30})
+    assert "new code" in text.text
+    assert "重新发送验证码" in text.text
+    for revealing in ("no account", "not registered", "没有账号", "未注册", "@"):
+        assert revealing not in text.text
+    assert ("2 more" in text.text) == (outcome == "wrong_code")
 
 
 def test_html_escapes_what_people_wrote() -> None:
