@@ -226,7 +226,8 @@ class Message(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     raw_size: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     raw_sha256: str | None = Field(default=None, max_length=64, index=True)
-    # "stored" (waiting), "parsed", "failed", "too_large" (never downloaded), "ignored"
+    # "stored" (waiting), "parsed", "failed", "too_large" (never downloaded), "ignored",
+    # "dismissed" (the DPO decided it needs nothing: `intake dismiss`, reason in details)
     parse_status: str = Field(default="parsed", max_length=16, index=True)
     parse_error: str | None = None
     auto_generated: str | None = Field(default=None, max_length=200)

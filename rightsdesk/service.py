@@ -28,11 +28,14 @@ from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.followups import FollowUps
 from rightsdesk.leadership import run_as_leader
+from rightsdesk.merging import TicketMerger
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
+from rightsdesk.search import TicketSearch
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
+from rightsdesk.stray import StrayMail
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
 from scheduler.runner import Scheduler
@@ -79,6 +82,10 @@ class Desk:
     sender: OutboundSender
     classifier: Classifier
     chat: ChatDesk
+    # One service per group of the DPO's actions, for the CLI now and the web console next.
+    search: TicketSearch
+    merger: TicketMerger
+    stray: StrayMail
 
     @classmethod
     def build(
@@ -138,6 +145,9 @@ class Desk:
             sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
+            search=TicketSearch(db),
+            merger=TicketMerger(tickets),
+            stray=StrayMail(db, clock, pipeline, tickets),
         )
 
     async def close(self) -> None:

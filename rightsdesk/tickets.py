@@ -386,6 +386,18 @@ class TicketService:
         async with self.db.transaction() as session:
             return list((await session.exec(query)).all())
 
+    async def links_of(self, tickets: Iterable[Ticket]) -> dict[int, str]:
+        """The public ids of the tickets these point at (`duplicate_of`, `merged_into`)."""
+        wanted = {t.duplicate_of for t in tickets} | {t.merged_into for t in tickets}
+        ids = [i for i in wanted if i is not None]
+        if not ids:
+            return {}
+        async with self.db.reading() as session:
+            found = await session.exec(
+                select(Ticket.id, Ticket.public_id).where(col(Ticket.id).in_(ids))
+            )
+            return {row_id: public_id for row_id, public_id in found.all() if row_id is not None}
+
     def today(self) -> dt.date:
         return self.policy.local_day(self.clock.now())
 

@@ -1,13 +1,14 @@
-"""`rightsdesk intake`: messages that could not be routed."""
+"""`rightsdesk intake`: messages that could not be routed, and what to do with each."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
 from rich.table import Column, Table
 
-from rightsdesk.cli.common import JsonFlag, fail, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, fail, out, print_json, state, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.views import message_view
 
@@ -52,3 +53,53 @@ def intake_retry(
     out.print(f"message #{message}: {outcome}", highlight=False)
     if outcome == "failed":
         raise typer.Exit(1)
+
+
+MessageNumber = Annotated[int, typer.Argument(help="The message number from `intake failed`.")]
+
+
+@intake_app.command("show")
+def intake_show(message: MessageNumber, as_json: JsonFlag = False) -> None:
+    """Show a received message: its headers and decoded text (control characters escaped)."""
+    view = with_desk(lambda desk: desk.stray.show(message))
+    if as_json:
+        print_json(dataclasses.asdict(view))
+        return
+    out.print(
+        f"message #{view.id}: {view.parse_status}"
+        + (f" ({view.parse_error})" if view.parse_error else "")
+        + (f", ticket {view.ticket}" if view.ticket else ""),
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        f"  sender: {view.sender or '(none)'}  envelope: {view.envelope_from or '(none)'}"
+        f"  received: {view.received_at}  size: {view.raw_bytes}",
+        highlight=False,
+        markup=False,
+    )
+    out.rule("headers")
+    for name, value in view.headers:
+        out.print(f"{name}: {value}", highlight=False, markup=False)
+    out.rule("text")
+    out.print(view.text or "(no text)", highlight=False, markup=False)
+
+
+@intake_app.command("ticket")
+def intake_ticket(
+    message: MessageNumber,
+    email: Annotated[str, typer.Option(help="Who wrote it (the mail names no usable sender).")],
+) -> None:
+    """Route a stuck message as if EMAIL had sent it: it opens (or joins) a ticket."""
+    public_id = with_desk(lambda desk: desk.stray.open_ticket(message, email, state.actor))
+    out.print(f"message #{message}: {public_id}", highlight=False)
+
+
+@intake_app.command("dismiss")
+def intake_dismiss(
+    message: MessageNumber,
+    reason: Annotated[str, typer.Option(help="Why nothing is to be done (kept on the message).")],
+) -> None:
+    """Set a stuck message aside for good; it leaves `intake failed`."""
+    with_desk(lambda desk: desk.stray.dismiss(message, reason, state.actor))
+    out.print(f"message #{message}: dismissed", highlight=False)

@@ -1,0 +1,215 @@
+"""Finding a ticket from what the DPO has in hand: its id, the requester's address, phone,
+name or account id, or words of what they wrote (Chinese too).
+
+Every kind of match is one indexed query returning at most `limit` ticket ids; their union is
+read and shown newest first. Words of messages (inbound only: our own mail, codes included,
+is never searched) go through a trigram index: SQLite FTS5 with the trigram tokenizer,
+PostgreSQL pg_trgm under ILIKE. Both need three characters to use the index; a shorter query
+(a two-character Chinese word, 注销) is answered by a scan, correct but slower.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import column, table
+from sqlalchemy import text as sql
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.db import Database
+from rightsdesk.identifiers import mask_for_display
+from rightsdesk.models import (
+    Account,
+    Message,
+    Requester,
+    RequesterContact,
+    Ticket,
+    VerificationChallenge,
+)
+from rightsdesk.tickets import TicketError
+
+_TICKET_ID = re.compile(r"^PRIV-\d{4}-\d{6,}$", re.IGNORECASE)
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+SNIPPET_CHARS = 40
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    ticket: Ticket
+    matched: list[str]  # id | email | phone | name | account | text
+    snippet: str | None = None  # around the first match in a message, masked
+
+
+class TicketSearch:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        wanted = " ".join(query.split())
+        if not wanted:
+            raise TicketError("search for something: a ticket id, an address, a phone, words")
+        found: dict[int, list[str]] = {}
+        snippets: dict[int, str] = {}
+        async with self.db.reading() as session:
+            for kind, ids in await self._matches(session, wanted, limit):
+                for ticket_id in ids:
+                    found.setdefault(ticket_id, [])
+                    if kind not in found[ticket_id]:
+                        found[ticket_id].append(kind)
+            if not found:
+                return []
+            tickets = (
+                await session.exec(
+                    select(Ticket)
+                    .where(col(Ticket.id).in_(list(found)))
+                    .order_by(col(Ticket.id).desc())
+                    .limit(limit)
+                )
+            ).all()
+            texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
+            if texts:
+                snippets = await self._snippets(session, texts, wanted)
+        return [
+            SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
+            for t in tickets
+            if t.id is not None
+        ]
+
+    async def _matches(
+        self, session: AsyncSession, q: str, limit: int
+    ) -> list[tuple[str, list[int]]]:
+        results: list[tuple[str, list[int]]] = []
+
+        async def ids(kind: str, query: Any) -> None:
+            rows = (await session.exec(query.limit(limit))).all()
+            results.append((kind, [r for r in rows if r is not None]))
+
+        if _TICKET_ID.match(q):
+            await ids("id", select(Ticket.id).where(Ticket.public_id == q.upper()))
+            return results
+
+        def of_requesters(requesters: Any) -> Any:
+            return select(Ticket.id).where(col(Ticket.requester_id).in_(requesters))
+
+        def of_accounts(accounts: Any) -> Any:
+            return of_requesters(
+                select(Requester.id).where(col(Requester.account_id).in_(accounts))
+            )
+
+        if "@" in q and " " not in q:
+            email = q.lower()
+            await ids("email", select(Ticket.id).where(Ticket.contact_value == email))
+            await ids(
+                "email",
+                of_requesters(
+                    select(RequesterContact.requester_id)
+                    .where(RequesterContact.kind == "email")
+                    .where(RequesterContact.value == email)
+                ),
+            )
+            await ids("account", of_accounts(select(Account.id).where(Account.email == email)))
+        if _PHONE_LIKE.match(q):
+            variants = _phone_variants(q)
+            await ids("phone", select(Ticket.id).where(col(Ticket.contact_value).in_(variants)))
+            await ids(
+                "phone",
+                of_requesters(
+                    select(RequesterContact.requester_id)
+                    .where(col(RequesterContact.kind).in_(["phone", "email", "telegram"]))
+                    .where(col(RequesterContact.value).in_(variants))
+                ),
+            )
+            await ids(
+                "phone",
+                of_accounts(select(Account.id).where(col(Account.phone).in_([*variants, q]))),
+            )
+        if " " not in q and len(q) <= 128:
+            await ids("account", of_accounts(select(Account.id).where(Account.id == q)))
+            await ids(
+                "account",
+                select(VerificationChallenge.ticket_id).where(
+                    VerificationChallenge.account_id == q
+                ),
+            )
+        pattern = "%" + _escape_like(q) + "%"
+        await ids(
+            "name",
+            of_requesters(
+                select(Requester.id).where(col(Requester.name).ilike(pattern, escape="\\"))
+            ),
+        )
+        await ids(
+            "text",
+            select(Ticket.id).where(col(Ticket.subject).ilike(pattern, escape="\\")),
+        )
+        await ids("text", self._text_query(q, pattern))
+        if _PHONE_LIKE.match(q):  # a number in what they wrote, however it was spaced
+            digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
+            await ids("phone", _inbound().where(col(Message.text).like(digits)))
+        return results
+
+    def _text_query(self, q: str, pattern: str) -> Any:
+        if self.db.is_sqlite and len(q) >= 3:
+            # A phrase of trigrams: the text contains q, case aside.
+            phrase = '"' + q.replace('"', '""') + '"'
+            fts = table("message_fts", column("rowid"))
+            matching = select(fts.c.rowid).where(
+                sql("message_fts MATCH :phrase").bindparams(phrase=phrase)
+            )
+            return _inbound().where(col(Message.id).in_(matching))
+        # PostgreSQL: the partial trigram index (direction = 'in') answers this ILIKE; on
+        # SQLite a query under three characters is a scan.
+        return _inbound().where(col(Message.text).ilike(pattern, escape="\\"))
+
+    async def _snippets(
+        self, session: AsyncSession, ticket_ids: list[int], q: str
+    ) -> dict[int, str]:
+        """The first matching passage of each ticket's messages, masked."""
+        found: dict[int, str] = {}
+        rows = await session.exec(
+            select(Message.ticket_id, Message.text)
+            .where(col(Message.ticket_id).in_(ticket_ids))
+            .where(Message.direction == "in")
+            .where(col(Message.text).is_not(None))
+            .order_by(col(Message.id))
+        )
+        needle = q.lower()
+        for ticket_id, text in rows.all():
+            if ticket_id is None or ticket_id in found or not text:
+                continue
+            at = text.lower().find(needle)
+            if at < 0:
+                continue
+            start = max(0, at - SNIPPET_CHARS)
+            end = min(len(text), at + len(q) + SNIPPET_CHARS)
+            passage = " ".join(text[start:end].split())
+            before = "…" if start else ""
+            after = "…" if end < len(text) else ""
+            found[ticket_id] = before + mask_for_display(passage) + after
+        return found
+
+
+def _inbound() -> Any:
+    return (
+        select(func.distinct(Message.ticket_id))
+        .where(Message.direction == "in")
+        .where(col(Message.ticket_id).is_not(None))
+    )
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _phone_variants(q: str) -> list[str]:
+    """The ways a phone number is stored: digits, with +86, without it."""
+    digits = "".join(ch for ch in q if ch.isdigit())
+    variants = {digits, "+" + digits}
+    if digits.startswith("86") and len(digits) == 13:
+        variants |= {digits[2:], "+" + digits}
+    if len(digits) == 11:
+        variants |= {"+86" + digits, "86" + digits}
+    return sorted(variants)
