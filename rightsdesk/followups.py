@@ -57,7 +57,8 @@ class FollowUps:
         if message.direction != "in" or message.sender != ticket.contact_value:
             return []
         # Classifying is CPU work on the loop, as for a new request (OpenTicket): a few ms.
-        new = self.new_asks(ticket, message.subject or "", text)
+        # The new text alone: a reply's subject is mostly our own ("Re: [PRIV-…] …").
+        new = self.new_asks(ticket, "", text)
         known = set(ticket.suggested_types)
         added = [t for t in new if t.value not in known]
         if added:
