@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
 from rich.table import Column, Table
+from rich.text import Text
 
 from rightsdesk.cli.common import (
     JsonFlag,
@@ -81,36 +83,55 @@ def tickets_list(
     print_ticket_rows(rows)
 
 
+# Column widths of the listing (cells; a Chinese character is two): the subject takes what
+# the terminal has left, at least _SUBJECT_MIN, so 100 columns show every column.
+_WIDTHS = {"mark": 2, "id": 16, "status": 11, "types": 12, "requester": 18, "due": 6}
+_LEFT, _ASSIGNEE, _SUBJECT_MIN = 4, 8, 12
+
+
+def _cut(text: str, width: int) -> Text:
+    cell = Text(" ".join(text.split()), no_wrap=True)
+    cell.truncate(width, overflow="ellipsis")
+    return cell
+
+
 def print_ticket_rows(rows: list[dict[str, Any]]) -> None:
-    """The listing table, readable at 100 columns: long cells are cut, never wrapped."""
+    """The listing table, readable at 100 columns: long cells are cut, never wrapped. Due
+    dates of this year show as MM-DD."""
+    fixed = sum(_WIDTHS.values()) + _LEFT + _ASSIGNEE + 8  # 8: one space between columns
+    subject_width = max(_SUBJECT_MIN, min(out.width, 160) - fixed)
+    widths = {**_WIDTHS, "subject": subject_width}
     table = Table(
-        Column("", no_wrap=True, width=2),
-        Column("id", no_wrap=True, min_width=16),
-        Column("status", no_wrap=True, overflow="ellipsis", max_width=13),
-        Column("types", no_wrap=True, overflow="ellipsis", max_width=16),
-        Column("requester", no_wrap=True, overflow="ellipsis", max_width=22),
-        Column("subject", no_wrap=True, overflow="ellipsis", ratio=1),
-        Column("due", no_wrap=True, min_width=10),
-        Column("left", no_wrap=True, justify="right"),
-        Column("assignee", no_wrap=True, overflow="ellipsis", max_width=10),
+        *(
+            Column(name if name != "mark" else "", no_wrap=True, width=widths[name])
+            for name in ("mark", "id", "status", "types", "requester", "subject", "due")
+        ),
+        Column("left", no_wrap=True, justify="right", width=_LEFT),
+        Column("assignee", no_wrap=True, width=_ASSIGNEE),
         box=None,
         padding=(0, 1, 0, 0),
-        expand=False,
+        show_edge=False,
+        pad_edge=False,
     )
+    year = dt.date.today().isoformat()[:5]
     for row in rows:
-        due = (row["response_due"] or "-") + ("*" if row["provisional"] else "")
+        due = row["response_due"] or "-"
+        due = (due[5:] if due.startswith(year) else due) + ("*" if row["provisional"] else "")
         left = "" if row["working_days_left"] is None else str(row["working_days_left"])
         mark = ("●" if row["unread"] else " ") + ("?" if row["needs_review"] else " ")
+        cells = {
+            "status": row["status"],
+            "types": ",".join(row["types"]),
+            "requester": row["requester_contact"],
+            "subject": row["subject"] or "",
+            "due": due,
+        }
         table.add_row(
             mark,
             row["id"],
-            row["status"],
-            ",".join(row["types"]),
-            row["requester_contact"],
-            row["subject"] or "",
-            due,
+            *(_cut(cells[name], widths[name]) for name in cells),
             left,
-            row["assignee"] or "",
+            _cut(row["assignee"] or "", _ASSIGNEE),
             style="red" if row["overdue"] else None,
         )
     out.print(table)
