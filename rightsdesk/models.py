@@ -306,7 +306,7 @@ class VerificationChallenge(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    account_id: str = Field(foreign_key="account.id")
+    account_id: str = Field(foreign_key="account.id", index=True)  # searched by account
     sent_to: str = Field(max_length=320)  # the registered address, never one the requester gave
     code_hash: str = Field(max_length=64)  # HMAC-SHA256 of the code; the code is never stored
     expires_at: dt.datetime

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import column, table
 from sqlalchemy import text as sql
-from sqlmodel import col, func, select
+from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.db import Database
@@ -81,74 +81,64 @@ class TicketSearch:
     async def _matches(
         self, session: AsyncSession, q: str, limit: int
     ) -> list[tuple[str, list[int]]]:
+        """Each kind of match as small indexed queries on literal values (a chain of IN
+        subqueries lets the planner pick a scan of the ticket table)."""
         results: list[tuple[str, list[int]]] = []
 
-        async def ids(kind: str, query: Any) -> None:
-            rows = (await session.exec(query.limit(limit))).all()
-            results.append((kind, [r for r in rows if r is not None]))
+        async def ids(query: Any) -> list[Any]:
+            return [r for r in (await session.exec(query.limit(limit))).all() if r is not None]
+
+        async def tickets_of(kind: str, requesters: list[int]) -> None:
+            if requesters:
+                found = await ids(select(Ticket.id).where(col(Ticket.requester_id).in_(requesters)))
+                results.append((kind, found))
 
         if _TICKET_ID.match(q):
-            await ids("id", select(Ticket.id).where(Ticket.public_id == q.upper()))
+            results.append(
+                ("id", await ids(select(Ticket.id).where(Ticket.public_id == q.upper())))
+            )
             return results
-
-        def of_requesters(requesters: Any) -> Any:
-            return select(Ticket.id).where(col(Ticket.requester_id).in_(requesters))
-
-        def of_accounts(accounts: Any) -> Any:
-            return of_requesters(
-                select(Requester.id).where(col(Requester.account_id).in_(accounts))
+        is_email = "@" in q and " " not in q
+        is_phone = bool(_PHONE_LIKE.match(q))
+        variants = _phone_variants(q) if is_phone else []
+        addresses = [q.lower()] if is_email else variants
+        # The account directory: its id, registered email or phone.
+        conditions: list[Any] = [Account.id == q]
+        if is_email:
+            conditions.append(Account.email == q.lower())
+        if is_phone:
+            conditions.append(col(Account.phone).in_([*variants, q]))
+        accounts = await ids(select(Account.id).where(or_(*conditions))) if len(q) <= 128 else []
+        if accounts:
+            proven = await ids(select(Requester.id).where(col(Requester.account_id).in_(accounts)))
+            await tickets_of("account", proven)
+            matched = select(VerificationChallenge.ticket_id).where(
+                col(VerificationChallenge.account_id).in_(accounts)
             )
-
-        if "@" in q and " " not in q:
-            email = q.lower()
-            await ids("email", select(Ticket.id).where(Ticket.contact_value == email))
-            await ids(
-                "email",
-                of_requesters(
-                    select(RequesterContact.requester_id)
-                    .where(RequesterContact.kind == "email")
-                    .where(RequesterContact.value == email)
-                ),
+            results.append(("account", await ids(matched)))
+        if addresses:  # how the requester reached us
+            kind = "email" if is_email else "phone"
+            direct = select(Ticket.id).where(col(Ticket.contact_value).in_(addresses))
+            results.append((kind, await ids(direct)))
+            contacts = await ids(
+                select(RequesterContact.requester_id)
+                .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
+                .where(col(RequesterContact.value).in_(addresses))
             )
-            await ids("account", of_accounts(select(Account.id).where(Account.email == email)))
-        if _PHONE_LIKE.match(q):
-            variants = _phone_variants(q)
-            await ids("phone", select(Ticket.id).where(col(Ticket.contact_value).in_(variants)))
-            await ids(
-                "phone",
-                of_requesters(
-                    select(RequesterContact.requester_id)
-                    .where(col(RequesterContact.kind).in_(["phone", "email", "telegram"]))
-                    .where(col(RequesterContact.value).in_(variants))
-                ),
-            )
-            await ids(
-                "phone",
-                of_accounts(select(Account.id).where(col(Account.phone).in_([*variants, q]))),
-            )
-        if " " not in q and len(q) <= 128:
-            await ids("account", of_accounts(select(Account.id).where(Account.id == q)))
-            await ids(
-                "account",
-                select(VerificationChallenge.ticket_id).where(
-                    VerificationChallenge.account_id == q
-                ),
-            )
+            await tickets_of(kind, contacts)
         pattern = "%" + _escape_like(q) + "%"
-        await ids(
-            "name",
-            of_requesters(
+        if not is_email and not is_phone:
+            named = await ids(
                 select(Requester.id).where(col(Requester.name).ilike(pattern, escape="\\"))
-            ),
-        )
-        await ids(
-            "text",
-            select(Ticket.id).where(col(Ticket.subject).ilike(pattern, escape="\\")),
-        )
-        await ids("text", self._text_query(q, pattern))
-        if _PHONE_LIKE.match(q):  # a number in what they wrote, however it was spaced
+            )
+            await tickets_of("name", named)
+            subject = select(Ticket.id).where(col(Ticket.subject).ilike(pattern, escape="\\"))
+            results.append(("text", await ids(subject)))
+        if is_phone:  # a number in what they wrote, however it was spaced
             digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
-            await ids("phone", _inbound().where(col(Message.text).like(digits)))
+            results.append(("phone", await ids(_inbound().where(col(Message.text).like(digits)))))
+        else:
+            results.append(("text", await ids(self._text_query(q, pattern))))
         return results
 
     def _text_query(self, q: str, pattern: str) -> Any:

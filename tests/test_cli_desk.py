@@ -188,7 +188,7 @@ def test_search_and_intake_show_from_the_cli(
     known, _ = _seed(settings, clock, tmp_path / "accounts.csv")
     found = cli(config, "tickets", "search", "zhang.san@example.com", "--json")
     assert [row["id"] for row in found] == [known]
-    assert found[0]["matched"] == ["email"]
+    assert "email" in found[0]["matched"]
     words = cli(config, "tickets", "search", "全部个人信息", "--json")
     assert [row["id"] for row in words] == [known]
     assert "全部个人信息" in words[0]["snippet"]

@@ -92,6 +92,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_ticket_contact_value", ["contact_value"], unique=False)
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.create_index("ix_account_phone", ["phone"], unique=False)
+    with op.batch_alter_table("verificationchallenge", schema=None) as batch_op:
+        batch_op.create_index("ix_verificationchallenge_account_id", ["account_id"], unique=False)
     bind = op.get_bind()
     statements = _SQLITE_SEARCH if bind.dialect.name == "sqlite" else _POSTGRESQL_SEARCH
     for statement in statements:
@@ -103,6 +105,8 @@ def downgrade() -> None:
     drops = _SQLITE_SEARCH_DROP if bind.dialect.name == "sqlite" else _POSTGRESQL_SEARCH_DROP
     for statement in drops:
         op.execute(statement)
+    with op.batch_alter_table("verificationchallenge", schema=None) as batch_op:
+        batch_op.drop_index("ix_verificationchallenge_account_id")
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.drop_index("ix_account_phone")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
