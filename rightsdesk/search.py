@@ -4,8 +4,9 @@ name or account id, or words of what they wrote (Chinese too).
 Every kind of match is one indexed query returning at most `limit` ticket ids; their union is
 read and shown newest first. Words of messages (inbound only: our own mail, codes included,
 is never searched) go through a trigram index: SQLite FTS5 with the trigram tokenizer,
-PostgreSQL pg_trgm under ILIKE. Both need three characters to use the index; a shorter query
-(a two-character Chinese word, 注销) is answered by a scan, correct but slower.
+PostgreSQL pg_trgm under ILIKE. A trigram index needs three characters: on PostgreSQL a
+two-character query (注销, 张三) uses indexes over the texts' character pairs (rd_bigrams, in the
+migration); on SQLite it is a scan (a desk's size), and a one-character query scans on both.
 """
 
 from __future__ import annotations
@@ -126,22 +127,26 @@ class TicketSearch:
                 .where(col(RequesterContact.value).in_(addresses))
             )
             await tickets_of(kind, contacts)
-        pattern = "%" + _escape_like(q) + "%"
         if not is_email and not is_phone:
-            named = await ids(
-                select(Requester.id).where(col(Requester.name).ilike(pattern, escape="\\"))
-            )
+            named = await ids(select(Requester.id).where(self._contains(Requester.name, q)))
             await tickets_of("name", named)
-            subject = select(Ticket.id).where(col(Ticket.subject).ilike(pattern, escape="\\"))
+            subject = select(Ticket.id).where(self._contains(Ticket.subject, q))
             results.append(("text", await ids(subject)))
         if is_phone:  # a number in what they wrote, however it was spaced
             digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
             results.append(("phone", await ids(_inbound().where(col(Message.text).like(digits)))))
         else:
-            results.append(("text", await ids(self._text_query(q, pattern))))
+            results.append(("text", await ids(self._text_query(q))))
         return results
 
-    def _text_query(self, q: str, pattern: str) -> Any:
+    def _contains(self, column: Any, q: str) -> Any:
+        """`column` contains q, case aside, in a form the trigram indexes answer: on
+        PostgreSQL a two-character q goes through the bigram indexes (rd_bigrams)."""
+        if not self.db.is_sqlite and len(q) == 2 and not any(ch.isspace() for ch in q):
+            return func.rd_bigrams(col(column)).ilike("% " + _escape_like(q) + " %", escape="\\")
+        return col(column).ilike("%" + _escape_like(q) + "%", escape="\\")
+
+    def _text_query(self, q: str) -> Any:
         if self.db.is_sqlite and len(q) >= 3:
             # A phrase of trigrams: the text contains q, case aside.
             phrase = '"' + q.replace('"', '""') + '"'
@@ -150,9 +155,9 @@ class TicketSearch:
                 sql("message_fts MATCH :phrase").bindparams(phrase=phrase)
             )
             return _inbound().where(col(Message.id).in_(matching))
-        # PostgreSQL: the partial trigram index (direction = 'in') answers this ILIKE; on
-        # SQLite a query under three characters is a scan.
-        return _inbound().where(col(Message.text).ilike(pattern, escape="\\"))
+        # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
+        # query under three characters is a scan.
+        return _inbound().where(self._contains(Message.text, q))
 
     async def _snippets(
         self, session: AsyncSession, ticket_ids: list[int], q: str

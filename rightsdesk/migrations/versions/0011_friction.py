@@ -46,17 +46,36 @@ _SQLITE_SEARCH_DROP = (
     "DROP TRIGGER IF EXISTS message_fts_delete",
     "DROP TABLE IF EXISTS message_fts",
 )
+# A trigram index cannot answer a two-character query (注销, 张三: none of its trigrams are
+# known), and pg_trgm then reads the whole index. rd_bigrams writes a text as its overlapping
+# character pairs, each a word (" 请注 注销 销我 "), so "% 注销 %" has trigrams to look up.
+_BIGRAMS = (
+    "CREATE OR REPLACE FUNCTION rd_bigrams(value text) RETURNS text "
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ "
+    "SELECT ' ' || coalesce(string_agg(substr(value, i, 2), ' ' ORDER BY i), '') || ' ' "
+    "FROM generate_series(1, char_length(value) - 1) AS i $$"
+)
 _POSTGRESQL_SEARCH = (
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    _BIGRAMS,
     "CREATE INDEX ix_trgm_message_text ON message USING gin (text gin_trgm_ops) "
     "WHERE direction = 'in'",
     "CREATE INDEX ix_trgm_ticket_subject ON ticket USING gin (subject gin_trgm_ops)",
     "CREATE INDEX ix_trgm_requester_name ON requester USING gin (name gin_trgm_ops)",
+    "CREATE INDEX ix_trgm_message_bigrams ON message USING gin (rd_bigrams(text) gin_trgm_ops) "
+    "WHERE direction = 'in'",
+    "CREATE INDEX ix_trgm_ticket_subject_bigrams ON ticket "
+    "USING gin (rd_bigrams(subject) gin_trgm_ops)",
+    "CREATE INDEX ix_trgm_requester_name_bigrams ON requester "
+    "USING gin (rd_bigrams(name) gin_trgm_ops)",
 )
 _POSTGRESQL_SEARCH_DROP = (
     "DROP INDEX IF EXISTS ix_trgm_message_text",
     "DROP INDEX IF EXISTS ix_trgm_ticket_subject",
     "DROP INDEX IF EXISTS ix_trgm_requester_name",
+    "DROP INDEX IF EXISTS ix_trgm_message_bigrams",
+    "DROP INDEX IF EXISTS ix_trgm_ticket_subject_bigrams",
+    "DROP INDEX IF EXISTS ix_trgm_requester_name_bigrams",
 )
 
 
@@ -105,6 +124,8 @@ def downgrade() -> None:
     drops = _SQLITE_SEARCH_DROP if bind.dialect.name == "sqlite" else _POSTGRESQL_SEARCH_DROP
     for statement in drops:
         op.execute(statement)
+    if bind.dialect.name != "sqlite":
+        op.execute("DROP FUNCTION IF EXISTS rd_bigrams(text)")
     with op.batch_alter_table("verificationchallenge", schema=None) as batch_op:
         batch_op.drop_index("ix_verificationchallenge_account_id")
     with op.batch_alter_table("account", schema=None) as batch_op:
