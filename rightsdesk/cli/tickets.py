@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -134,7 +135,9 @@ def print_ticket_rows(rows: list[dict[str, Any]]) -> None:
             _cut(row["assignee"] or "", _ASSIGNEE),
             style="red" if row["overdue"] else None,
         )
-    out.print(table)
+    # Narrower than the columns need (a pipe is 80): print at their width, never squash ids.
+    narrow = out.width < fixed + _SUBJECT_MIN
+    (Console(width=fixed + _SUBJECT_MIN, soft_wrap=True) if narrow else out).print(table)
     if any(row["provisional"] for row in rows):
         err.print("* provisional: next year's official holidays are not known yet")
 
