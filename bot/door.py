@@ -105,9 +105,17 @@ class TelegramDoor:
             self._poll(stop) if self.settings.mode == "polling" else self._serve_webhook(stop),
             name=f"chat-{self.settings.mode}",
         )
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # Until `stop`, or until one of the two dies: its failure goes up to the
+            # supervisor (logged, restarted with back-off), never silently lost.
+            await asyncio.wait([stopping, handling, receiving], return_when=asyncio.FIRST_COMPLETED)
+            for task in (handling, receiving):
+                if task.done() and not stop.is_set():
+                    task.result()  # raises what killed it
+                    raise RuntimeError(f"{task.get_name()} ended")
         finally:
+            stopping.cancel()
             receiving.cancel()
             await asyncio.gather(receiving, return_exceptions=True)
             if self._server is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup, InputFile
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -52,6 +53,14 @@ class TelegramTransport:
                 chat_id=params["chat_id"],
                 text=params["text"],
                 reply_markup=InlineKeyboardMarkup.de_json(markup, self.bot) if markup else None,
+            )
+        elif method == "sendDocument":
+            # Uploaded as multipart/form-data, the file's own name and bytes.
+            await self.bot.send_document(
+                chat_id=params["chat_id"],
+                document=InputFile(
+                    base64.b64decode(params["document_base64"]), filename=params["filename"]
+                ),
             )
         elif method == "editMessageText":
             await self.bot.edit_message_text(

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,21 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-import classifiers.components  # noqa: F401  (registers the factories before spacy.load)
+from classifiers.citations import cited_labels
+from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import adapt_tokenizer
-from classifiers.text import detect_language, joined, model_units, normalise
+from classifiers.rules import CHILD_AGE, states_child_under_14
+from classifiers.text import (
+    asks_how,
+    detect_language,
+    is_ask,
+    joined,
+    model_units,
+    normalise,
+    rights_signal,
+    statements,
+)
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
 from rightsdesk.pipeline import Classification
@@ -26,6 +40,17 @@ from rightsdesk.pipeline import Classification
 MODEL_DIR = Path(__file__).parent / "model"
 META_FILE = "rightsdesk.json"
 RULE_SCORE = 0.99  # a rule match: as sure as the model ever gets, still below 1 for the eye
+# An article cited in an ask (classifiers.citations): evidence, a little below a rule's certainty.
+CITED_SCORE = 0.95
+ACCOUNT_DELETION, ERASURE = "account_deletion", "erasure"
+# Who asks, not what: a rule for these holds in a question too.
+WHO_ASKS = frozenset({"minor", "deceased", NOT_A_REQUEST})
+# Beside a cited ask, another sentence of the letter counts as a second ask only this sure.
+SECOND_ASK = 0.8
+# "Not a request" is never final below this score, whatever dev says (classifiers.training).
+SURE_NOT_MIN = 0.6
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,14 +77,26 @@ class ModelMissing(RuntimeError):
     pass
 
 
-def decide(scores: dict[str, float], thresholds: dict[str, float]) -> tuple[list[str], bool]:
+def decide(
+    scores: dict[str, float],
+    thresholds: dict[str, float],
+    sure_not: float = 0.0,
+    signal: bool = False,
+) -> tuple[list[str], bool]:
     """Labels over their thresholds; doubt when none is, or when "not a request" and a request
-    both are (a person reads those: answering either way could be wrong)."""
+    both are (a person reads those: answering either way could be wrong).
+
+    Safety before accuracy: "not a request" is final only when its score reaches `sure_not`
+    (tuned on dev so that no request there is dismissed) and the message has no rights signal
+    (words of one: classifiers.text.rights_signal); otherwise a person reads it. Dismissing a
+    request unread is the one mistake the desk cannot take back."""
     labels = [label for label in LABELS if scores[label] >= thresholds[label]]
     if not labels:
         return [max(LABELS, key=lambda label: scores[label])], True
     if NOT_A_REQUEST in labels and len(labels) > 1:
         return [label for label in labels if label != NOT_A_REQUEST], True
+    if labels == [NOT_A_REQUEST]:
+        return labels, signal or scores[NOT_A_REQUEST] < sure_not
     return labels, False
 
 
@@ -68,6 +105,14 @@ class RightsClassifier:
         self.nlp = nlp
         self.thresholds = thresholds
         self.meta = meta
+        self.sure_not = float(meta.get("sure_not", 0.0))
+
+    @property
+    def version(self) -> str | None:
+        """A digest of the weights and thresholds (`training.save`): the same data and code
+        give the same version, and every ticket's classification records it."""
+        version = self.meta.get("version")
+        return str(version) if version else None
 
     @classmethod
     def load(cls, path: Path = MODEL_DIR) -> RightsClassifier:
@@ -77,7 +122,8 @@ class RightsClassifier:
                 f"no trained classifier at {path}: run `rightsdesk classifier train`"
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        return cls(adapt_tokenizer(spacy.load(path)), meta["thresholds"], meta)
+        nlp = adapt_tokenizer(spacy.load(path), str(meta.get("architecture", "bow")))
+        return cls(nlp, meta["thresholds"], meta)
 
     def predict(self, subject: str, text: str) -> Prediction:
         return next(self.predict_many([(subject, text)]))
@@ -88,22 +134,24 @@ class RightsClassifier:
         """Streams: holds about one batch at a time, yields in input order."""
         # Per message: its original text, how many units it has, whether its one unit is all
         # of it (then the unit's identifiers are the message's).
-        pending: deque[tuple[str, int, bool]] = deque()
+        pending: deque[tuple[str, str, int, bool, bool]] = deque()
 
         def units() -> Iterator[str]:
             for subject, text in items:
                 original = joined(subject, text)
-                parts = model_units(subject, text)
-                pending.append((original, len(parts), parts == [normalise(original)]))
+                plain = normalise(original)
+                parts, understood = model_units(subject, text)
+                pending.append((original, plain, len(parts), parts == [plain], understood))
                 yield from parts
 
         group: list[Doc] = []
         for doc in self.nlp.pipe(units(), batch_size=batch_size):
             group.append(doc)
-            original, count, whole = pending[0]
+            original, plain, count, whole, understood = pending[0]
             if len(group) == count:
                 pending.popleft()
-                yield self._prediction(original, group, whole)
+                found = self._prediction(original, plain, group, whole)
+                yield found if understood else replace(found, needs_review=True)
                 group = []
 
     def classify(self, subject: str, text: str) -> Classification:
@@ -115,21 +163,37 @@ class RightsClassifier:
             language=found.lang,
             scores=found.scores,
             entities=found.entities,
+            model_version=self.version,
         )
 
-    def _prediction(self, original: str, units: list[Doc], whole: bool) -> Prediction:
+    def _prediction(self, original: str, plain: str, units: list[Doc], whole: bool) -> Prediction:
         """A message asks for a type if any of its units does; it is "not a request" only if
-        every unit is. A rule match makes its label certain in that unit."""
+        every unit is. A rule match makes its label certain in that unit. `plain` is the
+        message normalised."""
         rules: set[str] = set()
         per_unit = []
+        cited: list[set[str]] = []
         only_codes = True
         for doc in units:
             unit = dict(doc.cats)
+            text = doc_text(doc)
+            how = asks_how(text)
             for span in doc.spans["rules"]:
+                if how and span.label_ not in WHO_ASKS:
+                    continue  # "how do I delete my account?" asks how, not for it
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
+            cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()
+            for label in cites:
+                rules.add(f"cited:{label}")
+                unit[label] = max(unit[label], CITED_SCORE)
+            if cites:  # a sentence that asks and cites the article of a right is a request
+                unit[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST], 1 - CITED_SCORE)
+            cited.append(cites)
             only_codes = only_codes and _nothing_but_a_code(doc)
             per_unit.append(unit)
+        if len(per_unit) > 1 and any(cited):
+            self._second_asks(per_unit, cited)
         if len(per_unit) == 1:
             raw = per_unit[0]
         else:
@@ -137,12 +201,19 @@ class RightsClassifier:
                 label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
                 for label in LABELS
             }
+        if not whole and _states_a_child(plain):
+            # Who asks (a guardian) is often said outside the sentence that asks.
+            raw = {**raw, MINOR: max(raw[MINOR], RULE_SCORE)}
+            rules.add(MINOR)
         scores = {label: round(float(raw[label]), 4) for label in LABELS}
-        labels, needs_review = decide(scores, self.thresholds)
+        labels, needs_review = decide(scores, self.thresholds, self.sure_not, rights_signal(plain))
+        if ACCOUNT_DELETION in labels and ERASURE in labels:
+            # Closing the account deletes its data: one ask, not two (LABELS.md).
+            labels = [label for label in labels if label != ERASURE]
         if only_codes:
             labels, needs_review = [NOT_A_REQUEST], False
         # When the model read parts of the message, identifiers come from all of it.
-        found = units[0]._.identifiers if whole else find_identifiers(normalise(original))
+        found = units[0]._.identifiers if whole else find_identifiers(plain)
         entities: list[dict[str, object]] = [
             {
                 **ident.as_dict(),
@@ -162,6 +233,42 @@ class RightsClassifier:
             rules=sorted(rules),
         )
 
+    def _second_asks(self, per_unit: list[dict[str, float]], cited: list[set[str]]) -> None:
+        """A letter whose ask cites its article has said what it asks: its other sentences
+        (the details of that ask, conditions, "tell me who received it") add a label only
+        when the model is sure of it (SECOND_ASK), and never `inquiry` beside a cited access
+        request (what was shared with whom is part of access, GDPR Art. 15(1)(c))."""
+        all_cited = set().union(*cited)
+        for unit, cites in zip(per_unit, cited, strict=True):
+            if cites:
+                continue
+            for label in LABELS:
+                if label == NOT_A_REQUEST or label in rule_labels(unit):
+                    continue
+                weak = unit[label] < SECOND_ASK
+                if weak or (label == "inquiry" and "access" in all_cited):
+                    unit[label] = min(unit[label], 0.9 * self.thresholds[label])
+
+
+def rule_labels(unit: dict[str, float]) -> set[str]:
+    """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
+    return {label for label, score in unit.items() if score >= RULE_SCORE}
+
+
+def _may_cite(text: str) -> bool:
+    """A cheap look before the citation patterns: most messages name no article."""
+    return "第" in text or "art" in text
+
+
+def _states_a_child(text: str) -> bool:
+    """A sentence of the writer's own (not a citation of the policy's "children under 14")
+    states a child's age under 14."""
+    return any(
+        states_child_under_14(found)
+        for sentence in statements(text)
+        for found in CHILD_AGE.finditer(sentence)
+    )
+
 
 def _nothing_but_a_code(doc: Doc) -> bool:
     """The rule layer saw a code typed back, or no words at all (`RequestRules`)."""
@@ -173,22 +280,86 @@ def _nothing_but_a_code(doc: Doc) -> bool:
 
 class LazyRightsClassifier:
     """Loads the model on first use: CLI commands that never classify don't pay for spaCy and
-    jieba (about two seconds), and every desk in one process shares one loaded model."""
+    jieba (about two seconds), and every desk in one process shares one loaded model.
 
-    def __init__(self, path: Path = MODEL_DIR) -> None:
+    A new model (`classifier retrain` replaces the directory) is picked up without a restart:
+    at most every `check_seconds` the meta file's stamp is compared and, when it changed, the
+    new model loads in a thread while the old one goes on answering; `reload()` (SIGHUP in the
+    service) loads it at once. A model that fails to load leaves the old one serving."""
+
+    def __init__(self, path: Path = MODEL_DIR, check_seconds: float = 10.0) -> None:
         self.path = path
+        self.check_seconds = check_seconds
+        self._checked = time.monotonic()
 
     @property
     def model(self) -> RightsClassifier:
-        return _loaded(self.path)
+        return _shared(self.path).current()
+
+    def reload(self) -> bool:
+        """Load the model on disk if it is not the one serving; True when it changed."""
+        return _shared(self.path).reload()
 
     def classify(self, subject: str, text: str) -> Classification:
+        now = time.monotonic()
+        if now - self._checked >= self.check_seconds:
+            self._checked = now
+            _shared(self.path).reload_soon()
         return self.model.classify(subject, text)
 
 
+class _Live:
+    """The model serving from one directory, and the stamp of the meta file it came from."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.stamp: tuple[int, int] | None = None
+        self.loaded: RightsClassifier | None = None
+        self.loading: threading.Thread | None = None
+
+    def current(self) -> RightsClassifier:
+        with self.lock:
+            if self.loaded is None:
+                self.stamp = _stamp(self.path)
+                self.loaded = RightsClassifier.load(self.path)
+            return self.loaded
+
+    def reload_soon(self) -> None:
+        """A stamp check (one stat); a changed model loads in a thread of its own."""
+        if _stamp(self.path) == self.stamp or (self.loading and self.loading.is_alive()):
+            return
+        self.loading = threading.Thread(target=self.reload, name="classifier-reload", daemon=True)
+        self.loading.start()
+
+    def reload(self) -> bool:
+        stamp = _stamp(self.path)
+        if self.loaded is not None and stamp == self.stamp:
+            return False
+        try:
+            fresh = RightsClassifier.load(self.path)  # outside the lock: the old one answers
+        except (ModelMissing, OSError, ValueError, KeyError) as exc:
+            # Mid-replacement, or a broken model: keep serving the old one.
+            log.warning("classifier at %s not reloaded: %s", self.path, exc)
+            return False
+        with self.lock:
+            old = self.loaded.version if self.loaded else None
+            self.loaded, self.stamp = fresh, stamp
+        log.info("classifier reloaded from %s (version %s, was %s)", self.path, fresh.version, old)
+        return True
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        found = (path / META_FILE).stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_ino
+
+
 @cache
-def _loaded(path: Path) -> RightsClassifier:
-    return RightsClassifier.load(path)
+def _shared(path: Path) -> _Live:
+    return _Live(path)
 
 
 def model_exists(path: Path = MODEL_DIR) -> bool:

@@ -54,19 +54,32 @@ _ENSEMBLE: dict[str, Any] = {
     "linear_model": _BOW,
 }
 
-ARCHITECTURES: dict[str, dict[str, Any]] = {"bow": _BOW, "ensemble": _ENSEMBLE}
+# "chars": the same bag of words over more tokens, the character trigrams of English words
+# (`feature_words(chars=True)`): a typo (delte, acount) still shares most of its trigrams with
+# the word it misses. Chinese already has its characters (and so, as bigrams, its character
+# pairs) in every architecture: no segmenter decides what the model can see.
+ARCHITECTURES: dict[str, dict[str, Any]] = {"bow": _BOW, "ensemble": _ENSEMBLE, "chars": _BOW}
+CHAR_ARCHITECTURES = frozenset({"chars"})
 
 
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 _LONG_WORD = re.compile(r"[a-z]{6,}")
+_WORD = re.compile(r"[a-z]{4,}")
 
 
-def feature_words(text: str) -> list[str]:
+def feature_words(text: str, chars: bool = False) -> list[str]:
     """Extra tokens the bag of words reads after the message's own words: each Chinese
     character (so 清空/清除/删除 share 清 and 删, and a segmentation jieba did differently
     still shares its characters and their bigrams) and, for English words of six letters or
-    more, their first five (delete/deleted/deletion → delet_). The text is normalised."""
-    return [*_CJK_CHAR.findall(text), *(word[:5] + "_" for word in _LONG_WORD.findall(text))]
+    more, their first five (delete/deleted/deletion → delet_). With `chars`, also the
+    character trigrams of English words of four letters or more, marked (del~, ele~, …).
+    The text is normalised."""
+    words = [*_CJK_CHAR.findall(text), *(word[:5] + "_" for word in _LONG_WORD.findall(text))]
+    if chars:
+        words += [
+            word[i : i + 3] + "~" for word in _WORD.findall(text) for i in range(len(word) - 2)
+        ]
+    return words
 
 
 class _FeatureTokenizer:
@@ -79,13 +92,14 @@ class _FeatureTokenizer:
     `doc.text` from the tokens at every access. Saving and loading go to the tokenizer inside.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, chars: bool = False) -> None:
         self.inner = inner
+        self.chars = chars
 
     def __call__(self, text: str) -> Doc:
         words = [word for word in jieba.cut(text, cut_all=False, HMM=False) if word]
         words, spaces = get_words_and_spaces(words, text)
-        extra = feature_words(text)
+        extra = feature_words(text, self.chars)
         if extra and words:
             spaces[-1] = False
             words = [*words, "\n", *extra]
@@ -101,19 +115,21 @@ class _FeatureTokenizer:
         return getattr(self.inner, name)
 
 
-def adapt_tokenizer(nlp: Language) -> Language:
+def adapt_tokenizer(nlp: Language, architecture: str = "bow") -> Language:
     """What every pipeline of ours gets, freshly built or loaded: the feature tokenizer around
-    spaCy's own. It is not saved with the model, so both paths call this."""
+    spaCy's own (with character trigrams for the char architectures). It is not saved with the
+    model, so both paths call this, the loader with the architecture from the meta file."""
     if not isinstance(nlp.tokenizer, _FeatureTokenizer):
-        nlp.tokenizer = _FeatureTokenizer(nlp.tokenizer)
+        nlp.tokenizer = _FeatureTokenizer(nlp.tokenizer, architecture in CHAR_ARCHITECTURES)
     return nlp
 
 
 def blank_pipeline(architecture: str) -> Language:
-    """`architecture`: "bow" or "ensemble" (ARCHITECTURES)."""
+    """`architecture`: "bow", "chars" or "ensemble" (ARCHITECTURES)."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}: expected bow or ensemble")
-    nlp = adapt_tokenizer(spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}}))
+        raise ValueError(f"unknown architecture {architecture!r}: expected one of {ARCHITECTURES}")
+    blank = spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
+    nlp = adapt_tokenizer(blank, architecture)
     nlp.add_pipe("rightsdesk_identifiers")
     nlp.add_pipe("rightsdesk_rules")
     textcat = nlp.add_pipe(TEXTCAT, config={"model": ARCHITECTURES[architecture]})

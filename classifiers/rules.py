@@ -33,7 +33,7 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     # Death is not mentioned in passing in a rights request; "deceased" is left out because
     # questions about the policy for deceased users' data are inquiries.
-    "deceased": ("去世", "过世", "离世", "已故", "passed away", "died"),
+    "deceased": ("去世", "过世", "离世", "已故", "病故", "逝世", "passed away", "died"),
     "not_rights_request": (
         "自动回复",
         "自动回覆",

@@ -3,23 +3,24 @@ thread; the same data gives the same model and the same figures."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from spacy.language import Language
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch  # type: ignore[attr-defined]
 
 from classifiers.dataset import LabelledExample, Split
-from classifiers.labels import LABELS
-from classifiers.model import META_FILE, RightsClassifier
+from classifiers.labels import LABELS, NOT_A_REQUEST
+from classifiers.model import META_FILE, SURE_NOT_MIN, Prediction, RightsClassifier
 from classifiers.pipeline import TEXTCAT, blank_pipeline
-from classifiers.text import detect_language, joined, normalise
+from classifiers.text import FOCUS_OVER, detect_language, joined, normalise
 
 SEED = 20261128
 EPOCHS = 12
@@ -28,6 +29,14 @@ BATCH = 16
 _GRID = [round(0.05 * i, 2) for i in range(2, 19)]  # 0.10 … 0.90
 
 Progress = Callable[[str], None]
+
+
+class Predictor(Protocol):
+    """What judging needs of a model: RightsClassifier, or a combination of them."""
+
+    def predict_many(
+        self, items: Iterable[tuple[str, str]], batch_size: int = 256
+    ) -> Iterator[Prediction]: ...
 
 
 @dataclass(frozen=True)
@@ -77,14 +86,18 @@ def train(
     """Fit on the train split, tune per-label thresholds on dev and report dev; then (refit)
     fit again on train + dev with the same settings and thresholds. The test split is never
     seen."""
-    # Whole letters are for judging; the model learns from their asks and their neutral parts.
-    learnable = [ex for ex in examples if ex.source != "letter"]
+    # Whole letters are for judging; the model learns from their asks and their neutral parts,
+    # and from the train split's letters short enough to be read whole (FOCUS_OVER): those
+    # teach it that a story around the ask is no ask of its own.
+    learnable = [ex for ex in examples if ex.source != "letter" or len(ex.text) <= FOCUS_OVER]
     train_set = [ex for ex in learnable if ex.split == "train"]
     dev = [ex for ex in examples if ex.split == "dev"]
     nlp = _fit(train_set, architecture, epochs, progress)
     untuned = RightsClassifier(nlp, dict.fromkeys(LABELS, 0.5), {"architecture": architecture})
     thresholds = tune_thresholds(untuned, dev)
-    tuned = RightsClassifier(nlp, thresholds, {"architecture": architecture})
+    sure_not = tune_sure_not(RightsClassifier(nlp, thresholds, {}), dev)
+    settings = {"architecture": architecture, "sure_not": sure_not}
+    tuned = RightsClassifier(nlp, thresholds, settings)
     dev_report = evaluate(tuned, dev, "dev")
     trained_on = len(train_set)
     if refit:
@@ -98,6 +111,7 @@ def train(
         "epochs": epochs,
         "seed": SEED,
         "thresholds": thresholds,
+        "sure_not": sure_not,
         "trained_on": trained_on,
         "corrections": sum(ex.source == "correction" for ex in train_set),
         "refit_on_dev": refit,
@@ -132,14 +146,44 @@ def _fit(
 
 
 def save(classifier: RightsClassifier, path: Path, reports: Iterable[Report] = ()) -> None:
+    """The pipeline, then its meta file last (the file a running service watches), with the
+    model's version: a digest of the weights and the decision settings."""
     classifier.nlp.to_disk(path)
+    classifier.meta["version"] = model_version(classifier)
     meta = {**classifier.meta, "reports": [r.as_dict() for r in reports]}
     (path / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
 
 
-def tune_thresholds(
-    classifier: RightsClassifier, dev: Sequence[LabelledExample]
-) -> dict[str, float]:
+def model_version(classifier: RightsClassifier) -> str:
+    textcat: Any = classifier.nlp.get_pipe(TEXTCAT)
+    digest = hashlib.sha256(textcat.to_bytes())
+    decision = {"thresholds": classifier.thresholds, "sure_not": classifier.sure_not}
+    digest.update(json.dumps(decision, sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def tune_sure_not(
+    classifier: Predictor, dev: Sequence[LabelledExample], margin: float = 0.05
+) -> float:
+    """The "not a request" score below which that verdict goes to review: `margin` over the
+    highest such score of any dev request the model dismissed (called "not a request" with no
+    doubt), so that none of them would be; at least SURE_NOT_MIN, at most 0.95. The classifier
+    given has its thresholds and no such floor yet.
+
+    Why this score and not the requests' own: on dev, the requests dismissed had request scores
+    as low as true negatives (0.05) but "not a request" scores of 0.6-0.7, where few of the
+    true negatives are (3% of dev more to review, against 15% for a floor on request scores)."""
+    predictions = classifier.predict_many((ex.subject, ex.text) for ex in dev)
+    dismissed = [
+        p.scores[NOT_A_REQUEST]
+        for ex, p in zip(dev, predictions, strict=True)
+        if NOT_A_REQUEST not in ex.labels and p.labels == [NOT_A_REQUEST] and not p.needs_review
+    ]
+    highest = max(dismissed, default=0.0)
+    return round(min(0.95, max(SURE_NOT_MIN, highest + margin)), 4)
+
+
+def tune_thresholds(classifier: Predictor, dev: Sequence[LabelledExample]) -> dict[str, float]:
     """Per label, the threshold with the best F1 on dev; ties go to the one nearest 0.5, and a
     label dev cannot judge (no examples either way) keeps 0.5."""
     raw = _raw_scores(classifier, dev)
@@ -159,10 +203,10 @@ def tune_thresholds(
 
 
 def evaluate(
-    classifier: RightsClassifier, examples: Sequence[LabelledExample], split: Split | str
+    classifier: Predictor, examples: Sequence[LabelledExample], split: Split | str
 ) -> Report:
     predictions = list(classifier.predict_many((ex.subject, ex.text) for ex in examples))
-    report = _report(split, examples, [set(p.labels) for p in predictions])
+    report = report_of(split, examples, [set(p.labels) for p in predictions])
     review = sum(p.needs_review for p in predictions) / max(1, len(predictions))
     by_language: dict[str, dict[str, float]] = {}
     for lang in ("zh", "en"):
@@ -172,7 +216,7 @@ def evaluate(
             if detect_language(joined(ex.subject, ex.text)) == lang
         ]
         if chosen:
-            part = _report(
+            part = report_of(
                 split, [examples[i] for i in chosen], [set(predictions[i].labels) for i in chosen]
             )
             by_language[lang] = {
@@ -191,7 +235,7 @@ def evaluate(
     )
 
 
-def _report(
+def report_of(
     split: str, examples: Sequence[LabelledExample], predicted: Sequence[set[str]]
 ) -> Report:
     scores = []
@@ -225,7 +269,7 @@ def _f1(predicted: Sequence[bool], gold: Sequence[bool]) -> tuple[float, float, 
 
 
 def _raw_scores(
-    classifier: RightsClassifier, examples: Sequence[LabelledExample]
+    classifier: Predictor, examples: Sequence[LabelledExample]
 ) -> list[dict[str, float]]:
     return [p.scores for p in classifier.predict_many((ex.subject, ex.text) for ex in examples)]
 

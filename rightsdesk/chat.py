@@ -21,7 +21,6 @@ commit. The conversation lives in `chatconversation`, so a restart resumes where
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.identifiers import find_identifiers
+from rightsdesk.languages import LANGS, normalise, written_in
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Channel,
@@ -52,7 +52,7 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.notices import DpoAlerts
-from rightsdesk.outbound import TYPE_NAMES, Outbox, type_names
+from rightsdesk.outbound import Outbox
 from rightsdesk.pipeline import Classifier
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
 from rightsdesk.verification import Verifier, find_code
@@ -61,203 +61,8 @@ log = logging.getLogger("rightsdesk.chat")
 
 ACTOR = "system:chat"
 
-# Everything the bot says, in both languages. {placeholders} are filled by `_say`.
-SAY: dict[str, dict[str, str]] = {
-    "greeting": {
-        "zh": "您好！我是{company}的个人信息保护助手。您可以在这里查阅、复制、更正、删除您的"
-        "个人信息，撤回同意，注销账号，或者向个人信息保护负责人投诉。直接用一句话告诉我您想做"
-        "什么即可。\n您的消息会保存在我们位于中国境内的服务器上，只用于处理您的请求。{policy}\n"
-        "命令：/status 查看请求进度 · /cancel 编号 撤回请求 · /new 提出新请求 · /lang en "
-        "English · /unlink 解除账号关联",
-        "en": "Hello! I am {company}'s privacy assistant. Here you can access, copy, correct or "
-        "delete your personal information, withdraw consent, close your account, or complain "
-        "to our Data Protection Officer. Just tell me in a sentence what you would like.\n"
-        "Your messages are kept on our servers in mainland China and used only to handle your "
-        "request.{policy}\nCommands: /status your requests · /cancel ID withdraw one · /new "
-        "a new request · /lang zh 中文 · /unlink forget the linked account",
-    },
-    "policy": {"zh": "隐私政策：{url}", "en": " Privacy policy: {url}"},
-    "language_set": {"zh": "好的，之后我会用中文回复。", "en": "OK, I will answer in English."},
-    "language_usage": {"zh": "用法：/lang zh 或 /lang en", "en": "Usage: /lang zh or /lang en"},
-    "confirm": {
-        "zh": "我理解您想要：{types}。对吗？请点选下面的按钮。",
-        "en": "I understand that you would like: {types}. Is that right? Please tap a button.",
-    },
-    "confirm_all": {"zh": "是的", "en": "Yes"},
-    "something_else": {"zh": "都不是，其他事项", "en": "Something else"},
-    "about_my_data": {"zh": "这与我的个人信息有关", "en": "It is about my personal information"},
-    "not_rights": {
-        "zh": "这看起来不是关于个人信息的请求。产品使用、账单等问题请联系客服{support}。"
-        "如果与您的个人信息有关，请点下面的按钮。",
-        "en": "This does not look like a request about your personal information. For help "
-        "with the product or billing, please contact customer support{support}. If it is "
-        "about your personal information, tap the button below.",
-    },
-    "chosen": {"zh": "✓ {choice}", "en": "✓ {choice}"},
-    "expired_question": {"zh": "这个问题已经过期了。", "en": "This question has expired."},
-    "opened": {
-        "zh": "已为您创建请求 {ticket_id}。我们将在 {due} 之前答复您（{days} 个工作日内）。",
-        "en": "Your request {ticket_id} is open. We will answer by {due} (within {days} working "
-        "days).",
-    },
-    "completion": {
-        "zh": "如需删除信息，我们将在 {date} 之前完成。",
-        "en": "If information is to be deleted, that will be done by {date}.",
-    },
-    "triage": {
-        "zh": "已收到，编号 {ticket_id}。我们的工作人员会阅读您的消息，并在 {due} 之前答复您。",
-        "en": "Received, reference {ticket_id}. A member of our team will read your message and "
-        "answer by {due}.",
-    },
-    "linked": {
-        "zh": "此对话已关联到您之前验证过的账号，无需再次验证。",
-        "en": "This chat is linked to the account you verified before: no new code is needed.",
-    },
-    "ask_identity": {
-        "zh": "为保护个人信息，我们需要确认您是账号的持有人。请告诉我账号的注册邮箱或用户名，"
-        "我们会把验证码发到账号的注册邮箱。",
-        "en": "To protect personal information we must confirm that you hold the account. "
-        "Please tell me the account's registered email or username; we will send a code to "
-        "the account's registered email.",
-    },
-    "ask_documents": {
-        "zh": "请在此发送能证明您与当事人关系的材料（监护关系或亲属关系证明），支持照片或 PDF，"
-        "单个文件不超过 {mb} MB。我们的个人信息保护负责人会亲自审核。",
-        "en": "Please send here documents showing your relationship to the person concerned "
-        "(guardianship or kinship), as photos or PDF files of at most {mb} MB each. Our Data "
-        "Protection Officer will review them in person.",
-    },
-    "code_sent": {
-        "zh": "如果有账号与此对应，我们已向它的注册邮箱发送了 6 位验证码，请在这里输入。"
-        "几分钟后仍未收到？请检查邮箱或用户名后重新告诉我。",
-        "en": "If an account matches, we have sent a 6-digit code to its registered email: "
-        "please type it here. Nothing after a few minutes? Check the email or username and "
-        "tell me again.",
-    },
-    "code_format": {
-        "zh": "请输入邮件中的 6 位验证码（或 /cancel {ticket_id} 撤回请求）。",
-        "en": "Please type the 6-digit code from the email (or /cancel {ticket_id} to withdraw).",
-    },
-    "wrong_code": {
-        "zh": "验证码不正确，还可以再试 {left} 次。",
-        "en": "That code is not right. {left} tries left.",
-    },
-    "locked": {
-        "zh": "验证码错误次数过多，已停止自动验证。我们的工作人员会在此与您联系。",
-        "en": "Too many wrong codes: automatic verification has stopped. A member of our "
-        "team will contact you here.",
-    },
-    "code_expired": {
-        "zh": "验证码已过期。请再次告诉我账号的注册邮箱或用户名，我们会发送新的验证码。",
-        "en": "The code has expired. Tell me the account's registered email or username again "
-        "and we will send a new one.",
-    },
-    "too_many_codes": {
-        "zh": "已经发送过多次验证码。我们的工作人员会与您联系，人工确认您的身份。",
-        "en": "We have sent as many codes as we may. A member of our team will contact you to "
-        "confirm your identity.",
-    },
-    "added": {
-        "zh": "已将您的消息加入请求 {ticket_id}。如需提出新的请求，请发送 /new。",
-        "en": "Added to your request {ticket_id}. To make a new request, send /new.",
-    },
-    "new_prompt": {
-        "zh": "好的，请用一句话告诉我您的新请求。",
-        "en": "OK: tell me in a sentence what your new request is.",
-    },
-    "forgotten": {"zh": "好的，已放弃这个请求。", "en": "OK, I have dropped that request."},
-    "status_none": {"zh": "您还没有任何请求。", "en": "You have no requests yet."},
-    "status_line": {
-        "zh": "{ticket_id}：{status}，答复期限 {due}",
-        "en": "{ticket_id}: {status}, due {due}",
-    },
-    "cancel_usage": {
-        "zh": "用法：/cancel 请求编号，例如 /cancel {example}",
-        "en": "Usage: /cancel followed by the request's reference, e.g. /cancel {example}",
-    },
-    "not_yours": {
-        "zh": "没有找到您的请求 {ticket_id}。发送 /status 查看您的请求。",
-        "en": "No request {ticket_id} of yours was found. Send /status to see your requests.",
-    },
-    "already_finished": {
-        "zh": "请求 {ticket_id} 已经结束，无法撤回。",
-        "en": "Request {ticket_id} is already finished: it cannot be withdrawn.",
-    },
-    "unlinked": {
-        "zh": "已解除此对话与账号的关联。之后的请求需要重新验证身份。",
-        "en": "This chat is no longer linked to an account. Later requests need a new code.",
-    },
-    "not_linked": {
-        "zh": "此对话没有关联任何账号。",
-        "en": "This chat is not linked to an account.",
-    },
-    "document_received": {
-        "zh": "已收到文件，已加入请求 {ticket_id}，我们的个人信息保护负责人会审核。",
-        "en": "File received and added to request {ticket_id}; our Data Protection Officer will "
-        "review it.",
-    },
-    "document_unexpected": {
-        "zh": "只有监护人或近亲属的请求需要提交证明文件。请先用文字告诉我您的请求。",
-        "en": "Documents are needed only for a guardian's or a relative's request. Please tell "
-        "me your request in words first.",
-    },
-    "document_type": {
-        "zh": "抱歉，只接受照片或 PDF 文件。",
-        "en": "Sorry: only photos and PDF files are accepted.",
-    },
-    "document_too_large": {
-        "zh": "抱歉，文件不能超过 {mb} MB。",
-        "en": "Sorry: a file may be at most {mb} MB.",
-    },
-    "document_failed": {
-        "zh": "抱歉，暂时无法接收这个文件，请稍后再发一次。",
-        "en": "Sorry, that file could not be fetched just now: please send it again later.",
-    },
-    "unsupported": {
-        "zh": "抱歉，我只能阅读文字消息（以及监护人或近亲属请求所需的照片和 PDF 文件）。",
-        "en": "Sorry, I can read only text messages (and photos or PDF files for a guardian's "
-        "or a relative's request).",
-    },
-    "edited": {
-        "zh": "已修改的消息不会被重新阅读。如需补充或更正，请发送一条新消息。",
-        "en": "Edited messages are not read again. To add or correct something, please send "
-        "a new message.",
-    },
-    "private_only": {
-        "zh": "为保护您的个人信息，请在与我的私聊中提出请求。",
-        "en": "To protect your personal information, please write to me in a private chat.",
-    },
-    "slow_down": {
-        "zh": "您的消息太多了，请稍等一分钟再发送。已收到的消息都已保存。",
-        "en": "That is a lot of messages: please wait a minute before sending more. Everything "
-        "you sent so far is kept.",
-    },
-}
-
-STATUS_NAMES: dict[str, dict[str, str]] = {
-    "zh": {
-        "new": "已收到",
-        "awaiting_verification": "等待身份验证",
-        "open": "处理中",
-        "in_progress": "处理中",
-        "resolved": "已完成",
-        "denied": "已拒绝",
-        "cancelled": "已撤回",
-        "closed": "已关闭",
-        "reopened": "重新处理中",
-    },
-    "en": {
-        "new": "received",
-        "awaiting_verification": "waiting for identity verification",
-        "open": "being handled",
-        "in_progress": "being handled",
-        "resolved": "done",
-        "denied": "declined",
-        "cancelled": "withdrawn",
-        "closed": "closed",
-        "reopened": "being handled again",
-    },
-}
+# Everything the bot says is in the template tree: blocks of chat.<lang>.j2, names of types and
+# statuses in names.<lang>.j2 (rightsdesk.outbound.Templates.say / .name / .type_names).
 
 
 @dataclass(frozen=True)
@@ -284,7 +89,11 @@ def update_key(bot_id: int | str, update_id: int) -> str:
 
 
 def language_of(language_code: str | None) -> str:
-    return "zh" if (language_code or "zh").lower().startswith("zh") else "en"
+    """The chat's first language, from the user's client: zh-TW, zh-HK, zh-Hant are traditional;
+    anything not Chinese is English; none at all is simplified Chinese."""
+    if not language_code:
+        return "zh"
+    return normalise(language_code) or "en"
 
 
 @dataclass
@@ -336,12 +145,13 @@ class ChatDesk:
         async with self.db.transaction() as session:
             if (turn := await self._turn(session, update, f"/lang {argument}")) is None:
                 return
-            wanted = argument.strip().lower()[:2]
-            if wanted not in ("zh", "en"):
+            said = argument.strip()
+            wanted = "zh-Hant" if said in ("繁體", "繁体", "hant") else normalise(said)
+            if wanted not in LANGS:
                 await self._say(turn, "language_usage")
                 return
             turn.conversation.language = wanted
-            # Notices about this chat's tickets follow the choice too.
+            # What the requester chose: their later requests, and the chat's open tickets.
             await session.exec(
                 sqlmodel.update(Requester)
                 .where(
@@ -351,6 +161,13 @@ class ChatDesk:
                         .where(RequesterContact.value == update.chat_id)
                     )
                 )
+                .values(language=wanted)
+            )
+            await session.exec(
+                sqlmodel.update(Ticket)
+                .where(col(Ticket.contact_kind) == ContactKind.TELEGRAM)
+                .where(col(Ticket.contact_value) == update.chat_id)
+                .where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
                 .values(language=wanted)
             )
             await self._say(turn, "language_set")
@@ -367,9 +184,11 @@ class ChatDesk:
                 await self._say(turn, "status_none")
                 return
             lines = [
-                SAY["status_line"][turn.lang].format(
+                self._words(
+                    turn,
+                    "status_line",
                     ticket_id=ticket.public_id,
-                    status=STATUS_NAMES[turn.lang].get(ticket.status, ticket.status),
+                    status=self.outbox.templates.name("status", ticket.status, turn.lang),
                     due=ticket.response_due.isoformat() if ticket.response_due else "-",
                 )
                 for ticket in tickets
@@ -474,21 +293,21 @@ class ChatDesk:
                 or turn.conversation.state != "confirming"
                 or str(pending.get("message")) != parts[1]
             ):
-                return SAY["expired_question"][turn.lang]
+                return self._words(turn, "expired_question")
             choice = parts[2]
             found_types = [RequestType(t) for t in pending.get("types", [])]
             if choice == "all":
-                types, label = found_types, SAY["confirm_all"][turn.lang]
+                types, label = found_types, self._words(turn, "confirm_all")
             elif choice in {t.value for t in found_types}:
-                types, label = [RequestType(choice)], TYPE_NAMES[turn.lang][choice]
+                types, label = [RequestType(choice)], self._type_name(turn, choice)
             else:
-                types, label = [], SAY["something_else"][turn.lang]
+                types, label = [], self._words(turn, "something_else")
             if question_id is not None:
                 # The question keeps its text, loses its buttons, and shows the choice.
                 edit = await self.outbox.enqueue_chat(
                     session,
                     chat_id=update.chat_id,
-                    text=f"{question}\n{SAY['chosen'][turn.lang].format(choice=label)}",
+                    text=f"{question}\n{self._words(turn, 'chosen', choice=label)}",
                     kind="chat_choice",
                     method="editMessageText",
                     params={"message_id": question_id},
@@ -536,13 +355,8 @@ class ChatDesk:
                 return
             ticket = await session.get_one(Ticket, ticket_id)
             session.add(
-                StoredAttachment(
-                    message_id=turn.row.id or 0,
-                    filename=(document.filename or "")[:500] or None,
-                    content_type=document.content_type,
-                    size=len(content),
-                    sha256=hashlib.sha256(content).hexdigest(),
-                    content=content,
+                StoredAttachment.of(
+                    turn.row.id or 0, document.filename, document.content_type, content
                 )
             )
             await self.tickets.attach_message(
@@ -561,6 +375,11 @@ class ChatDesk:
 
     async def _understand(self, turn: _Turn, text: str) -> None:
         found = self.classifier.classify("", text)
+        written = written_in(found.language, text)
+        if written in ("zh", "zh-Hant") and turn.lang in ("zh", "zh-Hant"):
+            # Chinese either way: answer in the script the request is written in (申請註銷帳號
+            # from a client set to simplified Chinese is answered in traditional characters).
+            turn.conversation.language = written
         pending: dict[str, Any] = {
             "message": turn.row.id,
             "types": [t.value for t in found.types],
@@ -569,6 +388,7 @@ class ChatDesk:
                 "language": found.language,
                 "needs_review": found.needs_review,
                 "entities": found.entities,
+                "model_version": found.model_version,
             },
         }
         if found.needs_review:
@@ -577,24 +397,21 @@ class ChatDesk:
             return
         row_id = turn.row.id
         if found.types == [RequestType.NOT_RIGHTS_REQUEST]:
-            hint = self.chat.support_hint
-            support = "" if not hint else f"（{hint}）" if turn.lang == "zh" else f" ({hint})"
             await self._say(
                 turn,
                 "not_rights",
-                support=support,
-                buttons=[[(SAY["about_my_data"][turn.lang], f"c:{row_id}:other")]],
+                support=self.chat.support_hint,
+                buttons=[[(self._words(turn, "about_my_data"), f"c:{row_id}:other")]],
             )
         else:
-            buttons = [[(SAY["confirm_all"][turn.lang], f"c:{row_id}:all")]]
+            buttons = [[(self._words(turn, "confirm_all"), f"c:{row_id}:all")]]
             if len(found.types) > 1:
                 buttons += [
-                    [(TYPE_NAMES[turn.lang][t.value], f"c:{row_id}:{t.value}")] for t in found.types
+                    [(self._type_name(turn, t.value), f"c:{row_id}:{t.value}")] for t in found.types
                 ]
-            buttons.append([(SAY["something_else"][turn.lang], f"c:{row_id}:other")])
-            await self._say(
-                turn, "confirm", types=type_names(list(found.types), turn.lang), buttons=buttons
-            )
+            buttons.append([(self._words(turn, "something_else"), f"c:{row_id}:other")])
+            names = self.outbox.templates.type_names(list(found.types), turn.lang)
+            await self._say(turn, "confirm", types=names, buttons=buttons)
         # The question goes on the ticket the answer opens.
         self._move(turn, "confirming", pending={**pending, "question": turn.sent[-1]})
 
@@ -654,19 +471,19 @@ class ChatDesk:
             self._move(turn, "idle")
             await self._say(turn, "triage", ticket=ticket, **details)
             return
-        lines = [SAY["opened"][turn.lang].format(**details)]
+        lines = [self._words(turn, "opened", **details)]
         if ticket.completion_due:
-            lines.append(SAY["completion"][turn.lang].format(date=ticket.completion_due))
+            lines.append(self._words(turn, "completion", date=ticket.completion_due))
         if step == "manual":
             self._move(turn, "documents")
-            lines.append(SAY["ask_documents"][turn.lang].format(mb=self._document_mb()))
+            lines.append(self._words(turn, "ask_documents", mb=self._document_mb()))
         elif step == "identity":
             self._move(turn, "identity")
-            lines.append(SAY["ask_identity"][turn.lang])
+            lines.append(self._words(turn, "ask_identity"))
         else:
             self._move(turn, "idle")
             if step == "verified":
-                lines.append(SAY["linked"][turn.lang])
+                lines.append(self._words(turn, "linked"))
         await self._send(turn, "\n".join(lines), kind="chat_opened", ticket=ticket)
 
     async def _send_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
@@ -866,18 +683,21 @@ class ChatDesk:
     ) -> None:
         if ticket is not None:
             values.setdefault("ticket_id", ticket.public_id)
-        text = SAY[what][turn.lang].format(**values)
+        text = self._words(turn, what, **values)
         await self._send(turn, text, kind=f"chat_{what}", ticket=ticket, buttons=buttons)
 
+    def _words(self, turn: _Turn, what: str, **values: Any) -> str:
+        return self.outbox.templates.say(what, turn.lang, **values)
+
+    def _type_name(self, turn: _Turn, type_: str) -> str:
+        return self.outbox.templates.name("type", type_, turn.lang)
+
     async def _greet(self, turn: _Turn) -> None:
-        """Chinese, then English: the user may not have chosen a language yet."""
+        """Chinese (in the chat's script), then English: the user may not have chosen yet."""
         url = self.chat.privacy_policy_url
+        chinese = turn.lang if turn.lang != "en" else "zh"
         parts = [
-            SAY["greeting"][lang].format(
-                company=self.settings.desk.company_name,
-                policy=SAY["policy"][lang].format(url=url) if url else "",
-            )
-            for lang in ("zh", "en")
+            self.outbox.templates.say("greeting", lang, policy_url=url) for lang in (chinese, "en")
         ]
         await self._send(turn, "\n\n".join(parts), kind="chat_greeting")
 

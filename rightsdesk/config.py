@@ -95,6 +95,9 @@ class DeskSettings(_Section):
     privacy_addresses: list[str] = Field(default_factory=lambda: ["privacy@localhost"])
     # Days a resolved/denied/cancelled ticket stays before it is closed for good.
     close_after_days: int = Field(default=14, ge=0)
+    # A withdrawal by mail ("cancel" / "取消") becomes final after this many days; until then
+    # the requester can undo it (reply "undo" / "撤销") and the DPO too (tickets undo-withdrawal).
+    withdrawal_undo_days: int = Field(default=14, ge=0, le=90)
 
     @field_validator("timezone")
     @classmethod
@@ -145,6 +148,11 @@ class MailSettings(_Section):
     trusted_authserv_ids: list[str] = Field(default_factory=list)
     # At most this many acknowledgements to one sender an hour: a flood gets no flood back.
     acknowledgements_per_hour: int = Field(default=5, ge=0)
+    # A message whose routing fails this many times in a row (a parser bug) waits for a person
+    # in `intake failed`. A transient failure (disk full, database locked, connection lost) is
+    # not counted: it is retried with back-off (doubling from 1 s up to the maximum).
+    route_attempts: int = Field(default=3, ge=1, le=20)
+    route_retry_max_seconds: float = Field(default=300.0, gt=0)
 
 
 VerificationMethod = Literal["none", "registered_email", "code", "manual"]
@@ -174,6 +182,11 @@ class VerificationSettings(_Section):
     code_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
     max_attempts: int = Field(default=5, ge=1, le=20)
     max_sends: int = Field(default=3, ge=1, le=10)  # the first code and at most 2 resends
+    # Per registered account, across all its tickets, within account_limit_hours: at most this
+    # many code mails, and this many wrong codes (then every ticket of it waits for the DPO).
+    account_max_sends: int = Field(default=5, ge=1, le=100)
+    account_max_attempts: int = Field(default=5, ge=1, le=100)
+    account_limit_hours: int = Field(default=24, ge=1, le=24 * 30)
     reminder_after_days: int = Field(default=2, ge=1)
     close_after_days: int = Field(default=14, ge=1)
     # Look accounts up in the company's own database instead of the imported `account` table:
@@ -208,6 +221,9 @@ class OutboundSettings(_Section):
     relay_password: SecretStr | None = None
     relay_password_file: Path | None = None
     outbox_dir: Path = Path("var/outbox")
+    # At most this many bytes of files in one reply (`tickets reply --attach`), all together:
+    # mail relays commonly refuse messages over 25 MB once encoded, Telegram files over 50 MB.
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=50 * 1024 * 1024)
 
 
 class ImapSettings(_Section):
@@ -289,6 +305,20 @@ class SchedulerSettings(_Section):
     tick_seconds: float = Field(default=60.0, gt=0)
 
 
+class ServiceSettings(_Section):
+    """How the running service looks after its own tasks (rightsdesk.supervision)."""
+
+    # This replica's name in `rightsdesk status` and on the outbox claims it holds; empty: the
+    # host name. Two replicas on one host need names of their own.
+    replica_id: str = Field(default="", max_length=200)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # A task that fails is restarted after restart_min_seconds, doubling to restart_max_seconds;
+    # after failing_after failures in a row it shows as failing (status, digest).
+    restart_min_seconds: float = Field(default=1.0, gt=0)
+    restart_max_seconds: float = Field(default=60.0, gt=0)
+    failing_after: int = Field(default=3, ge=1)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -313,6 +343,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.config import Settings
 from rightsdesk.models import Message, RequestType, Ticket, TicketStatus
-from rightsdesk.outbound import Outbox, can_mail, type_names
+from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.tickets import FINISHED_STATUSES, TicketService, says_cancel
 from rightsdesk.verification import find_code
 
@@ -85,6 +85,8 @@ class FollowUps:
         assignee = ticket.assignee or ""
         recipients = [assignee] if "@" in assignee and can_mail(assignee) else []
         recipients = recipients or list(self.settings.desk.dpo_emails)
+        asked: list[RequestType | str] = [*added]
+        names = self.outbox.templates.type_names
         rendered = self.outbox.templates.render(
             "requester_wrote",
             None,  # our own people read both languages
@@ -94,8 +96,8 @@ class FollowUps:
                 "assignee": ticket.assignee or "",
                 "finished": finished,
                 "suggested": {
-                    "zh": type_names(added, "zh") if added else "",
-                    "en": type_names(added, "en") if added else "",
+                    "zh": names(asked, "zh") if added else "",
+                    "en": names(asked, "en") if added else "",
                 },
             },
         )

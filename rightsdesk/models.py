@@ -1,6 +1,7 @@
 """The desk's tables. Schema changes go through an Alembic migration in rightsdesk/migrations."""
 
 import datetime as dt
+import hashlib
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +61,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     TELEGRAM = "telegram"
     MANUAL = "manual"  # entered by the DPO: a phone call, a letter, a walk-in
+    INTERNAL = "internal"  # a note of the team's on a ticket: never sent to anyone
 
 
 class ContactKind(StrEnum):
@@ -86,7 +88,9 @@ class Account(SQLModel, table=True):
 class Requester(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str | None = Field(default=None, max_length=200)
-    language: str | None = Field(default=None, max_length=8)  # "zh" | "en" | None (unknown)
+    # The language of their newest request ("zh" | "zh-Hant" | "en" | None): a default only;
+    # each ticket keeps its own (Ticket.language).
+    language: str | None = Field(default=None, max_length=8)
     # Set only once the requester has proven control of the account (verification).
     account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -140,6 +144,9 @@ class Ticket(SQLModel, table=True):
     contact_kind: str = Field(max_length=16)
     contact_value: str = Field(max_length=320)
     subject: str | None = Field(default=None, max_length=998)
+    # What we answer in: the language the request was written in, or the one the requester
+    # chose ("zh" simplified, "zh-Hant" traditional, "en"); None: unknown, both zh and en.
+    language: str | None = Field(default=None, max_length=8)
     received_at: dt.datetime
     clock_started_at: dt.datetime | None = None
     response_due: dt.date | None = Field(default=None, index=True)
@@ -179,6 +186,10 @@ class Ticket(SQLModel, table=True):
     completion_extension_reason: str | None = None
     # Hash of the newest audit event: lets `audit verify` notice a chain cut short at its end.
     audit_head: str = Field(default="", max_length=64)
+    # A withdrawal by mail waits here until it is final (the requester may undo it until then);
+    # the ticket keeps its status meanwhile (rightsdesk.withdrawal).
+    withdrawal_requested_at: dt.datetime | None = None
+    withdrawal_final_at: dt.datetime | None = Field(default=None, index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -233,6 +244,12 @@ class Message(SQLModel, table=True):
     auto_generated: str | None = Field(default=None, max_length=200)
     # DKIM/DMARC aligned with From, per trusted servers.
     sender_authenticated: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # Joined its ticket by something anyone can type (the [PRIV-…] subject tag, or a repeated
+    # request from the same address), from a sender nothing authenticated: it may be an
+    # impostor. Shown wherever a person reads the message.
+    unauthenticated_thread: bool = Field(
+        default=False, sa_column_kwargs={"server_default": false()}
+    )
     details: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
@@ -250,6 +267,20 @@ class StoredAttachment(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+    @classmethod
+    def of(
+        cls, message_id: int, filename: str | None, content_type: str, content: bytes
+    ) -> "StoredAttachment":
+        """A file kept whole on a message: one received in the chat, one sent with a reply."""
+        return cls(
+            message_id=message_id,
+            filename=(filename or "")[:500] or None,
+            content_type=content_type,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            content=content,
+        )
 
 
 class MailboxState(SQLModel, table=True):
@@ -297,6 +328,9 @@ class OutboxEntry(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: dt.datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
+    # The replica whose sender holds the entry's lease: a restart releases its own dead
+    # predecessor's claims, and those of replicas whose heartbeats stopped.
+    claimed_by: str | None = Field(default=None, max_length=200)
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None
 
@@ -339,7 +373,7 @@ class ChatConversation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(default=Channel.TELEGRAM, max_length=16)
     chat_id: str = Field(max_length=64)
-    language: str = Field(default="zh", max_length=8)  # "zh" | "en"
+    language: str = Field(default="zh", max_length=8)  # "zh" | "zh-Hant" | "en"
     # idle | confirming (buttons shown) | identity (asked for the account) | code | documents
     state: str = Field(default="idle", max_length=16)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # the one in progress
@@ -363,3 +397,18 @@ UNMODELLED_PREFIXES = ("message_fts", "ix_trgm_")
 def modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's include_object: False for the objects of UNMODELLED_PREFIXES."""
     return not (name or "").startswith(UNMODELLED_PREFIXES)
+
+
+class TaskHeartbeat(SQLModel, table=True):
+    """What each long-running task of each replica is doing, for `rightsdesk status` and the
+    DPO's digest: written by the running service (rightsdesk.supervision)."""
+
+    replica: str = Field(primary_key=True, max_length=200)
+    task: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)  # up | backing_off | failing | stopped
+    since: dt.datetime  # in this state since
+    failures: int = 0  # consecutive failures (0 while healthy)
+    failing_since: dt.datetime | None = None  # the first of the consecutive failures
+    last_error: str | None = Field(default=None, max_length=300)  # exception type, no data
+    detail: str | None = Field(default=None, max_length=200)  # e.g. the port a door listens on
+    beat_at: dt.datetime  # the replica was alive then

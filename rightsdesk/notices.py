@@ -25,7 +25,8 @@ class RequesterNotices:
     def _kind(self, action: str, details: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         previous = details.get("previous")
         if action == "resolved":
-            return "resolved", {"note": details.get("resolution_note", "")}
+            # What the requester reads (`--reply`); the DPO's own `--note` is never sent.
+            return "resolved", {"reply": details.get("resolution_note", "")}
         if action == "denied":
             return "denied", {"reason": details.get("denial_reason", "")}
         if action == "cancelled":
@@ -52,7 +53,7 @@ class RequesterNotices:
         if chosen is None or ticket.contact_kind not in (ContactKind.EMAIL, ContactKind.TELEGRAM):
             return
         kind, context = chosen
-        if ticket.contact_kind == ContactKind.EMAIL and not await self._mailable(session, ticket):
+        if ticket.contact_kind == ContactKind.EMAIL and not await mailable(session, ticket):
             log.info("%s: no %s mail to the requester's address", ticket.public_id, kind)
             return
         requester = await session.get_one(Requester, ticket.requester_id)
@@ -61,22 +62,23 @@ class RequesterNotices:
             ticket=ticket,
             kind=kind,
             to_name=requester.name,
-            lang=requester.language,
+            lang=ticket.language or requester.language,
             context={k: _text(v) for k, v in context.items()},
         )
 
-    async def _mailable(self, session: AsyncSession, ticket: Ticket) -> bool:
-        """A header can carry the address, and it has not bounced."""
-        if not can_mail(ticket.contact_value):
-            return False
-        contact = (
-            await session.exec(
-                select(RequesterContact)
-                .where(RequesterContact.kind == ContactKind.EMAIL)
-                .where(RequesterContact.value == ticket.contact_value)
-            )
-        ).first()
-        return contact is None or not contact.undeliverable
+
+async def mailable(session: AsyncSession, ticket: Ticket) -> bool:
+    """The ticket's address can be written to: a header can carry it, and it has not bounced."""
+    if not can_mail(ticket.contact_value):
+        return False
+    contact = (
+        await session.exec(
+            select(RequesterContact)
+            .where(RequesterContact.kind == ContactKind.EMAIL)
+            .where(RequesterContact.value == ticket.contact_value)
+        )
+    ).first()
+    return contact is None or not contact.undeliverable
 
 
 _ALERT_SUBJECTS = {

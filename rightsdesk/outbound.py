@@ -14,13 +14,14 @@ other; a relay outage delays mail, it never loses it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -39,131 +39,30 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
-from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, RequestType, Ticket
+from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, Ticket
 from rightsdesk.signing import MessageIdSigner
+from rightsdesk.templating import BUILTIN_TEMPLATES, OutgoingAttachment, Rendered, Templates
 from rightsdesk.waiting import wait_or_stop
 
 log = logging.getLogger("rightsdesk.outbound")
 
-BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "MailTransport",
+    "OutboundSender",
+    "Outbox",
+    "OutgoingAttachment",
+    "PermanentFailure",
+    "Rendered",
+    "Templates",
+    "TemporaryFailure",
+    "Transport",
+    "can_mail",
+    "mail_address",
+]
+
 LEASE = dt.timedelta(minutes=5)  # a claimed entry is retried after this if its sender died
 MAX_BACKOFF = dt.timedelta(hours=1)
-
-TYPE_NAMES: dict[str, dict[str, str]] = {
-    "zh": {
-        "access": "查阅、复制您的个人信息",
-        "portability": "转移您的个人信息",
-        "rectification": "更正、补充您的个人信息",
-        "erasure": "删除您的个人信息",
-        "account_deletion": "注销您的账号",
-        "withdraw_consent": "撤回同意",
-        "restriction": "限制或拒绝处理",
-        "inquiry": "咨询个人信息的处理方式",
-        "minor": "监护人关于未成年人信息的请求",
-        "deceased": "近亲属关于已故用户信息的请求",
-        "complaint": "投诉",
-        "not_rights_request": "其他事项",
-    },
-    "en": {
-        "access": "access to, or a copy of, your personal information",
-        "portability": "transfer of your personal information",
-        "rectification": "correction of your personal information",
-        "erasure": "deletion of your personal information",
-        "account_deletion": "closing your account",
-        "withdraw_consent": "withdrawing your consent",
-        "restriction": "restricting or objecting to processing",
-        "inquiry": "a question about how your information is processed",
-        "minor": "a guardian's request about a child's information",
-        "deceased": "a relative's request about a deceased user's information",
-        "complaint": "a complaint",
-        "not_rights_request": "something else",
-    },
-}
-
-
-def type_names(types: list[RequestType], lang: str) -> str:
-    separator = "、" if lang == "zh" else "; "
-    return separator.join(TYPE_NAMES[lang][t.value] for t in types)
-
-
-def understood(types: list[RequestType], needs_review: bool) -> dict[str, str]:
-    """What the acknowledgement says we understood; for triage, that a person will read it."""
-    if needs_review:
-        return {
-            "zh": "我们的工作人员会阅读您的请求，并确定如何处理。",
-            "en": "A member of our team will read your request and decide how to handle it.",
-        }
-    if types == [RequestType.NOT_RIGHTS_REQUEST]:
-        # Product questions reach the privacy address too: say where they are answered, and
-        # how to correct us; the ticket stays open for the DPO all the same.
-        return {
-            "zh": "您的来信看起来不是关于个人信息权利的请求。产品使用、账单等问题请通过应用内的"
-            "客服渠道联系我们。如果我们理解有误，请直接回复本邮件说明。",
-            "en": "Your message does not look like a request about your personal information. "
-            "For help with the product or billing, please use the in-app support chat. If we "
-            "have misunderstood, just reply to this email.",
-        }
-    return {
-        "zh": f"我们理解您的请求是：{type_names(types, 'zh')}。",
-        "en": f"We understand that you are asking for: {type_names(types, 'en')}.",
-    }
-
-
-@dataclass(frozen=True)
-class Rendered:
-    subject: str
-    text: str
-    html: str
-
-
-class Templates:
-    """Jinja2 templates, one file per kind and language; a DPO folder overrides file by file."""
-
-    def __init__(self, override: Path | None, company: str) -> None:
-        loaders = [FileSystemLoader(str(override))] if override else []
-        loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
-        # Plain-text bodies: no autoescape here; the HTML layout escapes what it receives.
-        self.text_env = Environment(
-            loader=ChoiceLoader(loaders), undefined=StrictUndefined, keep_trailing_newline=True
-        )
-        self.html_env = Environment(
-            loader=ChoiceLoader(loaders), undefined=StrictUndefined, autoescape=True
-        )
-        self.company = company
-
-    def _block(self, kind: str, lang: str, block: str, context: dict[str, Any]) -> str:
-        template = self.text_env.get_template(f"{kind}.{lang}.j2")
-        rendered = "".join(template.blocks[block](template.new_context(context)))
-        return rendered.strip()
-
-    def render(self, kind: str, lang: str | None, context: dict[str, Any]) -> Rendered:
-        """One language when the requester's is known; both (Chinese first) when it is not."""
-        langs = [lang] if lang in ("zh", "en") else ["zh", "en"]
-        parts = []
-        for each in langs:
-            # A value given as {"zh": ..., "en": ...} is said in the language being rendered.
-            localised = {
-                key: value[each] if isinstance(value, dict) and each in value else value
-                for key, value in context.items()
-            }
-            parts.append(
-                (
-                    self._block(kind, each, "subject", localised),
-                    self._block(kind, each, "body", localised),
-                )
-            )
-        ticket_id = context.get("ticket_id", "")
-        subject = " / ".join(s for s, _ in parts)
-        if ticket_id:
-            subject = f"[{ticket_id}] {subject}"
-        text = "\n\n----------\n\n".join(b for _, b in parts) + "\n"
-        html = self.html_env.get_template("_layout.html.j2").render(
-            subject=subject,
-            company=self.company,
-            ticket_id=ticket_id,
-            sections=[[p for p in b.split("\n\n") if p.strip()] for _, b in parts],
-        )
-        return Rendered(subject, text, html)
 
 
 class UnmailableAddress(ValueError):
@@ -216,8 +115,12 @@ class Outbox:
         lang: str | None,
         context: dict[str, Any],
         to_name: str | None = None,
+        attachments: Sequence[OutgoingAttachment] = (),
+        automatic: bool = True,
     ) -> OutboxEntry:
-        """Compose a mail about `ticket` and queue it, inside the caller's transaction."""
+        """Compose a mail about `ticket` and queue it, inside the caller's transaction.
+        `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
+        reply is not."""
         rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
@@ -236,17 +139,33 @@ class Outbox:
             references = theirs[:1] + [mid for mid, _ in thread if mid not in theirs[:1]]
             mime["References"] = " ".join(f"<{r}>" for r in references[-10:])
         # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
-        mime["Auto-Submitted"] = "auto-replied"
+        if automatic:
+            mime["Auto-Submitted"] = "auto-replied"
         mime["X-Auto-Response-Suppress"] = "All"
         mime["X-Rightsdesk-Kind"] = kind
         mime.set_content(rendered.text, charset="utf-8")
         mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            # The policy writes a non-ASCII name as RFC 2231 (filename*=utf-8''...).
+            mime.add_attachment(
+                attachment.content,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=_one_line(attachment.filename, 255),
+            )
         return await self._queue(
             session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
         )
 
     def _render(
-        self, kind: str, lang: str | None, ticket: Ticket, context: dict[str, Any]
+        self,
+        kind: str,
+        lang: str | None,
+        ticket: Ticket,
+        context: dict[str, Any],
+        *,
+        signed: bool = True,
     ) -> Rendered:
         return self.templates.render(
             kind,
@@ -259,6 +178,7 @@ class Outbox:
                 "channel": ticket.channel,
                 **context,
             },
+            signed=signed,
         )
 
     async def tell_requester(
@@ -274,7 +194,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
-            rendered = self._render(kind, lang, ticket, context)
+            rendered = self._render(kind, lang, ticket, context, signed=False)
             return await self.enqueue_chat(
                 session,
                 chat_id=ticket.contact_value,
@@ -327,6 +247,46 @@ class Outbox:
             raw_size=len(raw),
             parse_status="parsed",
             details={"kind": kind},
+            received_at=now,
+            processed_at=now,
+        )
+        return await self._queue_row(
+            session, row, kind=kind, to=chat_id, ticket_id=ticket_id, channel=Channel.TELEGRAM
+        )
+
+    async def enqueue_chat_document(
+        self,
+        session: AsyncSession,
+        *,
+        chat_id: str,
+        attachment: OutgoingAttachment,
+        kind: str,
+        ticket_id: int | None = None,
+    ) -> OutboxEntry:
+        """Queue a file for the chat (sendDocument): the stored call carries the bytes, so
+        the sender needs nothing but the entry, as for any other call."""
+        call = {
+            "method": "sendDocument",
+            "params": {
+                "chat_id": chat_id,
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "document_base64": base64.b64encode(attachment.content).decode("ascii"),
+            },
+        }
+        raw = json.dumps(call, ensure_ascii=False).encode()
+        now = self.clock.now()
+        row = Message(
+            ticket_id=ticket_id,
+            direction="out",
+            channel=Channel.TELEGRAM,
+            sender="bot",
+            envelope_to=[chat_id],
+            text=attachment.filename,
+            raw=raw,
+            raw_size=len(raw),
+            parse_status="parsed",
+            details={"kind": kind, "document": attachment.filename},
             received_at=now,
             processed_at=now,
         )
@@ -500,7 +460,10 @@ class MailTransport:
         settings = self.settings
         if not settings.relay_host:
             # fsync blocks: in a thread, or every SMTP session would wait on the disk.
-            await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
+            try:
+                await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
+            except OSError as exc:  # full, read-only, gone: the folder may come back
+                raise TemporaryFailure(_os_error(exc)) from exc
             return
         try:
             await aiosmtplib.send(
@@ -542,6 +505,7 @@ class OutboundSender:
         transport: Transport,
         channel: Channel = Channel.EMAIL,
         doors: Quiet | None = None,
+        replica: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -549,6 +513,7 @@ class OutboundSender:
         self.transport = transport
         self.channel = channel
         self.doors = doors  # replies wait while a burst of mail is arriving
+        self.replica = replica  # written on its claims: who holds them
 
     async def send_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many were sent."""
@@ -560,6 +525,8 @@ class OutboundSender:
                 await self._failed(entry_id, str(exc), permanent=True)
             except TemporaryFailure as exc:
                 await self._failed(entry_id, str(exc), permanent=False)
+            except Exception as exc:  # a transport's bug must not strand the entry's claim
+                await self._failed(entry_id, type(exc).__name__, permanent=False)
             else:
                 await self._sent(entry_id)
                 sent += 1
@@ -592,6 +559,7 @@ class OutboundSender:
             claimed = []
             for entry in entries:
                 entry.next_attempt_at = now + LEASE
+                entry.claimed_by = self.replica
                 session.add(entry)
                 message = await session.get_one(Message, entry.message_id)
                 assert entry.id is not None
@@ -605,6 +573,7 @@ class OutboundSender:
             entry.sent_at = self.clock.now()
             entry.attempts += 1
             entry.last_error = None
+            entry.claimed_by = None
             session.add(entry)
 
     async def _failed(self, entry_id: int, error: str, *, permanent: bool) -> None:
@@ -612,6 +581,7 @@ class OutboundSender:
             entry = await session.get_one(OutboxEntry, entry_id)
             entry.attempts += 1
             entry.last_error = error
+            entry.claimed_by = None
             if permanent:
                 entry.status = "failed"
             else:
@@ -635,13 +605,30 @@ class OutboundSender:
             return list(found.all())
 
 
+def _os_error(exc: OSError) -> str:
+    """The error without the path (which names nothing personal, but is noise)."""
+    if exc.errno is not None:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {os.strerror(exc.errno)}"
+    return type(exc).__name__
+
+
 def _write_eml(folder: Path, entry_id: int, raw: bytes) -> None:
-    """No relay configured: each mail becomes a file, written whole or not at all."""
+    """No relay configured: each mail becomes a file, written whole or not at all, once.
+
+    The file is named by the outbox entry, so a mail sent again after a crash (written, then
+    killed before it was marked sent) finds its file there and is not written twice. A write
+    that fails (a full disk) leaves no temporary file behind."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{entry_id:08d}.eml"
+    if final.exists():
+        return
     temporary = folder / f".{entry_id:08d}.eml.tmp"
-    with temporary.open("wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(final)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

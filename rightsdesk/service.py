@@ -6,21 +6,25 @@ This is the one module of the core that may import the adapters (intake/, bot/, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.door import TelegramDoor, derived_webhook_secret
 from bot.transport import TelegramTransport
-from classifiers.model import MODEL_DIR, LazyRightsClassifier, model_exists
+from classifiers.model import META_FILE, MODEL_DIR, LazyRightsClassifier, model_exists
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
+from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
 from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
@@ -36,8 +40,10 @@ from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker,
 from rightsdesk.search import TicketSearch
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.stray import StrayMail
+from rightsdesk.supervision import Supervisor, describe
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
+from rightsdesk.withdrawal import Withdrawals
 from scheduler.runner import Scheduler
 
 log = logging.getLogger("rightsdesk.service")
@@ -86,6 +92,9 @@ class Desk:
     search: TicketSearch
     merger: TicketMerger
     stray: StrayMail
+    withdrawals: Withdrawals
+    supervisor: Supervisor
+    answers: Answers
 
     @classmethod
     def build(
@@ -117,6 +126,8 @@ class Desk:
         inbox = Inbox(db, clock)
         alerts = DpoAlerts(settings, outbox)
         classifier = classifier or default_classifier(settings)
+        withdrawals = Withdrawals(settings, clock, tickets, outbox)
+        supervisor = Supervisor(db, clock, settings.service)
         pipeline = IntakePipeline.standard(
             db,
             clock,
@@ -126,9 +137,11 @@ class Desk:
             classifier=classifier,
             verifier=verifier,
             outbox=outbox,
+            withdrawals=withdrawals,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
             followups=FollowUps(settings, tickets, outbox, classifier),
+            route_attempts=settings.mail.route_attempts,
         )
         return cls(
             settings=settings,
@@ -142,12 +155,22 @@ class Desk:
             pipeline=pipeline,
             outbox=outbox,
             verifier=verifier,
-            sender=OutboundSender(db, clock, outbox, MailTransport(settings), doors=inbox),
+            sender=OutboundSender(
+                db,
+                clock,
+                outbox,
+                MailTransport(settings),
+                doors=inbox,
+                replica=supervisor.replica,
+            ),
             classifier=classifier,
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, classifier, alerts),
             search=TicketSearch(db),
             merger=TicketMerger(tickets),
             stray=StrayMail(db, clock, pipeline, tickets),
+            withdrawals=withdrawals,
+            supervisor=supervisor,
+            answers=Answers(settings, db, clock, tickets, outbox),
         )
 
     async def close(self) -> None:
@@ -172,18 +195,46 @@ def telegram_door(desk: Desk, token: str) -> TelegramDoor:
 
 
 async def serve_chat(desk: Desk, door: TelegramDoor, stop: asyncio.Event) -> None:
-    """The bot, once the Bot API answers: the door, and the sender of chat replies."""
+    """The bot, once the Bot API answers: the door, and the sender of chat replies, each
+    supervised on its own."""
     if not await door.start(stop):
         return
     chat_sender = OutboundSender(
-        desk.db, desk.clock, desk.outbox, TelegramTransport(door.bot), Channel.TELEGRAM
+        desk.db,
+        desk.clock,
+        desk.outbox,
+        TelegramTransport(door.bot),
+        Channel.TELEGRAM,
+        replica=desk.supervisor.replica,
     )
-    if desk.settings.telegram.mode == "polling":
-        # Telegram allows one getUpdates consumer per bot: one replica polls at a time.
-        receive = run_as_leader(desk.db, "telegram-poller", door.run, stop)
-    else:
-        receive = door.run(stop)
-    await asyncio.gather(receive, chat_sender.run(stop))
+
+    async def receive(stop: asyncio.Event) -> None:
+        if desk.settings.telegram.mode == "polling":
+            # Telegram allows one getUpdates consumer per bot: one replica polls at a time.
+            await run_as_leader(desk.db, "telegram-poller", door.run, stop)
+        else:
+            await door.run(stop)
+
+    supervise = desk.supervisor.supervise
+    await asyncio.gather(
+        supervise("telegram-door", receive, stop), supervise("chat-sender", chat_sender.run, stop)
+    )
+
+
+def model_version(desk: Desk) -> str:
+    """Which classifier answers: the model's architecture and a digest of its metadata."""
+    if not isinstance(desk.classifier, LazyRightsClassifier):
+        return "none: every request goes to triage"
+    meta = Path(desk.classifier.path) / META_FILE
+    try:
+        data = meta.read_bytes()
+    except OSError as exc:
+        return f"unreadable ({describe(exc)})"
+    try:
+        architecture = str(json.loads(data).get("architecture", "?"))
+    except ValueError:
+        architecture = "?"
+    return f"{architecture} {hashlib.sha256(data).hexdigest()[:12]}"
 
 
 def first_line(exc: BaseException) -> str:
@@ -226,16 +277,27 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             # Load spaCy and jieba now, off the loop, not on the first message.
             await asyncio.to_thread(lambda: lazy.model)
             log.info("classifier loaded from %s", lazy.path)
+            # SIGHUP: load a new model now (it is also noticed within seconds on its own).
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, lazy.reload))
         changed = await desk.tickets.recompute_provisional_deadlines()
         if changed:
             log.info("recomputed provisional deadlines of %d ticket(s)", len(changed))
+        supervisor = desk.supervisor
+        await supervisor.start()
+        # A predecessor killed mid-send (kill -9) left claims: they go out now, not in 5 min.
+        await supervisor.release_stale_claims()
+        await supervisor.report("classifier", "up", detail=model_version(desk))
+        tasks.append(asyncio.create_task(supervisor.beat(stop), name="heartbeat"))
         # The worker first routes whatever a crash left stored but unprocessed.
-        worker = IntakeWorker(desk.pipeline, desk.inbox)
-        tasks.append(asyncio.create_task(worker.run(stop), name="intake-worker"))
-        tasks.append(asyncio.create_task(desk.sender.run(stop), name="outbound-sender"))
+        worker = IntakeWorker(
+            desk.pipeline, desk.inbox, retry_max_seconds=settings.mail.route_retry_max_seconds
+        )
+        tasks.append(supervisor.task("intake-worker", worker.run, stop))
+        tasks.append(supervisor.task("outbound-sender", desk.sender.run, stop))
         timer = Scheduler(desk) if settings.scheduler.enabled else None
         if timer is not None:
             timer.start()
+            await supervisor.report("scheduler", "up")
         doors = []
         if settings.smtp.enabled:
             receiver = SmtpReceiver(
@@ -248,6 +310,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
             doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
+            await supervisor.report("smtp", "up", detail=f"{settings.smtp.host}:{receiver.port}")
         if settings.imap.enabled:
             watcher = ImapWatcher(
                 settings.imap,
@@ -258,8 +321,8 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 desk.clock,
             )
             # One replica at a time reads the mailbox; another takes over if it dies.
-            leader = run_as_leader(desk.db, "imap-watcher", watcher.run, stop)
-            tasks.append(asyncio.create_task(leader, name="imap-watcher"))
+            lead = partial(run_as_leader, desk.db, "imap-watcher", watcher.run)
+            tasks.append(supervisor.task("imap-watcher", lead, stop))
             doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         token = settings.secret("telegram", "token")
         if token:

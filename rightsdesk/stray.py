@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import email.header
 import email.policy
-import re
 from dataclasses import dataclass, field
 
 from sqlmodel import select
@@ -22,18 +21,9 @@ from rightsdesk.models import Message, Ticket
 from rightsdesk.outbound import can_mail
 from rightsdesk.pipeline import IntakePipeline
 from rightsdesk.tickets import TicketError, TicketService
+from rightsdesk.views import printable
 
-# What a terminal must not receive raw from a stranger's mail: C0/C1 controls (escape
-# sequences) and the bidirectional overrides that make text read differently than it is.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _STUCK = ("failed", "too_large", "stored")
-
-
-def escape_controls(text: str, *, keep_newlines: bool = True) -> str:
-    """`\\x1b[31m` and the like shown as escapes, never interpreted."""
-    if not keep_newlines:
-        text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-    return _CONTROLS.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 @dataclass(frozen=True)
@@ -75,9 +65,7 @@ class StrayMail:
         if raw and row.channel == "email":
             parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
             for name, value in parsed.items():
-                headers.append(
-                    (escape_controls(name), escape_controls(_decoded(value), keep_newlines=False))
-                )
+                headers.append((printable(name), printable(_decoded(value))))
             if not text:
                 parser = self.pipeline.parsers.get(row.channel)
                 try:
@@ -95,7 +83,7 @@ class StrayMail:
             received_at=row.received_at.isoformat(),
             raw_bytes=row.raw_size,
             headers=headers,
-            text=escape_controls(text),
+            text=printable(text, multiline=True),
             ticket=ticket,
         )
 

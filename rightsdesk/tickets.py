@@ -15,6 +15,7 @@ from sqlalchemy import case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,6 +34,7 @@ from rightsdesk.models import (
     Requester,
     RequesterContact,
     RequestType,
+    StoredAttachment,
     Ticket,
     TicketCounter,
     TicketStatus,
@@ -69,7 +71,9 @@ def is_person(actor: str) -> bool:
 
 # What a requester writes, alone, to withdraw a request (a reply to our mail, or in the chat).
 CANCEL_WORDS = frozenset(
-    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "撤销", "算了"}
+    # Not "撤销": that is how a requester takes a withdrawal back (rightsdesk.withdrawal).
+    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "算了"}
+    | {"取消請求", "撤回請求"}  # the same, in traditional characters (not 撤銷: an undo)
 )
 
 
@@ -143,6 +147,8 @@ class TicketDetail:
     # not yet proven), else None.
     account: Account | None = None
     account_verified: bool = False
+    # The files of each message (by message id): received, and sent with replies.
+    attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
 
 
 def format_public_id(year: int, seq: int) -> str:
@@ -189,6 +195,7 @@ class TicketService:
             contact_kind=new.contact.kind,
             contact_value=new.contact.value,
             subject=new.subject,
+            language=new.language,
             received_at=new.received_at,
             needs_review=new.needs_review,
             classification=new.classification,
@@ -339,6 +346,17 @@ class TicketService:
                     )
                 ).first()
             account = await session.get(Account, account_id) if account_id else None
+            files: dict[int, list[StoredAttachment]] = {}
+            if messages:
+                # Without the bytes: a listing needs the name, type, size and hash.
+                found = await session.exec(
+                    select(StoredAttachment)
+                    .where(col(StoredAttachment.message_id).in_([m.id for m in messages]))
+                    .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
+                    .order_by(col(StoredAttachment.id))
+                )
+                for attachment in found.all():
+                    files.setdefault(attachment.message_id, []).append(attachment)
             return TicketDetail(
                 ticket,
                 requester,
@@ -346,6 +364,7 @@ class TicketService:
                 list(events),
                 account,
                 account_verified=account is not None and requester.account_id == account.id,
+                attachments=files,
             )
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
@@ -421,9 +440,11 @@ class TicketService:
     async def start(self, public_id: str, actor: str) -> Ticket:
         return await self._transition(public_id, S.IN_PROGRESS, actor)
 
-    async def resolve(self, public_id: str, actor: str, note: str) -> Ticket:
+    async def resolve(self, public_id: str, actor: str, reply: str) -> Ticket:
+        """`reply`: what the requester reads in the resolved notice (Answers.resolve adds the
+        team's own note to it)."""
         return await self._transition(
-            public_id, S.RESOLVED, actor, resolution_note=_required(note, "a resolution note")
+            public_id, S.RESOLVED, actor, resolution_note=_required(reply, "a resolution reply")
         )
 
     async def deny(self, public_id: str, actor: str, reason: str) -> Ticket:
@@ -725,7 +746,9 @@ def _seen_by(ticket: Ticket, actor: str) -> None:
 async def _open_duplicate(
     session: AsyncSession, requester_id: int, types: list[RequestType]
 ) -> int | None:
-    """The requester's oldest active ticket with exactly these types, if any."""
+    """The requester's oldest active ticket with exactly these types, if any: what a new ticket
+    is linked to (`duplicate_of`) when it did not join one (docs/architecture.md, "The same
+    request again")."""
     wanted = {str(t) for t in types}
     candidates = (
         await session.exec(

@@ -9,7 +9,10 @@ Policy per request type (config `[verification]`), strictest of a ticket's types
 
 Codes go only to the address already on the account, never to one the requester supplies.
 They are stored as HMACs bound to their ticket, expire, lock after N wrong tries, and are
-compared in constant time.
+compared in constant time. Per registered account, across all its tickets, at most
+`account_max_sends` code mails and `account_max_attempts` wrong codes are allowed within
+`account_limit_hours`: requests opened in someone's name cannot flood them with codes, nor
+buy an attacker fresh guesses.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rightsdesk.models import (
     ContactKind,
     Event,
     Message,
+    OutboxEntry,
     Requester,
     Ticket,
     TicketStatus,
@@ -46,38 +50,16 @@ STRICTNESS = ("none", "registered_email", "code", "manual")
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 
-# What the acknowledgement says happens next. "code" and "no_account" read the same, so the
-# answer never tells a stranger whether an account exists for an address.
-NEXT_STEP: dict[str, dict[str, str]] = {
-    "none": {
-        "zh": "我们会在上述期限内答复您。",
-        "en": "We will answer you by the date above.",
-    },
-    "verified": {
-        "zh": "您的邮件来自账号的注册邮箱并已通过发件人验证，我们已确认您的身份。",
-        "en": "Your mail came, verifiably, from the account's registered address: "
-        "your identity is confirmed.",
-    },
-    "code": {
-        "zh": "为保护个人信息，我们需要确认您是相关账号的持有人。如果您的账号使用此邮箱注册，"
-        "我们已向注册邮箱发送了验证码，请回复那封邮件；如果您注册时使用了其他邮箱，"
-        "请从该邮箱给我们写信，或回复本邮件告诉我们您的用户名。",
-        "en": "To protect personal information we must confirm that you hold the account "
-        "concerned. If your account is registered with this address, we have sent a code "
-        "there: please reply to that email with it. If you registered with another address, "
-        "write to us from that address, or reply with your username.",
-    },
-    "manual": {
-        "zh": "请回复本邮件并附上能证明您与当事人关系的材料（如监护关系或亲属关系证明），"
-        "我们的个人信息保护负责人会亲自审核。",
-        "en": "Please reply with documents showing your relationship to the person concerned "
-        "(guardianship or kinship); our Data Protection Officer will review them in person.",
-    },
-}
-NEXT_STEP["no_account"] = NEXT_STEP["code"]
+# What the acknowledgement says happens next is chosen by the step, in the template
+# (acknowledgement.*.j2): "code" and "no_account" read the same, so the answer never tells a
+# stranger whether an account exists for an address.
 
 Step = Literal["none", "verified", "code", "manual", "no_account"]
 ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
+
+
+class CodeLimitReached(TicketError):
+    """The account has had all the code mails it may have for now."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +142,18 @@ class Verifier:
                 session, ticket, account, "DKIM/DMARC-aligned mail from the registered address"
             )
             return "verified"
-        await self._send_code(session, ticket, account, language)
+        try:
+            await self._send_code(session, ticket, account, language)
+        except CodeLimitReached:
+            # No more codes to this account for now; the DPO decides. The requester reads the
+            # same acknowledgement as for a code sent: nothing tells them about the limit.
+            ticket.verification = "limited"
+            ticket.needs_review = True
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_limited", {})
+            await self.tickets.transition_in(
+                session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
+            )
+            return "code"
         ticket.verification = "code"
         await self.tickets.transition_in(
             session, ticket.public_id, TicketStatus.AWAITING_VERIFICATION, SYSTEM
@@ -215,6 +208,11 @@ class Verifier:
         self, session: AsyncSession, ticket: Ticket, account: Account, language: str | None
     ) -> None:
         assert ticket.id is not None
+        if await self._account_sends(session, account) >= self.settings.account_max_sends:
+            raise CodeLimitReached(
+                f"{ticket.public_id}: the account has had {self.settings.account_max_sends} "
+                f"codes in {self.settings.account_limit_hours} hours; verify by hand instead"
+            )
         code = f"{secrets.randbelow(10**6):06d}"
         now = self.clock.now()
         expires = now + dt.timedelta(minutes=self.settings.code_ttl_minutes)
@@ -262,7 +260,7 @@ class Verifier:
             assert challenge is not None
             account = await session.get_one(Account, challenge.account_id)
             requester = await session.get_one(Requester, ticket.requester_id)
-            await self._send_code(session, ticket, account, requester.language)
+            await self._send_code(session, ticket, account, ticket.language or requester.language)
 
     async def check_reply(
         self, session: AsyncSession, ticket: Ticket, text: str
@@ -285,6 +283,15 @@ class Verifier:
             session.add(challenge)
             await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_expired", {})
             return CodeCheck("expired", left)
+        if await self._account_attempts(session, challenge.account_id) >= (
+            self.settings.account_max_attempts
+        ):
+            # Guesses spread over many tickets of one account: no more are even compared.
+            challenge.status = "locked"
+            ticket.needs_review = True
+            session.add(challenge)
+            await self.tickets.note_in(session, ticket, SYSTEM, "verification_account_locked", {})
+            return CodeCheck("locked", 0)
         if hmac.compare_digest(self._hash(ticket.id, code), challenge.code_hash):
             challenge.status = "verified"
             session.add(challenge)
@@ -398,7 +405,7 @@ class Verifier:
                     session,
                     ticket=ticket,
                     kind="verification_reminder",
-                    lang=requester.language,
+                    lang=ticket.language or requester.language,
                     context={"close_on": close_on.isoformat()},
                 )
                 await self.tickets.note_in(session, ticket, SYSTEM, "verification_reminded", {})
@@ -437,7 +444,7 @@ class Verifier:
                     ticket,
                     sender=ticket.contact_value,
                     sender_authenticated=bool(first and first.sender_authenticated),
-                    language=requester.language,
+                    language=ticket.language or requester.language,
                 )
             if step in ("manual", "identity"):
                 # A code mail explains itself; these steps need the requester to act first.
@@ -445,7 +452,7 @@ class Verifier:
                     session,
                     ticket=ticket,
                     kind="verification_needed",
-                    lang=requester.language,
+                    lang=ticket.language or requester.language,
                     context={"how": "documents" if step == "manual" else "account"},
                 )
             await self.tickets.note_in(
@@ -476,6 +483,33 @@ class Verifier:
             note=how,
             verified_at=self.clock.now(),
         )
+
+    def _window_start(self) -> dt.datetime:
+        return self.clock.now() - dt.timedelta(hours=self.settings.account_limit_hours)
+
+    async def _account_sends(self, session: AsyncSession, account: Account) -> int:
+        """Code mails to the account's registered address lately, whichever ticket."""
+        found = await session.exec(
+            select(func.count(col(OutboxEntry.id)))
+            .where(OutboxEntry.kind == "verification_code")
+            .where(OutboxEntry.recipient == account.email)
+            .where(col(OutboxEntry.created_at) >= self._window_start())
+        )
+        return int(found.one())
+
+    async def _account_attempts(self, session: AsyncSession, account_id: str) -> int:
+        """Wrong codes lately on any ticket whose code went to this account (from the audit
+        trail: a resend resets a ticket's own count, never this one)."""
+        tickets = select(VerificationChallenge.ticket_id).where(
+            VerificationChallenge.account_id == account_id
+        )
+        found = await session.exec(
+            select(func.count(col(Event.id)))
+            .where(Event.action == "verification_code_wrong")
+            .where(col(Event.ticket_id).in_(tickets))
+            .where(col(Event.at) >= self._window_start())
+        )
+        return int(found.one())
 
 
 def find_code(text: str) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from rightsdesk.calendar import WorkingCalendar
@@ -10,14 +12,39 @@ from rightsdesk.identifiers import mask_for_display
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Account,
+    Channel,
     Event,
     Message,
     RequestType,
+    StoredAttachment,
     Ticket,
     TicketStatus,
 )
 from rightsdesk.search import SearchHit
 from rightsdesk.tickets import TicketDetail
+
+# What a terminal may act on instead of showing: C0 controls (ESC starts colour changes,
+# screen clears and title rewrites; BEL ends them; NUL and BS hide text), DEL, the C1 range
+# (U+009B is a one-character CSI), and the bidirectional overrides that reorder what is seen.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\n\t]")
+
+
+def printable(value: object, *, multiline: bool = False) -> str:
+    """Text from a message made safe to print on a terminal: every control character is
+    shown as an escape (\x1b, \x07, \u202e), never sent raw. Newlines and tabs stay only
+    where they belong (`multiline`: a body); in a one-line field they are escaped too."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r\n", "\n")
+    text = _CONTROL.sub(_escaped, text)
+    if not multiline:
+        text = _LINE_BREAKS.sub(_escaped, text)
+    return text
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _iso(value: dt.date | None) -> str | None:
@@ -96,6 +123,8 @@ def ticket_summary(
         "duplicate_of": links.get(ticket.duplicate_of or 0),
         "merged_into": links.get(ticket.merged_into or 0),
         "assignee": ticket.assignee,
+        "withdrawal_pending": ticket.withdrawal_final_at is not None,
+        "language": ticket.language,
     }
 
 
@@ -142,24 +171,33 @@ def ticket_detail(
             "completion_extension_reason": ticket.completion_extension_reason,
             "verified_at": _at(ticket.verified_at, tz),
             "classification": ticket.classification,
-            "resolution_note": ticket.resolution_note,
+            # What the requester read in the resolved / denied notice (never an internal note).
+            "resolution_reply": ticket.resolution_note,
             "denial_reason": ticket.denial_reason,
             "cancel_reason": ticket.cancel_reason,
             "dismissal_reason": ticket.dismissal_reason,
             "finished_at": _at(ticket.finished_at, tz),
             "closed_at": _at(ticket.closed_at, tz),
-            "messages": [message_view(m, tz) for m in detail.messages],
+            "withdrawal_requested_at": _at(ticket.withdrawal_requested_at, tz),
+            "withdrawal_final_at": _at(ticket.withdrawal_final_at, tz),
+            "messages": [
+                message_view(m, detail.attachments.get(m.id or 0, []), tz) for m in detail.messages
+            ],
             "events": [event_view(e, tz) for e in detail.events],
         }
     )
     return data
 
 
-def message_view(message: Message, tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
+def message_view(
+    message: Message, attachments: Sequence[StoredAttachment] = (), tz: dt.tzinfo = dt.UTC
+) -> dict[str, Any]:
     return {
         "id": message.id,
         "direction": message.direction,
         "channel": message.channel,
+        # A note of the team's: never sent, never shown to the requester.
+        "internal": message.channel == Channel.INTERNAL,
         "sender": message.sender,
         "subject": message.subject,
         "received_at": _at(message.received_at, tz),
@@ -170,7 +208,20 @@ def message_view(message: Message, tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
         "parse_error": message.parse_error,
         "auto_generated": message.auto_generated,
         "sender_authenticated": message.sender_authenticated,
+        # Joined by something anyone can type (subject tag, same address), unauthenticated.
+        "unauthenticated_thread": message.unauthenticated_thread,
         "raw_bytes": message.raw_size or (len(message.raw) if message.raw is not None else None),
+        "attachments": [attachment_view(a) for a in attachments],
+    }
+
+
+def attachment_view(attachment: StoredAttachment) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
     }
 
 

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, func, select
 
 from rightsdesk.calendar import WorkingCalendar
-from rightsdesk.models import ACTIVE_STATUSES, SentNotice, Ticket, TicketStatus, TicketType
+from rightsdesk.models import (
+    ACTIVE_STATUSES,
+    SentNotice,
+    TaskHeartbeat,
+    Ticket,
+    TicketStatus,
+    TicketType,
+)
+from rightsdesk.supervision import stale_after
 
 if TYPE_CHECKING:
     from rightsdesk.service import Desk
@@ -36,6 +44,8 @@ class Digest:
     by_type: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     calendar_warning: str | None = None
+    # Tasks of the service that keep failing, or replicas gone silent: someone must look.
+    health: list[str] = field(default_factory=list)
 
 
 SECTION_TITLES = {
@@ -101,6 +111,7 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
             select(Ticket.channel, func.count()).where(active).group_by(col(Ticket.channel))
         )
         digest.by_channel = Counter({c: n for c, n in by_channel.all()})
+        digest.health = await _health(session, desk)
         next_year = today.year + 1
         if today.month == 12 and not calendar.knows_year(next_year):
             provisional = (
@@ -120,6 +131,24 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
                 "or upgrade chinese-calendar."
             )
     return digest
+
+
+async def _health(session: Any, desk: Desk) -> list[str]:
+    rows = (await session.exec(select(TaskHeartbeat))).all()
+    stale_before = desk.clock.now() - stale_after(desk.settings.service)
+    tz = desk.policy.tz
+    lines = []
+    for row in sorted(rows, key=lambda r: (r.replica, r.task)):
+        since = (row.failing_since or row.since).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        if row.state in ("failing", "backing_off"):
+            lines.append(
+                f"  {row.replica} {row.task}: {row.state} since {since}, "
+                f"{row.failures} failure(s), last: {row.last_error or '-'}"
+            )
+        elif row.state != "stopped" and row.beat_at < stale_before:
+            seen = row.beat_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            lines.append(f"  {row.replica} {row.task}: no heartbeat since {seen}")
+    return lines
 
 
 def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
@@ -154,6 +183,13 @@ def render_digest(digest: Digest) -> tuple[str, str, str]:
     if digest.calendar_warning:
         text_parts += [digest.calendar_warning, ""]
         html_parts.append(f"<p><b>{html.escape(digest.calendar_warning)}</b></p>")
+    if digest.health:
+        title = "服务故障 / Service problems (rightsdesk status)"
+        text_parts += [title, *digest.health, ""]
+        html_parts.append(f"<h3>{html.escape(title)}</h3>")
+        html_parts.append(
+            "<ul>" + "".join(f"<li>{html.escape(h.strip())}</li>" for h in digest.health) + "</ul>"
+        )
     for key, (zh, en) in SECTION_TITLES.items():
         lines = digest.sections.get(key, [])
         total = digest.counts.get(key, len(lines))

@@ -353,6 +353,8 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "digest": lambda: send_digest(desk),
         "deadlines": lambda: send_deadline_notices(desk),
         "unassigned": lambda: send_unassigned_alerts(desk),
+        # Before verification's auto-close: a withdrawal the requester asked for wins.
+        "withdrawals": desk.withdrawals.finalize_due,
         "verification": desk.verifier.follow_up,
         "close": lambda: close_finished(desk),
         "retention": lambda: purge_closed(desk, dry_run=False),

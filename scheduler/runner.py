@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from rightsdesk.supervision import describe
 from scheduler.jobs import run_due_jobs
 
 if TYPE_CHECKING:
@@ -27,9 +28,39 @@ class Scheduler:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
         self._timer = AsyncIOScheduler(timezone=desk.policy.tz)
+        self.failures = 0  # ticks in a row in which some job failed
+        self.failing_since: dt.datetime | None = None
 
     async def tick(self) -> None:
-        await run_due_jobs(self.desk)
+        """Every due job, then what came of it for `rightsdesk status` and the digest: a job
+        that fails tick after tick shows as failing (each failure is logged by run_due_jobs)."""
+        try:
+            results = await run_due_jobs(self.desk)
+            failed = [name for name, result in results.items() if isinstance(result, Exception)]
+            error = "job " + ", ".join(failed) if failed else None
+        except Exception as exc:  # never let the timer's job die with it
+            log.error("scheduler tick failed: %s", describe(exc))
+            error = describe(exc)
+        supervisor = self.desk.supervisor
+        now = self.desk.clock.now()
+        detail = f"last tick {now.astimezone(self.desk.policy.tz):%Y-%m-%d %H:%M:%S}"
+        if error is None:
+            self.failures, self.failing_since = 0, None
+            await supervisor.report(
+                "scheduler", "up", failures=0, failing_since=None, detail=detail
+            )
+            return
+        self.failures += 1
+        self.failing_since = self.failing_since or now
+        failing = self.failures >= supervisor.settings.failing_after
+        await supervisor.report(
+            "scheduler",
+            "failing" if failing else "up",
+            failures=self.failures,
+            failing_since=self.failing_since,
+            last_error=error,
+            detail=detail,
+        )
 
     def start(self) -> None:
         self._timer.add_job(

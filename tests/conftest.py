@@ -71,6 +71,18 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _no_service_left_running() -> Iterator[None]:
+    yield
+    from tests.test_crash import Service  # only the tests that start `rightsdesk run` use it
+
+    while Service.started:
+        process = Service.started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def _pg_url(database: str) -> str:
     base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{database}"

@@ -1,6 +1,7 @@
 """A Bot API server on loopback, for driving the bot through python-telegram-bot's real HTTP
-client: getMe, getUpdates (long polling), sendMessage, editMessageText, answerCallbackQuery,
-getFile and file downloads, setWebhook/deleteWebhook. Tests queue what users do; the server
+client: getMe, getUpdates (long polling), sendMessage, sendDocument (a multipart upload: the
+file's name, type and bytes are recorded), editMessageText, answerCallbackQuery, getFile and
+file downloads, setWebhook/deleteWebhook. Tests queue what users do; the server
 records what the bot called. It runs in its own thread, so a service in another process can
 use it too.
 """
@@ -8,6 +9,8 @@ use it too.
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
 import itertools
 import json
 import threading
@@ -160,6 +163,20 @@ class FakeBotApi:
                 "chat": {"id": int(params["chat_id"]), "type": "private"},
                 "text": params.get("text", ""),
             }
+        if method == "sendDocument":
+            document = params.get("document") or {}
+            return {
+                "message_id": next(self._message_ids),
+                "date": int(time.time()),
+                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "document": {
+                    "file_id": f"sent-{len(self.calls)}",
+                    "file_unique_id": f"sent-{len(self.calls)}",
+                    "file_name": document.get("filename"),
+                    "mime_type": document.get("content_type"),
+                    "file_size": len(document.get("content", b"")),
+                },
+            }
         if method == "getFile":
             file_id = params["file_id"]
             return {
@@ -212,7 +229,7 @@ class FakeBotApi:
                     return
                 method = self.path[len(prefix) :]
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode()
+                body = self.rfile.read(length)
                 params = _params(body, self.headers.get("Content-Type", ""))
                 try:
                     result = api.answer(method, params)
@@ -246,15 +263,40 @@ def _user(user: int, language: str) -> dict[str, Any]:
     return {"id": user, "is_bot": False, "first_name": f"User{user}", "language_code": language}
 
 
-def _params(body: str, content_type: str) -> dict[str, Any]:
-    """python-telegram-bot posts JSON, or a form whose structured values are JSON."""
+def _params(body: bytes, content_type: str) -> dict[str, Any]:
+    """python-telegram-bot posts JSON, a form whose structured values are JSON, or (to upload
+    a file) multipart/form-data: a file part becomes {"filename", "content_type", "content"}."""
     if "json" in content_type:
-        loaded: dict[str, Any] = json.loads(body or "{}")
+        loaded: dict[str, Any] = json.loads(body or b"{}")
         return loaded
+    if content_type.startswith("multipart/form-data"):
+        return _multipart(body, content_type)
     params: dict[str, Any] = {}
-    for key, values in urllib.parse.parse_qs(body).items():
+    for key, values in urllib.parse.parse_qs(body.decode()).items():
         value: Any = values[0]
         if key in ("reply_markup", "allowed_updates", "entities"):
             value = json.loads(value)
         params[key] = value
+    return params
+
+
+def _multipart(body: bytes, content_type: str) -> dict[str, Any]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    params: dict[str, Any] = {}
+    for part in form.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else b""
+        if part.get_filename() is not None:
+            params[str(name)] = {
+                "filename": part.get_filename(),
+                "content_type": part.get_content_type(),
+                "content": content,
+            }
+        else:
+            value: Any = content.decode()
+            if name in ("reply_markup", "allowed_updates", "entities"):
+                value = json.loads(value)
+            params[str(name)] = value
     return params

@@ -24,7 +24,7 @@ async def _two_worked_tickets(desk: Desk) -> tuple[str, str]:
         )
         await desk.tickets.mark_verified(ticket.public_id, "system")
         await desk.tickets.start(ticket.public_id, "cli:dpo")
-        await desk.tickets.resolve(ticket.public_id, "cli:dpo", note="copy sent")
+        await desk.tickets.resolve(ticket.public_id, "cli:dpo", reply="copy sent")
         ids.append(ticket.public_id)
     return ids[0], ids[1]
 

@@ -26,6 +26,7 @@ from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import (
     Account,
+    Channel,
     ChatConversation,
     Message,
     OutboxEntry,
@@ -543,6 +544,9 @@ def test_the_service_killed_mid_verification_resumes_the_conversation(
         api.wait_sent(ZHANG, 2)
         api.text(ZHANG, ZHANG_EMAIL)
         api.wait_sent(ZHANG, 3)
+        # Killed mid-verification, not mid-send: a message whose send was cut off is sent
+        # again at once after the restart (the claims of a dead sender are released).
+        asyncio.run(_chat_sent(Desk.build(settings), 3))
         service.kill9()
 
         desk = Desk.build(settings)
@@ -561,6 +565,26 @@ def test_the_service_killed_mid_verification_resumes_the_conversation(
     finally:
         if service.process is not None and service.process.poll() is None:
             service.kill9()
+
+
+async def _chat_sent(desk: Desk, count: int) -> None:
+    """Until `count` chat messages are marked sent."""
+    try:
+        for _ in range(300):
+            async with desk.db.reading() as session:
+                sent = (
+                    await session.exec(
+                        select(func.count(col(OutboxEntry.id)))
+                        .where(OutboxEntry.channel == Channel.TELEGRAM)
+                        .where(OutboxEntry.status == "sent")
+                    )
+                ).one()
+            if sent >= count:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{sent} of {count} chat messages marked sent")
+    finally:
+        await desk.close()
 
 
 async def _code_then_close(desk: Desk) -> tuple[str, str]:
@@ -604,7 +628,8 @@ async def test_a_request_about_a_child_by_mail_reaches_the_dpo_chat_at_once(chat
 
 
 async def test_a_message_the_classifier_is_unsure_of_opens_a_triage_ticket(chat: Chat) -> None:
-    said = await chat.say(ZHANG, "你们是不是在卖我的数据？我要一个说法", 1)
+    # (An accusation such as "你们是不是在卖我的数据？" is now a sure complaint: issue #14.)
+    said = await chat.say(ZHANG, "关于我的那些资料，你们到底想怎么样", 1)
     assert "我们的工作人员会阅读您的消息" in said
     assert "PRIV-2026-000001" in said
     [ticket] = await chat.tickets()

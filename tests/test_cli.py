@@ -64,7 +64,7 @@ def test_dpo_works_a_ticket_end_to_end(config: Path) -> None:
     cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups",
         "--completion-until", "2026-03-25", "--completion-reason", "backup tapes")  # fmt: skip
     cli(config, "tickets", "relabel", tid, "--types", "account_deletion")
-    resolved = cli(config, "tickets", "resolve", tid, "--note", "account deleted", "--json")
+    resolved = cli(config, "tickets", "resolve", tid, "--reply", "account deleted", "--json")
     assert resolved["status"] == "resolved"
     shown = cli(config, "tickets", "show", tid, "--json")
     assert shown["messages"][0]["text"] == "请注销我的账号并删除全部数据"
@@ -99,7 +99,7 @@ def test_list_filters_and_empty_json(config: Path) -> None:
     ("args", "code", "message"),
     [
         (["tickets", "deny", "PRIV-2026-000001", "--reason", "  "], 1, "reason for the denial"),
-        (["tickets", "resolve", "PRIV-2026-000001", "--note", "done"], 1, "cannot become resolved"),
+        (["tickets", "resolve", "PRIV-2026-000001", "--reply", "ok"], 1, "cannot become resolved"),
         (["tickets", "start", "PRIV-2026-424242"], 1, "no ticket PRIV-2026-424242"),
         (["tickets", "list", "--due-before", "soon"], 2, "--due-before: expected a date"),
         (["tickets", "relabel", "PRIV-2026-000001", "--types", "gossip"], 2, "unknown request"),

@@ -13,6 +13,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from imapclient import IMAPClient
@@ -30,6 +31,10 @@ CLIENTS = 20
 class Service:
     """`rightsdesk run` as its users run it: a process with a config and an environment."""
 
+    # Every process started, so that one a failed test left running is killed after it
+    # (conftest): it would go on routing, sending and ticking in the next test's database.
+    started: ClassVar[list[subprocess.Popen[bytes]]] = []
+
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.env = env
@@ -44,6 +49,7 @@ class Service:
             stderr=log,
             stdout=log,
         )
+        Service.started.append(self.process)
         deadline = time.monotonic() + 60
         while (
             b"rightsdesk ready"

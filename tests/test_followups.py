@@ -14,10 +14,10 @@ from classifiers.model import RightsClassifier
 from rightsdesk.audit import verify_chains
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
-from rightsdesk.models import RequestType, TicketStatus
+from rightsdesk.models import Channel, RequestType, TicketStatus
 from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
-from rightsdesk.tickets import TicketError, TicketFilter
+from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
 from tests.conftest import mail as plain_mail
 from tests.test_verification_flow import (
     OWNER,
@@ -239,9 +239,9 @@ async def test_mail_with_no_address_at_all_can_be_shown_ticketed_or_dismissed(
     assert [m.parse_status for m in stuck] == ["failed", "failed"]
     first, second = (m.id or 0 for m in stuck)
     shown = await desk.stray.show(first)
-    assert ("Subject", "删除 \\u001b[31mred") in shown.headers
+    assert ("Subject", "删除 \\x1b[31mred") in shown.headers
     assert "\x1b" not in shown.text
-    assert "请删除我的数据 \\u001b[2J 张三" in shown.text
+    assert "请删除我的数据 \\x1b[2J 张三" in shown.text
     with pytest.raises(TicketError):
         await desk.stray.open_ticket(first, "not an address", DPO)
     public_id = await desk.stray.open_ticket(first, OWNER, DPO)
@@ -336,11 +336,30 @@ async def test_extension_past_completion_needs_its_reason_and_names_both_dates(
     assert ticket.original_completion_due == dt.date(2026, 3, 12)
 
 
-async def test_a_second_identical_request_is_linked_and_merge_moves_it(erasure: World) -> None:
+async def test_the_same_request_by_mail_joins_another_channel_is_linked_and_merge_moves_it(
+    erasure: World,
+) -> None:
+    """The rule of docs/architecture.md "The same request again": by mail, from the same
+    requester with the same types, it joins the open ticket; what does not join (here: the
+    DPO opens the same request from a phone call) is linked by duplicate_of for merging."""
     desk = erasure.desk
     await erasure.send(request(message_id="first@example.com"))
-    await erasure.send(request(message_id="second@example.com", body="再说一次：请删除我的数据。"))
-    first, second = sorted(t.public_id for t in await desk.tickets.find())
+    await erasure.send(request(message_id="again@example.com", body="我再发一次：请删除。"))
+    first = await only_ticket(desk)  # the copy joined it
+    assert [e.action for e in (await desk.tickets.detail(first)).events].count(
+        "duplicate_joined"
+    ) == 1
+    phoned = await desk.tickets.open(
+        NewTicket(
+            channel=Channel.MANUAL,
+            contact=Contact.email(OWNER),
+            types=[RequestType.ERASURE],
+            received_at=erasure.clock.now(),
+            text="再说一次：请删除我的数据。",
+        ),
+        DPO,
+    )
+    second = phoned.public_id
     other = await desk.tickets.get(second)
     kept = await desk.tickets.get(first)
     assert other.duplicate_of == kept.id
@@ -366,10 +385,10 @@ async def test_a_second_identical_request_is_linked_and_merge_moves_it(erasure: 
     async with desk.db.reading() as session:
         report = await verify_chains(session)
     assert report.ok, report
-    # A reply to the merged ticket's mail continues on the kept one.
-    await desk.sender.send_due()
-    second_ack = next(m for m in erasure.relay.mails("acknowledgement") if second in m["Subject"])
-    await erasure.send(reply_to(second_ack, "还在吗？", n=5))
+    # Mail that names the merged ticket continues on the kept one.
+    await erasure.send(
+        plain_mail("还在吗？", sender=OWNER, message_id="tag-5@example.com", subject=f"[{second}]")
+    )
     texts = [m.text for m in (await desk.tickets.detail(first)).messages]
     assert "还在吗？" in texts
     with pytest.raises(TicketError, match="merged already"):

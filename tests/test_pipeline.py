@@ -166,20 +166,36 @@ async def test_a_failed_message_never_blocks_the_ones_behind_it(desk: Desk) -> N
 
 
 class FlakyClassifier:
-    """Fails the first time, like a model whose file was being replaced."""
+    """Fails the first `failures` times, like a model whose file was being replaced."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 1) -> None:
+        self.failures = failures
         self.calls = 0
 
     def classify(self, subject: str, text: str) -> Classification:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls <= self.failures:
             raise RuntimeError("model not loaded")
         return Classification(types=["erasure"], needs_review=False)  # type: ignore[list-item]
 
 
+async def test_a_failure_that_does_not_repeat_is_routed_by_the_next_try(
+    settings: Settings,
+) -> None:
+    flaky = FlakyClassifier(failures=1)
+    desk = Desk.build(settings, classifier=flaky)
+    try:
+        row_id = await deliver(desk, mail("请删除我的数据"))
+        assert (await message(desk, row_id)).parse_status == "parsed"
+        assert flaky.calls == 2
+        assert await count(desk, Ticket) == 1
+    finally:
+        await desk.close()
+
+
 async def test_retry_routes_a_failed_message_again(settings: Settings) -> None:
-    desk = Desk.build(settings, classifier=FlakyClassifier())
+    # Failing as often as route_attempts allows (3): parked for a person, then retried by hand.
+    desk = Desk.build(settings, classifier=FlakyClassifier(failures=3))
     try:
         row_id = await deliver(desk, mail("请删除我的数据"))
         assert (await message(desk, row_id)).parse_status == "failed"

@@ -123,7 +123,7 @@ async def test_a_ticket_resolved_at_0859_gets_no_reminder_at_0900(
     ticket = await open_ticket(desk, "2026-02-10 10:00")
     clock.set(at("2026-03-02 08:59"))
     await desk.tickets.mark_verified(ticket, "cli:dpo")
-    await desk.tickets.resolve(ticket, "cli:dpo", note="sent")
+    await desk.tickets.resolve(ticket, "cli:dpo", reply="sent")
     clock.set(at("2026-03-02 09:00"))
     assert await send_deadline_notices(desk) == []
 

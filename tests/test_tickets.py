@@ -84,7 +84,7 @@ async def test_full_lifecycle_is_audited(desk: Desk, clock: FrozenClock) -> None
     await desk.tickets.assign(t, ACTOR, "wang.fang")
     await desk.tickets.start(t, ACTOR)
     clock.advance(dt.timedelta(days=3))
-    await desk.tickets.resolve(t, ACTOR, note="copy sent")
+    await desk.tickets.resolve(t, ACTOR, reply="copy sent")
     await desk.tickets.close(t, "system")
     reopened = await desk.tickets.reopen(t, ACTOR, reason="requester says the copy is incomplete")
     assert reopened.status == TicketStatus.REOPENED

@@ -303,11 +303,20 @@ async def test_the_acknowledgement_never_echoes_an_id_number(erasure: World) -> 
         assert b"11010519491231002X" not in raw
 
 
-async def test_reply_cancel_withdraws_the_request(erasure: World) -> None:
+async def test_reply_cancel_withdraws_the_request_once_the_undo_window_passed(
+    erasure: World,
+) -> None:
     await erasure.send(request())
     [ack] = erasure.relay.mails("acknowledgement")
-    await erasure.send(reply_to(ack, "取消"))
-    ticket = await erasure.desk.tickets.get(await only_ticket(erasure.desk))
+    await erasure.send(reply_to(ack, "取消"))  # quotes our signed Message-ID: proof enough
+    public_id = await only_ticket(erasure.desk)
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION  # not final yet
+    assert len(erasure.relay.mails("withdrawal_pending")) == 1
+    erasure.clock.advance(dt.timedelta(days=14, minutes=1))
+    assert await erasure.desk.withdrawals.finalize_due() == [public_id]
+    await erasure.desk.sender.send_due()
+    ticket = await erasure.desk.tickets.get(public_id)
     assert ticket.status == TicketStatus.CANCELLED
     assert len(erasure.relay.mails("cancelled")) == 1
 

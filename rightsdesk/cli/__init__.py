@@ -5,7 +5,8 @@ One module per command group; each registers its commands on the root `app` of `
 
 from __future__ import annotations
 
-from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, tickets
+from rightsdesk.cli import accounts, classifier, intake, outbox, reports, run, status, tickets
+from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")
@@ -15,6 +16,8 @@ app.add_typer(reports.audit_app, name="audit")
 app.add_typer(intake.intake_app, name="intake")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(classifier.classifier_app, name="classifier")
+# `status` is a command of the root app itself (registered on import).
+_ = status.status
 
 __all__ = ["app", "main"]
 

@@ -10,7 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rightsdesk.accounts import AccountImportError
-from rightsdesk.cli.common import JsonFlag, err, fail, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, err, fail, out, print_json, shown, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.views import account_view
 
@@ -53,7 +53,7 @@ def accounts_import(
     else:
         err.print(f"{report.imported} of {report.rows} rows imported", highlight=False)
         for line, why in report.rejected[:20]:
-            err.print(f"  line {line}: {why}", highlight=False)
+            err.print(f"  line {line}: {shown(why)}", highlight=False)
         if len(report.rejected) > 20:
             err.print(f"  … and {len(report.rejected) - 20} more rejected rows", highlight=False)
     if report.rejected:
@@ -72,5 +72,5 @@ def accounts_list(
         return
     table = Table("account", "email", "phone", "name", "username")
     for a in accounts:
-        table.add_row(a.id, a.email, a.phone or "", a.name or "", a.username or "")
+        table.add_row(*(shown(v or "") for v in (a.id, a.email, a.phone, a.name, a.username)))
     out.print(table)

@@ -50,7 +50,10 @@ def _load_model(model: Path | None) -> Any:
 @classifier_app.command("train")
 def classifier_train(
     architecture: Annotated[
-        str, typer.Option(help="bow (bag of words) or ensemble (bag of words + tok2vec).")
+        str,
+        typer.Option(
+            help="bow (bag of words), chars (with character trigrams) or ensemble (+ tok2vec)."
+        ),
     ] = "bow",
     with_corrections: Annotated[
         bool,
@@ -67,8 +70,8 @@ def classifier_train(
     from classifiers.dataset import DataError, load_examples
     from classifiers.training import evaluate, save, train
 
-    if architecture not in ("bow", "ensemble"):
-        fail(f"--architecture: expected bow or ensemble, got {architecture!r}", 2)
+    if architecture not in ("bow", "chars", "ensemble"):
+        fail(f"--architecture: expected bow, chars or ensemble, got {architecture!r}", 2)
     target = _model_dir(model)
     try:
         examples = load_examples()
@@ -99,19 +102,45 @@ def classifier_train(
     out.print(f"saved to {target}", highlight=False)
 
 
+HeldOutOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--heldout",
+        exists=True,
+        dir_okay=False,
+        help="A held-out JSON lines file (id, lang, kind, subject, text, labels); repeatable.",
+    ),
+]
+
+
 @classifier_app.command("eval")
 def classifier_eval(
     split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+    heldout: HeldOutOption = None,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Per-label precision, recall and F1, macro-F1 and exact-set accuracy on a fixed split."""
-    from classifiers.dataset import load_examples
+    """Per-label precision, recall and F1, macro-F1 and exact-set accuracy on a fixed split, or
+    (--heldout) on held-out files: per language and kind, review rate, dismissed requests."""
+    from classifiers.dataset import DataError, load_examples
+    from classifiers.heldout import judge, load_heldout
     from classifiers.training import evaluate
 
     if split not in ("dev", "test"):
         fail(f"--split: expected dev or test, got {split!r}", 2)
     classifier = _load_model(model)
+    if heldout:
+        try:
+            sets = {path.name: load_heldout(path) for path in heldout}
+        except DataError as exc:
+            fail(f"held-out data: {exc}", 2)
+        judged = [judge(classifier, items, name) for name, items in sets.items()]
+        if as_json:
+            print_json([{"model_version": classifier.version, **r.as_dict()} for r in judged])
+            return
+        for found in judged:
+            out.print("\n".join(found.lines()), highlight=False)
+        return
     report = evaluate(classifier, [ex for ex in load_examples() if ex.split == split], split)
     if as_json:
         print_json(report.as_dict())
@@ -119,43 +148,88 @@ def classifier_eval(
     _print_report(report)
 
 
-@classifier_app.command("compare")
-def classifier_compare(
-    epochs: Annotated[int, typer.Option(min=1)] = 12, as_json: JsonFlag = False
+@classifier_app.command("retrain")
+def classifier_retrain(
+    heldout: HeldOutOption = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 12,
+    model: ModelOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Train both architectures and compare them on the dev split (quality and speed)."""
-    import time
+    """Train with the DPO's corrections; replace the live model only if neither the test split
+    nor any held-out set gets worse (else keep it and say why). A running service picks the
+    new model up by itself within seconds (or at once on SIGHUP)."""
+    from classifiers.corrections import load_corrections
+    from classifiers.dataset import DataError, load_examples
+    from classifiers.heldout import load_heldout
+    from classifiers.retrain import retrain
 
-    from classifiers.dataset import load_examples
-    from classifiers.training import evaluate, train
-
-    examples = load_examples()
-    dev = [ex for ex in examples if ex.split == "dev"]
-    rows = []
-    for architecture in ("bow", "ensemble"):
-        err.print(f"training {architecture} …", highlight=False)
-        started = time.perf_counter()
-        trained = train(examples, architecture, epochs, refit=False)
-        took = time.perf_counter() - started
-        started = time.perf_counter()
-        report = evaluate(trained.classifier, dev, "dev")
-        per_second = len(dev) / (time.perf_counter() - started)
-        rows.append(
+    try:
+        examples = load_examples()
+        sets = {path.name: load_heldout(path) for path in heldout or []}
+    except DataError as exc:
+        fail(f"data: {exc}", 2)
+    corrections = with_desk(lambda desk: load_corrections(desk.db))
+    err.print(f"{len(corrections)} correction(s) from the database", highlight=False)
+    target = _model_dir(model)
+    outcome = retrain([*examples, *corrections], target, sets, progress=err.print, epochs=epochs)
+    if as_json:
+        print_json(
             {
-                "architecture": architecture,
-                "dev_macro_f1": report.macro_f1,
-                "dev_exact_match": report.exact_match,
-                "train_seconds": round(took, 1),
-                "dev_messages_per_second": round(per_second),
+                "replaced": outcome.replaced,
+                "version": outcome.version,
+                "old_version": outcome.old_version,
+                "figures": {
+                    name: {"old": vars(old) if old else None, "new": vars(new)}
+                    for name, (old, new) in outcome.figures.items()
+                },
+                "reasons": outcome.reasons,
             }
         )
+    else:
+        for name, (old, new) in outcome.figures.items():
+            was = f"{old.macro_f1:.3f} / {old.exact_match:.3f}" if old else "none"
+            out.print(
+                f"{name}: macro-F1 / exact {new.macro_f1:.3f} / {new.exact_match:.3f} "
+                f"(live model: {was})",
+                highlight=False,
+            )
+        if outcome.replaced:
+            out.print(f"replaced the model at {target}: version {outcome.version}", highlight=False)
+        else:
+            out.print(f"kept the model at {target} ({outcome.old_version}):", highlight=False)
+            for reason in outcome.reasons:
+                out.print(f"  {reason}", highlight=False)
+    if not outcome.replaced:
+        raise typer.Exit(1)
+
+
+@classifier_app.command("compare")
+def classifier_compare(
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    heldout: HeldOutOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train bow, chars and ensemble on the train split, and their calibrated combination;
+    compare them on dev, test and any held-out file (quality, review rate, speed)."""
+    from classifiers.compare import compare
+    from classifiers.dataset import load_examples
+    from classifiers.heldout import load_heldout
+
+    sets = {path.name: load_heldout(path) for path in heldout or []}
+    rows = [row.as_dict() for row in compare(load_examples(), sets, epochs, err.print)]
     if as_json:
         print_json(rows)
         return
-    table = Table(*rows[0].keys(), title="architectures on the dev split")
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    out.print(table)
+        out.print(
+            f"{row['name']}: trained in {row['train_seconds']} s, "
+            f"{row['messages_per_second']} test messages/s",
+            highlight=False,
+        )
+        for name, figures in row.items():
+            if isinstance(figures, dict):
+                shown = ", ".join(f"{key} {value}" for key, value in figures.items())
+                out.print(f"  {name}: {shown}", highlight=False)
 
 
 def _print_report(report: Any) -> None:

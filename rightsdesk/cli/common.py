@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import getpass
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from rightsdesk.config import (
@@ -30,6 +32,7 @@ from rightsdesk.config import (
 from rightsdesk.models import RequestType
 from rightsdesk.service import Desk, first_line
 from rightsdesk.tickets import TicketError
+from rightsdesk.views import printable
 
 T = TypeVar("T")
 
@@ -136,8 +139,21 @@ def with_desk(
         fail(f"database unreachable: {first_line(exc)}", 2)
 
 
+def shown(value: object, *, multiline: bool = False) -> str:
+    """Anything that came from outside (a subject, a body, a name, a file name, an address)
+    as every CLI printer must show it: control characters escaped (`views.printable`), and
+    Rich's [markup] taken literally. Every table cell and line built from a message goes
+    through here."""
+    return escape(printable(value, multiline=multiline))
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    # json escapes C0 controls itself; C1 and bidirectional overrides are escaped here.
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n")
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def parse_date(value: str | None, option: str) -> dt.date | None:

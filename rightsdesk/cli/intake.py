@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from rightsdesk.cli.common import JsonFlag, fail, out, print_json, state, with_desk
+from rightsdesk.cli.common import JsonFlag, fail, out, print_json, shown, state, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.views import message_view
 
@@ -35,9 +35,9 @@ def intake_failed(
             str(row["id"]),
             row["parse_status"],
             (row["received_at"] or "")[:19],
-            row["sender"] or "",
+            shown(row["sender"] or ""),
             str(row["raw_bytes"] or ""),
-            row["parse_error"] or "",
+            shown(row["parse_error"] or ""),
         )
     out.print(table)
 
@@ -65,24 +65,25 @@ def intake_show(message: MessageNumber, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(dataclasses.asdict(view))
         return
+    # Every field came from outside: through `shown` (control characters escaped, Rich
+    # markup taken literally), like every printer of message text.
     out.print(
-        f"message #{view.id}: {view.parse_status}"
-        + (f" ({view.parse_error})" if view.parse_error else "")
+        f"message #{view.id}: {shown(view.parse_status)}"
+        + (f" ({shown(view.parse_error)})" if view.parse_error else "")
         + (f", ticket {view.ticket}" if view.ticket else ""),
         highlight=False,
-        markup=False,
     )
     out.print(
-        f"  sender: {view.sender or '(none)'}  envelope: {view.envelope_from or '(none)'}"
+        f"  sender: {shown(view.sender or '(none)')}"
+        f"  envelope: {shown(view.envelope_from or '(none)')}"
         f"  received: {view.received_at}  size: {view.raw_bytes}",
         highlight=False,
-        markup=False,
     )
     out.rule("headers")
     for name, value in view.headers:
-        out.print(f"{name}: {value}", highlight=False, markup=False)
+        out.print(f"{shown(name)}: {shown(value)}", highlight=False)
     out.rule("text")
-    out.print(view.text or "(no text)", highlight=False, markup=False)
+    out.print(shown(view.text, multiline=True) if view.text else "(no text)", highlight=False)
 
 
 @intake_app.command("ticket")

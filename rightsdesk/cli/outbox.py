@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Column, Table
 
-from rightsdesk.cli.common import JsonFlag, out, print_json, with_desk
+from rightsdesk.cli.common import JsonFlag, out, print_json, shown, with_desk
 from rightsdesk.service import Desk
 
 outbox_app = typer.Typer(help="Mail we are sending.", no_args_is_help=True)
@@ -40,10 +40,10 @@ def outbox_list(as_json: JsonFlag = False) -> None:
         table.add_row(
             str(row["id"]),
             row["kind"],
-            row["recipient"],
+            shown(row["recipient"]),
             row["status"],
             str(row["attempts"]),
             row["next_attempt_at"][:19],
-            row["last_error"] or "",
+            shown(row["last_error"] or ""),
         )
     out.print(table)

@@ -17,6 +17,7 @@ from rightsdesk.cli.common import (
     parse_instant,
     parse_types,
     print_json,
+    shown,
     with_desk,
 )
 from rightsdesk.deadlines import DeadlinePolicy
@@ -89,7 +90,7 @@ def digest(
     if not print_:
         fail("the scheduler sends the digest; use --print to see it here", 2)
     _, text, _ = render_digest(built)
-    out.print(text, highlight=False, markup=False)
+    out.print(shown(text, multiline=True), highlight=False)
 
 
 @app.command()

@@ -22,13 +22,15 @@ from rightsdesk.cli.common import (
     parse_instant,
     parse_types,
     print_json,
+    shown,
     state,
     with_desk,
 )
+from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, Ticket, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketFilter
-from rightsdesk.views import search_view, ticket_detail, ticket_summary
+from rightsdesk.views import printable, search_view, ticket_detail, ticket_summary
 
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
 
@@ -59,7 +61,8 @@ def tickets_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List tickets: active work first, most urgent first. In the table, ● marks a ticket
-    whose requester wrote since a person last acted on it, ? one that needs review; "left"
+    whose requester wrote since a person last acted on it, ? one that needs review, w one with
+    a withdrawal by mail pending (`undo-withdrawal`); "left"
     is working days to the answer deadline (negative: late)."""
     filters = TicketFilter(
         statuses=status or (),
@@ -86,7 +89,7 @@ def tickets_list(
 
 # Column widths of the listing (cells; a Chinese character is two): the subject takes what
 # the terminal has left, at least _SUBJECT_MIN, so 100 columns show every column.
-_WIDTHS = {"mark": 2, "id": 16, "status": 11, "types": 12, "requester": 18, "due": 6}
+_WIDTHS = {"mark": 3, "id": 16, "status": 11, "types": 12, "requester": 18, "due": 6}
 _LEFT, _ASSIGNEE, _SUBJECT_MIN = 4, 8, 12
 
 
@@ -119,20 +122,24 @@ def print_ticket_rows(rows: list[dict[str, Any]]) -> None:
         due = row["response_due"] or "-"
         due = (due[5:] if due.startswith(year) else due) + ("*" if row["provisional"] else "")
         left = "" if row["working_days_left"] is None else str(row["working_days_left"])
-        mark = ("●" if row["unread"] else " ") + ("?" if row["needs_review"] else " ")
+        mark = (
+            ("●" if row["unread"] else " ")
+            + ("?" if row["needs_review"] else " ")
+            + ("w" if row["withdrawal_pending"] else " ")
+        )
         cells = {
             "status": row["status"],
             "types": ",".join(row["types"]),
-            "requester": row["requester_contact"],
-            "subject": row["subject"] or "",
+            "requester": printable(row["requester_contact"]),
+            "subject": printable(row["subject"] or ""),
             "due": due,
         }
         table.add_row(
             mark,
-            row["id"],
+            shown(row["id"]),
             *(_cut(cells[name], widths[name]) for name in cells),
             left,
-            _cut(row["assignee"] or "", _ASSIGNEE),
+            _cut(printable(row["assignee"] or ""), _ASSIGNEE),
             style="red" if row["overdue"] else None,
         )
     # Narrower than the columns need (a pipe is 80): print at their width, never squash ids.
@@ -194,14 +201,20 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         return
     scores = (data["classification"] or {}).get("scores") or {}
     types = ", ".join(f"{t} ({scores[t]:.2f})" if t in scores else t for t in data["types"])
-    out.print(f"[bold]{data['id']}[/]  {data['status']}  {types}", highlight=False)
+    out.print(f"[bold]{shown(data['id'])}[/]  {data['status']}  {types}", highlight=False)
+    if data["withdrawal_final_at"]:
+        out.print(
+            f"  [bold yellow]withdrawal pending[/]: final at {data['withdrawal_final_at'][:16]} "
+            f"unless undone (rightsdesk tickets undo-withdrawal {shown(data['id'])})",
+            highlight=False,
+        )
     if data["review_reasons"]:
-        out.print(f"  needs attention: {'; '.join(data['review_reasons'])}", highlight=False)
+        out.print(f"  needs attention: {shown('; '.join(data['review_reasons']))}", highlight=False)
     account = data["account"]
     if account is not None:
         proven = "verified" if account["verified"] else "matched, not yet verified"
         out.print(
-            f"  account: {account['account_id']} ({account['email']}; {proven})",
+            f"  account: {shown(account['account_id'])} ({shown(account['email'])}; {proven})",
             highlight=False,
         )
     for key in (
@@ -220,24 +233,57 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "merged_into",
         "extension_reason",
         "completion_extension_reason",
+        "language",
         "denial_reason",
-        "resolution_note",
+        "resolution_reply",
+        "cancel_reason",
         "dismissal_reason",
         "verified_at",
         "finished_at",
         "closed_at",
     ):
         if data[key] not in (None, False, "", []):
-            out.print(f"  {key}: {data[key]}", highlight=False, markup=False)
+            out.print(f"  {key}: {shown(data[key])}", highlight=False)
     if data["classification"]:
-        out.print(f"  classification: {json.dumps(data['classification'], ensure_ascii=False)}")
+        classification = json.dumps(data["classification"], ensure_ascii=False)
+        out.print(f"  classification: {shown(classification)}", highlight=False)
     for message in data["messages"]:
-        out.rule(f"{message['direction']} {message['channel']} {message['received_at']}")
-        out.print(message["text"] or "(no text)", highlight=False, markup=False)
+        if message["internal"]:
+            title = f"INTERNAL NOTE by {message['sender']} {message['received_at']} (never sent)"
+            out.rule(f"[bold yellow]{shown(title)}[/]")
+            out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+            continue
+        title = f"{message['direction']} {message['channel']} {message['received_at']}"
+        if message["sender"]:
+            title += f" from {message['sender']}"
+        out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
+        if message["unauthenticated_thread"]:
+            out.print(
+                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag or as"
+                " the same request again; nothing proves who wrote it. Do not act on it (a new"
+                " address, a withdrawal) without checking.",
+                highlight=False,
+            )
+        if message["subject"]:
+            out.print(f"Subject: {shown(message['subject'])}", highlight=False)
+        out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
+        for attachment in message["attachments"]:
+            name = shown(attachment["filename"] or "(no name)")
+            out.print(
+                f"  attachment #{attachment['id']}: {name} "
+                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes)",
+                highlight=False,
+            )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
     for event in data["events"]:
         change = json.dumps(event["after"], ensure_ascii=False)
-        table.add_row(str(event["seq"]), event["at"], event["actor"], event["action"], change)
+        table.add_row(
+            str(event["seq"]),
+            event["at"],
+            shown(event["actor"]),
+            shown(event["action"]),
+            shown(change),
+        )
     out.print(table)
 
 
@@ -252,13 +298,17 @@ def tickets_open(
     received: Annotated[
         str | None, typer.Option(help="When it was received (ISO 8601; default: now).")
     ] = None,
-    lang: Annotated[str | None, typer.Option(help="zh or en.")] = None,
+    lang: Annotated[
+        str | None, typer.Option(help="The language to answer in: zh, zh-Hant or en.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Open a ticket for a request that came by phone, letter or in person."""
     if (email is None) == (phone is None):
         fail("give exactly one of --email or --phone", 2)
     contact = Contact.email(email) if email is not None else Contact.phone(phone or "")
+    if lang is not None and lang not in LANGS:
+        fail(f"--lang: one of {', '.join(LANGS)}", 2)
 
     async def work(desk: Desk) -> dict[str, Any]:
         received_at = parse_instant(received, "--received") or desk.clock.now()
@@ -333,24 +383,63 @@ def tickets_start(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     _change(lambda d: d.tickets.start(ticket_id, state.actor), as_json, "started")
 
 
+INTERNAL_NOTE = "Internal note for the team: kept on the ticket, never sent to the requester."
+
+
 @tickets_app.command("resolve")
 def tickets_resolve(
     ticket_id: TicketId,
-    note: Annotated[str, typer.Option(help="What was done.")],
+    reply: Annotated[
+        str | None,
+        typer.Option(
+            help="What the REQUESTER reads, inside the resolved notice (e.g. 'the copy of your "
+            "data was sent on 3 March'). Required."
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resolve a ticket: the request was carried out."""
-    _change(lambda d: d.tickets.resolve(ticket_id, state.actor, note), as_json, "resolved")
+    """Resolve a ticket: the request was carried out.
+
+    --reply goes to the requester; --note stays with the team."""
+    if reply is None or not reply.strip():
+        if note is not None:
+            # Before the split, --note was what the requester read: refuse rather than send
+            # nothing (or send what was meant for the team).
+            fail(
+                "--note is internal now and never sent; say what the requester reads with "
+                "--reply TEXT (and keep --note for the team)",
+                2,
+            )
+        fail("--reply TEXT is required: what the requester reads in the resolved notice", 2)
+    _change(
+        lambda d: d.answers.resolve(ticket_id, actor=state.actor, reply=reply, note=note),
+        as_json,
+        "resolved",
+    )
 
 
 @tickets_app.command("deny")
 def tickets_deny(
     ticket_id: TicketId,
-    reason: Annotated[str, typer.Option(help="Why (PIPL Art. 50: a refusal must say why).")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why, as the REQUESTER reads it inside the denial (PIPL Art. 50: a refusal "
+            "must say why)."
+        ),
+    ],
+    note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Deny a request, with the reason the requester will be told."""
-    _change(lambda d: d.tickets.deny(ticket_id, state.actor, reason), as_json, "denied")
+    """Deny a request.
+
+    --reason goes to the requester; --note stays with the team."""
+    _change(
+        lambda d: d.answers.deny(ticket_id, actor=state.actor, reason=reason, note=note),
+        as_json,
+        "denied",
+    )
 
 
 @tickets_app.command("extend")
@@ -424,6 +513,12 @@ def tickets_cancel(
 ) -> None:
     """Cancel a ticket."""
     _change(lambda d: d.tickets.cancel(ticket_id, state.actor, reason), as_json, "cancelled")
+
+
+@tickets_app.command("undo-withdrawal")
+def tickets_undo_withdrawal(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
+    """Undo a withdrawal by mail that is not final yet (the requester says it was not them)."""
+    _change(lambda d: d.withdrawals.undo(ticket_id, state.actor), as_json, "withdrawal undone")
 
 
 @tickets_app.command("close")

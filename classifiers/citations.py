@@ -1,0 +1,108 @@
+"""Articles cited in an ask: evidence of what is asked.
+
+A formal letter's ask often names its right only by the article it invokes ("I am hereby
+requesting access according to Article 15 GDPR", "依据《个人信息保护法》第四十七条，本人要求…").
+A bag of words has seen few such sentences; the article number says which right it is. This is
+read only in a sentence that asks (classifiers.text.asks keeps those), never in the citations
+of what the law allows, which name every article and ask for none.
+
+Patterns are in normalised form (lower case, simplified: classifiers.text.normalise).
+"""
+
+from __future__ import annotations
+
+import re
+
+# GDPR articles by number, PIPL (个人信息保护法) articles by number. Art. 21 is split by what
+# is objected to (direct marketing → withdrawal of consent; anything else → restriction).
+_GDPR: dict[int, str] = {
+    15: "access",
+    16: "rectification",
+    17: "erasure",
+    18: "restriction",
+    20: "portability",
+    21: "restriction",
+    22: "restriction",
+}
+_PIPL: dict[int, str] = {
+    15: "withdraw_consent",
+    24: "restriction",
+    45: "access",
+    46: "rectification",
+    47: "erasure",
+    48: "inquiry",
+    49: "deceased",
+}
+
+_ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")}
+
+_GDPR_LAW = r"(?:gdpr|dsgvo|general data protection regulation|regulation \(eu\) 2016/679)"
+_PIPL_LAW = r"(?:pipl|personal information protection law|个人信息保护法)"
+# "article 15 gdpr", "art. 15(3) of the gdpr", "art 17 (1) gdpr", "article 7(3) gdpr".
+_EN_ARTICLE = re.compile(
+    r"\bart(?:icle|\.)?\s*(\d{1,2})\s*(\(\d\))?(?:\s*\([a-z]\))?"
+    rf"(?:\s+(?:of\s+)?(?:the\s+)?(?:eu\s+)?({_GDPR_LAW}|{_PIPL_LAW}))?"
+)
+# "第四十五条", "第45条", "第四十五条第三款", optionally after 《个人信息保护法》.
+_ZH_ARTICLE = re.compile(r"第([一二三四五六七八九十百零\d]{1,5})条(?:第([一-九\d])款)?")
+# Erasure articles (GDPR 17, PIPL 47) also ground closing the account, which covers the data.
+_ACCOUNT = re.compile(
+    r"注销|销户|\b(close|delete|terminate|cancel|deactivate)\w*\s+(\S+\s+){0,2}account\b"
+)
+_MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
+_GDPR_ANYWHERE = re.compile(_GDPR_LAW)
+
+
+def _zh_number(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    if "十" not in text:
+        return _ZH_DIGITS.get(text, 0)
+    tens, _, ones = text.partition("十")
+    return (_ZH_DIGITS.get(tens, 1) if tens else 1) * 10 + (_ZH_DIGITS.get(ones, 0) if ones else 0)
+
+
+def cited_labels(sentence: str) -> set[str]:
+    """The labels the articles cited in `sentence` stand for (normalised text).
+
+    An English "Article N" is the PIPL's when the PIPL follows it, or when no law is named
+    and N is no GDPR right (45–49); else the GDPR's. A Chinese 第N条 is the PIPL's unless the
+    sentence names the GDPR.
+    """
+    found: set[str] = set()
+    gdpr_named = bool(_GDPR_ANYWHERE.search(sentence))
+    for match in _EN_ARTICLE.finditer(sentence):
+        number, paragraph, law = int(match.group(1)), match.group(2), match.group(3) or ""
+        pipl_named = bool(re.fullmatch(_PIPL_LAW, law))
+        if number == 7 and paragraph == "(3)":  # only the GDPR has a 7(3): withdrawal
+            found.add("withdraw_consent")
+        elif pipl_named or (not law and not gdpr_named and number not in _GDPR):
+            found |= _pipl(number, paragraph == "(3)", sentence)
+        else:
+            found |= _gdpr(number, paragraph, sentence)
+    for match in _ZH_ARTICLE.finditer(sentence):
+        number = _zh_number(match.group(1))
+        clause = match.group(2)
+        third = clause in ("三", "3")
+        found |= _gdpr(number, None, sentence) if gdpr_named else _pipl(number, third, sentence)
+    return found
+
+
+def _gdpr(number: int, paragraph: str | None, sentence: str) -> set[str]:
+    if number == 7 and paragraph == "(3)":
+        return {"withdraw_consent"}
+    if number == 21 and _MARKETING.search(sentence):
+        return {"withdraw_consent"}
+    return _label(_GDPR.get(number), sentence)
+
+
+def _label(label: str | None, sentence: str) -> set[str]:
+    if label == "erasure" and _ACCOUNT.search(sentence):
+        return {"account_deletion"}
+    return {label} if label else set()
+
+
+def _pipl(number: int, third_clause: bool, sentence: str) -> set[str]:
+    if number == 45 and third_clause:
+        return {"portability"}
+    return _label(_PIPL.get(number), sentence)

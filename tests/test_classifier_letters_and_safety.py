@@ -1,0 +1,140 @@
+"""Issue #14: letters are read by the ask that cites its article, conditions add no label, and
+no message with a rights signal is dismissed as "not a request" without review."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifiers.citations import cited_labels
+from classifiers.labels import LABELS
+from classifiers.model import RightsClassifier, decide
+from classifiers.text import asks, normalise, rights_signal, sentences
+
+
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("I am hereby requesting access according to Article 15 GDPR.", {"access"}),
+        ("Pursuant to Art. 17(1) GDPR I request erasure of my data.", {"erasure"}),
+        ("Under Art. 17 GDPR please close my account.", {"account_deletion"}),
+        ("I ask you to rectify my data (Article 16 of the GDPR).", {"rectification"}),
+        ("I request my data in a portable format under Article 20 GDPR.", {"portability"}),
+        ("I object under Article 21 GDPR to direct marketing.", {"withdraw_consent"}),
+        ("I object under Article 21 GDPR to the profiling of my calls.", {"restriction"}),
+        ("I withdraw my consent as Art. 7(3) GDPR allows.", {"withdraw_consent"}),
+        ("依据《个人信息保护法》第四十五条，本人申请查阅。", {"access"}),
+        ("依据第四十五条第三款，请将本人信息转移。", {"portability"}),
+        ("本人依据第四十六条申请更正。", {"rectification"}),
+        ("本人依据第四十七条要求删除。", {"erasure"}),
+        ("依据第四十九条，本人作为近亲属申请查阅。", {"deceased"}),
+        ("本人依据第十五条撤回同意。", {"withdraw_consent"}),
+        ("I ask for a copy of my data.", set()),
+    ],
+)
+def test_an_article_cited_says_which_right(sentence: str, labels: set[str]) -> None:
+    assert cited_labels(normalise(sentence)) == labels
+
+
+def test_a_cited_article_does_not_end_the_sentence() -> None:
+    text = "I am hereby requesting access according to Art. 15 GDPR. Please reply by email."
+    assert sentences(text) == [
+        "I am hereby requesting access according to Art. 15 GDPR.",
+        "Please reply by email.",
+    ]
+
+
+def test_an_ask_that_cites_the_law_is_kept_and_a_citation_alone_is_not() -> None:
+    letter = normalise(
+        "根据《个人信息保护法》的规定，个人享有查阅、复制、删除个人信息的权利。" * 20
+        + "本人依据《个人信息保护法》第四十七条的规定，要求贵公司删除本人的会议录像。"
+        + "如贵公司未答复，本人保留向网信部门投诉的权利。"
+    )
+    ask = "本人依据《个人信息保护法》第四十七条的规定，要求贵公司删除本人的会议录像。"
+    assert asks(letter) == [normalise(ask)]
+
+
+def _gdpr_letter(ask: str, extra: str = "") -> str:
+    filler = (
+        "I have used your meeting service for three years, mostly for calls with my team and "
+        "for sharing documents in project channels, and the mobile app has had access to my "
+        "contacts and microphone for most of that time. "
+    )
+    return (
+        "Dear Sir or Madam,\n\n"
+        + filler * 4
+        + f"\n\n{ask} {extra}\n\n"
+        + "Article 12(3) GDPR requires you to act on a request within one month of receipt. "
+        + "I reserve the right to lodge a complaint with the supervisory authority.\n\n"
+        + "Kind regards,\nLi Hua"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ask", "labels"),
+    [
+        ("I am hereby requesting access according to Art. 15 GDPR.", ["access"]),
+        (
+            "I am hereby requesting immediate erasure of personal data concerning me according "
+            "to Article 17 GDPR.",
+            ["erasure"],
+        ),
+        (
+            "I hereby request, under Article 16 GDPR, that you rectify the wrong birth date.",
+            ["rectification"],
+        ),
+    ],
+)
+def test_a_gdpr_letter_is_labelled_by_its_cited_ask(
+    model: RightsClassifier, ask: str, labels: list[str]
+) -> None:
+    found = model.predict("Data request", _gdpr_letter(ask))
+    assert found.labels == labels, found.scores
+    assert not found.needs_review
+
+
+def test_a_condition_adds_no_label_of_its_own(model: RightsClassifier) -> None:
+    letter = _gdpr_letter(
+        "I am hereby requesting access according to Art. 15 GDPR.",
+        "If you have disclosed my data to third parties, please tell me who they are.",
+    )
+    assert model.predict("", letter).labels == ["access"]
+
+
+def test_not_a_request_is_final_only_when_sure_and_without_a_rights_signal() -> None:
+    thresholds = dict.fromkeys(LABELS, 0.5)
+    unsure = dict.fromkeys(LABELS, 0.1) | {"not_rights_request": 0.65}
+    assert decide(unsure, thresholds, sure_not=0.7) == (["not_rights_request"], True)
+    sure = dict.fromkeys(LABELS, 0.1) | {"not_rights_request": 0.9}
+    assert decide(sure, thresholds, sure_not=0.7) == (["not_rights_request"], False)
+    assert decide(sure, thresholds, sure_not=0.7, signal=True) == (["not_rights_request"], True)
+
+
+@pytest.mark.parametrize(
+    ("text", "signal"),
+    [
+        ("Is there a way to request my data myself?", True),
+        ("你们是不是把我的手机号卖给别人了", True),
+        ("How do I delete a channel?", False),
+        ("会议纪要怎么导出", False),
+    ],
+)
+def test_rights_signal(text: str, signal: bool) -> None:
+    assert rights_signal(normalise(text)) is signal
+
+
+def test_a_thank_you_asks_nothing_and_a_thank_you_with_an_ask_asks_it(
+    model: RightsClassifier,
+) -> None:
+    assert model.predict("Re: PRIV-2026-000999", "Thanks, got everything.").labels == [
+        "not_rights_request"
+    ]
+    found = model.predict(
+        "Re: PRIV-2026-000999", "Thanks, got everything. Please also delete my call recordings."
+    )
+    assert "erasure" in found.labels
+
+
+def test_the_model_has_a_version_and_a_safety_floor(model: RightsClassifier) -> None:
+    assert len(model.version or "") == 12
+    assert 0.6 <= model.sure_not <= 0.95
+    assert model.classify("", "请删除我的数据").model_version == model.version

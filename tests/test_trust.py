@@ -1,0 +1,386 @@
+"""Changes of a ticket by mail need proof; a withdrawal waits out an undo window; codes are
+limited per account; repeated requests join the open one. Real SMTP in and out (the worlds of
+test_verification_flow), on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, func, select
+from typer.testing import CliRunner, Result
+
+from rightsdesk.cli import app
+from rightsdesk.clock import FrozenClock
+from rightsdesk.config import Settings
+from rightsdesk.models import Event, Message, RequestType, TicketStatus
+from rightsdesk.service import Desk
+from rightsdesk.views import message_view
+from scheduler.jobs import run_due_jobs
+from tests.conftest import deliver
+from tests.conftest import mail as plain_mail
+from tests.test_verification_flow import (
+    OWNER,
+    FixedTypes,
+    World,
+    code_in,
+    make_world,
+    only_ticket,
+    reply_to,
+    request,
+    text_of,
+    to_of,
+)
+
+ATTACKER = "attacker@evil.example"
+TRUSTED_DKIM = "Authentication-Results: mx.privacy.test; dkim=pass header.d=example.com\r\n"
+
+
+def tagged(public_id: str, body: str, n: int = 1, headers: str = "") -> bytes:
+    """What the attacker of issue #12 sent: From: the requester, Re: [PRIV-…], no reference."""
+    return plain_mail(
+        body,
+        sender=OWNER,
+        message_id=f"tagged-{n}@evil.example",
+        subject=f"Re: [{public_id}] 删除",
+        headers=headers,
+    )
+
+
+async def messages_of(world: World, public_id: str) -> list[Message]:
+    detail = await world.desk.tickets.detail(public_id)
+    return [m for m in detail.messages if m.direction == "in"]
+
+
+async def stop(world: World) -> None:
+    await world.receiver.stop()
+    await world.relay.stop()
+    await world.desk.close()
+
+
+@pytest.fixture
+async def erasure(settings: Settings, clock: FrozenClock) -> AsyncIterator[World]:
+    world = await make_world(settings, clock, [RequestType.ERASURE])
+    yield world
+    await stop(world)
+
+
+@pytest.fixture
+async def access(settings: Settings, clock: FrozenClock) -> AsyncIterator[World]:
+    world = await make_world(settings, clock, [RequestType.ACCESS])
+    yield world
+    await stop(world)
+
+
+# ---- item 1: proof for changes by mail -------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", ["cancel", "取消"])
+async def test_the_forged_cancel_of_issue_12_changes_nothing(access: World, word: str) -> None:
+    # A verified request (DKIM-aligned mail from the registered address)...
+    await access.send(request(headers=TRUSTED_DKIM))
+    public_id = await only_ticket(access.desk)
+    assert (await access.desk.tickets.get(public_id)).status == TicketStatus.OPEN
+    sent_before = len(access.relay.received)
+    # ...and the forgery, sent from the attacker's server with the victim's From:.
+    await access.send(tagged(public_id, word), envelope_from=ATTACKER)
+    ticket = await access.desk.tickets.get(public_id)
+    assert ticket.status == TicketStatus.OPEN
+    assert ticket.withdrawal_final_at is None
+    assert len(access.relay.received) == sent_before  # the victim is mailed nothing
+    forged = (await messages_of(access, public_id))[-1]
+    assert word in (forged.text or "")  # kept, for the DPO to see...
+    assert forged.unauthenticated_thread is True  # ...flagged
+    events = (await access.desk.tickets.detail(public_id)).events
+    assert events[-1].action == "change_by_mail_refused"
+    assert events[-1].after["why"] == "no proof of the sender"
+
+
+async def test_a_cancel_quoting_our_message_id_is_pending_and_can_be_undone(
+    erasure: World,
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "cancel"))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION
+    assert ticket.withdrawal_final_at == erasure.clock.now() + dt.timedelta(days=14)
+    assert erasure.relay.mails("cancelled") == []
+    [pending] = erasure.relay.mails("withdrawal_pending")
+    assert to_of(pending) == OWNER
+    assert "2026-02-24" in text_of(pending)
+    assert "撤销" in text_of(pending)  # the requester writes Chinese: told to reply 撤销
+    # The reply tagged only by subject cannot undo it either: the same proof is needed.
+    await erasure.send(tagged(public_id, "undo", n=1), envelope_from=ATTACKER)
+    assert (await erasure.desk.tickets.get(public_id)).withdrawal_final_at is not None
+    # The requester replies to the confirmation: undone, and told so.
+    await erasure.send(reply_to(pending, "撤销", n=2))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.withdrawal_final_at is None
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION
+    assert len(erasure.relay.mails("withdrawal_undone")) == 1
+    # Nothing becomes final later: the window passes with the request in place.
+    erasure.clock.advance(dt.timedelta(days=15))
+    assert await erasure.desk.withdrawals.finalize_due() == []
+    assert (await erasure.desk.tickets.get(public_id)).status != TicketStatus.CANCELLED
+
+
+async def test_after_fourteen_days_the_withdrawal_is_final(erasure: World) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "取消"))
+    erasure.clock.advance(dt.timedelta(days=13, hours=23))
+    await run_due_jobs(erasure.desk)
+    assert (await erasure.desk.tickets.get(public_id)).status == TicketStatus.AWAITING_VERIFICATION
+    erasure.clock.advance(dt.timedelta(hours=2))
+    results = await run_due_jobs(erasure.desk)  # the scheduler's tick does it
+    assert results["withdrawals"] == [public_id]
+    await erasure.desk.sender.send_due()
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert (ticket.status, ticket.cancel_reason) == (
+        TicketStatus.CANCELLED,
+        "withdrawn by the requester",
+    )
+    assert ticket.withdrawal_final_at is None
+    [cancelled] = erasure.relay.mails("cancelled")
+    assert to_of(cancelled) == OWNER
+    # Final means final: an undo now changes nothing.
+    [pending] = erasure.relay.mails("withdrawal_pending")
+    await erasure.send(reply_to(pending, "undo", n=5))
+    assert (await erasure.desk.tickets.get(public_id)).status == TicketStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("header", "counts"),
+    [
+        (TRUSTED_DKIM, True),
+        ("Authentication-Results: mx.privacy.test; dmarc=pass header.from=example.com\r\n", True),
+        ("Authentication-Results: mx.evil.example; dkim=pass header.d=example.com\r\n", False),
+        ("Authentication-Results: mx.privacy.test; dkim=pass header.d=evil.example\r\n", False),
+        ("Authentication-Results: mx.privacy.test; dkim=fail header.d=example.com\r\n", False),
+    ],
+    ids=["trusted-dkim", "trusted-dmarc", "untrusted-server", "unaligned-domain", "dkim-fail"],
+)
+async def test_an_aligned_pass_from_a_trusted_server_is_proof_enough(
+    erasure: World, header: str, counts: bool
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    await erasure.send(tagged(public_id, "cancel", headers=header))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert (ticket.withdrawal_final_at is not None) is counts
+    assert len(erasure.relay.mails("withdrawal_pending")) == (1 if counts else 0)
+    latest = (await messages_of(erasure, public_id))[-1]
+    assert latest.unauthenticated_thread is not counts
+
+
+async def test_the_confirmation_goes_to_the_registered_address(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    # Verified with a code: the account's registered address is where the requester is known.
+    world = await make_world(settings, clock, [RequestType.ERASURE])
+    try:
+        await world.send(request())
+        public_id = await only_ticket(world.desk)
+        [code_mail] = world.relay.mails("verification_code")
+        await world.send(reply_to(code_mail, code_in(code_mail)))
+        await world.send(reply_to(code_mail, "cancel", n=2))
+        [pending] = world.relay.mails("withdrawal_pending")
+        assert to_of(pending) == OWNER
+        assert (await world.desk.tickets.get(public_id)).status == TicketStatus.OPEN
+    finally:
+        await stop(world)
+
+
+# ---- item 4: codes per account, repeated requests -----------------------------------------------
+
+
+async def test_fifty_identical_requests_send_one_code(erasure: World) -> None:
+    for n in range(50):
+        await erasure.send(request(message_id=f"same-{n}@example.com"))
+    assert len(erasure.relay.mails("verification_code")) == 1
+    public_id = await only_ticket(erasure.desk)  # one ticket: the others joined it
+    assert len(await messages_of(erasure, public_id)) == 50
+    events = (await erasure.desk.tickets.detail(public_id)).events
+    assert sum(e.action == "duplicate_joined" for e in events) == 49
+
+
+async def test_fifty_different_requests_send_at_most_the_limit_of_codes(erasure: World) -> None:
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    others = [t for t in RequestType if t not in (RequestType.NOT_RIGHTS_REQUEST,)]
+    for n in range(50):
+        # Each a different set of types (so none joins another): an erasure, plus one more.
+        fixed.types = (
+            [RequestType.ERASURE, others[n % len(others)]]
+            if n % 2
+            else [
+                RequestType.ACCOUNT_DELETION,
+                others[n % len(others)],
+            ]
+        )
+        await erasure.send(request(message_id=f"different-{n}@example.com"))
+    limit = erasure.desk.settings.verification.account_max_sends
+    assert len(erasure.relay.mails("verification_code")) == limit == 5
+    tickets = await erasure.desk.tickets.find()
+    assert len(tickets) > limit
+    limited = [t for t in tickets if t.verification == "limited"]
+    assert limited
+    assert all(t.needs_review for t in limited)  # the DPO decides those
+
+
+async def _wrong_guesses(world: World) -> int:
+    async with world.desk.db.reading() as session:
+        found = await session.exec(
+            select(func.count(col(Event.id))).where(Event.action == "verification_code_wrong")
+        )
+        return found.one()
+
+
+async def test_ten_forged_requests_give_no_more_than_five_guesses(erasure: World) -> None:
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    combos = [[RequestType.ERASURE], [RequestType.ACCOUNT_DELETION]] + [
+        [RequestType.ERASURE, t]
+        for t in RequestType
+        if t not in (RequestType.ERASURE, RequestType.NOT_RIGHTS_REQUEST)
+    ]
+    for n in range(10):
+        fixed.types = combos[n]
+        await erasure.send(request(message_id=f"forged-{n}@evil.example"), envelope_from=ATTACKER)
+    tickets = await erasure.desk.tickets.find()
+    assert len(tickets) == 10
+    codes = {code_in(m) for m in erasure.relay.mails("verification_code")}
+    guess = 0
+    for ticket in tickets:
+        for attempt in range(5):
+            while f"{guess:06d}" in codes:
+                guess += 1
+            await erasure.send(
+                tagged(ticket.public_id, f"{guess:06d}", n=100 * ticket.seq + attempt),
+                envelope_from=ATTACKER,
+            )
+            guess += 1
+    assert await _wrong_guesses(erasure) <= 5
+    statuses = {t.status for t in await erasure.desk.tickets.find()}
+    assert statuses == {TicketStatus.AWAITING_VERIFICATION}
+
+
+async def test_identical_requests_of_two_people_do_not_join(erasure: World) -> None:
+    await erasure.send(request())
+    await erasure.send(request(sender="li.si@example.com", message_id="b@example.com"))
+    assert len(await erasure.desk.tickets.find()) == 2
+
+
+async def test_a_request_after_the_first_finished_opens_a_new_ticket(erasure: World) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    await erasure.desk.tickets.cancel(public_id, "cli:dpo", "asked by phone")
+    await erasure.send(request(message_id="again@example.com"))
+    assert len(await erasure.desk.tickets.find()) == 2
+
+
+# ---- what a person reads: the flag, and no terminal escapes (item 7) ------------------------
+
+runner = CliRunner()
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]")
+
+
+async def _cli(settings: Settings, tmp_path: Path, *args: str) -> Result:
+    config = tmp_path / "cli.toml"
+    config.write_text(
+        f'[database]\nurl = "{settings.database.url}"\n'
+        f'[desk]\ndata_dir = "{settings.desk.data_dir}"\n'
+        "[classifier]\nenabled = false\n",
+        "utf-8",
+    )
+    result = await asyncio.to_thread(runner.invoke, app, ["--config", str(config), *args])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+async def test_mail_threaded_by_its_tag_alone_is_flagged_where_people_read_it(
+    desk: Desk, settings: Settings, tmp_path: Path
+) -> None:
+    await deliver(desk, plain_mail("请删除我的个人信息。"))
+    [ticket] = await desk.tickets.find()
+    ours = desk.signer.new_message_id(ticket.public_id)
+    await deliver(
+        desk,
+        plain_mail("好的", message_id="r1@example.com", headers=f"In-Reply-To: <{ours}>\r\n"),
+    )
+    await deliver(
+        desk,
+        plain_mail(
+            "请把数据发到我的新邮箱 new@evil.example",
+            message_id="t1@evil.example",
+            subject=f"Re: [{ticket.public_id}]",
+        ),
+    )
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id, "--json")).stdout
+    )
+    flags = [m["unauthenticated_thread"] for m in shown["messages"] if m["direction"] == "in"]
+    assert flags == [False, False, True]  # the request, the signed reply, the tag-only one
+    view = message_view((await desk.tickets.detail(ticket.public_id)).messages[-1])
+    assert view["unauthenticated_thread"] is True  # views.py: what the web console will show
+    table = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id)).stdout
+    assert table.count("UNVERIFIED SENDER") == 1
+
+
+async def test_tickets_show_prints_no_control_characters(
+    desk: Desk, settings: Settings, tmp_path: Path
+) -> None:
+    hostile = "\x1b]0;pwned\x07\x1b[2J"
+    raw = (
+        b"From: =?utf-8?q?Zhang=1B[31m?= <zhang.san@example.com>\r\n"
+        b"To: privacy@localhost\r\nSubject: =?utf-8?q?=1B]0;pwned=07=1B[2J?=\r\n"
+        b"Message-ID: <cc@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + f"请删除 {hostile} 我的数据\x00 [bold]markup[/] \u202eevil \x9b2J\r\n".encode()
+    )
+    await deliver(desk, raw)
+    [ticket] = await desk.tickets.find()
+    stored = (await desk.tickets.detail(ticket.public_id)).messages[0]
+    assert "\x1b" in (stored.subject or "")  # the hostile text is kept as it came...
+    assert "\x1b" in (stored.text or "")
+    table = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id)).stdout
+    assert _RAW_CONTROL.findall(table) == []  # ...and never reaches the terminal raw
+    assert "\\x1b]0;pwned\\x07\\x1b[2J" in table  # shown, escaped, for the DPO to see
+    assert "[bold]markup[/]" in table  # Rich markup is taken literally
+    listed = (await _cli(settings, tmp_path, "tickets", "list")).stdout
+    assert _RAW_CONTROL.findall(listed) == []
+    as_json = (await _cli(settings, tmp_path, "tickets", "show", ticket.public_id, "--json")).stdout
+    assert _RAW_CONTROL.findall(as_json) == []
+    assert json.loads(as_json)["subject"] == stored.subject  # escaped, not lost
+
+
+async def test_the_dpo_can_undo_a_pending_withdrawal(
+    erasure: World, settings: Settings, tmp_path: Path
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "cancel"))
+    listed = json.loads((await _cli(settings, tmp_path, "tickets", "list", "--json")).stdout)
+    assert [row["withdrawal_pending"] for row in listed] == [True]
+    shown = await _cli(settings, tmp_path, "tickets", "show", public_id)
+    assert "withdrawal pending" in shown.stdout
+    undone = await _cli(
+        settings, tmp_path, "--actor", "cli:dpo", "tickets", "undo-withdrawal", public_id, "--json"
+    )
+    assert json.loads(undone.stdout)["withdrawal_pending"] is False
+    events = (await erasure.desk.tickets.detail(public_id)).events
+    assert (events[-1].action, events[-1].actor) == ("withdrawal_undone", "cli:dpo")
+    config = tmp_path / "cli.toml"
+    again = await asyncio.to_thread(
+        runner.invoke, app, ["--config", str(config), "tickets", "undo-withdrawal", public_id]
+    )
+    assert again.exit_code == 1
+    assert "no withdrawal waiting" in again.stderr
