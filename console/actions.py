@@ -81,7 +81,17 @@ async def _start(c: Core, tid: str, actor: str, f: Fields) -> object:
 
 
 async def _extend(c: Core, tid: str, actor: str, f: Fields) -> object:
-    return await c.tickets.extend(tid, actor, _date(f.text("until"), "until"), f.text("reason"))
+    # An erasure's or account deletion's 30-day completion date moves only with its own date
+    # and reason (the core refuses an answer date past it without them).
+    completion = f.text("completion_until")
+    return await c.tickets.extend(
+        tid,
+        actor,
+        _date(f.text("until"), "until"),
+        f.text("reason"),
+        completion_until=_date(completion, "completion_until") if completion else None,
+        completion_reason=f.text("completion_reason") or None,
+    )
 
 
 async def _resolve(c: Core, tid: str, actor: str, f: Fields) -> object:

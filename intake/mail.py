@@ -243,6 +243,7 @@ def parse_email(
         message_id=message_id_of(raw),
         sender=sender,
         sender_name=clean_text(sender_name) if sender_name else None,
+        return_path=_address(_raw_header(mime, "Return-Path"), hint)[1],
         recipients=_recipients(mime, hint),
         subject=clean_text(_header(mime, "Subject", hint)),
         text=split_quoted(full_text)[0],

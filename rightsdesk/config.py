@@ -30,7 +30,6 @@ from rightsdesk.models import RequestType
 
 ENV_PREFIX = "RIGHTSDESK_"
 CONFIG_ENV = "RIGHTSDESK_CONFIG"
-
 # (section, key) pairs that hold secrets. Each has a sibling `<key>_file` that may be in TOML.
 SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
     {
@@ -41,6 +40,20 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("security", "signing_key"),
         ("verification", "account_database_url"),
     }
+)
+
+
+# Found in the working directory when neither --config nor $RIGHTSDESK_CONFIG names a file.
+LOCAL_CONFIG = "rightsdesk.toml"
+
+# Paths that belong to a desk: with a config file, relative ones are read from the file's
+# folder (not the working directory), so a command run anywhere finds the same desk.
+_DESK_PATHS: tuple[tuple[str, str], ...] = (
+    ("desk", "data_dir"),
+    ("outbound", "outbox_dir"),
+    ("outbound", "templates_dir"),
+    ("classifier", "model_path"),
+    *((section, f"{key}_file") for section, key in sorted(SECRET_KEYS)),
 )
 
 
@@ -63,6 +76,16 @@ class DatabaseSettings(_Section):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file (absolute), or None for PostgreSQL and in-memory SQLite."""
+        if not self.url.startswith("sqlite"):
+            return None
+        database = self.url.split("///", 1)[1].split("?", 1)[0] if "///" in self.url else ""
+        if not database or database == ":memory:":
+            return None
+        return Path(database).absolute()
 
 
 class DeskSettings(_Section):
@@ -616,13 +639,48 @@ def _describe(error: ValidationError) -> str:
     return f"{key}: {message}{suffix}"
 
 
+def find_config(path: Path | str | None = None) -> tuple[Path | None, str]:
+    """Which config file to read: `path` (--config), else $RIGHTSDESK_CONFIG, else
+    ./rightsdesk.toml if there is one; and, in words, where that was looked for."""
+    if path is not None:
+        from_env = os.environ.get(CONFIG_ENV) == str(path)
+        return Path(path), f"config {path}" + (f" (from ${CONFIG_ENV})" if from_env else "")
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), f"config {os.environ[CONFIG_ENV]} (${CONFIG_ENV})"
+    local = Path(LOCAL_CONFIG)
+    if local.is_file():
+        return local, f"config ./{LOCAL_CONFIG}"
+    return None, (
+        f"no config file (no --config, no ${CONFIG_ENV}, no {LOCAL_CONFIG} in {Path.cwd()})"
+    )
+
+
+def anchor_paths(settings: Settings, folder: Path) -> None:
+    """Relative desk paths of a config file are relative to its folder (see _DESK_PATHS);
+    what the environment sets stays relative to the working directory."""
+
+    def from_env(section: str, key: str) -> bool:
+        name = f"{ENV_PREFIX}{section}__{key}".upper()
+        return any(k.upper() == name for k in os.environ)
+
+    sqlite = settings.database.sqlite_path
+    raw = settings.database.url.split("///", 1)[-1]
+    if sqlite is not None and not Path(raw).is_absolute() and not from_env("database", "url"):
+        settings.database.url = settings.database.url.replace(raw, str(folder / raw), 1)
+    for section, key in _DESK_PATHS:
+        part = getattr(settings, section)
+        value = getattr(part, key)
+        if isinstance(value, Path) and not value.is_absolute() and not from_env(section, key):
+            setattr(part, key, folder / value)
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
-    """Load settings from `path` (or $RIGHTSDESK_CONFIG, or only the embedded defaults).
+    """Load settings from `path` (or $RIGHTSDESK_CONFIG, or ./rightsdesk.toml, or only the
+    embedded defaults). With a file, relative desk paths are relative to its folder.
 
     Raises ConfigError with one line naming the offending key.
     """
-    if path is None and os.environ.get(CONFIG_ENV):
-        path = os.environ[CONFIG_ENV]
+    path, _ = find_config(path)
     data: dict[str, Any] = {}
     if path is not None:
         source = Path(path)
@@ -636,6 +694,9 @@ def load_settings(path: Path | str | None = None) -> Settings:
             raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
         _reject_secrets_in_file(data, source)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    if path is not None:
+        anchor_paths(settings, Path(path).absolute().parent)
+    return settings

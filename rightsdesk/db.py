@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -110,6 +110,11 @@ class Database:
         """A read-only session that never queues behind writers. Do not write through it."""
         async with self._read_sessions() as session, session.begin():
             yield session
+
+    async def has_schema(self) -> bool:
+        """Whether this database holds a desk (was ever migrated)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration (safe to run from several replicas)."""

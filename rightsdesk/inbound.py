@@ -42,6 +42,9 @@ class InboundMessage:
     message_id: str  # without angle brackets; derived from the content when missing
     sender: str | None  # address (lower-cased) or chat id
     sender_name: str | None = None
+    # The Return-Path header's address (the envelope sender the last server saw), for mail
+    # whose From has no usable address.
+    return_path: str | None = None
     recipients: list[str] = field(default_factory=list)
     subject: str = ""
     text: str = ""  # the new text, quoted history removed: what the classifier reads

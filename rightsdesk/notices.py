@@ -35,6 +35,9 @@ class RequesterNotices:
             return "extended", {
                 "reason": details["extension_reason"],
                 "response_due": details["response_due"],
+                # Set only when the completion date (deletion within 30 days) moved too.
+                "completion_due": details.get("completion_due") or "",
+                "completion_reason": details.get("completion_extension_reason") or "",
             }
         if action == "verified" and previous != TicketStatus.NEW:
             # Verified at intake is said in the acknowledgement; later, it gets its own mail.

@@ -33,15 +33,19 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.followups import FollowUps
 from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.leadership import run_as_leader
+from rightsdesk.merging import TicketMerger
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
+from rightsdesk.search import TicketSearch
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.staff import StaffService
+from rightsdesk.stray import StrayMail
 from rightsdesk.supervision import Supervisor, describe
 from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
@@ -93,6 +97,10 @@ class Desk:
     chat: ChatDesk
     fulfilment: FulfilmentService
     staff: StaffService
+    # One service per group of the DPO's actions, for the CLI now and the web console next.
+    search: TicketSearch
+    merger: TicketMerger
+    stray: StrayMail
     withdrawals: Withdrawals
     supervisor: Supervisor
     answers: Answers
@@ -149,6 +157,7 @@ class Desk:
             cpu=cpu,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
+            followups=FollowUps(settings, tickets, outbox, off_loop),
             route_attempts=settings.mail.route_attempts,
         )
         return cls(
@@ -175,6 +184,9 @@ class Desk:
             chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
             fulfilment=fulfilment,
             staff=StaffService(db, clock, settings.console),
+            search=TicketSearch(db),
+            merger=TicketMerger(tickets),
+            stray=StrayMail(db, clock, pipeline, tickets),
             withdrawals=withdrawals,
             supervisor=supervisor,
             answers=Answers(settings, db, clock, tickets, outbox),

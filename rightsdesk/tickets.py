@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import case
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,7 @@ from rightsdesk.deadlines import DeadlinePolicy, Deadlines
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     COMPLETION_TYPES,
+    Account,
     Channel,
     ContactKind,
     Event,
@@ -40,24 +42,34 @@ from rightsdesk.models import (
     TicketCounter,
     TicketStatus,
     TicketType,
+    VerificationChallenge,
 )
 
 S = TicketStatus
 
 # Every legal move of the status machine. Anything else is refused.
 TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
-    S.NEW: frozenset({S.AWAITING_VERIFICATION, S.OPEN, S.DENIED, S.CANCELLED}),
+    S.NEW: frozenset({S.AWAITING_VERIFICATION, S.OPEN, S.DENIED, S.CANCELLED, S.DISMISSED}),
     # CLOSED: the requester never proved who they are and the request lapsed.
-    S.AWAITING_VERIFICATION: frozenset({S.OPEN, S.DENIED, S.CANCELLED, S.CLOSED}),
-    S.OPEN: frozenset({S.IN_PROGRESS, S.AWAITING_VERIFICATION, S.RESOLVED, S.DENIED, S.CANCELLED}),
-    S.IN_PROGRESS: frozenset({S.RESOLVED, S.DENIED, S.CANCELLED}),
+    S.AWAITING_VERIFICATION: frozenset({S.OPEN, S.DENIED, S.CANCELLED, S.CLOSED, S.DISMISSED}),
+    S.OPEN: frozenset(
+        {S.IN_PROGRESS, S.AWAITING_VERIFICATION, S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED}
+    ),
+    S.IN_PROGRESS: frozenset({S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED}),
     S.RESOLVED: frozenset({S.CLOSED, S.REOPENED}),
     S.DENIED: frozenset({S.CLOSED, S.REOPENED}),
     S.CANCELLED: frozenset({S.CLOSED, S.REOPENED}),
+    S.DISMISSED: frozenset({S.CLOSED, S.REOPENED}),
     S.CLOSED: frozenset({S.REOPENED}),
-    S.REOPENED: frozenset({S.IN_PROGRESS, S.RESOLVED, S.DENIED, S.CANCELLED}),
+    S.REOPENED: frozenset({S.IN_PROGRESS, S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED}),
 }
-FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED})
+# Work that ended: the desk owes nothing more, and the ticket leaves the triage queue.
+FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED})
+
+
+def is_person(actor: str) -> bool:
+    """A person of ours acted (the DPO, a colleague), not the desk itself or the requester."""
+    return not (actor.startswith("system") or actor == "requester")
 
 
 # What a requester writes, alone, to withdraw a request (a reply to our mail, or in the chat).
@@ -150,7 +162,8 @@ class TicketFilter:
     due_before: dt.date | None = None
     overdue: bool = False
     assignee: str | None = None
-    needs_review: bool | None = None
+    needs_review: bool | None = None  # True: the triage queue (active tickets only)
+    unread: bool | None = None  # True: the requester wrote since a person last acted
     limit: int | None = None
     # The console's queues and filters.
     offset: int = 0
@@ -168,6 +181,10 @@ class TicketDetail:
     requester: Requester
     messages: list[Message] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # The account the requester proved they hold, else the one a code was sent to (matched,
+    # not yet proven), else None.
+    account: Account | None = None
+    account_verified: bool = False
     # The files of each message (by message id): received, and sent with replies.
     attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
 
@@ -232,6 +249,13 @@ class TicketService:
             updated_at=now,
             type_rows=[TicketType(type=t) for t in types],
         )
+        if types == [RequestType.NOT_RIGHTS_REQUEST]:
+            # A person confirms it (`tickets dismiss`) or relabels it; never closed unseen.
+            ticket.needs_review = True
+        duplicate = await _open_duplicate(session, _id(requester), types)
+        if duplicate is not None:
+            ticket.duplicate_of = duplicate
+            ticket.needs_review = True
         if self.policy.settings.clock_starts == "receipt":
             self._start_clock(ticket, new.received_at)
         session.add(ticket)
@@ -262,6 +286,7 @@ class TicketService:
                 "types": types,
                 "channel": ticket.channel,
                 **_deadline_fields(ticket),
+                **({"duplicate_of": duplicate} if duplicate is not None else {}),
             },
         )
         return ticket
@@ -276,12 +301,25 @@ class TicketService:
     ) -> Ticket:
         """Put a stored message on a ticket, inside the caller's transaction, with an event."""
         ticket = await _load(session, public_id, lock=True)
+        if ticket.merged_into is not None:  # merged: its thread continues on the other ticket
+            ticket = await _load_by_id(session, ticket.merged_into)
         message.ticket_id = ticket.id
         session.add(message)
         detail: dict[str, Any] = {"message": message.id, "channel": message.channel}
         if message.auto_generated:
             detail["auto_generated"] = message.auto_generated
+        elif message.direction == "in" and message.sender == ticket.contact_value:
+            # The requester wrote: unread until a person acts on the ticket.
+            if not ticket.unread:
+                ticket.unread = True
+                ticket.unread_since = self.clock.now()
+                session.info.setdefault(_NEWLY_UNREAD, set()).add(ticket.id)
+            detail["unread"] = True
         return await self._record(session, ticket, actor, action, {}, detail)
+
+    def newly_unread(self, session: AsyncSession, ticket: Ticket) -> bool:
+        """Whether this transaction is the one that made the ticket unread."""
+        return ticket.id in session.info.get(_NEWLY_UNREAD, set())
 
     async def find_in(self, session: AsyncSession, public_id: str) -> Ticket | None:
         try:
@@ -343,6 +381,17 @@ class TicketService:
                     select(Event).where(Event.ticket_id == ticket.id).order_by(col(Event.seq))
                 )
             ).all()
+            account_id = requester.account_id
+            if account_id is None:
+                account_id = (
+                    await session.exec(
+                        select(VerificationChallenge.account_id)
+                        .where(VerificationChallenge.ticket_id == ticket.id)
+                        .order_by(col(VerificationChallenge.id).desc())
+                        .limit(1)
+                    )
+                ).first()
+            account = await session.get(Account, account_id) if account_id else None
             files: dict[int, list[StoredAttachment]] = {}
             if messages:
                 # Without the bytes: a listing needs the name, type, size and hash.
@@ -354,14 +403,28 @@ class TicketService:
                 )
                 for attachment in found.all():
                     files.setdefault(attachment.message_id, []).append(attachment)
-            return TicketDetail(ticket, requester, list(messages), list(events), files)
+            return TicketDetail(
+                ticket,
+                requester,
+                list(messages),
+                list(events),
+                account,
+                account_verified=account is not None and requester.account_id == account.id,
+                attachments=files,
+            )
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
         if filters.active_first:
             return await self._active_first(filters)
         query = self._filtered(select(Ticket), filters)
+        # Work still owed before finished tickets (the CLI's list); the console's pages use
+        # `active_first`, the same order in two indexed queries.
+        owed_first = case((col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]), 0), else_=1)
         query = query.order_by(
-            col(Ticket.response_due).is_(None), col(Ticket.response_due), col(Ticket.id)
+            owed_first,
+            col(Ticket.response_due).is_(None),
+            col(Ticket.response_due),
+            col(Ticket.id),
         )
         if filters.offset:
             query = query.offset(filters.offset)
@@ -431,6 +494,10 @@ class TicketService:
             query = query.where(col(Ticket.assignee).is_(None))
         if filters.needs_review is not None:
             query = query.where(Ticket.needs_review == filters.needs_review)
+            if filters.needs_review:  # finished work is out of the triage queue
+                query = query.where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+        if filters.unread is not None:
+            query = query.where(Ticket.unread == filters.unread)
         if filters.channels:
             query = query.where(col(Ticket.channel).in_([str(c) for c in filters.channels]))
         if filters.received_from is not None:
@@ -442,6 +509,18 @@ class TicketService:
 
     def _day_start(self, day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, dt.time(), self.policy.tz)
+
+    async def links_of(self, tickets: Iterable[Ticket]) -> dict[int, str]:
+        """The public ids of the tickets these point at (`duplicate_of`, `merged_into`)."""
+        wanted = {t.duplicate_of for t in tickets} | {t.merged_into for t in tickets}
+        ids = [i for i in wanted if i is not None]
+        if not ids:
+            return {}
+        async with self.db.reading() as session:
+            found = await session.exec(
+                select(Ticket.id, Ticket.public_id).where(col(Ticket.id).in_(ids))
+            )
+            return {row_id: public_id for row_id, public_id in found.all() if row_id is not None}
 
     def today(self) -> dt.date:
         return self.policy.local_day(self.clock.now())
@@ -481,6 +560,15 @@ class TicketService:
 
     async def cancel(self, public_id: str, actor: str, reason: str | None = None) -> Ticket:
         return await self._transition(public_id, S.CANCELLED, actor, cancel_reason=reason)
+
+    async def dismiss(self, public_id: str, actor: str, reason: str) -> Ticket:
+        """Not a request about personal information: closed in one step, out of triage."""
+        return await self._transition(
+            public_id,
+            S.DISMISSED,
+            actor,
+            dismissal_reason=_required(reason, "a reason for the dismissal"),
+        )
 
     async def close(self, public_id: str, actor: str) -> Ticket:
         return await self._transition(public_id, S.CLOSED, actor)
@@ -541,11 +629,13 @@ class TicketService:
             self._start_clock(ticket, now)  # clock_starts == "verification"
         if to in FINISHED_STATUSES:
             ticket.finished_at = now
+            ticket.needs_review = False
         elif to is S.CLOSED:
             ticket.closed_at = now
         elif to is S.REOPENED:
             ticket.finished_at = ticket.closed_at = None
         ticket.updated_at = now
+        _seen_by(ticket, actor)
         session.add(ticket)
         after = {"status": to, **_deadline_fields(ticket), **fields}
         if note:
@@ -584,7 +674,19 @@ class TicketService:
             after = {"assignee": ticket.assignee}
             return await self._record(session, ticket, actor, "assigned", before, after)
 
-    async def extend(self, public_id: str, actor: str, until: dt.date, reason: str) -> Ticket:
+    async def extend(
+        self,
+        public_id: str,
+        actor: str,
+        until: dt.date,
+        reason: str,
+        *,
+        completion_until: dt.date | None = None,
+        completion_reason: str | None = None,
+    ) -> Ticket:
+        """A later answer date, with its reason. An erasure or account deletion also has a
+        completion date (30 days): an answer past it moves it too, and that needs its own
+        date and reason (`completion_until`, `completion_reason`)."""
         reason = _required(reason, "a reason for the extension")
         async with self.db.transaction() as session:
             ticket = await _load(session, public_id, lock=True)
@@ -595,7 +697,28 @@ class TicketService:
                 raise TicketError(
                     f"the new due date must be after {floor.isoformat()}, got {until.isoformat()}"
                 )
-            before = {
+            completion = ticket.completion_due
+            if completion_until is not None:
+                if completion is None:
+                    raise TicketError(
+                        f"{public_id} has no completion date (only erasure and account "
+                        "deletion do); extend the answer date alone"
+                    )
+                if completion_until <= completion or completion_until < until:
+                    raise TicketError(
+                        f"the new completion date must be after {completion.isoformat()} and "
+                        f"not before the answer date {until.isoformat()}, "
+                        f"got {completion_until.isoformat()}"
+                    )
+                completion_reason = _required(
+                    completion_reason, "a reason for extending the completion date"
+                )
+            elif completion is not None and until > completion:
+                raise TicketError(
+                    f"{until.isoformat()} is past the completion date {completion.isoformat()} "
+                    "(deletion within 30 days): give --completion-until and --completion-reason"
+                )
+            before: dict[str, Any] = {
                 "response_due": ticket.response_due,
                 "extension_reason": ticket.extension_reason,
             }
@@ -603,7 +726,16 @@ class TicketService:
                 ticket.original_response_due = ticket.response_due
             ticket.response_due = until
             ticket.extension_reason = reason
-            after = {"response_due": until, "extension_reason": reason}
+            after: dict[str, Any] = {"response_due": until, "extension_reason": reason}
+            if completion_until is not None:
+                before["completion_due"] = completion
+                before["completion_extension_reason"] = ticket.completion_extension_reason
+                if ticket.original_completion_due is None:
+                    ticket.original_completion_due = completion
+                ticket.completion_due = completion_until
+                ticket.completion_extension_reason = completion_reason
+                after["completion_due"] = completion_until
+                after["completion_extension_reason"] = completion_reason
             await self._record(session, ticket, actor, "extended", before, after)
             if self.notices is not None:
                 await self.notices.ticket_changed(session, ticket, "extended", after)
@@ -625,9 +757,11 @@ class TicketService:
             ticket.type_rows.extend(
                 TicketType(ticket_id=_id(ticket), type=t) for t in new_types if t not in kept
             )
-            # A DPO's labels are a human review: the ticket leaves the triage queue.
+            # A DPO's labels are a human review: the ticket leaves the triage queue, and
+            # what a later message suggested has been decided on.
             ticket.needs_review = False
-            if ticket.clock_started_at is not None:
+            ticket.suggested_types = []
+            if ticket.clock_started_at is not None and ticket.original_completion_due is None:
                 ticket.completion_due = self.policy.compute(
                     ticket.clock_started_at, new_types
                 ).completion_due
@@ -661,7 +795,8 @@ class TicketService:
                 before = _deadline_fields(ticket)
                 if ticket.original_response_due is None:  # the DPO's extension date stands
                     ticket.response_due = fresh.response_due
-                ticket.completion_due = fresh.completion_due
+                if ticket.original_completion_due is None:  # so does an extended completion
+                    ticket.completion_due = fresh.completion_due
                 ticket.deadlines_provisional = fresh.provisional
                 after = _deadline_fields(ticket)
                 if after != before:
@@ -682,6 +817,7 @@ class TicketService:
     ) -> Ticket:
         now = self.clock.now()
         ticket.updated_at = now
+        _seen_by(ticket, actor)
         session.add(ticket)
         await append_event(
             session, ticket, at=now, actor=actor, action=action, before=before, after=after
@@ -708,6 +844,36 @@ class TicketService:
         ticket.paused_since = None
 
 
+def _seen_by(ticket: Ticket, actor: str) -> None:
+    """A person's action on a ticket is their reading of what the requester wrote."""
+    if is_person(actor):
+        ticket.unread = False
+        ticket.unread_since = None
+
+
+async def _open_duplicate(
+    session: AsyncSession, requester_id: int, types: list[RequestType]
+) -> int | None:
+    """The requester's oldest active ticket with exactly these types, if any: what a new ticket
+    is linked to (`duplicate_of`) when it did not join one (docs/architecture.md, "The same
+    request again")."""
+    wanted = {str(t) for t in types}
+    candidates = (
+        await session.exec(
+            select(Ticket)
+            .where(Ticket.requester_id == requester_id)
+            .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+            .where(col(Ticket.merged_into).is_(None))
+            .order_by(col(Ticket.id))
+            .limit(20)
+        )
+    ).all()
+    for candidate in candidates:
+        if {str(t) for t in candidate.types} == wanted:
+            return candidate.id
+    return None
+
+
 def _apply(ticket: Ticket, deadlines: Deadlines) -> None:
     ticket.response_due = deadlines.response_due
     ticket.completion_due = deadlines.completion_due
@@ -723,6 +889,12 @@ def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
 
 
 _LOCKED = "rightsdesk.locked_tickets"
+_NEWLY_UNREAD = "rightsdesk.newly_unread"
+
+
+async def _load_by_id(session: AsyncSession, ticket_id: int) -> Ticket:
+    public_id = (await session.exec(select(Ticket.public_id).where(Ticket.id == ticket_id))).one()
+    return await _load(session, public_id, lock=True)
 
 
 async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:

@@ -315,6 +315,55 @@ class Verifier:
         )
         return CodeCheck("locked" if left <= 0 else "wrong_code", left)
 
+    async def answer_code_reply(
+        self, session: AsyncSession, ticket: Ticket, text: str, checked: CodeCheck | None
+    ) -> CodeCheck | None:
+        """Tell the requester that a code they sent was not accepted, how many tries are
+        left and how to get a new one. A ticket whose address matched no account was sent
+        no code: a number sent back is answered, and counted, exactly as a wrong code would
+        be, so the answer never tells whether an account exists."""
+        if checked is None:
+            if (
+                ticket.verification != "no_account"
+                or ticket.status not in (TicketStatus.NEW, TicketStatus.AWAITING_VERIFICATION)
+                or find_code(text) is None
+            ):
+                return None
+            wrong = (
+                await session.exec(
+                    select(func.count(col(Event.id)))
+                    .where(Event.ticket_id == ticket.id)
+                    .where(Event.action == "verification_code_wrong")
+                )
+            ).one()
+            if wrong >= self.settings.max_attempts:
+                checked = CodeCheck("locked", 0)
+            else:
+                left = self.settings.max_attempts - wrong - 1
+                await self.tickets.note_in(
+                    session,
+                    ticket,
+                    SYSTEM,
+                    "verification_code_wrong",
+                    {"attempts": wrong + 1, "locked": left <= 0},
+                )
+                checked = CodeCheck("locked" if left <= 0 else "wrong_code", left)
+        if checked.outcome == "verified":
+            return checked
+        requester = await session.get_one(Requester, ticket.requester_id)
+        await self.outbox.tell_requester(
+            session,
+            ticket=ticket,
+            kind="code_not_accepted",
+            lang=requester.language,
+            context={
+                "outcome": checked.outcome,
+                "attempts_left": checked.attempts_left,
+                "ttl_minutes": self.settings.code_ttl_minutes,
+            },
+        )
+        return checked
+
     async def follow_up(self) -> tuple[list[str], list[str]]:
         """Unanswered codes: one reminder after `reminder_after_days`, closing with a notice
         after `close_after_days`. Safe to run as often as wanted: each happens once.

@@ -7,7 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rightsdesk.identifiers import mask_identifiers
+from rightsdesk.calendar import WorkingCalendar
+from rightsdesk.identifiers import mask_for_display
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Account,
@@ -16,10 +17,12 @@ from rightsdesk.models import (
     FulfilmentRun,
     FulfilmentStep,
     Message,
+    RequestType,
     StoredAttachment,
     Ticket,
     TicketStatus,
 )
+from rightsdesk.search import SearchHit
 from rightsdesk.tickets import TicketDetail
 
 # What a terminal may act on instead of showing: C0 controls (ESC starts colour changes,
@@ -46,14 +49,54 @@ def _escaped(found: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _iso(value: dt.date | dt.datetime | None) -> str | None:
+def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
-    """The listing row of a ticket; instants are given in the desk's time zone."""
+def _at(value: dt.datetime | None, tz: dt.tzinfo) -> str | None:
+    """An instant in the desk's time zone (Beijing), with its offset."""
+    return value.astimezone(tz).isoformat() if value is not None else None
+
+
+def review_reasons(ticket: Ticket) -> list[str]:
+    """Why a ticket is in the DPO's queues, in words, instead of a bare flag."""
+    reasons: list[str] = []
+    if (ticket.classification or {}).get("needs_review"):
+        reasons.append("classifier unsure")
+    if ticket.types == [RequestType.NOT_RIGHTS_REQUEST]:
+        reasons.append("not a rights request: dismiss or relabel")
+    if ticket.verification == "no_account":
+        reasons.append("no account found")
+    elif ticket.verification == "manual":
+        reasons.append("documents to check (guardian or relative)")
+    if ticket.suggested_types:
+        reasons.append("new request types suggested: " + ", ".join(ticket.suggested_types))
+    if ticket.duplicate_of is not None:
+        reasons.append("possible duplicate")
+    if ticket.unread:
+        reasons.append("new message from the requester")
+    if ticket.needs_review and not reasons:
+        reasons.append("verification locked or needs a person")
+    return reasons
+
+
+def ticket_summary(
+    ticket: Ticket,
+    today: dt.date,
+    tz: dt.tzinfo,
+    calendar: WorkingCalendar | None = None,
+    links: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """The listing row of a ticket; instants are given in the desk's time zone. Days left
+    are working days (the digest's count), and only with a calendar; `links` names the
+    tickets that `duplicate_of` and `merged_into` point at."""
     active = TicketStatus(ticket.status) in ACTIVE_STATUSES
-    days_left = (ticket.response_due - today).days if ticket.response_due and active else None
+    days_left = (
+        calendar.working_days_left(today, ticket.response_due)
+        if calendar is not None and ticket.response_due and active
+        else None
+    )
+    links = links or {}
     return {
         "id": ticket.public_id,
         "status": ticket.status,
@@ -61,12 +104,12 @@ def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, A
         "channel": ticket.channel,
         "requester_contact": ticket.contact_value,
         "contact_kind": ticket.contact_kind,
-        "subject": ticket.subject,
+        "subject": mask_for_display(ticket.subject) if ticket.subject else ticket.subject,
         "received_at": ticket.received_at.astimezone(tz).isoformat(),
         "response_due": _iso(ticket.response_due),
         "completion_due": _iso(ticket.completion_due),
         "provisional": ticket.deadlines_provisional,
-        "days_left": days_left,
+        "working_days_left": days_left,
         "overdue": bool(
             active
             and (
@@ -75,15 +118,37 @@ def ticket_summary(ticket: Ticket, today: dt.date, tz: dt.tzinfo) -> dict[str, A
             )
         ),
         "needs_review": ticket.needs_review,
+        "review_reasons": review_reasons(ticket) if ticket.needs_review or ticket.unread else [],
+        "unread": ticket.unread,
+        "unread_since": _at(ticket.unread_since, tz),
+        "suggested_types": list(ticket.suggested_types),
+        "duplicate_of": links.get(ticket.duplicate_of or 0),
+        "merged_into": links.get(ticket.merged_into or 0),
         "assignee": ticket.assignee,
         "withdrawal_pending": ticket.withdrawal_final_at is not None,
         "language": ticket.language,
     }
 
 
-def ticket_detail(detail: TicketDetail, today: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
+def search_view(
+    hit: SearchHit, today: dt.date, tz: dt.tzinfo, calendar: WorkingCalendar | None = None
+) -> dict[str, Any]:
+    return {
+        **ticket_summary(hit.ticket, today, tz, calendar),
+        "matched": hit.matched,
+        "snippet": hit.snippet,
+    }
+
+
+def ticket_detail(
+    detail: TicketDetail,
+    today: dt.date,
+    tz: dt.tzinfo,
+    calendar: WorkingCalendar | None = None,
+    links: dict[int, str] | None = None,
+) -> dict[str, Any]:
     ticket = detail.ticket
-    data = ticket_summary(ticket, today, tz)
+    data = ticket_summary(ticket, today, tz, calendar, links)
     data.update(
         {
             "requester": {
@@ -95,27 +160,40 @@ def ticket_detail(detail: TicketDetail, today: dt.date, tz: dt.tzinfo) -> dict[s
                     for c in detail.requester.contacts
                 ],
             },
-            "clock_started_at": _iso(ticket.clock_started_at),
+            "account": (
+                {**account_view(detail.account), "verified": detail.account_verified}
+                if detail.account is not None
+                else None
+            ),
+            "verification": ticket.verification,
+            "clock_started_at": _at(ticket.clock_started_at, tz),
             "original_response_due": _iso(ticket.original_response_due),
             "extension_reason": ticket.extension_reason,
-            "verified_at": _iso(ticket.verified_at),
+            "original_completion_due": _iso(ticket.original_completion_due),
+            "completion_extension_reason": ticket.completion_extension_reason,
+            "verified_at": _at(ticket.verified_at, tz),
             "classification": ticket.classification,
             # What the requester read in the resolved / denied notice (never an internal note).
             "resolution_reply": ticket.resolution_note,
             "denial_reason": ticket.denial_reason,
             "cancel_reason": ticket.cancel_reason,
-            "withdrawal_requested_at": _iso(ticket.withdrawal_requested_at),
-            "withdrawal_final_at": _iso(ticket.withdrawal_final_at),
+            "dismissal_reason": ticket.dismissal_reason,
+            "finished_at": _at(ticket.finished_at, tz),
+            "closed_at": _at(ticket.closed_at, tz),
+            "withdrawal_requested_at": _at(ticket.withdrawal_requested_at, tz),
+            "withdrawal_final_at": _at(ticket.withdrawal_final_at, tz),
             "messages": [
-                message_view(m, detail.attachments.get(m.id or 0, [])) for m in detail.messages
+                message_view(m, detail.attachments.get(m.id or 0, []), tz) for m in detail.messages
             ],
-            "events": [event_view(e) for e in detail.events],
+            "events": [event_view(e, tz) for e in detail.events],
         }
     )
     return data
 
 
-def message_view(message: Message, attachments: Sequence[StoredAttachment] = ()) -> dict[str, Any]:
+def message_view(
+    message: Message, attachments: Sequence[StoredAttachment] = (), tz: dt.tzinfo = dt.UTC
+) -> dict[str, Any]:
     return {
         "id": message.id,
         "direction": message.direction,
@@ -124,9 +202,10 @@ def message_view(message: Message, attachments: Sequence[StoredAttachment] = ())
         "internal": message.channel == Channel.INTERNAL,
         "sender": message.sender,
         "subject": message.subject,
-        "received_at": _iso(message.received_at),
-        # Resident ID numbers never leave the desk in clear, not even to the DPO's screen.
-        "text": mask_identifiers(message.text) if message.text else message.text,
+        "received_at": _at(message.received_at, tz),
+        # Resident ID numbers and verification codes never leave the desk in clear, not
+        # even to the DPO's screen.
+        "text": mask_for_display(message.text) if message.text else message.text,
         "parse_status": message.parse_status,
         "parse_error": message.parse_error,
         "auto_generated": message.auto_generated,
@@ -148,10 +227,10 @@ def attachment_view(attachment: StoredAttachment) -> dict[str, Any]:
     }
 
 
-def event_view(event: Event) -> dict[str, Any]:
+def event_view(event: Event, tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "at": _iso(event.at),
+        "at": _at(event.at, tz),
         "actor": event.actor,
         "action": event.action,
         "before": event.before,

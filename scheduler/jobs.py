@@ -339,12 +339,12 @@ async def _empty(
 
 
 async def close_finished(desk: Desk) -> list[str]:
-    """Resolved, denied or cancelled tickets are closed after the grace period."""
+    """Resolved, denied, cancelled or dismissed tickets are closed after the grace period."""
     before = desk.clock.now() - dt.timedelta(days=desk.settings.desk.close_after_days)
     async with desk.db.reading() as session:
         found = await session.exec(
             select(Ticket.public_id)
-            .where(col(Ticket.status).in_(["resolved", "denied", "cancelled"]))
+            .where(col(Ticket.status).in_(["resolved", "denied", "cancelled", "dismissed"]))
             .where(col(Ticket.finished_at) <= before)
         )
         due = list(found.all())

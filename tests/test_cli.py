@@ -55,7 +55,14 @@ def test_dpo_works_a_ticket_end_to_end(config: Path) -> None:
     cli(config, "tickets", "assign", tid, "wang.fang")
     cli(config, "tickets", "verify", tid, "--note", "ID card checked at the front desk")
     cli(config, "tickets", "start", tid)
-    cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups")
+    # Past the 30-day completion date (2026-03-12): that date needs its own date and reason.
+    refused = cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups",
+                  code=1)  # fmt: skip
+    assert "--completion-until" in refused.stderr
+    cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups",
+        "--completion-until", "2026-03-25", code=1)  # fmt: skip
+    cli(config, "tickets", "extend", tid, "--until", "2026-03-20", "--reason", "backups",
+        "--completion-until", "2026-03-25", "--completion-reason", "backup tapes")  # fmt: skip
     cli(config, "tickets", "relabel", tid, "--types", "account_deletion")
     resolved = cli(config, "tickets", "resolve", tid, "--reply", "account deleted", "--json")
     assert resolved["status"] == "resolved"
@@ -66,6 +73,9 @@ def test_dpo_works_a_ticket_end_to_end(config: Path) -> None:
     ]  # fmt: skip
     assert all(e["actor"] == "cli:dpo" for e in shown["events"])
     assert shown["extension_reason"] == "backups"
+    assert shown["completion_due"] == "2026-03-25"
+    assert shown["original_completion_due"] == "2026-03-12"
+    assert shown["completion_extension_reason"] == "backup tapes"
     assert shown["types"] == ["account_deletion"]
     human = cli(config, "tickets", "show", tid)
     assert "请注销我的账号并删除全部数据" in human.stdout

@@ -358,7 +358,18 @@ def test_every_action_through_the_forms(server: ConsoleUnderTest) -> None:
 
     assert act("verify", note="ID card seen") == 303
     assert act("start") == 303
-    assert act("extend", until="2027-02-26", reason="many systems") == 303
+    # Past the 30-day completion date: refused without its own date and reason, then done.
+    assert act("extend", until="2027-02-26", reason="many systems") == 400
+    assert (
+        act(
+            "extend",
+            until="2027-02-26",
+            reason="many systems",
+            completion_until="2027-02-26",
+            completion_reason="backups rotate monthly",
+        )
+        == 303
+    )
     assert act("relabel", types=["erasure", "access"]) == 303
     assert act("deny", reason="") == 400  # a reason is required (PIPL Art. 50)
     assert act("resolve", note="deleted everywhere") == 303

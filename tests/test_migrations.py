@@ -9,11 +9,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+from rightsdesk.models import modelled
 from rightsdesk.service import Desk
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": modelled}
+    )
     return list(compare_metadata(context, SQLModel.metadata))
 
 

@@ -33,6 +33,15 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "extended": {
         "reason": "数据分布在四个系统中 / data sits in four systems",
         "response_due": "2026-03-20",
+        "completion_due": "2026-04-10",
+        "completion_reason": "备份轮换需要时间 / backups rotate monthly",
+    },
+    "code_not_accepted": {"outcome": "wrong_code", "attempts_left": 3, "ttl_minutes": 30},
+    "requester_wrote": {
+        "status": "resolved",
+        "assignee": "wang.fang@example.com",
+        "finished": True,
+        "suggested": "erasure",
     },
     "resolved": {"reply": "已删除 / deleted"},
     "denied": {"reason": "依法须保存三年 / kept 3 years by law"},
@@ -194,6 +203,39 @@ def test_plain_text_carries_the_sign_off_and_company_of_the_html() -> None:
         assert rendered.text.rstrip().endswith(sign_off)
         assert COMPANY in rendered.text
         assert sign_off in rendered.html
+
+
+@pytest.mark.parametrize("lang", ["zh", "zh-Hant", "en"])
+def test_not_a_rights_request_is_promised_no_deadline(lang: str) -> None:
+    # The pipeline passes the ticket's dates as for any request: the templates leave them out.
+    context = {
+        "ticket_id": "PRIV-2026-000001",
+        "working_days": 15,
+        "types": ["not_rights_request"],
+        "triage": False,
+        "response_due": "2026-03-09",
+        "completion_due": "",
+        "step": "code",
+    }
+    rendered = Templates(None, "Co").render("acknowledgement", lang, context)
+    assert "2026" not in rendered.text.replace("PRIV-2026-000001", "")
+    assert "客服" in rendered.text or "support chat" in rendered.text
+    for promise in ("答复您", "答覆您", "answer by", "接下来", "接下來", "What happens next"):
+        assert promise not in rendered.text
+    # In doubt, a person reads it, and the date is promised as for any request.
+    doubtful = Templates(None, "Co").render("acknowledgement", lang, {**context, "triage": True})
+    assert "2026-03-09" in doubtful.text
+
+
+@pytest.mark.parametrize("outcome", ["wrong_code", "locked", "expired"])
+def test_code_not_accepted_says_what_to_do_and_nothing_about_the_account(outcome: str) -> None:
+    context = {"ticket_id": "PRIV-2026-000001", "outcome": outcome, "attempts_left": 2}
+    text = Templates(None, "Co").render("code_not_accepted", None, {**context, "ttl_minutes": 30})
+    assert "new code" in text.text
+    assert "重新发送验证码" in text.text
+    for revealing in ("no account", "not registered", "没有账号", "未注册", "@"):
+        assert revealing not in text.text
+    assert ("2 more" in text.text) == (outcome == "wrong_code")
 
 
 def test_html_escapes_what_people_wrote() -> None:

@@ -263,7 +263,7 @@ async def test_find_filters(desk: Desk, clock: FrozenClock) -> None:
         found = await desk.tickets.find(TicketFilter(**filters))  # type: ignore[arg-type]
         return [t.public_id for t in found]
 
-    assert await ids() == [access, done, erasure]  # most urgent first
+    assert await ids() == [access, erasure, done]  # active work first, most urgent first
     assert await ids(types=[RequestType.ERASURE]) == [erasure]
     assert await ids(statuses=[TicketStatus.DENIED]) == [done]
     assert await ids(assignee="li.na") == [erasure]

@@ -348,7 +348,7 @@ async def test_dpo_decisions_reach_the_requester(erasure: World) -> None:
     public_id = await only_ticket(erasure.desk)
     desk = erasure.desk
     await desk.tickets.mark_verified(public_id, "cli:dpo", note="called the registered phone")
-    await desk.tickets.extend(public_id, "cli:dpo", dt.date(2026, 3, 20), "backups to purge")
+    await desk.tickets.extend(public_id, "cli:dpo", dt.date(2026, 3, 11), "backups to purge")
     await desk.tickets.deny(public_id, "cli:dpo", "Records must be kept 3 years by law.")
     await desk.sender.send_due()
     kinds = [m["X-Rightsdesk-Kind"] for m in erasure.relay.mails()]

@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from rightsdesk.config import CONFIG_ENV, ConfigError, Settings, load_settings
+from rightsdesk.config import (
+    CONFIG_ENV,
+    LOCAL_CONFIG,
+    ConfigError,
+    Settings,
+    find_config,
+    load_settings,
+)
 from rightsdesk.models import RequestType
 from rightsdesk.service import Desk, first_line
 from rightsdesk.tickets import TicketError
@@ -57,7 +64,10 @@ def _global_options(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", envvar=CONFIG_ENV, help="TOML config file (default: built-ins)."
+            "--config",
+            "-c",
+            envvar=CONFIG_ENV,
+            help=f"TOML config file (default: ./{LOCAL_CONFIG} if there is one, else built-ins).",
         ),
     ] = None,
     actor: Annotated[
@@ -89,13 +99,33 @@ def desk_settings() -> Settings:
         fail(f"config: {exc}", 2)
 
 
-def with_desk(work: Callable[[Desk], Awaitable[T]], *, migrate: bool = True) -> T:
-    """Build the desk, bring the schema up to date, run `work`, and tear down."""
+def with_desk(
+    work: Callable[[Desk], Awaitable[T]], *, migrate: bool = True, create: bool = False
+) -> T:
+    """Build the desk, bring the schema up to date, run `work`, and tear down.
+
+    Only `create` (`db upgrade`; `run` builds its own) may make a new, empty desk: any other
+    command run where there is none fails with one line saying where it looked."""
     settings = desk_settings()
+    _, looked = find_config(state.config)
+    sqlite = settings.database.sqlite_path
+    if not create and sqlite is not None and not sqlite.exists():
+        fail(
+            f"no desk database at {sqlite} ({looked}); give --config or ${CONFIG_ENV}, "
+            "or create one with `rightsdesk db upgrade`",
+            2,
+        )
 
     async def main() -> T:
         desk = Desk.build(settings)
         try:
+            if not create and not await desk.db.has_schema():
+                where = desk.db.url.render_as_string(hide_password=True)
+                fail(
+                    f"no desk in the database {where} ({looked}); "
+                    "create it with `rightsdesk db upgrade`",
+                    2,
+                )
             if migrate:
                 await desk.db.migrate()
             return await work(desk)

@@ -31,5 +31,5 @@ def db_upgrade() -> None:
         await desk.db.migrate()
         return desk.db.url.render_as_string(hide_password=True)
 
-    url = with_desk(work, migrate=False)
+    url = with_desk(work, migrate=False, create=True)
     err.print(f"database is up to date: {url}", highlight=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from rightsdesk.cli.common import (
     JsonFlag,
@@ -24,10 +27,10 @@ from rightsdesk.cli.common import (
     with_desk,
 )
 from rightsdesk.languages import LANGS
-from rightsdesk.models import Channel, TicketStatus
+from rightsdesk.models import Channel, Ticket, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketFilter
-from rightsdesk.views import ticket_detail, ticket_summary
+from rightsdesk.views import printable, search_view, ticket_detail, ticket_summary
 
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
 
@@ -46,12 +49,21 @@ def tickets_list(
     overdue: Annotated[bool, typer.Option(help="Only open work past a due date.")] = False,
     assignee: Annotated[str | None, typer.Option(help="Only tickets of this assignee.")] = None,
     needs_review: Annotated[
-        bool, typer.Option("--needs-review", help="Only the triage queue.")
+        bool, typer.Option("--needs-review", help="Only the triage queue (active tickets).")
+    ] = False,
+    unread: Annotated[
+        bool,
+        typer.Option(
+            "--unread", help="Only tickets whose requester wrote since a person last acted."
+        ),
     ] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many tickets.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tickets, most urgent first."""
+    """List tickets: active work first, most urgent first. In the table, ● marks a ticket
+    whose requester wrote since a person last acted on it, ? one that needs review, w one with
+    a withdrawal by mail pending (`undo-withdrawal`); "left"
+    is working days to the answer deadline (negative: late)."""
     filters = TicketFilter(
         statuses=status or (),
         types=parse_types(type_ or []),
@@ -59,48 +71,118 @@ def tickets_list(
         overdue=overdue,
         assignee=assignee,
         needs_review=True if needs_review else None,
+        unread=True if unread else None,
         limit=limit,
     )
 
     async def work(desk: Desk) -> list[dict[str, Any]]:
-        today = desk.tickets.today()
-        return [ticket_summary(t, today, desk.policy.tz) for t in await desk.tickets.find(filters)]
+        found = await desk.tickets.find(filters)
+        links = await desk.tickets.links_of(found)
+        return [_summary(desk, t, links) for t in found]
 
     rows = with_desk(work)
     if as_json:
         print_json(rows)
         return
+    print_ticket_rows(rows)
+
+
+# Column widths of the listing (cells; a Chinese character is two): the subject takes what
+# the terminal has left, at least _SUBJECT_MIN, so 100 columns show every column.
+_WIDTHS = {"mark": 3, "id": 16, "status": 11, "types": 12, "requester": 18, "due": 6}
+_LEFT, _ASSIGNEE, _SUBJECT_MIN = 4, 8, 12
+
+
+def _cut(text: str, width: int) -> Text:
+    cell = Text(" ".join(text.split()), no_wrap=True)
+    cell.truncate(width, overflow="ellipsis")
+    return cell
+
+
+def print_ticket_rows(rows: list[dict[str, Any]]) -> None:
+    """The listing table, readable at 100 columns: long cells are cut, never wrapped. Due
+    dates of this year show as MM-DD."""
+    fixed = sum(_WIDTHS.values()) + _LEFT + _ASSIGNEE + 8  # 8: one space between columns
+    subject_width = max(_SUBJECT_MIN, min(out.width, 160) - fixed)
+    widths = {**_WIDTHS, "subject": subject_width}
     table = Table(
-        Column("id", no_wrap=True),
-        "status",
-        "types",
-        "channel",
-        Column("received", no_wrap=True),
-        Column("due", no_wrap=True),
-        "left",
-        "assignee",
+        *(
+            Column(name if name != "mark" else "", no_wrap=True, width=widths[name])
+            for name in ("mark", "id", "status", "types", "requester", "subject", "due")
+        ),
+        Column("left", no_wrap=True, justify="right", width=_LEFT),
+        Column("assignee", no_wrap=True, width=_ASSIGNEE),
+        box=None,
+        padding=(0, 1, 0, 0),
+        show_edge=False,
+        pad_edge=False,
     )
+    year = dt.date.today().isoformat()[:5]
     for row in rows:
-        due = (row["response_due"] or "-") + ("*" if row["provisional"] else "")
-        left = "" if row["days_left"] is None else str(row["days_left"])
-        style = "red" if row["overdue"] else None
-        state = row["status"] + (" (review)" if row["needs_review"] else "")
-        if row["withdrawal_pending"]:
-            state += " (withdrawal pending)"
-        table.add_row(
-            shown(row["id"]),
-            state,
-            ",".join(row["types"]),
-            row["channel"],
-            row["received_at"][:10],
-            due,
-            left,
-            shown(row["assignee"] or ""),
-            style=style,
+        due = row["response_due"] or "-"
+        due = (due[5:] if due.startswith(year) else due) + ("*" if row["provisional"] else "")
+        left = "" if row["working_days_left"] is None else str(row["working_days_left"])
+        mark = (
+            ("●" if row["unread"] else " ")
+            + ("?" if row["needs_review"] else " ")
+            + ("w" if row["withdrawal_pending"] else " ")
         )
-    out.print(table)
+        cells = {
+            "status": row["status"],
+            "types": ",".join(row["types"]),
+            "requester": printable(row["requester_contact"]),
+            "subject": printable(row["subject"] or ""),
+            "due": due,
+        }
+        table.add_row(
+            mark,
+            shown(row["id"]),
+            *(_cut(cells[name], widths[name]) for name in cells),
+            left,
+            _cut(printable(row["assignee"] or ""), _ASSIGNEE),
+            style="red" if row["overdue"] else None,
+        )
+    # Narrower than the columns need (a pipe is 80): print at their width, never squash ids.
+    narrow = out.width < fixed + _SUBJECT_MIN
+    (Console(width=fixed + _SUBJECT_MIN, soft_wrap=True) if narrow else out).print(table)
     if any(row["provisional"] for row in rows):
         err.print("* provisional: next year's official holidays are not known yet")
+
+
+def _summary(desk: Desk, ticket: Ticket, links: dict[int, str] | None = None) -> dict[str, Any]:
+    return ticket_summary(ticket, desk.tickets.today(), desk.policy.tz, desk.policy.calendar, links)
+
+
+@tickets_app.command("search")
+def tickets_search(
+    text: Annotated[
+        str,
+        typer.Argument(
+            help="A ticket id, an email address, a phone number, a name, an account id, "
+            "or words of the messages (Chinese too)."
+        ),
+    ],
+    limit: Annotated[int, typer.Option(help="At most this many tickets.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find tickets by id, requester (email, phone, name, account id) or message words."""
+
+    async def work(desk: Desk) -> list[dict[str, Any]]:
+        today = desk.tickets.today()
+        hits = await desk.search.search(text, limit)
+        return [search_view(h, today, desk.policy.tz, desk.policy.calendar) for h in hits]
+
+    rows = with_desk(work)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        err.print("no ticket matches")
+        return
+    print_ticket_rows(rows)
+    for row in rows:
+        if row["snippet"]:
+            out.print(f"  {shown(row['id'])}: {shown(row['snippet'])}", highlight=False)
 
 
 @tickets_app.command("show")
@@ -108,9 +190,10 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
     """Show a ticket with its deadlines, messages and audit events."""
 
     async def work(desk: Desk) -> dict[str, Any]:
-        data = ticket_detail(
-            await desk.tickets.detail(ticket_id), desk.tickets.today(), desk.policy.tz
-        )
+        detail = await desk.tickets.detail(ticket_id)
+        links = await desk.tickets.links_of([detail.ticket])
+        today = desk.tickets.today()
+        data = ticket_detail(detail, today, desk.policy.tz, desk.policy.calendar, links)
         data["fulfilment"] = await desk.fulfilment.status(ticket_id)
         return data
 
@@ -120,11 +203,21 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         return
     scores = (data["classification"] or {}).get("scores") or {}
     types = ", ".join(f"{t} ({scores[t]:.2f})" if t in scores else t for t in data["types"])
-    out.print(f"[bold]{shown(data['id'])}[/]  {data['status']}  {types}")
+    out.print(f"[bold]{shown(data['id'])}[/]  {data['status']}  {types}", highlight=False)
     if data["withdrawal_final_at"]:
         out.print(
             f"  [bold yellow]withdrawal pending[/]: final at {data['withdrawal_final_at'][:16]} "
-            f"unless undone (rightsdesk tickets undo-withdrawal {shown(data['id'])})"
+            f"unless undone (rightsdesk tickets undo-withdrawal {shown(data['id'])})",
+            highlight=False,
+        )
+    if data["review_reasons"]:
+        out.print(f"  needs attention: {shown('; '.join(data['review_reasons']))}", highlight=False)
+    account = data["account"]
+    if account is not None:
+        proven = "verified" if account["verified"] else "matched, not yet verified"
+        out.print(
+            f"  account: {shown(account['account_id'])} ({shown(account['email'])}; {proven})",
+            highlight=False,
         )
     for key in (
         "channel",
@@ -132,17 +225,26 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         "subject",
         "received_at",
         "response_due",
+        "working_days_left",
         "completion_due",
         "provisional",
         "assignee",
-        "needs_review",
+        "verification",
+        "suggested_types",
+        "duplicate_of",
+        "merged_into",
         "extension_reason",
+        "completion_extension_reason",
         "language",
         "denial_reason",
         "resolution_reply",
         "cancel_reason",
+        "dismissal_reason",
+        "verified_at",
+        "finished_at",
+        "closed_at",
     ):
-        if data[key] not in (None, False, ""):
+        if data[key] not in (None, False, "", []):
             out.print(f"  {key}: {shown(data[key])}", highlight=False)
     if data["classification"]:
         classification = json.dumps(data["classification"], ensure_ascii=False)
@@ -188,7 +290,7 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         change = json.dumps(event["after"], ensure_ascii=False)
         table.add_row(
             str(event["seq"]),
-            event["at"][:19],
+            event["at"],
             shown(event["actor"]),
             shown(event["action"]),
             shown(change),
@@ -234,7 +336,7 @@ def tickets_open(
             ),
             actor=state.actor,
         )
-        return ticket_summary(ticket, desk.tickets.today(), desk.policy.tz)
+        return _summary(desk, ticket)
 
     row = with_desk(work)
     if as_json:
@@ -247,7 +349,7 @@ def _change(action: Callable[[Desk], Awaitable[Any]], as_json: bool, done: str) 
     """Run one ticket change and report the ticket as it now stands."""
 
     async def work(desk: Desk) -> dict[str, Any]:
-        return ticket_summary(await action(desk), desk.tickets.today(), desk.policy.tz)
+        return _summary(desk, await action(desk))
 
     row = with_desk(work)
     if as_json:
@@ -355,15 +457,61 @@ def tickets_deny(
 def tickets_extend(
     ticket_id: TicketId,
     until: Annotated[str, typer.Option(help="New answer due date (YYYY-MM-DD).")],
-    reason: Annotated[str, typer.Option(help="Why more time is needed.")],
+    reason: Annotated[str, typer.Option(help="Why more time is needed (the requester reads it).")],
+    completion_until: Annotated[
+        str | None,
+        typer.Option(
+            help="Erasure/account deletion: a new completion date (YYYY-MM-DD), needed when "
+            "--until is past the 30-day completion date."
+        ),
+    ] = None,
+    completion_reason: Annotated[
+        str | None,
+        typer.Option(help="Why the deletion itself takes longer (the requester reads it)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Extend the answer deadline, with a reason and a new date."""
+    """Extend the answer deadline, with a reason and a new date; the notice names both dates
+    when the completion date moves too."""
     new_date = parse_date(until, "--until")
     assert new_date is not None
+    completion = parse_date(completion_until, "--completion-until")
+    if completion_reason is not None and completion is None:
+        fail("--completion-reason goes with --completion-until", 2)
     _change(
-        lambda d: d.tickets.extend(ticket_id, state.actor, new_date, reason), as_json, "extended"
+        lambda d: d.tickets.extend(
+            ticket_id,
+            state.actor,
+            new_date,
+            reason,
+            completion_until=completion,
+            completion_reason=completion_reason,
+        ),
+        as_json,
+        "extended",
     )
+
+
+@tickets_app.command("dismiss")
+def tickets_dismiss(
+    ticket_id: TicketId,
+    reason: Annotated[str, typer.Option(help="Why it needs nothing (kept on the ticket).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Close a ticket that is not a rights request (a product question, spam) in one step.
+    It leaves the triage queue; the requester is not written to again."""
+    _change(lambda d: d.tickets.dismiss(ticket_id, state.actor, reason), as_json, "dismissed")
+
+
+@tickets_app.command("merge")
+def tickets_merge(
+    keep: Annotated[str, typer.Argument(help="The ticket that stays.")],
+    other: Annotated[str, typer.Argument(help="The duplicate: its messages move to KEEP.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Merge OTHER into KEEP: OTHER's messages move, its audit events are copied into KEEP's
+    trail, and OTHER is closed pointing at KEEP (both trails still verify)."""
+    _change(lambda d: d.merger.merge(keep, other, state.actor), as_json, f"absorbed {other}")
 
 
 @tickets_app.command("cancel")

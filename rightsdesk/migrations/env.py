@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import rightsdesk.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import rightsdesk.models  # registers the tables on SQLModel.metadata
 from rightsdesk.config import load_settings
 
 target_metadata = SQLModel.metadata
@@ -21,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=rightsdesk.models.modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,212 @@
+"""Finding a ticket from what the DPO has in hand: its id, the requester's address, phone,
+name or account id, or words of what they wrote (Chinese too).
+
+Every kind of match is one indexed query returning at most `limit` ticket ids; their union is
+read and shown newest first. Words of messages (inbound only: our own mail, codes included,
+is never searched) go through a trigram index: SQLite FTS5 with the trigram tokenizer,
+PostgreSQL pg_trgm under ILIKE. A trigram index needs three characters: on PostgreSQL a
+two-character query (注销, 张三) uses indexes over the texts' character pairs (rd_bigrams, in the
+migration); on SQLite it is a scan (a desk's size), and a one-character query scans on both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import column, table
+from sqlalchemy import text as sql
+from sqlmodel import col, func, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rightsdesk.db import Database
+from rightsdesk.identifiers import mask_for_display
+from rightsdesk.models import (
+    Account,
+    Message,
+    Requester,
+    RequesterContact,
+    Ticket,
+    VerificationChallenge,
+)
+from rightsdesk.tickets import TicketError
+
+_TICKET_ID = re.compile(r"^PRIV-\d{4}-\d{6,}$", re.IGNORECASE)
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+SNIPPET_CHARS = 40
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    ticket: Ticket
+    matched: list[str]  # id | email | phone | name | account | text
+    snippet: str | None = None  # around the first match in a message, masked
+
+
+class TicketSearch:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        wanted = " ".join(query.split())
+        if not wanted:
+            raise TicketError("search for something: a ticket id, an address, a phone, words")
+        found: dict[int, list[str]] = {}
+        snippets: dict[int, str] = {}
+        async with self.db.reading() as session:
+            for kind, ids in await self._matches(session, wanted, limit):
+                for ticket_id in ids:
+                    found.setdefault(ticket_id, [])
+                    if kind not in found[ticket_id]:
+                        found[ticket_id].append(kind)
+            if not found:
+                return []
+            tickets = (
+                await session.exec(
+                    select(Ticket)
+                    .where(col(Ticket.id).in_(list(found)))
+                    .order_by(col(Ticket.id).desc())
+                    .limit(limit)
+                )
+            ).all()
+            texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
+            if texts:
+                snippets = await self._snippets(session, texts, wanted)
+        return [
+            SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
+            for t in tickets
+            if t.id is not None
+        ]
+
+    async def _matches(
+        self, session: AsyncSession, q: str, limit: int
+    ) -> list[tuple[str, list[int]]]:
+        """Each kind of match as small indexed queries on literal values (a chain of IN
+        subqueries lets the planner pick a scan of the ticket table)."""
+        results: list[tuple[str, list[int]]] = []
+
+        async def ids(query: Any) -> list[Any]:
+            return [r for r in (await session.exec(query.limit(limit))).all() if r is not None]
+
+        async def tickets_of(kind: str, requesters: list[int]) -> None:
+            if requesters:
+                found = await ids(select(Ticket.id).where(col(Ticket.requester_id).in_(requesters)))
+                results.append((kind, found))
+
+        if _TICKET_ID.match(q):
+            results.append(
+                ("id", await ids(select(Ticket.id).where(Ticket.public_id == q.upper())))
+            )
+            return results
+        is_email = "@" in q and " " not in q
+        is_phone = bool(_PHONE_LIKE.match(q))
+        variants = _phone_variants(q) if is_phone else []
+        addresses = [q.lower()] if is_email else variants
+        # The account directory: its id, registered email or phone.
+        conditions: list[Any] = [Account.id == q]
+        if is_email:
+            conditions.append(Account.email == q.lower())
+        if is_phone:
+            conditions.append(col(Account.phone).in_([*variants, q]))
+        accounts = await ids(select(Account.id).where(or_(*conditions))) if len(q) <= 128 else []
+        if accounts:
+            proven = await ids(select(Requester.id).where(col(Requester.account_id).in_(accounts)))
+            await tickets_of("account", proven)
+            matched = select(VerificationChallenge.ticket_id).where(
+                col(VerificationChallenge.account_id).in_(accounts)
+            )
+            results.append(("account", await ids(matched)))
+        if addresses:  # how the requester reached us
+            kind = "email" if is_email else "phone"
+            direct = select(Ticket.id).where(col(Ticket.contact_value).in_(addresses))
+            results.append((kind, await ids(direct)))
+            contacts = await ids(
+                select(RequesterContact.requester_id)
+                .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
+                .where(col(RequesterContact.value).in_(addresses))
+            )
+            await tickets_of(kind, contacts)
+        if not is_email and not is_phone:
+            named = await ids(select(Requester.id).where(self._contains(Requester.name, q)))
+            await tickets_of("name", named)
+            subject = select(Ticket.id).where(self._contains(Ticket.subject, q))
+            results.append(("text", await ids(subject)))
+        if is_phone:  # a number in what they wrote, however it was spaced
+            digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
+            results.append(("phone", await ids(_inbound().where(col(Message.text).like(digits)))))
+        else:
+            results.append(("text", await ids(self._text_query(q))))
+        return results
+
+    def _contains(self, column: Any, q: str) -> Any:
+        """`column` contains q, case aside, in a form the trigram indexes answer: on
+        PostgreSQL a two-character q goes through the bigram indexes (rd_bigrams)."""
+        if not self.db.is_sqlite and len(q) == 2 and not any(ch.isspace() for ch in q):
+            return func.rd_bigrams(col(column)).ilike("% " + _escape_like(q) + " %", escape="\\")
+        return col(column).ilike("%" + _escape_like(q) + "%", escape="\\")
+
+    def _text_query(self, q: str) -> Any:
+        if self.db.is_sqlite and len(q) >= 3:
+            # A phrase of trigrams: the text contains q, case aside.
+            phrase = '"' + q.replace('"', '""') + '"'
+            fts = table("message_fts", column("rowid"))
+            matching = select(fts.c.rowid).where(
+                sql("message_fts MATCH :phrase").bindparams(phrase=phrase)
+            )
+            return _inbound().where(col(Message.id).in_(matching))
+        # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
+        # query under three characters is a scan.
+        return _inbound().where(self._contains(Message.text, q))
+
+    async def _snippets(
+        self, session: AsyncSession, ticket_ids: list[int], q: str
+    ) -> dict[int, str]:
+        """The first matching passage of each ticket's messages, masked."""
+        found: dict[int, str] = {}
+        rows = await session.exec(
+            select(Message.ticket_id, Message.text)
+            .where(col(Message.ticket_id).in_(ticket_ids))
+            .where(Message.direction == "in")
+            .where(col(Message.text).is_not(None))
+            .order_by(col(Message.id))
+        )
+        needle = q.lower()
+        for ticket_id, text in rows.all():
+            if ticket_id is None or ticket_id in found or not text:
+                continue
+            at = text.lower().find(needle)
+            if at < 0:
+                continue
+            start = max(0, at - SNIPPET_CHARS)
+            end = min(len(text), at + len(q) + SNIPPET_CHARS)
+            passage = " ".join(text[start:end].split())
+            before = "…" if start else ""
+            after = "…" if end < len(text) else ""
+            found[ticket_id] = before + mask_for_display(passage) + after
+        return found
+
+
+def _inbound() -> Any:
+    # No DISTINCT: it would read every match before the LIMIT (125,000 rows for a common
+    # word at a million tickets); repeated ticket ids fold into one hit in Python.
+    return (
+        select(Message.ticket_id)
+        .where(Message.direction == "in")
+        .where(col(Message.ticket_id).is_not(None))
+    )
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _phone_variants(q: str) -> list[str]:
+    """The ways a phone number is stored: digits, with +86, without it."""
+    digits = "".join(ch for ch in q if ch.isdigit())
+    variants = {digits, "+" + digits}
+    if digits.startswith("86") and len(digits) == 13:
+        variants |= {digits[2:], "+" + digits}
+    if len(digits) == 11:
+        variants |= {"+86" + digits, "86" + digits}
+    return sorted(variants)
