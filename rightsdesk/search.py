@@ -5,8 +5,9 @@ Every kind of match is one indexed query returning at most `limit` ticket ids; t
 read and shown newest first. Words of messages (inbound only: our own mail, codes included,
 is never searched) go through a trigram index: SQLite FTS5 with the trigram tokenizer,
 PostgreSQL pg_trgm under ILIKE. A trigram index needs three characters: on PostgreSQL a
-two-character query (注销, 张三) uses indexes over the texts' character pairs (rd_bigrams, in the
-migration); on SQLite it is a scan (a desk's size), and a one-character query scans on both.
+two-character query (注销, 张三) uses GIN indexes over the texts' sets of character pairs
+(rd_bigrams, in the migration; the first 32,768 characters of a text); on SQLite it is a scan
+(a desk's size), and a one-character query scans on both.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import column, table
+from sqlalchemy import Text, cast, column, table
 from sqlalchemy import text as sql
+from sqlalchemy.dialects import postgresql
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -143,7 +145,8 @@ class TicketSearch:
         """`column` contains q, case aside, in a form the trigram indexes answer: on
         PostgreSQL a two-character q goes through the bigram indexes (rd_bigrams)."""
         if not self.db.is_sqlite and len(q) == 2 and not any(ch.isspace() for ch in q):
-            return func.rd_bigrams(col(column)).ilike("% " + _escape_like(q) + " %", escape="\\")
+            pairs = func.rd_bigrams(col(column), type_=postgresql.ARRAY(Text))
+            return pairs.contains(postgresql.array([cast(q.lower(), Text)]))
         return col(column).ilike("%" + _escape_like(q) + "%", escape="\\")
 
     def _text_query(self, q: str) -> Any:
