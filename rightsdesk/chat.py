@@ -35,6 +35,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
+from rightsdesk.followups import FollowUps
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.languages import LANGS, normalise, written_in
 from rightsdesk.models import (
@@ -122,6 +123,7 @@ class ChatDesk:
         outbox: Outbox,
         classifier: ClassifiesOffLoop,
         alerts: DpoAlerts,
+        followups: FollowUps | None = None,
     ) -> None:
         self.settings = settings
         self.chat = settings.telegram
@@ -132,6 +134,7 @@ class ChatDesk:
         self.outbox = outbox
         self.classifier = classifier
         self.alerts = alerts
+        self.followups = followups
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -272,6 +275,8 @@ class ChatDesk:
                 active = await _latest_active(turn.session, turn.update.chat_id)
                 if active is not None:
                     await self.tickets.attach_message(session, active.public_id, turn.row, ACTOR)
+                    if self.followups is not None:  # a new ask is suggested, the DPO told
+                        await self.followups.read(session, active, turn.row, said)
                     self._move(turn, "idle")
                     await self._say(turn, "added", ticket=active)
                     return

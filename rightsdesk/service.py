@@ -144,6 +144,7 @@ class Desk:
         supervisor = Supervisor(db, clock, settings.service)
         cpu = CpuPool()
         off_loop = OffLoopClassifier(classifier, settings.classifier, cpu)
+        followups = FollowUps(settings, tickets, outbox, off_loop)
         pipeline = IntakePipeline.standard(
             db,
             clock,
@@ -157,7 +158,7 @@ class Desk:
             cpu=cpu,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
-            followups=FollowUps(settings, tickets, outbox, off_loop),
+            followups=followups,
             route_attempts=settings.mail.route_attempts,
         )
         return cls(
@@ -181,7 +182,9 @@ class Desk:
                 replica=supervisor.replica,
             ),
             classifier=classifier,
-            chat=ChatDesk(settings, db, clock, tickets, verifier, outbox, off_loop, alerts),
+            chat=ChatDesk(
+                settings, db, clock, tickets, verifier, outbox, off_loop, alerts, followups
+            ),
             fulfilment=fulfilment,
             staff=StaffService(db, clock, settings.console),
             search=TicketSearch(db),

@@ -635,3 +635,25 @@ async def test_a_message_the_classifier_is_unsure_of_opens_a_triage_ticket(chat:
     [ticket] = await chat.tickets()
     assert ticket.needs_review
     assert "reply_markup" not in (await chat.replies(ZHANG, 1))[0]  # nothing to confirm
+
+
+async def test_a_new_ask_in_the_chat_after_a_request_is_suggested_never_dropped(
+    chat: Chat,
+) -> None:
+    await chat.say(LI, "Please delete all my personal data", 1, language="en")
+    await chat.tap_first_button(LI, 1)
+    await chat.replies(LI, 2)
+    await chat.say(LI, "my username is lisi", 3, language="en")
+    code, _ = await chat.code_mailed_to(LI_EMAIL)
+    await chat.say(LI, f"the code is {code}", 4, "en")
+    await chat.say(LI, "thanks!", 5, "en")
+    [ticket] = await chat.tickets()
+    assert ticket.suggested_types == []
+    assert ticket.unread is True  # the requester wrote since a person acted
+
+    added = await chat.say(LI, "Also I want a copy of all the data you hold about me.", 6, "en")
+    assert ticket.public_id in added  # joined the open ticket, not a new one
+    [ticket] = await chat.tickets()
+    assert set(ticket.suggested_types) & {"access", "copy"}
+    assert [t.value for t in ticket.types] == ["erasure"]  # suggested, not added
+    assert ticket.needs_review is True
