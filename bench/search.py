@@ -1,6 +1,7 @@
 """Benchmark: `tickets search` over a large desk, on PostgreSQL.
 
     .venv/bin/python bench/search.py [--tickets 1000000] [--runs 40] [--dsn postgresql://...]
+                                     [--keep | --reuse DATABASE]
 
 Creates a scratch database, migrates it, and fills it inside PostgreSQL with generate_series
 (one requester, contact, ticket and inbound message per ticket; a tenth with a phone; texts
@@ -161,10 +162,13 @@ async def main() -> None:
     parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--keep", action="store_true", help="keep the database; print its name")
+    parser.add_argument("--reuse", metavar="DATABASE", help="time a database kept by --keep")
     args = parser.parse_args()
-    database = f"rightsdesk_bench_{uuid.uuid4().hex[:8]}"
+    database = args.reuse or f"rightsdesk_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(f"{args.dsn}/postgres")
-    await admin.execute(f'CREATE DATABASE "{database}"')
+    if not args.reuse:
+        await admin.execute(f'CREATE DATABASE "{database}"')
     now = dt.datetime(2026, 3, 2, 1, 30, tzinfo=dt.UTC)
     url = args.dsn.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
     desk = Desk.build(
@@ -174,8 +178,9 @@ async def main() -> None:
     rng = random.Random(13)
     total = args.tickets
     try:
-        await desk.db.migrate()
-        await load(args.dsn, database, total, now)
+        if not args.reuse:
+            await desk.db.migrate()
+            await load(args.dsn, database, total, now)
         search = desk.search.search
 
         async def trivial(_: int) -> int:
@@ -209,7 +214,10 @@ async def main() -> None:
         await timed(args.runs, "2-character word", short)
     finally:
         await desk.close()
-        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        if args.keep or args.reuse:
+            print(f"kept: --reuse {database}")
+        else:
+            await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
         await admin.close()
 
 
