@@ -41,6 +41,8 @@ from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
+from rightsdesk.package_access import PackageAccess
+from rightsdesk.packages import PackageService
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.search import TicketSearch
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
@@ -50,6 +52,7 @@ from rightsdesk.supervision import Supervisor, describe
 from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
+from rightsdesk.webforms import WebForms, parse_web
 from rightsdesk.withdrawal import Withdrawals
 from scheduler.runner import Scheduler
 
@@ -105,6 +108,10 @@ class Desk:
     supervisor: Supervisor
     answers: Answers
     cpu: CpuPool  # parsing and classifying, off the event loop
+    # The requester portal's core: response packages, the link's pages, the two forms.
+    packages: PackageService
+    package_access: PackageAccess
+    webforms: WebForms
 
     @classmethod
     def build(
@@ -149,7 +156,10 @@ class Desk:
             clock,
             tickets,
             signer,
-            parsers={Channel.EMAIL.value: parse_mail},
+            parsers={
+                Channel.EMAIL.value: parse_mail,
+                Channel.WEB.value: partial(parse_web, templates=outbox.templates),
+            },
             classifier=off_loop,
             verifier=verifier,
             outbox=outbox,
@@ -160,6 +170,11 @@ class Desk:
             followups=FollowUps(settings, tickets, outbox, off_loop),
             route_attempts=settings.mail.route_attempts,
         )
+        key = load_signing_key(settings)
+        answers = Answers(settings, db, clock, tickets, outbox)
+        packages = PackageService(settings, db, clock, tickets, outbox, fulfilment, cpu)
+        answers.resolve_guards.append(packages.check_resolve)
+        fulfilment.after_task.append(packages.absorb_task_files)
         return cls(
             settings=settings,
             clock=clock,
@@ -189,8 +204,11 @@ class Desk:
             stray=StrayMail(db, clock, pipeline, tickets),
             withdrawals=withdrawals,
             supervisor=supervisor,
-            answers=Answers(settings, db, clock, tickets, outbox),
+            answers=answers,
             cpu=cpu,
+            packages=packages,
+            package_access=PackageAccess(settings, db, clock, tickets, outbox, packages, cpu, key),
+            webforms=WebForms(settings, db, clock, tickets, outbox, inbox, pipeline, key),
         )
 
     async def close(self) -> None:

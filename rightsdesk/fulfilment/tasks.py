@@ -94,7 +94,7 @@ class TaskDesk:
         assert step.link_nonce
         expires = self.clock.now() + dt.timedelta(days=self.settings.fulfilment.task_link_days)
         token = self.links.sign(f"{step.id}-{step.link_nonce}", expires)
-        base = self.settings.fulfilment.portal_url.rstrip("/")
+        base = self.settings.portal.base_url
         return token, f"{base}/task/{token}" if base else "", expires
 
     async def open_in(
