@@ -25,6 +25,9 @@ from console.server import ConsoleServer
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
+from portal.app import build_portal
+from portal.server import PortalServer
+from portal.web import PortalCore
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
 from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
@@ -220,6 +223,18 @@ class Desk:
         await self.db.dispose()
 
 
+def portal_core(desk: Desk) -> PortalCore:
+    """What the portal's routes call: the core services of the requester's side."""
+    return PortalCore(
+        settings=desk.settings,
+        packages=desk.package_access,
+        forms=desk.webforms,
+        fulfilment=desk.fulfilment,
+        templates=desk.outbox.templates,
+        key=load_signing_key(desk.settings),
+    )
+
+
 def telegram_door(desk: Desk, token: str) -> TelegramDoor:
     settings = desk.settings
     return TelegramDoor(
@@ -395,6 +410,18 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             scheme = "https" if settings.console.tls else "http"
             doors.append(f"console={scheme}://{settings.console.host}:{port}")
             await supervisor.report("console", "up", detail=f"{settings.console.host}:{port}")
+        if settings.portal.enabled:
+            portal = PortalServer(settings.portal, build_portal(portal_core(desk)))
+            try:
+                port = portal.bind()
+            except OSError as exc:
+                where = f"{settings.portal.host}:{settings.portal.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for the portal on {where}: {reason}") from None
+            tasks.append(asyncio.create_task(portal.run(stop), name="portal"))
+            scheme = "https" if settings.portal.tls else "http"
+            doors.append(f"portal={scheme}://{settings.portal.host}:{port}")
+            await supervisor.report("portal", "up", detail=f"{settings.portal.host}:{port}")
         token = settings.secret("telegram", "token")
         if token:
             door = telegram_door(desk, token)
