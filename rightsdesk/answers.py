@@ -317,7 +317,10 @@ class Answers:
         async with self.db.transaction() as session:
             ticket = await self.tickets.load_in(session, public_id, lock=True)
             legal = TicketStatus.RESOLVED in TRANSITIONS[TicketStatus(ticket.status)]
-            for guard in self.resolve_guards if legal else []:  # else transition_in says why
+            if legal:  # else transition_in says why; the core's own checks speak first
+                for check in self.tickets.resolve_checks:
+                    await check(session, ticket)
+            for guard in self.resolve_guards if legal else []:
                 waived = await guard(session, ticket, without_package)
                 if waived is not None:
                     await self.tickets.note_in(session, ticket, actor, "resolve_waived", waived)

@@ -321,6 +321,13 @@ class PackageService:
             export = await self.fulfilment.export(public_id)
         except FulfilmentError:
             export = {"systems": {}}
+        if export["systems"]:  # the fulfilment export alone makes a package
+            async with self.db.transaction() as session:
+                ticket = await self.tickets.load_in(session, public_id, lock=True)
+                self._check_deliverable(ticket)
+                await self._code_address(session, ticket)
+                if await self._live(session, ticket) is None:
+                    await self._open_package(session, ticket, actor)
         async with self.db.reading() as session:
             ticket = await self.tickets.load_in(session, public_id)
             self._check_deliverable(ticket)
