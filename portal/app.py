@@ -21,7 +21,8 @@ async def health(request: Request) -> Response:
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    return message_page(request, 404, "link_title", "page_unavailable")
+    # The same page as a link that does not open: an unknown URL tells nothing either.
+    return message_page(request, 404, "link_title", "link_unavailable")
 
 
 def build_portal(core: PortalCore) -> Starlette:

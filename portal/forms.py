@@ -54,7 +54,7 @@ async def request_post(request: Request) -> Response:
         "handle": handle,
         "action": "/request/confirm",
         "here": "/request",
-        "email": typed.email,
+        "email": typed.email.strip().lower(),
         "left": 0,
         "purpose": "request",
         "outcome": "",

@@ -118,7 +118,7 @@ def render(
             html_lang="zh-Hans" if language == "zh" else language,
             csrf=token,
             # Where the language links go: this page, or for a form's answer the form itself.
-            path=request.url.path if request.method == "GET" else context.get("here", "/"),
+            path=context.get("here") or (request.url.path if request.method == "GET" else "/"),
             company=core.settings.desk.company_name,
             **context,
         )
@@ -154,7 +154,8 @@ def message_page(
     return render(
         request,
         "message.html.j2",
-        {"title": t[title], "message": t[message]},
+        # The language links lead home: the page never repeats the URL it answers.
+        {"title": t[title], "message": t[message], "here": "/"},
         status_code,
         lang=lang,
     )

@@ -227,6 +227,25 @@ class PackageService:
         )
         return row
 
+    async def take_task_file(
+        self, session: AsyncSession, ticket: Ticket, file: Any, system: str
+    ) -> bool:
+        """The fulfilment task's file sink: an owner's upload goes straight into the ticket's
+        package, sealed, so its plaintext is never written to the database. False without a
+        package key (the task keeps it; `deliver` takes it later)."""
+        if not self.configured:
+            return False
+        name = safe_name(file.name)
+        await self.add_in(
+            session,
+            ticket,
+            PackageInput(
+                name, content_type_of(name, file.content_type), file.content, f"system:{system}"
+            ),
+            f"owner:{system}",
+        )
+        return True
+
     async def absorb_task_files(self, public_id: str) -> int:
         """Files the systems' owners uploaded (fulfilment tasks) move into the package, sealed;
         the plain copy on the task is removed. Returns how many moved."""

@@ -177,7 +177,7 @@ class Desk:
         answers = Answers(settings, db, clock, tickets, outbox)
         packages = PackageService(settings, db, clock, tickets, outbox, fulfilment, cpu)
         answers.resolve_guards.append(packages.check_resolve)
-        fulfilment.after_task.append(packages.absorb_task_files)
+        fulfilment.tasks.file_sink = packages.take_task_file
         return cls(
             settings=settings,
             clock=clock,

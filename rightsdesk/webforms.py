@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy import null
 from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -289,7 +290,7 @@ class WebForms:
             await session.exec(
                 update(PortalCode)
                 .where(col(PortalCode.handle_hash) == handle_hash)
-                .values(status="used", used_at=self.clock.now(), payload=None)
+                .values(status="used", used_at=self.clock.now(), payload=null())
             )
             found = await session.exec(
                 select(Ticket.public_id)
@@ -381,7 +382,7 @@ class WebForms:
                 update(PortalCode)
                 .where(col(PortalCode.expires_at) < now)
                 .where(col(PortalCode.payload).is_not(None))
-                .values(payload=None)
+                .values(payload=null())
             )
             gone = await session.exec(
                 delete(PortalCode).where(

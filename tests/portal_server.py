@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from portal.app import build_portal
 from portal.server import PortalServer
 from rightsdesk.config import Settings
-from rightsdesk.models import Account, Channel, Message, OutboxEntry, Requester, RequestType, Ticket
+from rightsdesk.models import Account, Channel, Message, OutboxEntry, Requester, RequestType
 from rightsdesk.packages import PackageInput
 from rightsdesk.pipeline import Classification
 from rightsdesk.service import Desk, portal_core
@@ -38,6 +38,10 @@ class WordsClassifier:
 
 
 class PortalUnderTest(ConsoleUnderTest):
+    def start(self) -> PortalUnderTest:
+        super().start()
+        return self
+
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -80,12 +84,11 @@ class PortalUnderTest(ConsoleUnderTest):
                 ),
                 actor="test",
             )
+            await desk.tickets.mark_verified(ticket.public_id, "cli:dpo", "code by phone")
             async with desk.db.transaction() as session:
-                row = await session.get_one(Ticket, ticket.id)
-                row.verification = "verified"
-                requester = await session.get_one(Requester, row.requester_id)
-                requester.account_id = account_id
-                session.add_all([row, requester])
+                requester = await session.get_one(Requester, ticket.requester_id)
+                requester.account_id = account_id  # what a code to the account records
+                session.add(requester)
             return ticket.public_id
 
         return self.call(work)
@@ -125,8 +128,11 @@ class PortalUnderTest(ConsoleUnderTest):
         self.clock.advance(delta)
 
 
-def portal_settings(database_url: str, folder: Any, **portal: Any) -> Settings:
+def portal_settings(
+    database_url: str, folder: Any, systems: list[dict[str, Any]] | None = None, **portal: Any
+) -> Settings:
     return Settings(
+        systems=systems or [],
         database={"url": database_url},
         desk={"data_dir": folder / "var"},
         outbound={"outbox_dir": folder / "var" / "outbox"},

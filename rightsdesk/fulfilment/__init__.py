@@ -13,7 +13,6 @@ call: one method per action.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlmodel import col, select
@@ -77,8 +76,6 @@ class FulfilmentService:
         self.register = SystemRegister(settings)
         self.steps = StepRunner(settings, db, clock, tickets, self.register)
         self.tasks = TaskDesk(settings, db, clock, tickets, outbox, key)
-        # Called with the ticket id after a task is answered (the package takes its file).
-        self.after_task: list[Callable[[str], Awaitable[Any]]] = []
 
     # ---- who, and what ---------------------------------------------------------------------
 
@@ -432,7 +429,6 @@ class FulfilmentService:
         if step is None:
             raise FulfilmentError(f"{ticket.public_id}: no open task for system {system}")
         done = await self.tasks.complete(_id(step), outcome, note, file, actor)
-        await self._answered(ticket.public_id)
         await self.finish_if_done(done.run_id)
 
     async def complete_task_by_link(
@@ -440,14 +436,7 @@ class FulfilmentService:
     ) -> None:
         """What the portal's task page calls (and `fulfil task-done --token`)."""
         done = await self.tasks.complete_by_link(token, outcome, note, file)
-        async with self.db.reading() as session:
-            ticket = await session.get_one(Ticket, done.ticket_id)
-        await self._answered(ticket.public_id)
         await self.finish_if_done(done.run_id)
-
-    async def _answered(self, public_id: str) -> None:
-        for hook in self.after_task:
-            await hook(public_id)
 
     async def dispose(self) -> None:
         await self.register.dispose()
