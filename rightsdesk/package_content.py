@@ -12,7 +12,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from rightsdesk.config import Settings
+from rightsdesk.config import ConfigError, Settings
 from rightsdesk.languages import LANGS
 from rightsdesk.models import PackageFile, Ticket
 from rightsdesk.templating import Templates
@@ -68,7 +68,7 @@ def generated_files(
     dates = {
         "received": ticket.received_at.astimezone(tz).date().isoformat(),
         "response_due": ticket.response_due.isoformat() if ticket.response_due else "",
-        "generated": now.astimezone(tz).isoformat(timespec="minutes"),
+        "generated": now.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
     }
     data = {
         "format": "rightsdesk-package/1",
@@ -95,7 +95,7 @@ def generated_files(
                 type_names=templates.type_names(list(ticket.types), lang),
                 dates=dates,
                 note=note or "",
-                files=parts,
+                files=[{**f, "system": _system_name(settings, f["system"], lang)} for f in parts],
                 sections=sections,
             )
             .encode(),
@@ -108,6 +108,16 @@ def generated_files(
         PackageInput("data.json", "application/json", data_json, source="data"),
         *csvs,
     ]
+
+
+def _system_name(settings: Settings, name: str, lang: str) -> str:
+    """A system as the company names it in `lang` (its own name when it is not configured)."""
+    if not name:
+        return ""
+    try:
+        return settings.system(name).display_name(lang)
+    except ConfigError:
+        return name
 
 
 def _csv(section: dict[str, Any]) -> bytes:
