@@ -179,7 +179,7 @@ class PackageAccess:
                 if package.code_mails >= self.settings.portal.max_code_mails:
                     page = self._page(package, ticket, "code", outcome="too_many")
                 else:
-                    to = await self.packages._code_address(session, ticket)
+                    to = await self.packages.code_address(session, ticket)
                     code = f"{secrets.randbelow(10**6):06d}"
                     ttl = self.settings.verification.code_ttl_minutes
                     package.code_hash = self._code_hash(package, code)

@@ -95,7 +95,9 @@ def generated_files(
                 type_names=templates.type_names(list(ticket.types), lang),
                 dates=dates,
                 note=note or "",
-                files=[{**f, "system": _system_name(settings, f["system"], lang)} for f in parts],
+                files=[
+                    {**f, "system": _system_name(settings, str(f["system"]), lang)} for f in parts
+                ],
                 sections=sections,
             )
             .encode(),

@@ -344,13 +344,13 @@ class PackageService:
             async with self.db.transaction() as session:
                 ticket = await self.tickets.load_in(session, public_id, lock=True)
                 self._check_deliverable(ticket)
-                await self._code_address(session, ticket)
+                await self.code_address(session, ticket)
                 if await self._live(session, ticket) is None:
                     await self._open_package(session, ticket, actor)
         async with self.db.reading() as session:
             ticket = await self.tickets.load_in(session, public_id)
             self._check_deliverable(ticket)
-            await self._code_address(session, ticket)  # refuses now, not when the code is asked
+            await self.code_address(session, ticket)  # refuses now, not when the code is asked
             package = await self._deliverable_package(session, ticket)
             files = (
                 await session.exec(
@@ -473,7 +473,7 @@ class PackageService:
             raise PackageError(f"{ticket.public_id}: the package is {found.status}")
         return found
 
-    async def _code_address(self, session: AsyncSession, ticket: Ticket) -> str:
+    async def code_address(self, session: AsyncSession, ticket: Ticket) -> str:
         """Where the link's codes go: the account's registered email; for a requester the
         DPO verified without an account, the address the request came from (by mail)."""
         requester = await session.get_one(Requester, ticket.requester_id)

@@ -500,3 +500,35 @@ def test_a_manual_task_is_answered_on_its_page_and_its_file_goes_into_the_packag
 async def approve_for(desk: Desk, tid: str) -> None:
     plan = await desk.fulfilment.plan(tid, count=False)
     await desk.fulfilment.approve(tid, plan.hash, "cli:dpo")
+
+
+def test_the_scheduler_ends_expired_links_and_deletes_their_files(server: PortalUnderTest) -> None:
+    link = delivered(server)
+    server.advance(dt.timedelta(days=6))
+    from scheduler.jobs import run_due_jobs
+
+    assert server.call(run_due_jobs)["packages"] == []  # not yet
+    server.advance(dt.timedelta(days=1, minutes=1))
+    done = server.call(run_due_jobs)["packages"]
+    assert isinstance(done, list)
+    [ended] = done
+    assert isinstance(ended, str)
+    status = server.call(lambda d: d.packages.status(ended))
+    assert status is not None
+    assert status["status"] == "expired"
+    assert status["files_deleted_at"] is not None
+    assert "files deleted" in status["line"]
+
+    async def left(desk: Desk) -> tuple[int, int]:
+        async with desk.db.reading() as session:
+            sealed = await session.exec(
+                select(PackageFile.id).where(col(PackageFile.sealed).is_not(None))
+            )
+            keys = await session.exec(
+                select(Package.id).where(col(Package.wrapped_key).is_not(None))
+            )
+            return len(sealed.all()), len(keys.all())
+
+    assert server.call(left) == (0, 0)
+    assert server.client().get(link).status_code == 404
+    assert "package_expired" in [e["action"] for e in ticket_events(server, ended)]
