@@ -114,7 +114,7 @@ async def status_confirm(request: Request) -> Response:
         return message_page(request, 403, "refused_title", "csrf_failed")
     handle = field(form, "handle", 64)
     core = core_of(request)
-    checked = await core.forms.check_status(handle, field(form, "code", 20), core.templates)
+    checked = await core.forms.check_status(handle, field(form, "code", 20))
     if checked.outcome == "right" and checked.view is not None:
         view = checked.view
         lang = language_of(request, view.lang)

@@ -335,7 +335,7 @@ class WebForms:
                 )
         return handle
 
-    async def check_status(self, handle: str, code: str, templates: Templates) -> StatusCheck:
+    async def check_status(self, handle: str, code: str) -> StatusCheck:
         async with self.db.transaction() as session:
             outcome, row, left = await self._check(session, "status", handle, code)
             if outcome != "right" or row is None or row.ticket_id is None:
