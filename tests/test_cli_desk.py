@@ -198,3 +198,11 @@ def test_search_and_intake_show_from_the_cli(
     assert shown["ticket"] == known
     cli(config, "intake", "show", "999", code=1)
     cli(config, "intake", "dismiss", "1", "--reason", "test", code=1)  # routed: not stuck
+
+
+def test_run_takes_its_config_after_the_command_as_the_readme_writes_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    result = runner.invoke(app, ["run", "--config", str(missing)])
+    assert "No such option" not in result.output
+    assert result.exit_code == 2
+    assert "nowhere.toml" in result.output

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from rightsdesk.cli.common import app, desk_settings, err, fail, with_desk
+from rightsdesk.cli.common import app, desk_settings, err, fail, state, with_desk
 from rightsdesk.service import Desk, StartupError, configure_logging, run_service
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 
 @app.command()
-def run() -> None:
+def run(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file; the same as `rightsdesk --config FILE run`.",
+        ),
+    ] = None,
+) -> None:
     """Migrate the database and run the service until SIGTERM or Ctrl-C."""
+    if config is not None:  # `rightsdesk run --config FILE`, as people type it
+        state.config = config
     settings = desk_settings()
     configure_logging(settings)
     try:
