@@ -47,7 +47,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
-from rightsdesk.followups import FollowUps
+from rightsdesk.followups import FollowUps, worth_reading
 from rightsdesk.inbound import InboundMessage
 from rightsdesk.languages import written_in
 from rightsdesk.models import (
@@ -317,6 +317,9 @@ def _store_sqlite(
 # ---- routing one stored message -------------------------------------------------------------
 
 Parser = Callable[[bytes], InboundMessage]
+# A message parsed, with what the classifier found in it (to open a ticket) and in its new
+# text alone (a follow-up on a ticket), both found before the write transaction.
+Parsed = tuple[InboundMessage, Classification | None, Classification | None]
 
 
 @dataclass
@@ -337,6 +340,9 @@ class Routing:
     step: Step = "none"  # how the requester of a new ticket proves who they are
     outcome: str = ""
     classification: Classification | None = None  # found before the transaction, if asked
+    # What the classifier read in the new text alone, for a reply that may join a ticket
+    # (ReadFollowUp), found before the transaction too.
+    follow_up: Classification | None = None
     sender_hint: str | None = None  # the address the DPO gave for a mail that had none
 
 
@@ -556,7 +562,7 @@ class ReadFollowUp:
             ticket = await self.tickets.load_in(routing.session, routing.ticket or "", lock=True)
             if ticket.id != routing.row.ticket_id:  # merged: read on the ticket it joined
                 return True
-            await self.followups.read(routing.session, ticket, routing.row, routing.inbound.text)
+            await self.followups.read(routing.session, ticket, routing.row, routing.follow_up)
         return True
 
 
@@ -849,13 +855,18 @@ class IntakePipeline:
         parsed = await self._parse(message_row_id)
         if parsed is None:
             return None
-        inbound, classification = parsed
+        inbound, classification, follow_up = parsed
         async with self.db.transaction() as session:
             row = await _claim(session, message_row_id)
             if row is None:
                 return None  # done already, or another replica holds it
             routing = Routing(
-                session, row, inbound, classification=classification, sender_hint=sender
+                session,
+                row,
+                inbound,
+                classification=classification,
+                follow_up=follow_up,
+                sender_hint=sender,
             )
             for stage in self.stages:
                 if not await stage(routing):
@@ -866,11 +877,11 @@ class IntakePipeline:
             session.add(row)
             return routing.outcome
 
-    async def _parse(
-        self, message_row_id: int
-    ) -> tuple[InboundMessage, Classification | None] | None:
-        """Parse, and classify what may open a ticket, outside the write transaction and off
-        the loop: pure CPU that needs no lock (one trip to the CPU pool for both)."""
+    async def _parse(self, message_row_id: int) -> Parsed | None:
+        """Parse, and classify what may open a ticket or join one, outside the write
+        transaction and off the loop: pure CPU that needs no lock (one trip to the CPU pool).
+        Nothing is classified inside the transaction: it holds the message's row lock (and on
+        SQLite the one write lock), and a classification may wait its turn in the pool."""
         async with self.db.reading() as session:
             found = await session.exec(
                 select(Message.channel, Message.raw)
@@ -886,16 +897,22 @@ class IntakePipeline:
             raise ValueError(f"no parser for channel {channel!r}")
         return await self.cpu.run(self._parse_and_classify, parser, raw)
 
-    def _parse_and_classify(
-        self, parser: Parser, raw: bytes
-    ) -> tuple[InboundMessage, Classification | None]:
+    def _parse_and_classify(self, parser: Parser, raw: bytes) -> Parsed:
         """In a pool thread. Classifies mail with a sender that is not automatic: a reply is
         classified for nothing, which costs less than classifying inside the transaction
-        (holding the SQLite write lock, and every door's 250 behind it, meanwhile)."""
+        (holding the SQLite write lock, and every door's 250 behind it, meanwhile). Mail that
+        may be a reply (it refers to other mail, or carries a ticket tag) has its new text
+        classified alone too, for ReadFollowUp. A mail without a From address is classified
+        too when it has an envelope sender to be answered at (UseEnvelopeSender)."""
         inbound = parser(raw)
-        if self.classifier is None or not inbound.sender or inbound.auto_generated:
-            return inbound, None
-        return inbound, self.classifier.classify_here(inbound.subject, inbound.text)
+        if self.classifier is None or inbound.auto_generated:
+            return inbound, None, None
+        found = self.classifier.classify_here(inbound.subject, inbound.text)
+        follow_up = None
+        said = worth_reading(inbound.text)
+        if said is not None and (inbound.references or _TICKET_TAG.search(inbound.subject)):
+            follow_up = self.classifier.classify_here("", said)
+        return inbound, found, follow_up
 
     async def _mark_failed(self, message_row_id: int, exc: Exception) -> None:
         async with self.db.transaction() as session:

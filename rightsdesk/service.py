@@ -157,7 +157,7 @@ class Desk:
             cpu=cpu,
             acknowledgements_per_hour=settings.mail.acknowledgements_per_hour,
             alerts=alerts,
-            followups=FollowUps(settings, tickets, outbox, off_loop),
+            followups=FollowUps(settings, tickets, outbox),
             route_attempts=settings.mail.route_attempts,
         )
         return cls(
