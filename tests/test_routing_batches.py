@@ -82,9 +82,7 @@ async def test_a_message_failing_inside_a_batch_fails_alone(
                 )
             ).all()
         assert report.ok, report.broken  # ... and every chain verifies
-        assert sorted(acks) == sorted(
-            f"user{i}@example.com" for i in range(12) if i not in (4, 7)
-        )
+        assert sorted(acks) == sorted(f"user{i}@example.com" for i in range(12) if i not in (4, 7))
         assert (await desk.pipeline.route_next()).claimed == 0  # nothing left
     finally:
         await desk.close()
