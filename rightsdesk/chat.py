@@ -35,7 +35,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
-from rightsdesk.followups import FollowUps
+from rightsdesk.followups import FollowUps, worth_reading
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.languages import LANGS, normalise, written_in
 from rightsdesk.models import (
@@ -276,7 +276,7 @@ class ChatDesk:
                 if active is not None:
                     await self.tickets.attach_message(session, active.public_id, turn.row, ACTOR)
                     if self.followups is not None:  # a new ask is suggested, the DPO told
-                        await self.followups.read(session, active, turn.row, said)
+                        await self._read_follow_up(turn, active, said)
                     self._move(turn, "idle")
                     await self._say(turn, "added", ticket=active)
                     return
@@ -377,6 +377,14 @@ class ChatDesk:
             return ticket.id if ticket is not None else None
 
     # ---- the steps -------------------------------------------------------------------------
+
+    async def _read_follow_up(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+        assert self.followups is not None
+        # In the turn's transaction, as the chat's other classification (_understand) is: the
+        # input is bounded (rightsdesk.classifying) and runs off the loop.
+        worth = worth_reading(said)
+        found = await self.classifier.classify("", worth) if worth else None
+        await self.followups.read(turn.session, ticket, turn.row, found)
 
     async def _understand(self, turn: _Turn, text: str) -> None:
         found = await self.classifier.classify("", text)

@@ -11,6 +11,7 @@ channel, until a person acts on it. For a message that joined a ticket, `FollowU
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,7 +23,7 @@ from rightsdesk.tickets import FINISHED_STATUSES, TicketService, says_cancel
 from rightsdesk.verification import find_code
 
 if TYPE_CHECKING:
-    from rightsdesk.pipeline import ClassifiesOffLoop
+    from rightsdesk.pipeline import Classification
 
 log = logging.getLogger("rightsdesk.followups")
 
@@ -32,37 +33,46 @@ _NOT_NEW_ASKS = frozenset({RequestType.INQUIRY, RequestType.NOT_RIGHTS_REQUEST})
 _DONE = FINISHED_STATUSES | {TicketStatus.CLOSED}
 
 
+def worth_reading(text: str) -> str | None:
+    """What of a follow-up's new text the classifier reads (None: nothing to classify).
+
+    The new text alone: a reply's subject is mostly our own ("Re: [PRIV-…] …"). Classified
+    by the pipeline before its write transaction (`ReadFollowUp`), never inside it: a
+    classification holds no lock, and the routing transaction holds them all."""
+    said = text.strip()
+    if not said or says_cancel(said) or find_code(said) == said:
+        return None  # handled by the desk itself: a withdrawal, a verification code
+    return said
+
+
+def new_asks(ticket: Ticket, found: Classification | None) -> list[RequestType]:
+    """The request types `found` (the follow-up's classification) asks for that the ticket
+    does not have."""
+    if found is None:
+        return []
+    have = set(ticket.types)
+    return [t for t in found.types if t not in have and t not in _NOT_NEW_ASKS]
+
+
 class FollowUps:
-    def __init__(
-        self,
-        settings: Settings,
-        tickets: TicketService,
-        outbox: Outbox,
-        classifier: ClassifiesOffLoop,
-    ) -> None:
+    def __init__(self, settings: Settings, tickets: TicketService, outbox: Outbox) -> None:
         self.settings = settings
         self.tickets = tickets
         self.outbox = outbox
-        self.classifier = classifier
-
-    async def new_asks(self, ticket: Ticket, subject: str, text: str) -> list[RequestType]:
-        """The request types this message asks for that the ticket does not have."""
-        said = text.strip()
-        if not said or says_cancel(said) or find_code(said) == said:
-            return []  # handled by the desk itself: a withdrawal, a verification code
-        found = await self.classifier.classify(subject, said)
-        have = set(ticket.types)
-        return [t for t in found.types if t not in have and t not in _NOT_NEW_ASKS]
 
     async def read(
-        self, session: AsyncSession, ticket: Ticket, message: Message, text: str
-    ) -> list[RequestType]:
-        """A message of the requester's joined `ticket` (in the caller's transaction)."""
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        message: Message,
+        found: Classification | None,
+    ) -> Sequence[RequestType]:
+        """A message of the requester's joined `ticket` (in the caller's transaction).
+        `found`: what the classifier read in its new text (`worth_reading`), found before the
+        transaction began; None when there was nothing to read."""
         if message.direction != "in" or message.sender != ticket.contact_value:
             return []
-        # Classified off the loop on a bounded input (rightsdesk.classifying), awaited here.
-        # The new text alone: a reply's subject is mostly our own ("Re: [PRIV-…] …").
-        new = await self.new_asks(ticket, "", text)
+        new = new_asks(ticket, found)
         known = set(ticket.suggested_types)
         added = [t for t in new if t.value not in known]
         if added:

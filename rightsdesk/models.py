@@ -617,8 +617,9 @@ class StaffEvent(SQLModel, table=True):
 
 
 # Database objects that the migrations create but the models cannot describe: the search
-# indexes (SQLite FTS5 tables, PostgreSQL trigram indexes). Schema comparisons skip them.
-UNMODELLED_PREFIXES = ("message_fts", "ix_trgm_")
+# indexes (SQLite FTS5 tables, PostgreSQL trigram and bigram indexes). Schema comparisons skip
+# them.
+UNMODELLED_PREFIXES = ("message_fts", "ix_trgm_", "ix_bigrams_")
 
 
 def modelled(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

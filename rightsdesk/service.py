@@ -154,7 +154,7 @@ class Desk:
         supervisor = Supervisor(db, clock, settings.service)
         cpu = CpuPool()
         off_loop = OffLoopClassifier(classifier, settings.classifier, cpu)
-        followups = FollowUps(settings, tickets, outbox, off_loop)
+        followups = FollowUps(settings, tickets, outbox)
         pipeline = IntakePipeline.standard(
             db,
             clock,

@@ -69,18 +69,18 @@ _POSTGRESQL_SEARCH = (
     "WHERE direction = 'in'",
     "CREATE INDEX ix_trgm_ticket_subject ON ticket USING gin (subject gin_trgm_ops)",
     "CREATE INDEX ix_trgm_requester_name ON requester USING gin (name gin_trgm_ops)",
-    "CREATE INDEX ix_message_bigrams ON message USING gin (rd_bigrams(text)) "
+    "CREATE INDEX ix_bigrams_message_text ON message USING gin (rd_bigrams(text)) "
     "WHERE direction = 'in'",
-    "CREATE INDEX ix_ticket_subject_bigrams ON ticket USING gin (rd_bigrams(subject))",
-    "CREATE INDEX ix_requester_name_bigrams ON requester USING gin (rd_bigrams(name))",
+    "CREATE INDEX ix_bigrams_ticket_subject ON ticket USING gin (rd_bigrams(subject))",
+    "CREATE INDEX ix_bigrams_requester_name ON requester USING gin (rd_bigrams(name))",
 )
 _POSTGRESQL_SEARCH_DROP = (
     "DROP INDEX IF EXISTS ix_trgm_message_text",
     "DROP INDEX IF EXISTS ix_trgm_ticket_subject",
     "DROP INDEX IF EXISTS ix_trgm_requester_name",
-    "DROP INDEX IF EXISTS ix_message_bigrams",
-    "DROP INDEX IF EXISTS ix_ticket_subject_bigrams",
-    "DROP INDEX IF EXISTS ix_requester_name_bigrams",
+    "DROP INDEX IF EXISTS ix_bigrams_message_text",
+    "DROP INDEX IF EXISTS ix_bigrams_ticket_subject",
+    "DROP INDEX IF EXISTS ix_bigrams_requester_name",
 )
 
 

@@ -1,0 +1,96 @@
+"""A reply joins its ticket, and what it says is read: a new ask, a code, a withdrawal."""
+
+from __future__ import annotations
+
+import logging
+
+from rightsdesk.followups import FollowUps
+from rightsdesk.pipeline.routing import (
+    SYSTEM,
+    Routing,
+)
+from rightsdesk.tickets import TicketService, says_cancel
+from rightsdesk.verification import Verifier
+from rightsdesk.withdrawal import Withdrawals, says_undo
+
+log = logging.getLogger("rightsdesk.intake")
+
+
+class AppendToThread:
+    def __init__(self, tickets: TicketService) -> None:
+        self.tickets = tickets
+
+    async def __call__(self, routing: Routing) -> bool:
+        if routing.ticket is None:
+            return True
+        await self.tickets.attach_message(routing.session, routing.ticket, routing.row, SYSTEM)
+        routing.threaded = True
+        routing.outcome = "threaded"
+        return True
+
+
+class ReadFollowUp:
+    """A reply of the requester's: a new ask in it becomes a suggestion on the ticket, and
+    the assignee (else the DPO) hears at once of a reply on finished work."""
+
+    def __init__(self, tickets: TicketService, followups: FollowUps) -> None:
+        self.tickets = tickets
+        self.followups = followups
+
+    async def __call__(self, routing: Routing) -> bool:
+        if routing.threaded and routing.row.ticket_id is not None:
+            ticket = await self.tickets.load_in(routing.session, routing.ticket or "", lock=True)
+            if ticket.id != routing.row.ticket_id:  # merged: read on the ticket it joined
+                return True
+            await self.followups.read(routing.session, ticket, routing.row, routing.follow_up)
+        return True
+
+
+class HandleReply:
+    """A reply can carry a verification code, withdraw the request ("cancel" / "取消"), or
+    take a withdrawal back ("undo" / "撤销").
+
+    A `From:` header proves nothing and ticket ids are sequential, so a withdrawal or an undo
+    counts only with proof that the requester wrote it: our signed Message-ID in
+    In-Reply-To/References (they received our mail), or DKIM/DMARC aligned with From at a
+    trusted server. Without it the mail stays on the ticket, flagged, and changes nothing. A
+    code is its own proof (it went only to the registered address); its guesses are limited
+    per ticket and per account (rightsdesk.verification)."""
+
+    def __init__(
+        self, tickets: TicketService, verifier: Verifier, withdrawals: Withdrawals
+    ) -> None:
+        self.tickets = tickets
+        self.verifier = verifier
+        self.withdrawals = withdrawals
+
+    async def __call__(self, routing: Routing) -> bool:
+        if not routing.threaded:
+            return True
+        assert routing.ticket is not None
+        ticket = await self.tickets.load_in(routing.session, routing.ticket, lock=True)
+        said = routing.inbound.text.strip()
+        is_requester = routing.inbound.sender == ticket.contact_value
+        cancel, undo = says_cancel(said), says_undo(said)
+        if is_requester and (cancel or undo):
+            asked = "withdrawal" if cancel else "undo"
+            if routing.proof != "reference" and not routing.inbound.auth.from_aligned:
+                await self.tickets.note_in(
+                    routing.session,
+                    ticket,
+                    SYSTEM,
+                    "change_by_mail_refused",
+                    {"message": routing.row.id, "asked": asked, "why": "no proof of the sender"},
+                )
+                routing.outcome = f"{asked} refused: no proof of the sender"
+            elif cancel and await self.withdrawals.request_in(routing.session, ticket, "requester"):
+                routing.outcome = "withdrawal pending"
+            elif undo and await self.withdrawals.undo_in(routing.session, ticket, "requester"):
+                routing.outcome = "withdrawal undone"
+            return False
+        checked = await self.verifier.check_reply(routing.session, ticket, said)
+        if is_requester and routing.row.acknowledge:  # answers are rate limited too
+            checked = await self.verifier.answer_code_reply(routing.session, ticket, said, checked)
+        if checked is not None:
+            routing.outcome = f"verification: {checked.outcome}"
+        return False

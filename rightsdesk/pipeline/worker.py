@@ -1,0 +1,80 @@
+"""IntakeWorker: routes stored messages as they arrive, a batch at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rightsdesk.pipeline.batches import IntakePipeline
+from rightsdesk.pipeline.inbox import Inbox
+from rightsdesk.pipeline.routing import DEFERRED
+from rightsdesk.waiting import wait_or_stop
+
+log = logging.getLogger("rightsdesk.intake")
+
+
+class IntakeWorker:
+    """Routes stored messages as they arrive, and whatever a crash left behind at start-up.
+
+    Acknowledging comes first: while deliveries are arriving, routing waits (up to
+    `max_deferral` seconds a batch) so the doors keep the event loop. Every waiting message
+    is already durable, so a burst only delays routing; it never risks a message.
+    """
+
+    def __init__(
+        self,
+        pipeline: IntakePipeline,
+        inbox: Inbox,
+        poll_seconds: float = 5.0,
+        quiet_seconds: float = 0.05,
+        max_deferral: float = 2.0,
+        retry_max_seconds: float = 300.0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.inbox = inbox
+        self.poll_seconds = poll_seconds
+        self.quiet_seconds = quiet_seconds
+        self.max_deferral = max_deferral
+        self.retry_max_seconds = retry_max_seconds
+        # Messages deferred by a transient failure: row id -> (failures, loop time of the next
+        # try). In memory on purpose: a restart is a fresh chance for each of them.
+        self._deferred: dict[int, tuple[int, float]] = {}
+
+    async def drain(self) -> int:
+        """Route everything stored that is not backing off, a batch at a time; returns how
+        many messages were done."""
+        loop = asyncio.get_running_loop()
+        done = 0
+        while True:
+            now = loop.time()
+            backing_off = [i for i, (_, at) in self._deferred.items() if at > now]
+            await self.inbox.wait_for_quiet(self.quiet_seconds, self.max_deferral)
+            batch = await self.pipeline.route_next(skip=backing_off)
+            if not batch.claimed:
+                return done
+            for row_id, outcome in batch.outcomes.items():
+                if outcome == DEFERRED:
+                    failures = self._deferred.get(row_id, (0, 0.0))[0] + 1
+                    delay = min(self.retry_max_seconds, 2.0 ** (failures - 1))
+                    self._deferred[row_id] = (failures, loop.time() + delay)
+                else:
+                    self._deferred.pop(row_id, None)
+                    done += 1
+
+    @property
+    def deferred(self) -> int:
+        """How many messages are backing off after a transient failure."""
+        return len(self._deferred)
+
+    def _next_wait(self) -> float:
+        if not self._deferred:
+            return self.poll_seconds
+        soonest = min(at for _, at in self._deferred.values())
+        left = soonest - asyncio.get_running_loop().time()
+        return max(0.05, min(self.poll_seconds, left))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.inbox.stored.clear()
+            await self.drain()
+            await wait_or_stop(self.inbox.stored, stop, self._next_wait())
