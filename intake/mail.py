@@ -27,6 +27,14 @@ from rightsdesk.pipeline import Delivery
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _ADDR_CLEAN = re.compile(r"[\x00-\x20<>]")
 _ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*$")
+# What we take for an address: a dot-atom local part, a domain of labels (localhost too). Anything else
+# ("broken@@", an encoded word run into an address) is no address: the envelope sender is used.
+_ADDR_SPEC = re.compile(
+    r"^[a-z0-9!#$%&'*+/?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/?^_`{|}~-]+)*"
+    r"@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+# A bare address written after a name without angle brackets: "=?utf-8?b?5byg5LiJ?= a@b.cn".
+_BARE_ADDR = re.compile(r"[^\s<>\"()]+@[^\s<>\"()]+")
 
 
 # ---- identity of a message -----------------------------------------------------------------
@@ -204,12 +212,13 @@ def _address(raw: str, hint: str | None) -> tuple[str | None, str | None]:
         name, addr = raw[: angle.start()].strip().strip('"'), angle.group(1)
     else:
         name, addr = email.utils.parseaddr(raw)
+        if not _ADDR_SPEC.match(_ADDR_CLEAN.sub("", addr).lower()):
+            bare = _BARE_ADDR.findall(raw)
+            if bare:  # the last word that is an address; the rest is the name
+                addr = bare[-1]
+                name = raw[: raw.rfind(addr)].strip().strip('"')
     addr = _ADDR_CLEAN.sub("", addr).lower()
-    try:
-        addr.encode("ascii")
-    except UnicodeEncodeError:
-        addr = ""
-    return (decode_header_value(name, hint) or None), (addr if "@" in addr else None)
+    return (decode_header_value(name, hint) or None), (addr if _ADDR_SPEC.match(addr) else None)
 
 
 # ---- the whole message ---------------------------------------------------------------------

@@ -215,6 +215,21 @@ async def test_a_broken_from_header_is_routed_by_the_envelope_sender(erasure: Wo
     assert to_of(code_mail) == OWNER
 
 
+async def test_a_from_with_broken_brackets_is_routed_by_the_envelope_sender(
+    erasure: World,
+) -> None:
+    raw = (
+        "From: =?utf-8?b?5byg5LiJ?= <<<broken@@>\r\nTo: privacy@localhost\r\nSubject: delete\r\n"
+        "Message-ID: <broken-brackets@example.com>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n请删除我的全部个人信息。"
+    ).encode()
+    await erasure.send(raw, envelope_from=OWNER)
+    ticket = await erasure.desk.tickets.get(await only_ticket(erasure.desk))
+    assert ticket.contact_value == OWNER
+    [ack] = erasure.relay.mails("acknowledgement")
+    assert to_of(ack) == OWNER
+
+
 async def _send_null_sender(world: World, raw: bytes) -> None:
     def deliver() -> None:
         with smtplib.SMTP("127.0.0.1", world.receiver.port, timeout=30) as client:

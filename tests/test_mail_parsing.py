@@ -329,6 +329,26 @@ def test_encoded_display_name_cannot_change_the_sender_address(name: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("header", "sender", "name"),
+    [
+        # A client that writes the encoded name and then the bare address, no brackets.
+        ("=?utf-8?b?5byg5LiJ?= zhang.san@example.com", "zhang.san@example.com", "张三"),
+        # Brackets gone wrong: no address at all (the envelope sender is used instead).
+        ("=?utf-8?b?5byg5LiJ?= <<<broken@@>", None, None),
+        ("broken@@example.com", None, None),
+        ("=?utf-8?B?!!!broken?=", None, None),
+    ],
+)
+def test_a_from_header_a_client_broke_gives_its_address_or_none(
+    header: str, sender: str | None, name: str | None
+) -> None:
+    inbound = parse_email(f"From: {header}\r\nSubject: x\r\n\r\nbody".encode())
+    assert inbound.sender == sender
+    if name is not None:
+        assert inbound.sender_name == name
+
+
+@pytest.mark.parametrize(
     ("head", "expected"),
     [
         (b"Message-ID: <a@b.example>\r\n", "a@b.example"),
