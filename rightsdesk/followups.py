@@ -21,6 +21,7 @@ from rightsdesk.models import Message, RequestType, Ticket, TicketStatus
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.tickets import FINISHED_STATUSES, TicketService, says_cancel
 from rightsdesk.verification import find_code
+from rightsdesk.withdrawal import says_undo
 
 if TYPE_CHECKING:
     from rightsdesk.pipeline import Classification
@@ -40,8 +41,8 @@ def worth_reading(text: str) -> str | None:
     by the pipeline before its write transaction (`ReadFollowUp`), never inside it: a
     classification holds no lock, and the routing transaction holds them all."""
     said = text.strip()
-    if not said or says_cancel(said) or find_code(said) == said:
-        return None  # handled by the desk itself: a withdrawal, a verification code
+    if not said or says_cancel(said) or says_undo(said) or find_code(said) == said:
+        return None  # handled by the desk itself: a withdrawal, its undo, a verification code
     return said
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from classifiers.model import RightsClassifier
 from rightsdesk.audit import verify_chains
+from rightsdesk.followups import worth_reading
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import Channel, RequestType, TicketStatus
@@ -408,3 +409,14 @@ async def test_the_same_request_by_mail_joins_another_channel_is_linked_and_merg
     assert "还在吗？" in texts
     with pytest.raises(TicketError, match="merged already"):
         await desk.merger.merge(first, second, DPO)
+
+
+@pytest.mark.parametrize("said", ["撤销", "撤銷。", "undo", "取消", "cancel", "123456"])
+def test_what_the_desk_answers_itself_is_never_read_for_new_asks(said: str) -> None:
+    # "撤销" undoes a withdrawal: read as a new ask it suggested withdraw_consent and told
+    # the DPO about a request nobody made.
+    assert worth_reading(said) is None
+
+
+def test_a_follow_up_with_words_is_read_for_new_asks() -> None:
+    assert worth_reading("  also delete my old address  ") == "also delete my old address"
