@@ -27,8 +27,9 @@ from rightsdesk.pipeline import Delivery
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _ADDR_CLEAN = re.compile(r"[\x00-\x20<>]")
 _ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*$")
-# What we take for an address: a dot-atom local part, a domain of labels (localhost too). Anything else
-# ("broken@@", an encoded word run into an address) is no address: the envelope sender is used.
+# What we take for an address: a dot-atom local part, a domain of labels (localhost too).
+# Anything else ("broken@@", an encoded word run into an address) is no address: the envelope
+# sender is used.
 _ADDR_SPEC = re.compile(
     r"^[a-z0-9!#$%&'*+/?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/?^_`{|}~-]+)*"
     r"@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"

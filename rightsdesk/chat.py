@@ -266,6 +266,7 @@ class ChatDesk:
                     await self._send_code(turn, ticket, said)
                 else:
                     await self._check_code(turn, ticket, said)
+                self.tickets.answered_by_desk(session, ticket)  # the bot's own questions
                 return
             if conversation.state == "documents" and ticket is not None:
                 await self.tickets.attach_message(session, ticket.public_id, turn.row, ACTOR)

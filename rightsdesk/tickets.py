@@ -321,6 +321,17 @@ class TicketService:
         """Whether this transaction is the one that made the ticket unread."""
         return ticket.id in session.info.get(_NEWLY_UNREAD, set())
 
+    def answered_by_desk(self, session: AsyncSession, ticket: Ticket) -> None:
+        """The message this transaction attached was the desk's own business (a verification
+        code, a withdrawal or its undo), answered by the desk: it leaves the ticket as read as
+        it was, so `unread` keeps meaning "a person should read this"."""
+        newly = session.info.get(_NEWLY_UNREAD, set())
+        if ticket.id in newly:
+            newly.discard(ticket.id)
+            ticket.unread = False
+            ticket.unread_since = None
+            session.add(ticket)
+
     async def find_in(self, session: AsyncSession, public_id: str) -> Ticket | None:
         try:
             return await _load(session, public_id)

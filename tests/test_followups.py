@@ -12,9 +12,9 @@ import pytest
 
 from classifiers.model import RightsClassifier
 from rightsdesk.audit import verify_chains
-from rightsdesk.followups import worth_reading
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
+from rightsdesk.followups import worth_reading
 from rightsdesk.models import Channel, RequestType, TicketStatus
 from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
@@ -197,6 +197,22 @@ async def test_a_wrong_code_gets_an_answer_that_reveals_nothing(erasure: World) 
     for ticket in tickets.values():
         events = (await erasure.desk.tickets.detail(ticket.public_id)).events
         assert [e.after["attempts"] for e in events if e.action == "verification_code_wrong"] == [1]
+
+
+async def test_a_code_the_desk_answered_leaves_the_ticket_read(erasure: World) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    await erasure.desk.tickets.assign(public_id, DPO, "wang.fang")  # a person acted: read
+    assert (await erasure.desk.tickets.get(public_id)).unread is False
+    [code_mail] = erasure.relay.mails("verification_code")
+    await erasure.send(reply_to(code_mail, "000000" if code_in(code_mail) != "000000" else "1"))
+    assert (await erasure.desk.tickets.get(public_id)).unread is False  # answered: wrong code
+    await erasure.send(reply_to(code_mail, code_in(code_mail), n=2))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.verification == "verified"
+    assert ticket.unread is False  # the desk's own business, not a person's to read
+    await erasure.send(reply_to(code_mail, "Thanks. When will it be done?", n=3))
+    assert (await erasure.desk.tickets.get(public_id)).unread is True
 
 
 async def test_a_broken_from_header_is_routed_by_the_envelope_sender(erasure: World) -> None:

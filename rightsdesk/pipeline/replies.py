@@ -85,12 +85,15 @@ class HandleReply:
                 routing.outcome = f"{asked} refused: no proof of the sender"
             elif cancel and await self.withdrawals.request_in(routing.session, ticket, "requester"):
                 routing.outcome = "withdrawal pending"
+                self.tickets.answered_by_desk(routing.session, ticket)
             elif undo and await self.withdrawals.undo_in(routing.session, ticket, "requester"):
                 routing.outcome = "withdrawal undone"
+                self.tickets.answered_by_desk(routing.session, ticket)
             return False
         checked = await self.verifier.check_reply(routing.session, ticket, said)
         if is_requester and routing.row.acknowledge:  # answers are rate limited too
             checked = await self.verifier.answer_code_reply(routing.session, ticket, said, checked)
         if checked is not None:
             routing.outcome = f"verification: {checked.outcome}"
+            self.tickets.answered_by_desk(routing.session, ticket)
         return False
