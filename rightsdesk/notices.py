@@ -22,7 +22,9 @@ class RequesterNotices:
         self.settings = settings
         self.outbox = outbox
 
-    def _kind(self, action: str, details: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    def _kind(
+        self, ticket: Ticket, action: str, details: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
         previous = details.get("previous")
         if action == "resolved":
             # What the requester reads (`--reply`); the DPO's own `--note` is never sent.
@@ -41,7 +43,11 @@ class RequesterNotices:
             }
         if action == "verified" and previous != TicketStatus.NEW:
             # Verified at intake is said in the acknowledgement; later, it gets its own mail.
-            return "verified", {"response_due": details.get("response_due")}
+            # A deletion names its own date too (30 days), as the acknowledgement did.
+            return "verified", {
+                "response_due": details.get("response_due"),
+                "completion_due": ticket.completion_due or "",
+            }
         if action == "closed" and previous == TicketStatus.AWAITING_VERIFICATION:
             return "auto_closed", {"days": self.settings.verification.close_after_days}
         return None
@@ -49,7 +55,7 @@ class RequesterNotices:
     async def ticket_changed(
         self, session: AsyncSession, ticket: Ticket, action: str, details: dict[str, Any]
     ) -> None:
-        chosen = self._kind(action, details)
+        chosen = self._kind(ticket, action, details)
         if chosen is None or ticket.contact_kind not in (ContactKind.EMAIL, ContactKind.TELEGRAM):
             return
         kind, context = chosen

@@ -28,7 +28,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "step": "code",
     },
     "verification_code": {"code": "482913", "ttl_minutes": 30},
-    "verified": {"response_due": "2026-03-09"},
+    "verified": {"response_due": "2026-03-09", "completion_due": "2026-03-31"},
     "verification_reminder": {"close_on": "2026-02-24"},
     "extended": {
         "reason": "数据分布在四个系统中 / data sits in four systems",

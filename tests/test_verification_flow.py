@@ -206,6 +206,9 @@ async def test_erasure_verified_by_a_code_sent_to_the_registered_address(erasure
     assert ticket.verified_at is not None
     [verified] = erasure.relay.mails("verified")
     assert to_of(verified) == OWNER
+    # A deletion: the notice names the 30-day date too, as the acknowledgement did.
+    assert ticket.completion_due is not None
+    assert f"将在 {ticket.completion_due.isoformat()} 之前完成" in text_of(verified)
     async with erasure.desk.db.transaction() as session:
         requester = await session.get_one(Requester, ticket.requester_id)
     assert requester.account_id == "u1"
