@@ -365,6 +365,9 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                     Templates(
                         settings.outbound.templates_dir, settings.desk.company_name
                     ).replies(),
+                    search=desk.search,
+                    merger=desk.merger,
+                    fulfilment=desk.fulfilment,
                 ),
             )
             try:
