@@ -104,7 +104,14 @@ async def _resolve(c: Core, tid: str, actor: str, f: Fields) -> object:
     if c.answers is None:
         return await c.tickets.resolve(tid, actor, f.text("note"))
     internal = f.text("internal_note") or None
-    return await c.answers.resolve(tid, actor=actor, reply=f.text("note"), note=internal)
+    return await c.answers.resolve(
+        tid,
+        actor=actor,
+        reply=f.text("note"),
+        note=internal,
+        # An access or portability ticket with no delivered package: why nothing is given.
+        without_package=f.text("without_package") or None,
+    )
 
 
 async def _deny(c: Core, tid: str, actor: str, f: Fields) -> object:

@@ -77,7 +77,7 @@ def build_app(
         Mount("/api/v1", routes=api.routes()),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, settings=settings)])
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
     app.state.core = Core(tickets, answers, merger)

@@ -15,14 +15,17 @@ from functools import cache, wraps
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.staff import LANGUAGES, SessionView, Staff, StaffService
+from rightsdesk.webstack import CSP, template_environment
+from rightsdesk.webstack import SecurityHeaders as SharedHeaders
+from rightsdesk.webstack import client_address as shared_client_address
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -33,11 +36,7 @@ LANGUAGE_COOKIE = "rd_lang"
 Need = Literal["read", "work", "dpo"]
 Handler = Callable[[Request], Awaitable[Response]]
 
-# No inline script anywhere, no framing, no referrer (ticket ids in URLs stay here).
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+# No inline script anywhere, no framing, no referrer: rightsdesk.webstack.CSP.
 # The charts are SVG documents with their own inline <style>, and no script.
 CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
@@ -49,16 +48,8 @@ def strings(language: str) -> dict[str, str]:
         return {k: str(v) for k, v in tomllib.load(handle).items()}
 
 
-@cache
 def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
-        undefined=StrictUndefined,  # a missing string is an error in the tests, not a blank
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env
+    return template_environment(TEMPLATES)
 
 
 @dataclass
@@ -79,12 +70,8 @@ def console_of(request: Request) -> Any:
 
 def client_address(request: Request) -> str:
     """The browser's address: the peer's, or the last hop a trusted proxy names."""
-    peer = request.client.host if request.client else "unknown"
     console: Console = console_of(request)
-    forwarded = request.headers.get("x-forwarded-for", "")
-    if forwarded and peer in console.settings.trusted_proxies:
-        return forwarded.split(",")[-1].strip() or peer
-    return peer
+    return shared_client_address(request, console.settings.trusted_proxies)
 
 
 def language_of(request: Request, staff: Staff | None) -> str:
@@ -179,29 +166,12 @@ def json_error(status_code: int, code: str, message: str, **extra: Any) -> JSONR
     )
 
 
-class SecurityHeaders:
-    """Adds the security headers to every response (pages, API, static files)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chart = scope["path"].endswith(".svg")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"content-security-policy", (CHART_CSP if chart else CSP).encode()),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"cache-control", b"no-store"),
-                ]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def SecurityHeaders(app: ASGIApp, settings: ConsoleSettings | None = None) -> SharedHeaders:
+    """The shared security headers (rightsdesk.webstack), with the charts' own CSP, and HSTS
+    when the console is reached over TLS."""
+    hsts = settings is not None and (
+        settings.tls or settings.public_base_url.startswith("https://")
+    )
+    return SharedHeaders(
+        app, csp_for=lambda path: CHART_CSP if path.endswith(".svg") else CSP, hsts=hsts
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +40,12 @@ from rightsdesk.models import (
 from rightsdesk.notices import mailable
 from rightsdesk.outbound import Outbox
 from rightsdesk.templating import OutgoingAttachment
-from rightsdesk.tickets import TicketError, TicketService
+from rightsdesk.tickets import TRANSITIONS, TicketError, TicketService
 
 REPLY_KIND = "reply"
+# Awaited by `resolve` before the ticket changes: (session, ticket, without_package) -> the
+# reason to record when a rule was waived, or None; raises TicketError to refuse.
+ResolveGuard = Callable[[AsyncSession, Ticket, str | None], Awaitable[dict[str, Any] | None]]
 CHAT_LIMIT = 4096  # characters in one Telegram message
 
 
@@ -88,6 +91,7 @@ class Answers:
         self.clock = clock
         self.tickets = tickets
         self.outbox = outbox
+        self.resolve_guards: list[ResolveGuard] = []
 
     # ---- replies ---------------------------------------------------------------------------
 
@@ -298,12 +302,28 @@ class Answers:
     # ---- decisions -------------------------------------------------------------------------
 
     async def resolve(
-        self, public_id: str, *, actor: str, reply: str, note: str | None = None
+        self,
+        public_id: str,
+        *,
+        actor: str,
+        reply: str,
+        note: str | None = None,
+        without_package: str | None = None,
     ) -> Ticket:
         """Resolved: `reply` is shown to the requester inside the resolved notice; `note`
-        stays with the team."""
+        stays with the team. An access or portability ticket needs a delivered package, or
+        `without_package`: the reason nothing is given (rightsdesk.packages)."""
         reply = _required(reply, "a resolution reply (--reply, what the requester reads)")
         async with self.db.transaction() as session:
+            ticket = await self.tickets.load_in(session, public_id, lock=True)
+            legal = TicketStatus.RESOLVED in TRANSITIONS[TicketStatus(ticket.status)]
+            if legal:  # else transition_in says why; the core's own checks speak first
+                for check in self.tickets.resolve_checks:
+                    await check(session, ticket)
+            for guard in self.resolve_guards if legal else []:
+                waived = await guard(session, ticket, without_package)
+                if waived is not None:
+                    await self.tickets.note_in(session, ticket, actor, "resolve_waived", waived)
             ticket = await self.tickets.transition_in(
                 session, public_id, TicketStatus.RESOLVED, actor, resolution_note=reply
             )

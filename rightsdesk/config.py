@@ -39,6 +39,7 @@ SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
         ("telegram", "webhook_secret"),
         ("security", "signing_key"),
         ("verification", "account_database_url"),
+        ("portal", "package_key"),
     }
 )
 
@@ -429,9 +430,8 @@ def _statement_problem(action: str, sql: str) -> str | None:
 
 
 class FulfilmentSettings(_Section):
-    # The requester portal's public base URL; a manual task's link is <portal_url>/task/<token>.
-    # Empty (no portal yet): the mail gives the token and the CLI command instead.
-    portal_url: str = ""
+    # A manual task's link is <portal.public_base_url>/task/<token> (one setting: the portal's);
+    # with no public base URL the mail gives the token and the CLI command instead.
     task_link_days: int = Field(default=30, ge=1, le=365)
     # A failed system is retried after 1, 2, 4 ... minutes, at most this long apart.
     retry_max_minutes: int = Field(default=60, ge=1)
@@ -479,6 +479,49 @@ class ConsoleSettings(_Section):
         return self.tls_cert_file is not None and self.tls_key_file is not None
 
 
+class PortalSettings(_Section):
+    """The requester portal (portal/): a listener of its own, in the same process and loop as
+    the console, facing the internet (through a reverse proxy) where the console never needs to."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port (tests)
+    # The address requesters open, e.g. https://privacy.example.com: every link we send
+    # (packages, manual tasks) starts with it. Empty: nothing can be delivered.
+    public_base_url: str = ""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Reverse proxies whose X-Forwarded-For is believed (their own address as they connect).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # A delivered package: its link's life, how many downloads it allows, how long a
+    # requester who typed the code may download without typing another.
+    link_days: int = Field(default=7, ge=1, le=90)
+    max_downloads: int = Field(default=5, ge=1, le=100)
+    session_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Code mails for one delivered link (each visit after the session ends needs one).
+    max_code_mails: int = Field(default=10, ge=1, le=100)
+    # All the files of one package together, and one file a system's owner uploads.
+    max_package_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The request and status forms: at most this many codes an hour per address typed and
+    # per client address; and the size of a form post.
+    codes_per_address_per_hour: int = Field(default=3, ge=1)
+    codes_per_client_per_hour: int = Field(default=10, ge=1)
+    max_form_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The key that wraps every package's own key (AES-256-GCM): a secret, from
+    # RIGHTSDESK_PORTAL__PACKAGE_KEY or package_key_file, never from this file nor data_dir.
+    package_key: SecretStr | None = None
+    package_key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url.rstrip("/")
+
+
 class ServiceSettings(_Section):
     """How the running service looks after its own tasks (rightsdesk.supervision)."""
 
@@ -518,6 +561,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     fulfilment: FulfilmentSettings = Field(default_factory=FulfilmentSettings)

@@ -65,6 +65,7 @@ class Channel(StrEnum):
     TELEGRAM = "telegram"
     MANUAL = "manual"  # entered by the DPO: a phone call, a letter, a walk-in
     INTERNAL = "internal"  # a note of the team's on a ticket: never sent to anyone
+    WEB = "web"  # the portal's request form, from an address confirmed by a code
 
 
 class ContactKind(StrEnum):
@@ -454,6 +455,91 @@ class FulfilmentStep(SQLModel, table=True):
     file_type: str | None = Field(default=None, max_length=200)
     file_content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     done_by: str | None = Field(default=None, max_length=200)
+
+
+# ---- response packages and the requester portal (rightsdesk.packages, rightsdesk.webforms) ----
+
+
+class Package(SQLModel, table=True):
+    """What a ticket's requester receives through the portal: files, a summary, the data as
+    JSON and CSV, each sealed (AES-GCM) with the package's own key, which is stored only
+    wrapped by the desk's package key. Delivered as a link whose token is stored as a hash.
+
+    status: draft (being put together) -> delivered -> revoked (by the DPO; files kept, may be
+    delivered again) | locked (too many wrong codes) | expired | exhausted (the last download);
+    the files of an expired or exhausted package are deleted (`files_deleted_at`)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    status: str = Field(default="draft", max_length=16, index=True)
+    note: str | None = None  # the DPO's words on the summary page
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: dt.datetime
+    created_by: str = Field(max_length=200)
+    # SHA-256 of the link's 128-bit token: the token itself is only in the message sent.
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    delivered_at: dt.datetime | None = None
+    delivered_by: str | None = Field(default=None, max_length=200)
+    deliveries: int = 0
+    expires_at: dt.datetime | None = Field(default=None, index=True)
+    max_downloads: int = 0
+    downloads: int = 0
+    opened_at: dt.datetime | None = None
+    last_download_at: dt.datetime | None = None
+    # The one-time code of the current link (HMAC bound to the package and the link)
+    code_hash: str | None = Field(default=None, max_length=64)
+    code_expires_at: dt.datetime | None = None
+    code_mails: int = 0
+    wrong_codes: int = 0
+    # A requester who typed the code downloads for a while without another (cookie's SHA-256).
+    session_hash: str | None = Field(default=None, max_length=64)
+    session_expires_at: dt.datetime | None = None
+    files_deleted_at: dt.datetime | None = None
+
+
+class PackageFile(SQLModel, table=True):
+    __tablename__ = "package_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    package_id: int = Field(foreign_key="package.id", index=True)
+    name: str = Field(max_length=255)  # a plain file name, no folders
+    content_type: str = Field(max_length=200)
+    size: int
+    sha256: str = Field(max_length=64)  # of the plaintext
+    # Where it came from: "dpo" (tickets package --add), "system:NAME" (fulfilment),
+    # "summary" (the readable page), "data" (JSON, CSV)
+    source: str = Field(max_length=80)
+    nonce: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    added_at: dt.datetime
+    added_by: str = Field(max_length=200)
+
+
+class PortalCode(SQLModel, table=True):
+    """A one-time code of the portal's forms (`request`: confirm an address before it becomes a
+    ticket; `status`: see a ticket's status). Found by its handle's SHA-256; the code is an
+    HMAC; addresses and clients only as keyed hashes (for the rate limits)."""
+
+    __tablename__ = "portal_code"
+    __table_args__ = (
+        Index("ix_portal_code_email_key_created_at", "email_key", "created_at"),
+        Index("ix_portal_code_client_key_created_at", "client_key", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    handle_hash: str = Field(max_length=64, unique=True)
+    purpose: str = Field(max_length=16)  # request | status
+    email_key: str = Field(max_length=64)
+    client_key: str = Field(max_length=64)
+    code_hash: str = Field(max_length=64)
+    attempts: int = 0
+    status: str = Field(default="pending", max_length=16)  # pending|used|locked|expired|sham
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    used_at: dt.datetime | None = None
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    # request: what the form said, until the address is confirmed (then it is the ticket's)
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 # ---- the console's people (rightsdesk.staff) -------------------------------------------------

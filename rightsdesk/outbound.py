@@ -294,6 +294,36 @@ class Outbox:
             session, row, kind=kind, to=chat_id, ticket_id=ticket_id, channel=Channel.TELEGRAM
         )
 
+    async def enqueue_unthreaded(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        to: str,
+        lang: str | None,
+        context: dict[str, Any],
+        ticket_id: int | None = None,
+    ) -> OutboxEntry:
+        """A notice to a person that belongs to no ticket's thread yet (the portal's code to
+        confirm an address before it becomes a ticket): our From, a plain Message-ID."""
+        rendered = self.templates.render(kind, lang, context)
+        settings = self.settings.outbound
+        domain = settings.from_address.rsplit("@", 1)[-1]
+        mime = EmailMessage()
+        mime["To"] = mail_address(to)
+        mime["From"] = mail_address(settings.from_address, settings.from_name)
+        mime["Subject"] = _one_line(rendered.subject, 500)
+        mime["Date"] = format_datetime(self.clock.now())
+        mime["Message-ID"] = f"<rd-portal.{uuid.uuid4().hex}@{domain}>"
+        mime["Auto-Submitted"] = "auto-replied"
+        mime["X-Auto-Response-Suppress"] = "All"
+        mime["X-Rightsdesk-Kind"] = kind
+        mime.set_content(rendered.text, charset="utf-8")
+        mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        return await self._queue(
+            session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket_id
+        )
+
     async def enqueue_internal(
         self,
         session: AsyncSession,

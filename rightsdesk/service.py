@@ -25,6 +25,9 @@ from console.server import ConsoleServer
 from intake.imap import ImapWatcher
 from intake.mail import parse_email
 from intake.smtp import SmtpReceiver
+from portal.app import build_portal
+from portal.server import PortalServer
+from portal.web import PortalCore
 from rightsdesk.accounts import AccountDirectory, CompanyDirectory
 from rightsdesk.answers import Answers
 from rightsdesk.chat import ChatDesk
@@ -41,6 +44,8 @@ from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
+from rightsdesk.package_access import PackageAccess
+from rightsdesk.packages import PackageService
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.search import TicketSearch
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
@@ -50,6 +55,7 @@ from rightsdesk.supervision import Supervisor, describe
 from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
+from rightsdesk.webforms import WebForms, parse_web
 from rightsdesk.withdrawal import Withdrawals
 from scheduler.runner import Scheduler
 
@@ -105,6 +111,10 @@ class Desk:
     supervisor: Supervisor
     answers: Answers
     cpu: CpuPool  # parsing and classifying, off the event loop
+    # The requester portal's core: response packages, the link's pages, the two forms.
+    packages: PackageService
+    package_access: PackageAccess
+    webforms: WebForms
 
     @classmethod
     def build(
@@ -149,7 +159,10 @@ class Desk:
             clock,
             tickets,
             signer,
-            parsers={Channel.EMAIL.value: parse_mail},
+            parsers={
+                Channel.EMAIL.value: parse_mail,
+                Channel.WEB.value: partial(parse_web, templates=outbox.templates),
+            },
             classifier=off_loop,
             verifier=verifier,
             outbox=outbox,
@@ -160,6 +173,11 @@ class Desk:
             followups=FollowUps(settings, tickets, outbox, off_loop),
             route_attempts=settings.mail.route_attempts,
         )
+        key = load_signing_key(settings)
+        answers = Answers(settings, db, clock, tickets, outbox)
+        packages = PackageService(settings, db, clock, tickets, outbox, fulfilment, cpu)
+        answers.resolve_guards.append(packages.check_resolve)
+        fulfilment.tasks.file_sink = packages.take_task_file
         return cls(
             settings=settings,
             clock=clock,
@@ -189,8 +207,11 @@ class Desk:
             stray=StrayMail(db, clock, pipeline, tickets),
             withdrawals=withdrawals,
             supervisor=supervisor,
-            answers=Answers(settings, db, clock, tickets, outbox),
+            answers=answers,
             cpu=cpu,
+            packages=packages,
+            package_access=PackageAccess(settings, db, clock, tickets, outbox, packages, cpu, key),
+            webforms=WebForms(settings, db, clock, tickets, outbox, inbox, pipeline, key),
         )
 
     async def close(self) -> None:
@@ -200,6 +221,18 @@ class Desk:
         if isinstance(self.verifier.directory, CompanyDirectory):
             await self.verifier.directory.dispose()
         await self.db.dispose()
+
+
+def portal_core(desk: Desk) -> PortalCore:
+    """What the portal's routes call: the core services of the requester's side."""
+    return PortalCore(
+        settings=desk.settings,
+        packages=desk.package_access,
+        forms=desk.webforms,
+        fulfilment=desk.fulfilment,
+        templates=desk.outbox.templates,
+        key=load_signing_key(desk.settings),
+    )
 
 
 def telegram_door(desk: Desk, token: str) -> TelegramDoor:
@@ -380,6 +413,18 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             scheme = "https" if settings.console.tls else "http"
             doors.append(f"console={scheme}://{settings.console.host}:{port}")
             await supervisor.report("console", "up", detail=f"{settings.console.host}:{port}")
+        if settings.portal.enabled:
+            portal = PortalServer(settings.portal, build_portal(portal_core(desk)))
+            try:
+                port = portal.bind()
+            except OSError as exc:
+                where = f"{settings.portal.host}:{settings.portal.port}"
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise StartupError(f"cannot listen for the portal on {where}: {reason}") from None
+            tasks.append(asyncio.create_task(portal.run(stop), name="portal"))
+            scheme = "https" if settings.portal.tls else "http"
+            doors.append(f"portal={scheme}://{settings.portal.host}:{port}")
+            await supervisor.report("portal", "up", detail=f"{settings.portal.host}:{port}")
         token = settings.secret("telegram", "token")
         if token:
             door = telegram_door(desk, token)

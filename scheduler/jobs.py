@@ -22,6 +22,7 @@ from rightsdesk.models import (
     ACTIVE_STATUSES,
     FulfilmentStep,
     Message,
+    Package,
     SentNotice,
     StoredAttachment,
     Ticket,
@@ -288,6 +289,12 @@ async def purge_closed(desk: Desk, *, dry_run: bool) -> list[str]:
                 .where(col(FulfilmentStep.ticket_id) == ticket_id)
                 .values(export=None, file_content=None)
             )
+            # And any package not yet ended (a draft never delivered): its key goes.
+            await session.exec(
+                update(Package)
+                .where(col(Package.ticket_id) == ticket_id)
+                .values(wrapped_key=None, token_hash=None)
+            )
             ticket = await desk.tickets.load_in(session, public_id, lock=True)
             await desk.tickets.note_in(
                 session, ticket, "system:retention", "purged", {"days": days}
@@ -410,6 +417,9 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "retention_unattached": lambda: purge_unattached(desk, dry_run=False),
         "fulfilment_retry": lambda: retry_fulfilment(desk),
         "fulfilment_reminders": lambda: send_task_reminders(desk),
+        # Delivered links past their expiry lose their files; unconfirmed forms what they said.
+        "packages": desk.packages.expire_due,
+        "portal_codes": desk.webforms.purge,
     }
     for name, job in jobs.items():
         try:

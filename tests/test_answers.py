@@ -404,7 +404,18 @@ def test_the_cli_answers_notes_and_refuses_the_old_resolve(
     assert "What the REQUESTER reads" in helped
     assert "never sent to the requester" in helped
     assert "--reply goes to the requester; --note stays with the team" in helped
-    run(cli_config, "tickets", "resolve", tid, "--reply", "sent on 3 March", "--note", "by hand")
+    # An access request is not resolved with nothing given: a package, or the reason why not.
+    bare = run(cli_config, "tickets", "resolve", tid, "--reply", "sent on 3 March", code=1)
+    assert "--without-package" in bare.stderr
+    run(
+        cli_config,
+        *("tickets", "resolve", tid, "--reply", "sent on 3 March", "--note", "by hand"),
+        *("--without-package", "the copy went by mail, as the requester asked"),
+    )
+    waived = [e for e in run(cli_config, "tickets", "show", tid, "--json")["events"]]
+    assert [e["after"] for e in waived if e["action"] == "resolve_waived"] == [
+        {"without_package": "the copy went by mail, as the requester asked"}
+    ]
     assert (
         run(cli_config, "tickets", "show", tid, "--json")["resolution_reply"] == "sent on 3 March"
     )

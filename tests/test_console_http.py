@@ -338,7 +338,9 @@ def test_every_action_through_the_forms(server: ConsoleUnderTest) -> None:
     )
     assert act("relabel", types=["erasure", "access"]) == 303
     assert act("deny", reason="") == 400  # a reason is required (PIPL Art. 50)
-    assert act("resolve", note="deleted everywhere") == 303
+    # Access without a delivered package: the console asks why nothing is given, as the CLI.
+    assert act("resolve", note="deleted everywhere") == 400
+    assert act("resolve", note="deleted everywhere", without_package="sent by post") == 303
     assert act("close") == 303
     assert act("reopen", reason="requester wrote again") == 303
     assert act("cancel", reason="withdrawn") == 303
@@ -349,6 +351,7 @@ def test_every_action_through_the_forms(server: ConsoleUnderTest) -> None:
         "in_progress",
         "extended",
         "relabelled",
+        "resolve_waived",  # the reason no package was delivered, then the resolution
         "resolved",
         "closed",
         "reopened",

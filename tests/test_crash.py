@@ -82,6 +82,7 @@ def service_env(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]
         RIGHTSDESK_DATABASE__URL=database_url,
         RIGHTSDESK_SMTP__PORT=str(port),
         RIGHTSDESK_CONSOLE__PORT="0",
+        RIGHTSDESK_PORTAL__PORT="0",
         RIGHTSDESK_DESK__DATA_DIR=str(tmp_path / "var"),
         RIGHTSDESK_DESK__PRIVACY_ADDRESSES='["privacy@localhost"]',
     )

@@ -39,11 +39,14 @@ def config(
     kind = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     company = asyncio.run(create_company(kind, tmp_path))
     monkeypatch.setenv("RIGHTSDESK_SYSTEMS__CHAT__URL", company)
+    monkeypatch.setenv(
+        "RIGHTSDESK_PORTAL__PACKAGE_KEY", "a-package-key-for-the-cli-tests-0123456789"
+    )
     path = tmp_path / "config.toml"
     path.write_text(
         f'[database]\nurl = "{database_url}"\n[desk]\ndata_dir = "{tmp_path / "var"}"\n'
         f'[outbound]\noutbox_dir = "{tmp_path / "outbox"}"\n[classifier]\nenabled = false\n'
-        + example_systems_toml(),
+        '[portal]\npublic_base_url = "https://privacy.example.com"\n' + example_systems_toml(),
         encoding="utf-8",
     )
     try:
@@ -126,6 +129,17 @@ def test_the_dpo_fulfils_access_then_erasure_from_the_command_line(
     assert all(secret_of(u) not in every for u in USERS if u != REQUESTER)
     after = asyncio.run(table_rows(company))
     assert secret_of(REQUESTER) not in repr(after)
+    # The access export is the package: nothing is resolved before it is delivered.
+    refused = cli(path, "tickets", "resolve", tid, "--reply", "copy sent, data deleted", code=1)
+    assert "tickets deliver" in refused.stderr
+    delivered = cli(path, "tickets", "deliver", tid, "--json")
+    assert delivered["max_downloads"] == 5
+    package = cli(path, "tickets", "show", tid, "--json")["package"]
+    names = {f["name"] for f in package["files"]}
+    assert {"data.json", "chat-messages.csv", "chat-profile.csv"} <= names
+    assert package["status"] == "delivered"
+    [ready] = [e for e in cli(path, "outbox", "list", "--json") if e["kind"] == "package_ready"]
+    assert ready["recipient"] == email_of(REQUESTER)
     cli(path, "tickets", "resolve", tid, "--reply", "copy sent, data deleted")
     assert cli(path, "audit", "verify").exit_code == 0
 

@@ -97,6 +97,7 @@ def test_three_replicas_one_killed(
         RIGHTSDESK_DATABASE__URL=postgres_database,
         RIGHTSDESK_SMTP__ENABLED="false",
         RIGHTSDESK_CONSOLE__PORT="0",  # every replica serves the console, each on its own port
+        RIGHTSDESK_PORTAL__PORT="0",  # and the portal
         RIGHTSDESK_IMAP__HOST=dovecot.host,
         RIGHTSDESK_IMAP__PORT=str(dovecot.port),
         RIGHTSDESK_IMAP__SSL="false",

@@ -137,7 +137,11 @@ def test_the_console_is_served_and_sigterm_still_stops_everything(tmp_path: Path
     proc = subprocess.Popen(
         [*RIGHTSDESK, "run"],
         cwd=tmp_path,
-        env=_env(RIGHTSDESK_SMTP__PORT="0", RIGHTSDESK_CONSOLE__PORT=str(port)),
+        env=_env(
+            RIGHTSDESK_SMTP__PORT="0",
+            RIGHTSDESK_CONSOLE__PORT=str(port),
+            RIGHTSDESK_PORTAL__PORT="0",
+        ),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -172,7 +176,11 @@ def test_console_port_in_use_is_named(tmp_path: Path) -> None:
         result = subprocess.run(
             [*RIGHTSDESK, "run"],
             cwd=tmp_path,
-            env=_env(RIGHTSDESK_SMTP__PORT="0", RIGHTSDESK_CONSOLE__PORT=str(port)),
+            env=_env(
+                RIGHTSDESK_SMTP__PORT="0",
+                RIGHTSDESK_CONSOLE__PORT=str(port),
+                RIGHTSDESK_PORTAL__PORT="0",
+            ),
             capture_output=True,
             text=True,
             timeout=60,
@@ -195,6 +203,7 @@ async def test_uvicorn_does_not_take_over_the_signal_handlers(tmp_path: Path) ->
     from tests.conftest import free_port
 
     port = free_port()
+    portal_port = free_port()
     settings = Settings(
         database={"url": f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"},
         desk={"data_dir": tmp_path / "var"},
@@ -203,16 +212,24 @@ async def test_uvicorn_does_not_take_over_the_signal_handlers(tmp_path: Path) ->
         smtp={"enabled": False},
         scheduler={"enabled": False},
         console={"port": port},
+        portal={"port": portal_port},
     )
     service = asyncio.create_task(run_service(settings))
     async with httpx.AsyncClient() as client:
-        for _ in range(200):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).text == "ok":
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
+        for each in (port, portal_port):  # the console and the portal: one loop, one stop
+            for _ in range(200):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{each}/healthz")).text == "ok":
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"nothing answered on port {each}")
     handler = signal.getsignal(signal.SIGTERM)
     assert "uvicorn" not in getattr(handler, "__module__", "") + repr(handler)
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(service, timeout=10)
+    async with httpx.AsyncClient() as client:
+        for each in (port, portal_port):
+            with pytest.raises(httpx.TransportError):
+                await client.get(f"http://127.0.0.1:{each}/healthz", timeout=2)

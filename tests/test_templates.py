@@ -72,6 +72,15 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "completion_due": "2026-03-12",
         "reminder": True,
     },
+    # The requester portal: the link to a package, its code, the forms' code.
+    "package_ready": {
+        "link": "https://privacy.example.com/p/vUhaWz9Gg8SYRCfd7jLXzQ",
+        "expires": "2026-03-17",
+        "max_downloads": 5,
+        "channel": "email",
+    },
+    "package_code": {"code": "482913", "ttl_minutes": 30},
+    "portal_code": {"code": "482913", "ttl_minutes": 30, "purpose": "status"},
 }
 
 # What a chat user reads instead of "reply to this email" (the same template, channel=telegram).
@@ -82,6 +91,7 @@ CHAT_CONTEXTS: dict[str, dict[str, Any]] = {
     "denied": CONTEXTS["denied"],
     "verification_needed": {"how": "account"},
     "reply": {"text": "附件是您的数据。"},
+    "package_ready": {k: v for k, v in CONTEXTS["package_ready"].items() if k != "channel"},
 }
 
 # Files that are not a notice of their own: the bot's sentences and the names of things.

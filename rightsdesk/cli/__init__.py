@@ -19,6 +19,7 @@ from rightsdesk.cli import (
     users,
 )
 from rightsdesk.cli import answers as answers  # registers reply, note, templates on tickets
+from rightsdesk.cli import packages as packages  # registers package, deliver, revoke-link
 from rightsdesk.cli.common import app
 
 app.add_typer(run.db_app, name="db")

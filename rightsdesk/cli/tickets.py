@@ -195,6 +195,7 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         today = desk.tickets.today()
         data = ticket_detail(detail, today, desk.policy.tz, desk.policy.calendar, links)
         data["fulfilment"] = await desk.fulfilment.status(ticket_id)
+        data["package"] = await desk.packages.status(ticket_id)
         return data
 
     data = with_desk(work)
@@ -258,6 +259,8 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
                 line += f" (attempt {step['attempts']}, retry {step['next_attempt_at']}): "
                 line += step["last_error"] or ""
             out.print(shown(line), highlight=False, style="red" if failed else None)
+    if data["package"] is not None:
+        out.print(f"  {shown(data['package']['line'])}", highlight=False)
     for message in data["messages"]:
         if message["internal"]:
             title = f"INTERNAL NOTE by {message['sender']} {message['received_at']} (never sent)"
@@ -408,6 +411,13 @@ def tickets_resolve(
         ),
     ] = None,
     note: Annotated[str | None, typer.Option(help=INTERNAL_NOTE)] = None,
+    without_package: Annotated[
+        str | None,
+        typer.Option(
+            help="An access or portability ticket without a delivered package: why nothing "
+            "is given (kept in the audit trail)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Resolve a ticket: the request was carried out.
@@ -424,7 +434,13 @@ def tickets_resolve(
             )
         fail("--reply TEXT is required: what the requester reads in the resolved notice", 2)
     _change(
-        lambda d: d.answers.resolve(ticket_id, actor=state.actor, reply=reply, note=note),
+        lambda d: d.answers.resolve(
+            ticket_id,
+            actor=state.actor,
+            reply=reply,
+            note=note,
+            without_package=without_package,
+        ),
         as_json,
         "resolved",
     )

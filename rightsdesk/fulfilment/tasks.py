@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,11 @@ class TaskDesk:
         self.tickets = tickets
         self.outbox = outbox
         self.links = LinkSigner(key, TASK_LINK_PURPOSE)
+        # Where an owner's file goes instead of the task's own column (the ticket's package,
+        # sealed): called in the answer's transaction; False: not taken, keep it here.
+        self.file_sink: Callable[[AsyncSession, Ticket, TaskFile, str], Awaitable[bool]] | None = (
+            None
+        )
 
     def link(self, step: FulfilmentStep) -> tuple[str, str, dt.datetime]:
         """(token, URL or "", expiry) of a fresh link to the task."""
@@ -94,7 +100,7 @@ class TaskDesk:
         assert step.link_nonce
         expires = self.clock.now() + dt.timedelta(days=self.settings.fulfilment.task_link_days)
         token = self.links.sign(f"{step.id}-{step.link_nonce}", expires)
-        base = self.settings.fulfilment.portal_url.rstrip("/")
+        base = self.settings.portal.base_url
         return token, f"{base}/task/{token}" if base else "", expires
 
     async def open_in(
@@ -242,7 +248,10 @@ class TaskDesk:
             if file is not None:
                 step.file_name = file.name[:255]
                 step.file_type = file.content_type[:200]
-                step.file_content = file.content
+                taken = self.file_sink is not None and await self.file_sink(
+                    session, ticket, file, step.system
+                )
+                step.file_content = None if taken else file.content
                 details["file"] = {
                     "name": step.file_name,
                     "bytes": len(file.content),
