@@ -15,6 +15,7 @@ from console import (
     dashboard,
     exports,
     fulfil_page,
+    package_page,
     pages,
     queue_page,
     ticket_page,
@@ -26,6 +27,7 @@ from rightsdesk.answers import Answers
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.merging import TicketMerger
+from rightsdesk.packages import PackageService
 from rightsdesk.search import TicketSearch
 from rightsdesk.staff import StaffService
 from rightsdesk.tickets import TicketService
@@ -47,10 +49,12 @@ def build_app(
     search: TicketSearch | None = None,
     merger: TicketMerger | None = None,
     fulfilment: FulfilmentService | None = None,
+    packages: PackageService | None = None,
 ) -> Starlette:
     """`answers` sends replies and keeps notes; `replies` are the canned replies offered
     (name -> {language: title}); `search` finds tickets (`q`), `merger` merges them, and
-    `fulfilment` shows and runs the plan (without it, no fulfilment on the ticket page)."""
+    `fulfilment` shows and runs the plan (without it, no fulfilment on the ticket page),
+    `packages` delivers response packages through the portal."""
     routes = [
         Route("/healthz", health),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -63,6 +67,8 @@ def build_app(
         Route("/attachments/{attachment_id}", pages.attachment),
         Route("/tickets/{public_id}/fulfil/approve", fulfil_page.approve, methods=["POST"]),
         Route("/tickets/{public_id}/fulfil/mark", fulfil_page.mark, methods=["POST"]),
+        Route("/tickets/{public_id}/package/deliver", package_page.deliver, methods=["POST"]),
+        Route("/tickets/{public_id}/package/revoke", package_page.revoke, methods=["POST"]),
         Route("/tickets/{public_id}/{action}", ticket_page.ticket_action, methods=["POST"]),
         Route("/bulk", bulk.bulk_action, methods=["POST"]),
         Route("/export.csv", exports.csv_export),
@@ -83,6 +89,7 @@ def build_app(
     app.state.core = Core(tickets, answers, merger)
     app.state.search = search if search is not None else TicketSearch(tickets.db)
     app.state.fulfilment = fulfilment
+    app.state.packages = packages
     app.state.replies = replies or {}
     app.state.company = company  # named on the monthly report
     return app

@@ -61,7 +61,7 @@ async def approve(request: Request) -> Response:
     except TicketNotFound as exc:
         return error_page(request, 404, str(exc))
     except FulfilmentError as exc:
-        return await _ticket_again(request, public_id, str(exc), 409)
+        return await ticket_again(request, public_id, str(exc), 409)
     return RedirectResponse(f"/tickets/{public_id}?done=fulfil", status_code=303)
 
 
@@ -79,11 +79,12 @@ async def mark(request: Request) -> Response:
     except TicketNotFound as exc:
         return error_page(request, 404, str(exc))
     except FulfilmentError as exc:
-        return await _ticket_again(request, public_id, str(exc), 400)
+        return await ticket_again(request, public_id, str(exc), 400)
     return RedirectResponse(f"/tickets/{public_id}?done=fulfil_mark", status_code=303)
 
 
-async def _ticket_again(request: Request, public_id: str, message: str, status: int) -> Response:
+async def ticket_again(request: Request, public_id: str, message: str, status: int) -> Response:
+    """The ticket page again, with what was refused (a section's action failed)."""
     from console.ticket_page import ticket_context  # the page this section belongs to
 
     context = await ticket_context(request, public_id)

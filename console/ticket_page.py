@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from console.actions import ACTIONS, Fields, perform
 from console.fulfil_page import fulfilment_context
+from console.package_page import package_context
 from console.pages import nav_context
 from console.queues import working_days_left
 from console.web import error_page, form_of, guard, render, session_of, strings
@@ -85,6 +86,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
             key=[t.value for t in RequestType].index,
         ),
         "fulfilment": await fulfilment_context(request, ticket),
+        "packaging": await package_context(request, ticket),
     }
 
 
@@ -135,7 +137,7 @@ async def ticket_page(request: Request) -> Response:
         return error_page(request, 404, str(exc))
     t = strings(session_of(request).staff.language)
     done = request.query_params.get("done", "")
-    known = done in ACTIONS or done in ("fulfil", "fulfil_mark")
+    known = done in ACTIONS or done in ("fulfil", "fulfil_mark", "deliver", "revoke_link")
     notice = t["done"] + " " + t.get("action_" + done, "") if known else ""
     return render(
         request,

@@ -401,6 +401,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                     search=desk.search,
                     merger=desk.merger,
                     fulfilment=desk.fulfilment,
+                    packages=desk.packages,
                 ),
             )
             try:

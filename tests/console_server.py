@@ -89,6 +89,7 @@ class ConsoleUnderTest:
                 search=desk.search,
                 merger=desk.merger,
                 fulfilment=desk.fulfilment,
+                packages=desk.packages,
             )
             server = ConsoleServer(self.settings.console, app)
             self.port = server.bind()

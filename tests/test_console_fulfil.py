@@ -54,12 +54,17 @@ def server(
             ],
         }
     )
+    (folder / "package.key").write_text("k" * 16 + "a package key of the console tests")
     try:
         yield from serve(
             request,
             tmp_path_factory,
             START,
             systems=[SystemSettings(**s) for s in systems],
+            portal={
+                "public_base_url": "https://privacy.example.com",
+                "package_key_file": folder / "package.key",
+            },
         )
     finally:
         asyncio.run(drop_company(company))
@@ -254,3 +259,58 @@ def test_the_api_shows_the_plan_and_refuses_a_stale_hash(server: ConsoleUnderTes
     systems = {s["system"]: s["status"] for s in done.json()["runs"][0]["systems"]}
     assert systems["chat"] == "done"
     assert systems["recordings"] == "open"
+
+
+def test_the_dpo_delivers_the_package_and_sees_what_became_of_it(
+    server: ConsoleUnderTest,
+) -> None:
+    ticket = verified_ticket(server, 1004, [RequestType.ACCESS])
+    dora, alan = logged_in(server, "dora"), logged_in(server, "alan")
+    page = dora.get(f"/tickets/{ticket}").text
+    assert "No package yet." in page
+    approved = dora.post(
+        f"/tickets/{ticket}/fulfil/approve",
+        data={"csrf": csrf_of(page), "plan_hash": plan_hash_on(page)},
+    )
+    assert approved.status_code == 303
+    page = alan.get(f"/tickets/{ticket}").text
+    assert f'action="/tickets/{ticket}/package/deliver"' in page
+    audrey = logged_in(server, "audrey")
+    audited = audrey.post(
+        f"/tickets/{ticket}/package/deliver", data={"csrf": csrf_of(audrey.get("/").text)}
+    )
+    assert audited.status_code == 403
+    assert alan.post(f"/tickets/{ticket}/package/deliver", data={}).status_code == 403
+    delivered = alan.post(f"/tickets/{ticket}/package/deliver", data={"csrf": csrf_of(page)})
+    assert delivered.status_code == 303
+    page = alan.get(delivered.headers["location"]).text
+    assert "Done: the package was delivered" in page
+    state = re.search(r'<dl class="package-state">(.*?)</dl>', page, re.S)
+    assert state is not None
+    assert '<span class="status pk-delivered">Delivered</span>' in state.group(1)
+    assert "<dt>Opened by the requester</dt><dd>not yet</dd>" in state.group(1)
+    assert "<dt>Downloaded</dt><dd>0 / 5</dd>" in state.group(1)
+    assert ("console:alan", "package_delivered") in events_of(server, ticket)
+    # Delivered: the link can be revoked (with a reason), then delivered again.
+    assert f'action="/tickets/{ticket}/package/deliver"' not in page
+    no_reason = alan.post(f"/tickets/{ticket}/package/revoke", data={"csrf": csrf_of(page)})
+    assert no_reason.status_code == 400
+    revoked = alan.post(
+        f"/tickets/{ticket}/package/revoke",
+        data={"csrf": csrf_of(page), "reason": "sent to an old address"},
+    )
+    assert revoked.status_code == 303
+    page = alan.get(f"/tickets/{ticket}").text
+    assert "pk-revoked" in page
+    again = alan.post(f"/tickets/{ticket}/package/deliver", data={"csrf": csrf_of(page)})
+    assert again.status_code == 303
+    assert "(2 times)" in alan.get(f"/tickets/{ticket}").text
+
+
+def test_nothing_to_deliver_is_said_on_the_page(server: ConsoleUnderTest) -> None:
+    ticket = verified_ticket(server, 1005, [RequestType.ACCESS])  # nothing fulfilled yet
+    dora = logged_in(server, "dora")
+    page = dora.get(f"/tickets/{ticket}").text
+    refused = dora.post(f"/tickets/{ticket}/package/deliver", data={"csrf": csrf_of(page)})
+    assert refused.status_code == 400
+    assert "no package yet" in refused.text
