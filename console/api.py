@@ -20,6 +20,7 @@ from console import queues as rules
 from console.actions import Fields, perform
 from console.fulfil_page import fulfilment_of
 from console.openapi import OPENAPI
+from console.package_page import packages_of
 from console.queue_page import queue_items
 from console.queues import (
     BadFilter,
@@ -32,6 +33,7 @@ from console.queues import (
 from console.web import Console, Need, allowed, console_of, json_error
 from rightsdesk.fulfilment import FulfilmentError
 from rightsdesk.fulfilment.plan import actions_for
+from rightsdesk.packages import PackageError
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import TicketConflict, TicketError, TicketNotFound, TicketService
 from rightsdesk.views import ticket_detail, ticket_summary
@@ -193,6 +195,23 @@ async def approve_plan(request: Request, staff: Staff) -> Response:
     return JSONResponse({"runs": runs})
 
 
+@api("work")
+async def deliver_package(request: Request, staff: Staff) -> Response:
+    """`tickets deliver ID`: seal the package and send the requester its link."""
+    packages = packages_of(request)
+    if packages is None or not packages.configured:
+        return json_error(404, "not_configured", "response packages are not configured here")
+    public_id = request.path_params["public_id"]
+    try:
+        await packages.deliver(public_id, staff.actor)
+        state = await packages.status(public_id)
+    except TicketNotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    except PackageError as exc:
+        return json_error(400, "refused", str(exc))
+    return JSONResponse({"package": state})
+
+
 @api("dpo")
 async def list_users(request: Request, staff: Staff) -> Response:
     console: Console = console_of(request)
@@ -227,6 +246,7 @@ def routes() -> list[Route]:
         Route("/tickets/{public_id}", show_ticket),
         Route("/tickets/{public_id}/fulfilment", show_fulfilment),
         Route("/tickets/{public_id}/fulfilment/approve", approve_plan, methods=["POST"]),
+        Route("/tickets/{public_id}/package/deliver", deliver_package, methods=["POST"]),
         Route("/tickets/{public_id}/{action}", act, methods=["POST"]),
         Route("/users", list_users),
         Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),

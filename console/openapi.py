@@ -148,6 +148,22 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/tickets/{public_id}/package/deliver": {
+            "post": {
+                "summary": "deliver the response package (agent or DPO): a link to the portal "
+                "on the ticket's channel; the answer is the package's state",
+                "parameters": [_TICKET_ID],
+                "responses": {
+                    "200": {
+                        "description": "the package: status, delivered_at, opened_at, "
+                        "downloads, expires_at, files"
+                    },
+                    "400": _error("nothing to deliver, or not allowed now"),
+                    "404": _error("no such ticket, or packages not configured"),
+                    **_AUTH,
+                },
+            }
+        },
         "/users": {
             "get": {
                 "summary": "the console's users (DPO only)",

@@ -314,3 +314,31 @@ def test_nothing_to_deliver_is_said_on_the_page(server: ConsoleUnderTest) -> Non
     refused = dora.post(f"/tickets/{ticket}/package/deliver", data={"csrf": csrf_of(page)})
     assert refused.status_code == 400
     assert "no package yet" in refused.text
+
+
+def test_the_api_delivers_a_package(server: ConsoleUnderTest) -> None:
+    ticket = verified_ticket(server, 1001, [RequestType.ACCESS])
+    _, agent = _token(server, "alan")
+    _, auditor = _token(server, "audrey")
+    client = server.client()
+    h = {"authorization": f"Bearer {agent}"}
+    early = client.post(f"/api/v1/tickets/{ticket}/package/deliver", headers=h)
+    assert early.status_code == 400
+    assert "no package yet" in early.json()["error"]["message"]
+    plan = client.get(f"/api/v1/tickets/{ticket}/fulfilment", headers=h).json()["plan"]
+    _, dpo = _token(server, "dora")
+    approved = client.post(
+        f"/api/v1/tickets/{ticket}/fulfilment/approve",
+        json={"plan_hash": plan["plan_hash"]},
+        headers={"authorization": f"Bearer {dpo}"},
+    )
+    assert approved.status_code == 200
+    refused = client.post(
+        f"/api/v1/tickets/{ticket}/package/deliver",
+        headers={"authorization": f"Bearer {auditor}"},
+    )
+    assert refused.status_code == 403
+    done = client.post(f"/api/v1/tickets/{ticket}/package/deliver", headers=h)
+    assert done.status_code == 200, done.text
+    assert done.json()["package"]["status"] == "delivered"
+    assert done.json()["package"]["opened_at"] is None
