@@ -38,7 +38,9 @@ async def fulfilment_context(request: Request, ticket: Ticket) -> dict[str, Any]
         and TicketStatus(ticket.status) in ACTIVE_STATUSES
         and bool(actions_for(ticket.types))
     )
-    if wanted and not any(r["status"] == "done" for r in runs):
+    # Once a run is under way (or done) the page shows it, not a fresh dry run of what is
+    # left: a running run is finished by its retries, or by a person marking a system.
+    if wanted and not any(r["status"] in ("running", "done") for r in runs):
         try:
             plan = (await fulfilment.plan(ticket.public_id)).to_json()
         except FulfilmentError as exc:

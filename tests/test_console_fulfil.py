@@ -195,6 +195,7 @@ def test_the_plan_on_the_ticket_page_and_only_a_dpo_approves_it(
     assert ("console:dora", "fulfilment_approved") in events_of(server, ticket)
     page = dora.get(done.headers["location"]).text
     assert "Done: the plan was approved and run" in page
+    assert "/fulfil/approve" not in page  # the run is shown now, not a new dry run
     assert re.search(r'<tr class="step-done">\s*<td>chat', page)
     assert re.search(r'<tr class="step-open">\s*<td>recordings', page)  # the manual task
     assert re.search(r'<tr class="step-failed overdue">\s*<td>archive', page)
