@@ -1,5 +1,5 @@
 """Every ticket action of the console and the API, as one call of the core (TicketService,
-and Answers for replies and notes).
+Answers for replies and notes, TicketMerger for merges).
 
 The console never writes tickets itself. Each action runs inside `unchanged_since(head)` when
 the form (or API call) says which version it saw, so two people acting at once cannot overwrite
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from rightsdesk.answers import Answers, Attachment
+from rightsdesk.merging import TicketMerger
 from rightsdesk.models import RequestType, Ticket
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import TicketError, TicketService, unchanged_since
@@ -39,11 +40,15 @@ class Fields:
 class Core:
     tickets: TicketService
     answers: Answers | None = None
+    merger: TicketMerger | None = None
 
     def answering(self) -> Answers:
         if self.answers is None:
             raise TicketError("replies and notes are not available on this desk")
         return self.answers
+
+    def merging(self) -> TicketMerger:
+        return self.merger if self.merger is not None else TicketMerger(self.tickets)
 
 
 Action = Callable[[Core, str, str, Fields], Awaitable[object]]
@@ -139,6 +144,21 @@ async def _cancel(c: Core, tid: str, actor: str, f: Fields) -> object:
     return await c.tickets.cancel(tid, actor, f.text("reason") or None)
 
 
+async def _dismiss(c: Core, tid: str, actor: str, f: Fields) -> object:
+    # Not a rights request (a product question, spam): closed in one step, with the reason.
+    return await c.tickets.dismiss(tid, actor, f.text("reason"))
+
+
+async def _merge(c: Core, tid: str, actor: str, f: Fields) -> object:
+    """`into`: this ticket joins that one (a duplicate of it); `other`: that one joins this."""
+    into, other = f.text("into"), f.text("other")
+    if bool(into) == bool(other):
+        raise TicketError("merge: give the ticket to merge into (into) or to take in (other)")
+    if into:
+        return await c.merging().merge(into, tid, actor)
+    return await c.merging().merge(tid, other, actor)
+
+
 async def _close(c: Core, tid: str, actor: str, f: Fields) -> object:
     return await c.tickets.close(tid, actor)
 
@@ -158,6 +178,8 @@ ACTIONS: dict[str, Action] = {
     "deny": _deny,
     "relabel": _relabel,
     "cancel": _cancel,
+    "dismiss": _dismiss,
+    "merge": _merge,
     "close": _close,
     "reopen": _reopen,
 }

@@ -16,16 +16,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from console.actions import ACTIONS, Fields, perform
+from console import queues as rules
+from console.actions import Fields, perform
+from console.fulfil_page import fulfilment_of
+from console.openapi import OPENAPI
+from console.package_page import packages_of
+from console.queue_page import queue_items
 from console.queues import (
-    QUEUES,
     BadFilter,
     cached_count,
+    narrowed,
     parse_query,
     queue_counts,
     working_days_left,
 )
 from console.web import Console, Need, allowed, console_of, json_error
+from rightsdesk.fulfilment import FulfilmentError
+from rightsdesk.fulfilment.plan import actions_for
+from rightsdesk.packages import PackageError
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import TicketConflict, TicketError, TicketNotFound, TicketService
 from rightsdesk.views import ticket_detail, ticket_summary
@@ -72,22 +80,22 @@ async def list_tickets(request: Request, staff: Staff) -> Response:
     console: Console = console_of(request)
     try:
         query = parse_query(tickets, dict(request.query_params), staff, console.settings.page_size)
+        listing = await narrowed(request.app.state.search, query)
     except BadFilter as exc:
         return json_error(400, "bad_filter", str(exc), field=exc.name)
-    rows = await tickets.find(query.filters)
-    today, tz = tickets.today(), tickets.policy.tz
+    rows = await tickets.find(listing.filters)
+    ttl = console.settings.count_cache_seconds
+    total = await cached_count(tickets, listing.filters, ttl, cap=rules.COUNT_CAP + 1)
+    items = await queue_items(request, listing, rows)
     return JSONResponse(
         {
             "queue": query.queue,
+            "q": query.search or None,
             "page": query.page,
             "page_size": console.settings.page_size,
-            "total": await cached_count(
-                tickets, query.filters, console.settings.count_cache_seconds
-            ),
-            "items": [
-                {**ticket_summary(t, today, tz), "working_days_left": working_days_left(tickets, t)}
-                for t in rows
-            ],
+            "total": min(total, rules.COUNT_CAP),
+            "total_capped": total > rules.COUNT_CAP,
+            "items": items,
         }
     )
 
@@ -140,6 +148,70 @@ async def act(request: Request, staff: Staff) -> Response:
     return JSONResponse(data)
 
 
+@api("read")
+async def show_fulfilment(request: Request, staff: Staff) -> Response:
+    """The ticket's fulfilment runs, and for a verified active ticket the dry-run plan."""
+    tickets: TicketService = request.app.state.tickets
+    fulfilment = fulfilment_of(request)
+    if fulfilment is None:
+        return json_error(404, "not_configured", "fulfilment is not configured on this desk")
+    public_id = request.path_params["public_id"]
+    try:
+        ticket = await tickets.get(public_id)
+        runs = await fulfilment.status(public_id)
+    except TicketNotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    plan: dict[str, Any] | None = None
+    error: str | None = None
+    if actions_for(ticket.types):
+        try:
+            plan = (await fulfilment.plan(public_id)).to_json()
+        except FulfilmentError as exc:
+            error = str(exc)
+    return JSONResponse(
+        {"ticket": ticket.public_id, "plan": plan, "plan_error": error, "runs": runs}
+    )
+
+
+@api("dpo")
+async def approve_plan(request: Request, staff: Staff) -> Response:
+    """`fulfil ID --approve PLANHASH`: a stale hash (the plan changed) is a 409."""
+    fulfilment = fulfilment_of(request)
+    if fulfilment is None:
+        return json_error(404, "not_configured", "fulfilment is not configured on this desk")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return json_error(400, "bad_json", "the body is not JSON")
+    plan_hash = body.get("plan_hash") if isinstance(body, dict) else None
+    if not isinstance(plan_hash, str) or not plan_hash.strip():
+        return json_error(400, "bad_request", "plan_hash: the hash of the dry run is required")
+    try:
+        runs = await fulfilment.approve(request.path_params["public_id"], plan_hash, staff.actor)
+    except TicketNotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    except FulfilmentError as exc:
+        return json_error(409, "refused", str(exc))
+    return JSONResponse({"runs": runs})
+
+
+@api("work")
+async def deliver_package(request: Request, staff: Staff) -> Response:
+    """`tickets deliver ID`: seal the package and send the requester its link."""
+    packages = packages_of(request)
+    if packages is None or not packages.configured:
+        return json_error(404, "not_configured", "response packages are not configured here")
+    public_id = request.path_params["public_id"]
+    try:
+        await packages.deliver(public_id, staff.actor)
+        state = await packages.status(public_id)
+    except TicketNotFound as exc:
+        return json_error(404, "not_found", str(exc))
+    except PackageError as exc:
+        return json_error(400, "refused", str(exc))
+    return JSONResponse({"package": state})
+
+
 @api("dpo")
 async def list_users(request: Request, staff: Staff) -> Response:
     console: Console = console_of(request)
@@ -172,119 +244,10 @@ def routes() -> list[Route]:
         Route("/queues", queues),
         Route("/tickets", list_tickets),
         Route("/tickets/{public_id}", show_ticket),
+        Route("/tickets/{public_id}/fulfilment", show_fulfilment),
+        Route("/tickets/{public_id}/fulfilment/approve", approve_plan, methods=["POST"]),
+        Route("/tickets/{public_id}/package/deliver", deliver_package, methods=["POST"]),
         Route("/tickets/{public_id}/{action}", act, methods=["POST"]),
         Route("/users", list_users),
         Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
-
-
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_FILTERS = [
-    {"name": "queue", "in": "query", "schema": {"type": "string", "enum": list(QUEUES)}},
-    {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "comma list"},
-    {"name": "type", "in": "query", "schema": {"type": "string"}, "description": "comma list"},
-    {"name": "channel", "in": "query", "schema": {"type": "string"}},
-    {"name": "assignee", "in": "query", "schema": {"type": "string"}},
-    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
-    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-]
-_TICKET_ID = {"name": "public_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_AUTH = {"401": _error("no token, or a revoked one"), "403": _error("the role may not")}
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "rightsdesk console API", "version": "1"},
-    "servers": [{"url": "/api/v1"}],
-    "security": [{"bearer": []}],
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {
-                            "code": {"type": "string"},
-                            "message": {"type": "string"},
-                            "field": {"type": "string"},
-                        },
-                        "required": ["code", "message"],
-                    }
-                },
-            }
-        },
-    },
-    "paths": {
-        "/me": {
-            "get": {
-                "summary": "who the token belongs to",
-                "responses": {"200": {"description": "the user"}, **_AUTH},
-            }
-        },
-        "/queues": {
-            "get": {
-                "summary": "ticket counts per queue",
-                "responses": {"200": {"description": "counts"}, **_AUTH},
-            }
-        },
-        "/tickets": {
-            "get": {
-                "summary": "a queue, filtered, most urgent first, paginated",
-                "parameters": _FILTERS,
-                "responses": {
-                    "200": {"description": "items, total, page"},
-                    "400": _error("a bad filter; `field` names it"),
-                    **_AUTH,
-                },
-            }
-        },
-        "/tickets/{public_id}": {
-            "get": {
-                "summary": "one ticket with messages and audit events; `head` is its version",
-                "parameters": [_TICKET_ID],
-                "responses": {
-                    "200": {"description": "the ticket"},
-                    "404": _error("no such ticket"),
-                    **_AUTH,
-                },
-            }
-        },
-        "/tickets/{public_id}/{action}": {
-            "post": {
-                "summary": "an action (agent or DPO): " + ", ".join(ACTIONS),
-                "description": "Body: the action's fields (assignee, note, reason, until, types) "
-                "and optionally `head` from GET: the action is refused with 409 if the ticket "
-                "changed since.",
-                "parameters": [
-                    _TICKET_ID,
-                    {
-                        "name": "action",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "enum": list(ACTIONS)},
-                    },
-                ],
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {
-                    "200": {"description": "the ticket after the action, with its new head"},
-                    "400": _error("refused by the ticket rules"),
-                    "404": _error("no such ticket"),
-                    "409": _error("changed by someone else since `head`"),
-                    **_AUTH,
-                },
-            }
-        },
-        "/users": {
-            "get": {
-                "summary": "the console's users (DPO only)",
-                "responses": {"200": {"description": "users"}, **_AUTH},
-            }
-        },
-    },
-}

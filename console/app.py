@@ -9,11 +9,26 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console import api, bulk, dashboard, exports, pages, users
+from console import (
+    api,
+    bulk,
+    dashboard,
+    exports,
+    fulfil_page,
+    package_page,
+    pages,
+    queue_page,
+    ticket_page,
+    users,
+)
 from console.actions import Core
 from console.web import STATIC, Console, SecurityHeaders
 from rightsdesk.answers import Answers
 from rightsdesk.config import ConsoleSettings
+from rightsdesk.fulfilment import FulfilmentService
+from rightsdesk.merging import TicketMerger
+from rightsdesk.packages import PackageService
+from rightsdesk.search import TicketSearch
 from rightsdesk.staff import StaffService
 from rightsdesk.tickets import TicketService
 
@@ -30,20 +45,31 @@ def build_app(
     company: str = "",
     answers: Answers | None = None,
     replies: dict[str, dict[str, str]] | None = None,
+    *,
+    search: TicketSearch | None = None,
+    merger: TicketMerger | None = None,
+    fulfilment: FulfilmentService | None = None,
+    packages: PackageService | None = None,
 ) -> Starlette:
     """`answers` sends replies and keeps notes; `replies` are the canned replies offered
-    (name -> {language: title})."""
+    (name -> {language: title}); `search` finds tickets (`q`), `merger` merges them, and
+    `fulfilment` shows and runs the plan (without it, no fulfilment on the ticket page),
+    `packages` delivers response packages through the portal."""
     routes = [
         Route("/healthz", health),
         Route("/login", pages.login_form, methods=["GET"]),
         Route("/login", pages.login, methods=["POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/language", pages.set_language, methods=["POST"]),
-        Route("/", pages.queue_page),
-        Route("/tickets/{public_id}", pages.ticket_page),
+        Route("/", queue_page.queue_page),
+        Route("/tickets/{public_id}", ticket_page.ticket_page),
         Route("/tickets/{public_id}/evidence.zip", exports.evidence_pack),
         Route("/attachments/{attachment_id}", pages.attachment),
-        Route("/tickets/{public_id}/{action}", pages.ticket_action, methods=["POST"]),
+        Route("/tickets/{public_id}/fulfil/approve", fulfil_page.approve, methods=["POST"]),
+        Route("/tickets/{public_id}/fulfil/mark", fulfil_page.mark, methods=["POST"]),
+        Route("/tickets/{public_id}/package/deliver", package_page.deliver, methods=["POST"]),
+        Route("/tickets/{public_id}/package/revoke", package_page.revoke, methods=["POST"]),
+        Route("/tickets/{public_id}/{action}", ticket_page.ticket_action, methods=["POST"]),
         Route("/bulk", bulk.bulk_action, methods=["POST"]),
         Route("/export.csv", exports.csv_export),
         Route("/reports/monthly", exports.monthly_page),
@@ -60,7 +86,10 @@ def build_app(
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, settings=settings)])
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
-    app.state.core = Core(tickets, answers)
+    app.state.core = Core(tickets, answers, merger)
+    app.state.search = search if search is not None else TicketSearch(tickets.db)
+    app.state.fulfilment = fulfilment
+    app.state.packages = packages
     app.state.replies = replies or {}
     app.state.company = company  # named on the monthly report
     return app

@@ -11,7 +11,7 @@ from console.pages import nav_context
 from console.web import error_page, form_of, guard, render, session_of, strings
 from rightsdesk.tickets import TicketConflict, TicketError
 
-BULK_ACTIONS = ("assign", "relabel")
+BULK_ACTIONS = ("assign", "relabel", "dismiss")
 MAX_TICKETS = 500
 
 
@@ -26,7 +26,8 @@ async def bulk_action(request: Request) -> Response:
     ids = [str(v) for v in form.getlist("ids")][:MAX_TICKETS]
     if not ids:
         return error_page(request, 400, t["bulk_none_selected"])
-    fields = Fields({key: [str(v) for v in form.getlist(key)] for key in ("assignee", "types")})
+    keys = ("assignee", "types", "reason")
+    fields = Fields({key: [str(v) for v in form.getlist(key)] for key in keys})
     outcomes = []
     for public_id in ids:
         head = str(form.get(f"head:{public_id}", "")) or None

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from console.pages import nav_context
-from console.queues import BadFilter, parse_query, working_days_left
+from console.queues import BadFilter, narrowed, parse_query, working_days_left
 from console.web import Console, console_of, error_page, guard, render, session_of
 from rightsdesk.evidence import build_pack
 from rightsdesk.reports import ReportError, monthly_report, report_pdf, report_text
@@ -44,6 +44,7 @@ async def csv_export(request: Request) -> Response:
     me = session_of(request).staff
     try:
         query = parse_query(tickets, dict(request.query_params), me, _BATCH)
+        listing = await narrowed(request.app.state.search, query)
     except BadFilter as exc:
         return error_page(request, 400, str(exc))
 
@@ -55,7 +56,7 @@ async def csv_export(request: Request) -> Response:
         today, tz = tickets.today(), tickets.policy.tz
         offset = 0
         while True:
-            batch = await tickets.find(dataclasses.replace(query.filters, offset=offset))
+            batch = await tickets.find(dataclasses.replace(listing.filters, offset=offset))
             for ticket in batch:
                 row = ticket_summary(ticket, today, tz)
                 row["types"] = " ".join(row["types"])

@@ -1,24 +1,16 @@
-"""The console's HTML pages: login, queues, the ticket page and its actions."""
+"""The console's HTML pages shared by all: login, logout, language, the navigation's counts,
+attachments. The queues are `queue_page.py`, the ticket page `ticket_page.py`."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console.actions import ACTIONS, Fields, perform
-from console.queues import (
-    QUEUES,
-    BadFilter,
-    cached_count,
-    parse_query,
-    queue_counts,
-    working_days_left,
-)
+from console.queues import QUEUES, queue_counts, shown_count
 from console.web import (
     LANGUAGE_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -34,18 +26,9 @@ from console.web import (
     session_of,
     strings,
 )
-from rightsdesk.answers import Attachment
-from rightsdesk.evidence import get_attachment, list_attachments
-from rightsdesk.models import ACTIVE_STATUSES, RequestType, TicketStatus
+from rightsdesk.evidence import get_attachment
 from rightsdesk.staff import LANGUAGES, LoginRefused, TotpEnrolmentNeeded
-from rightsdesk.tickets import (
-    TRANSITIONS,
-    TicketConflict,
-    TicketError,
-    TicketNotFound,
-    TicketService,
-)
-from rightsdesk.views import event_view, message_view, ticket_summary
+from rightsdesk.tickets import TicketService
 
 
 def _safe_next(value: str | None) -> str:
@@ -131,198 +114,8 @@ def _set_cookie(
 async def nav_context(request: Request) -> dict[str, Any]:
     tickets: TicketService = request.app.state.tickets
     ttl = console_of(request).settings.count_cache_seconds
-    return {"counts": await queue_counts(tickets, session_of(request).staff, ttl), "queues": QUEUES}
-
-
-@guard("read")
-async def queue_page(request: Request) -> Response:
-    tickets: TicketService = request.app.state.tickets
-    console: Console = console_of(request)
-    me = session_of(request).staff
-    params = dict(request.query_params)
-    try:
-        query = parse_query(tickets, params, me, console.settings.page_size)
-    except BadFilter as exc:
-        return error_page(request, 400, str(exc))
-    rows = await tickets.find(query.filters)
-    total = await cached_count(tickets, query.filters, console.settings.count_cache_seconds)
-    today, tz = tickets.today(), tickets.policy.tz
-    items = [
-        {
-            **ticket_summary(t, today, tz),
-            "working_days_left": working_days_left(tickets, t),
-            "head": t.audit_head,
-        }
-        for t in rows
-    ]
-    pages = max(1, -(-total // console.settings.page_size))
-
-    def link(page: int) -> str:
-        return "/?" + urlencode({**query.params, "page": str(page)})
-
-    return render(
-        request,
-        "queue.html.j2",
-        {
-            **(await nav_context(request)),
-            "queue": query.queue,
-            "items": items,
-            "total": total,
-            "page": query.page,
-            "pages": pages,
-            "prev_link": link(query.page - 1) if query.page > 1 else "",
-            "next_link": link(query.page + 1) if query.page < pages else "",
-            "csv_link": "/export.csv?" + urlencode(query.params),
-            "params": query.params,
-            "statuses": [s.value for s in TicketStatus],
-            "types": [t.value for t in RequestType],
-        },
-    )
-
-
-# Event fields that are for the hash chain and the machines, not for the person reading.
-_EVENT_PLUMBING = frozenset({"messages", "message", "text_sha256", "attachments"})
-
-
-async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
-    tickets: TicketService = request.app.state.tickets
-    detail = await tickets.detail(public_id)
-    today, tz = tickets.today(), tickets.policy.tz
-    ticket = detail.ticket
-    timeline: list[dict[str, Any]] = []
-    for message in detail.messages:
-        view = message_view(message)
-        order = 0 if message.direction == "in" else 2  # at one instant: what came, did, went
-        timeline.append({"kind": "message", "at": message.received_at, "order": order, **view})
-    for event in detail.events:
-        view = event_view(event)
-        # Only what changed (a transition repeats every deadline field before and after).
-        changes = {
-            k: v
-            for k, v in view["after"].items()
-            if k not in _EVENT_PLUMBING and (k == "note" or view["before"].get(k) != v)
-        }
-        if isinstance(view["after"].get("attachments"), list):
-            changes["attachments"] = ", ".join(
-                str(a.get("filename")) for a in view["after"]["attachments"]
-            )
-        timeline.append({"kind": "event", **view, "at": event.at, "order": 1, "changes": changes})
-    timeline.sort(key=lambda item: (item["at"], item["order"]))
-    for item in timeline:
-        item["at_local"] = item["at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %z")
-    attachments: dict[int, list[Any]] = {}
-    for row in await list_attachments(tickets.db, [m.id for m in detail.messages if m.id]):
-        attachments.setdefault(row.message_id, []).append(row)
-    for item in timeline:
-        item["attachments"] = attachments.get(item["id"], []) if item["kind"] == "message" else []
-    classification = ticket.classification or {}
-    scores = sorted(
-        (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True
-    )
-    return {
-        "ticket": ticket_summary(ticket, today, tz),
-        "raw": ticket,
-        "head": ticket.audit_head,
-        "requester": detail.requester,
-        "working_days_left": working_days_left(tickets, ticket),
-        "completion_days_left": (ticket.completion_due - today).days
-        if ticket.completion_due
-        else None,
-        "scores": scores[:6],
-        "timeline": timeline,
-        "actions": list(ACTIONS),
-        "replies": request.app.state.replies,
-        "answering": request.app.state.core.answers is not None,
-        "allowed": allowed_actions(ticket.status),
-        "types": [t.value for t in RequestType],
-    }
-
-
-async def fields_of(form: FormData) -> Fields:
-    """The form's text fields, and its files (a reply's attachments; empty file inputs, which
-    browsers send with no name, are left out)."""
-    values: dict[str, list[str]] = {}
-    files: list[Attachment] = []
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if value.filename:
-                content = await value.read()
-                files.append(Attachment(value.filename, content, value.content_type or None))
-        else:
-            values.setdefault(key, []).append(value)
-    return Fields(values, tuple(files))
-
-
-# Which status-changing actions the status machine allows now (the core refuses the others).
-_MOVES = {
-    "verify": TicketStatus.OPEN,
-    "start": TicketStatus.IN_PROGRESS,
-    "resolve": TicketStatus.RESOLVED,
-    "deny": TicketStatus.DENIED,
-    "cancel": TicketStatus.CANCELLED,
-    "close": TicketStatus.CLOSED,
-    "reopen": TicketStatus.REOPENED,
-}
-
-
-def allowed_actions(status: str) -> set[str]:
-    current = TicketStatus(status)
-    moves = {name for name, to in _MOVES.items() if to in TRANSITIONS[current]}
-    if current in ACTIVE_STATUSES:
-        moves.add("extend")
-    return moves | {"assign", "relabel", "reply", "note"}
-
-
-@guard("read")
-async def ticket_page(request: Request) -> Response:
-    public_id = request.path_params["public_id"]
-    try:
-        context = await ticket_context(request, public_id)
-    except TicketNotFound as exc:
-        return error_page(request, 404, str(exc))
-    t = strings(session_of(request).staff.language)
-    done = request.query_params.get("done", "")
-    notice = t["done"] + " " + t.get("action_" + done, "") if done in ACTIONS else ""
-    return render(
-        request,
-        "ticket.html.j2",
-        {**(await nav_context(request)), **context, "notice": notice, "error": ""},
-    )
-
-
-@guard("work")
-async def ticket_action(request: Request) -> Response:
-    public_id = request.path_params["public_id"]
-    action = request.path_params["action"]
-    form = form_of(request)
-    session = session_of(request)
-    t = strings(session.staff.language)
-    fields = await fields_of(form)
-    status = 400
-    try:
-        await perform(
-            request.app.state.core,
-            session.staff,
-            public_id,
-            action,
-            fields,
-            str(form.get("head", "")) or None,
-        )
-    except TicketNotFound as exc:
-        return error_page(request, 404, str(exc))
-    except TicketConflict:
-        message, status = t["conflict"], 409
-    except TicketError as exc:
-        message = str(exc)
-    else:
-        return RedirectResponse(f"/tickets/{public_id}?done={action}", status_code=303)
-    context = await ticket_context(request, public_id)
-    return render(
-        request,
-        "ticket.html.j2",
-        {**(await nav_context(request)), **context, "notice": "", "error": message},
-        status,
-    )
+    counts = await queue_counts(tickets, session_of(request).staff, ttl)
+    return {"counts": {q: shown_count(n) for q, n in counts.items()}, "queues": QUEUES}
 
 
 @guard("read")

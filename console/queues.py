@@ -1,6 +1,12 @@
 """The console's queues and filters, read from a query string, shared by pages, API and CSV.
 
 A value that cannot be read is a `BadFilter` naming the parameter, never silently ignored.
+`q` is the desk's search (rightsdesk.search: an id, an address, a phone, a name, words): its
+hits narrow the list, and the queue and filters still apply to them.
+
+At a million tickets no count is exact for free: the navigation's queues are counted in one
+grouped query over the active tickets (plus the unread flag's index), and any count past
+`COUNT_CAP` stops there ("10,000+"); pages go no further than that.
 """
 
 from __future__ import annotations
@@ -9,17 +15,23 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rightsdesk.models import ACTIVE_STATUSES, Channel, RequestType, Ticket, TicketStatus
+from rightsdesk.search import TicketSearch
 from rightsdesk.staff import Staff
-from rightsdesk.tickets import TicketFilter, TicketService
+from rightsdesk.tickets import TicketError, TicketFilter, TicketService
 
-QUEUES = ("triage", "mine", "unassigned", "due_soon", "overdue", "waiting", "all")
+QUEUES = ("triage", "unread", "mine", "unassigned", "due_soon", "overdue", "waiting", "all")
+# The queues inside the active tickets, counted together in one query.
+ACTIVE_QUEUES = ("triage", "mine", "unassigned", "due_soon", "overdue", "waiting")
 DUE_SOON_WORKING_DAYS = 5
-FILTER_PARAMS = ("queue", "status", "type", "channel", "assignee", "from", "to", "page")
+FILTER_PARAMS = ("queue", "status", "type", "channel", "assignee", "from", "to", "page", "q")
+COUNT_CAP = 10_000  # counting stops past this; a list pages no further
+SEARCH_LIMIT = 200  # the newest hits of a search; the filters then apply to them
+MAX_QUERY_CHARS = 200
 
 
 class BadFilter(ValueError):
@@ -35,6 +47,24 @@ class Query:
     filters: TicketFilter
     page: int
     params: dict[str, str]  # the filters as given, to build links (pages, CSV) from
+    search: str = ""  # `q`: what to search for, or nothing
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A query with its search done: the filters (narrowed to the hits), and for each hit
+    what matched (id, email, phone, name, account, text)."""
+
+    filters: TicketFilter
+    matched: dict[int, list[str]]
+    search: str = ""
+
+    async def snippets(self, search: TicketSearch | None, shown: list[Ticket]) -> dict[int, str]:
+        """Where the words matched, for the tickets a page shows (not for every hit)."""
+        wanted = [t.id for t in shown if t.id is not None and "text" in self.matched.get(t.id, ())]
+        if search is None or not wanted:
+            return {}
+        return await search.snippets(wanted, self.search)
 
 
 def queue_filter(tickets: TicketService, queue: str, me: Staff) -> TicketFilter:
@@ -42,6 +72,8 @@ def queue_filter(tickets: TicketService, queue: str, me: Staff) -> TicketFilter:
     today = tickets.today()
     if queue == "triage":
         return TicketFilter(statuses=active, needs_review=True)
+    if queue == "unread":  # the requester wrote since a person last acted (finished too)
+        return TicketFilter(unread=True)
     if queue == "mine":
         return TicketFilter(statuses=active, assignee=me.name)
     if queue == "unassigned":
@@ -88,10 +120,34 @@ def parse_query(
         if not value.isdigit() or int(value) < 1:
             raise BadFilter("page", value, "a page number (1, 2, ...)")
         page = int(value)
+        last = max_page(page_size)
+        if page > last:
+            raise BadFilter("page", value, f"at most {last} (narrow the filters to see further)")
+    search = " ".join(params.get("q", "").split())
+    if len(search) > MAX_QUERY_CHARS:
+        raise BadFilter("q", search[:20] + "…", f"at most {MAX_QUERY_CHARS} characters")
     changes["limit"] = page_size
     changes["offset"] = (page - 1) * page_size
     kept = {k: v for k, v in params.items() if k in FILTER_PARAMS and k != "page" and v}
-    return Query(queue, dataclasses.replace(base, **changes), page, kept)
+    return Query(queue, dataclasses.replace(base, **changes), page, kept, search)
+
+
+def max_page(page_size: int) -> int:
+    return max(1, -(-COUNT_CAP // page_size))
+
+
+async def narrowed(search: TicketSearch | None, query: Query) -> Listing:
+    """The query with its search done: the filters limited to the newest SEARCH_LIMIT hits."""
+    if not query.search:
+        return Listing(query.filters, {})
+    if search is None:
+        raise BadFilter("q", query.search, "searchable on this desk (no search service)")
+    try:
+        matched = await search.matches(query.search, SEARCH_LIMIT)
+    except TicketError as exc:
+        raise BadFilter("q", query.search, str(exc)) from None
+    filters = dataclasses.replace(query.filters, ids=tuple(matched))
+    return Listing(filters, matched, query.search)
 
 
 def _split(value: str) -> list[str]:
@@ -112,28 +168,37 @@ def _date(name: str, value: str) -> dt.date:
         raise BadFilter(name, value, "a date like 2026-11-30") from None
 
 
-# Counts are shown on every page (seven queues in the navigation, and the list's total); at a
-# million tickets the largest take tens of milliseconds each. Several people share the queues,
-# so a count is reused for `console.count_cache_seconds`: the navigation may lag that much.
-_counts: dict[tuple[int, str], tuple[float, int]] = {}
+# Counts are shown on every page (the queues in the navigation, and the list's total). Several
+# people share the queues, so a count is reused for `console.count_cache_seconds`: the
+# navigation may lag that much.
+_counts: dict[str, tuple[float, Any]] = {}
 # One query per count at a time: when a count expires, the requests that want it meanwhile wait
 # for the one already running instead of each starting the same scan (at a million tickets,
 # twenty clients did).
-_running: dict[tuple[int, str], asyncio.Task[int]] = {}
+_running: dict[str, asyncio.Task[Any]] = {}
 
 
-async def cached_count(tickets: TicketService, filters: TicketFilter, ttl: float) -> int:
-    """The count, reused for `ttl` seconds. Once a count is known, an expired one is still
-    answered at once while a fresh one is computed in the background (the navigation lags by
-    one computation, never waits for it); only the very first count of a list is waited for."""
-    key = (id(tickets), repr(dataclasses.replace(filters, offset=0, limit=None)))
+async def cached_count(
+    tickets: TicketService, filters: TicketFilter, ttl: float, cap: int | None = None
+) -> int:
+    """The count (stopping at `cap`), reused for `ttl` seconds (see `_cached`)."""
+    plain = dataclasses.replace(filters, offset=0, limit=None)
+    key = f"{id(tickets)}:count:{cap}:{plain!r}"
+    counted: int = await _cached(key, lambda: tickets.count(plain, cap=cap), ttl)
+    return counted
+
+
+async def _cached(key: str, make: Callable[[], Awaitable[Any]], ttl: float) -> Any:
+    """Once a value is known, an expired one is still answered at once while a fresh one is
+    computed in the background (the navigation lags by one computation, never waits for
+    it); only the very first value is waited for."""
     hit = _counts.get(key)
     fresh = hit is not None and time.monotonic() - hit[0] < ttl
     if fresh and hit is not None:
         return hit[1]
     task = _running.get(key)
     if task is None:
-        task = asyncio.ensure_future(tickets.count(filters))
+        task = asyncio.ensure_future(make())
         _running[key] = task
         task.add_done_callback(lambda done: _counted(key, done))
     if hit is not None and ttl > 0:
@@ -141,7 +206,7 @@ async def cached_count(tickets: TicketService, filters: TicketFilter, ttl: float
     return await asyncio.shield(task)
 
 
-def _counted(key: tuple[int, str], task: asyncio.Task[int]) -> None:
+def _counted(key: str, task: asyncio.Task[Any]) -> None:
     _running.pop(key, None)
     if task.cancelled() or task.exception() is not None:
         return
@@ -151,7 +216,22 @@ def _counted(key: tuple[int, str], task: asyncio.Task[int]) -> None:
 
 
 async def queue_counts(tickets: TicketService, me: Staff, ttl: float) -> dict[str, int]:
-    return {q: await cached_count(tickets, queue_filter(tickets, q, me), ttl) for q in QUEUES}
+    """Every queue's count in three queries: the active queues grouped in one pass over the
+    active tickets, the unread flag, and everything (capped: above COUNT_CAP it is
+    COUNT_CAP + 1)."""
+    named = {q: queue_filter(tickets, q, me) for q in ACTIVE_QUEUES}
+    active = TicketFilter(statuses=tuple(sorted(ACTIVE_STATUSES)))
+    key = f"{id(tickets)}:queues:{named!r}"
+    grouped: dict[str, int] = await _cached(key, lambda: tickets.count_each(active, named), ttl)
+    unread = await cached_count(tickets, queue_filter(tickets, "unread", me), ttl)
+    everything = await cached_count(tickets, TicketFilter(), ttl, cap=COUNT_CAP + 1)
+    counts = {**grouped, "unread": unread, "all": everything}
+    return {q: counts[q] for q in QUEUES}
+
+
+def shown_count(count: int) -> str:
+    """A count as a page shows it: past the cap, "10,000+"."""
+    return f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}"
 
 
 def working_days_left(tickets: TicketService, ticket: Ticket) -> int | None:

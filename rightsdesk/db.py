@@ -42,7 +42,14 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         # Reads that must not wait for the writer: on SQLite a second engine whose
         # transactions begin DEFERRED (WAL lets them read beside the writer).
-        self._read_engine = self.engine
+        # On PostgreSQL reads run in autocommit: under READ COMMITTED each statement has its
+        # own snapshot inside a transaction too, so BEGIN and COMMIT only cost two round trips
+        # (and two turns of the event loop) per read; the console makes many.
+        self._read_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         if self.is_sqlite:
             _configure_sqlite(self.engine, begin="BEGIN IMMEDIATE")
             self._read_engine = create_async_engine(self.url, **kwargs)

@@ -51,19 +51,11 @@ class TicketSearch:
         self.db = db
 
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
-        wanted = " ".join(query.split())
-        if not wanted:
-            raise TicketError("search for something: a ticket id, an address, a phone, words")
-        found: dict[int, list[str]] = {}
-        snippets: dict[int, str] = {}
+        wanted = _wanted(query)
+        found = await self.matches(wanted, limit)
+        if not found:
+            return []
         async with self.db.reading() as session:
-            for kind, ids in await self._matches(session, wanted, limit):
-                for ticket_id in ids:
-                    found.setdefault(ticket_id, [])
-                    if kind not in found[ticket_id]:
-                        found[ticket_id].append(kind)
-            if not found:
-                return []
             tickets = (
                 await session.exec(
                     select(Ticket)
@@ -73,13 +65,33 @@ class TicketSearch:
                 )
             ).all()
             texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
-            if texts:
-                snippets = await self._snippets(session, texts, wanted)
+            snippets = await self._snippets(session, texts, wanted) if texts else {}
         return [
             SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
             for t in tickets
             if t.id is not None
         ]
+
+    async def matches(self, query: str, limit: int = 50) -> dict[int, list[str]]:
+        """The newest `limit` matching ticket ids (highest first) and what matched each, without
+        reading the tickets: the console narrows its lists with them."""
+        wanted = _wanted(query)
+        found: dict[int, list[str]] = {}
+        async with self.db.reading() as session:
+            for kind, ids in await self._matches(session, wanted, limit):
+                for ticket_id in ids:
+                    kinds = found.setdefault(ticket_id, [])
+                    if kind not in kinds:
+                        kinds.append(kind)
+        newest = sorted(found, reverse=True)[:limit]
+        return {ticket_id: found[ticket_id] for ticket_id in newest}
+
+    async def snippets(self, ticket_ids: list[int], query: str) -> dict[int, str]:
+        """The first matching passage of each ticket's inbound messages, masked."""
+        if not ticket_ids:
+            return {}
+        async with self.db.reading() as session:
+            return await self._snippets(session, ticket_ids, _wanted(query))
 
     async def _matches(
         self, session: AsyncSession, q: str, limit: int
@@ -188,6 +200,13 @@ class TicketSearch:
             after = "…" if end < len(text) else ""
             found[ticket_id] = before + mask_for_display(passage) + after
         return found
+
+
+def _wanted(query: str) -> str:
+    wanted = " ".join(query.split())
+    if not wanted:
+        raise TicketError("search for something: a ticket id, an address, a phone, words")
+    return wanted
 
 
 def _inbound() -> Any:

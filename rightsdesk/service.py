@@ -401,6 +401,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                     Templates(
                         settings.outbound.templates_dir, settings.desk.company_name
                     ).replies(),
+                    search=desk.search,
+                    merger=desk.merger,
+                    fulfilment=desk.fulfilment,
+                    packages=desk.packages,
                 ),
             )
             try:

@@ -322,10 +322,17 @@ class StaffService:
         now = self.clock.now()
         session_id = _sha256(token)
         async with self.db.reading() as session:
-            row = await session.get(StaffSession, session_id)
-            if row is None or row.revoked_at is not None:
-                return None
-            user = await session.get_one(StaffUser, row.user_id)
+            # One query (every page asks this first): the session with its user.
+            found = (
+                await session.exec(
+                    select(StaffSession, StaffUser)
+                    .join(StaffUser, col(StaffUser.id) == col(StaffSession.user_id))
+                    .where(StaffSession.id == session_id)
+                )
+            ).first()
+        if found is None or found[0].revoked_at is not None:
+            return None
+        row, user = found
         idle = dt.timedelta(minutes=self.settings.session_idle_minutes)
         lifetime = dt.timedelta(hours=self.settings.session_lifetime_hours)
         if user.disabled or now - row.last_seen_at > idle or now - row.created_at > lifetime:

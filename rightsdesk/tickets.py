@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import case
+from sqlalchemy import and_, case, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, joinedload
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -173,6 +173,7 @@ class TicketFilter:
     received_from: dt.date | None = None  # desk-local days, inclusive
     received_to: dt.date | None = None
     active_first: bool = False  # work still owed before finished tickets
+    ids: Sequence[int] | None = None  # only these tickets (a search's hits); () is none
 
 
 @dataclass
@@ -377,7 +378,7 @@ class TicketService:
             return await _load(session, public_id)
 
     async def detail(self, public_id: str) -> TicketDetail:
-        async with self.db.transaction() as session:
+        async with self.db.reading() as session:
             ticket = await _load(session, public_id)
             requester = await session.get_one(Requester, ticket.requester_id)
             messages = (
@@ -449,40 +450,94 @@ class TicketService:
 
         Two queries, not one ORDER BY over both: a desk holds far more finished tickets than
         active ones, and sorting all of them for the first page is what made it slow (243 ms
-        at 100,000 tickets). Active rows are few; finished ones come from the primary key,
-        walked backwards."""
+        at 100,000 tickets). Active rows come in due-date order from the partial index
+        `ix_ticket_active_due` (migration 0016), finished ones from the primary key walked
+        backwards; neither is sorted, and a page reads about as many rows as it shows."""
         wanted = set(filters.statuses) or set(TicketStatus)
         active = sorted(wanted & ACTIVE_STATUSES)
         finished = sorted(wanted - ACTIVE_STATUSES)
         plain = dataclasses.replace(filters, active_first=False, offset=0, limit=None)
         offset, limit = filters.offset, filters.limit
         found: list[Ticket] = []
-        active_total = 0
         if active:
-            own = dataclasses.replace(plain, statuses=tuple(active))
-            if limit is None or offset < (active_total := await self.count(own)):
-                found = await self.find(dataclasses.replace(own, offset=offset, limit=limit))
-            offset = max(0, offset - active_total) if found == [] else 0
+            own = self._filtered(
+                select(Ticket), dataclasses.replace(plain, statuses=tuple(active))
+            ).order_by(col(Ticket.response_due).asc().nulls_last(), col(Ticket.id))
+            if offset:
+                # How many active rows lie before this page (counted no further than needed).
+                before = await self.count(
+                    dataclasses.replace(plain, statuses=tuple(active)), cap=offset
+                )
+                if before >= offset:
+                    found = await self._rows(own.offset(offset), limit)
+                    offset = 0
+                else:
+                    offset -= before
+            else:
+                found = await self._rows(own, limit)
         if finished and (limit is None or len(found) < limit):
             query = self._filtered(
                 select(Ticket), dataclasses.replace(plain, statuses=tuple(finished))
             ).order_by(col(Ticket.id).desc())
             if offset:
                 query = query.offset(offset)
-            if limit is not None:
-                query = query.limit(limit - len(found))
-            async with self.db.reading() as session:
-                found.extend((await session.exec(query)).all())
+            found.extend(await self._rows(query, None if limit is None else limit - len(found)))
         return found
 
-    async def count(self, filters: TicketFilter = TicketFilter()) -> int:
-        query = self._filtered(select(func.count()).select_from(Ticket), filters)
+    async def _rows(self, query: Any, limit: int | None) -> list[Ticket]:
+        # The types joined in (one query), not selected after (a second round trip).
+        query = query.options(joinedload(Ticket.type_rows))  # type: ignore[arg-type]
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.db.reading() as session:
+            return list((await session.exec(query)).unique().all())
+
+    async def count(self, filters: TicketFilter = TicketFilter(), cap: int | None = None) -> int:
+        """How many tickets match; with `cap`, counting stops there (the answer is at most
+        `cap`: "more than" is all a page needs, and at a million tickets it is cheap)."""
+        if cap is None:
+            query = self._filtered(select(func.count()).select_from(Ticket), filters)
+        else:
+            matching = self._filtered(select(Ticket.id), filters).limit(cap).subquery()
+            query = select(func.count()).select_from(matching)
         async with self.db.reading() as session:
             return int((await session.exec(query)).one())
 
+    async def count_each(
+        self, within: TicketFilter, named: Mapping[str, TicketFilter]
+    ) -> dict[str, int]:
+        """Several counts of tickets inside `within` in one query (one pass over them, with
+        `count(*) FILTER (WHERE ...)` per name): the console's queue counts."""
+        names = list(named)
+        columns = [
+            func.count().filter(and_(true(), *self._conditions(named[name]))) for name in names
+        ]
+        if not columns:
+            return {}
+        query = self._filtered(select(*columns).select_from(Ticket), within)
+        async with self.db.reading() as session:
+            row = (await session.exec(query)).one()
+        values = row if isinstance(row, tuple) or hasattr(row, "__len__") else (row,)
+        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
+
     def _filtered(self, query: Any, filters: TicketFilter) -> Any:
-        if filters.statuses:
-            query = query.where(col(Ticket.status).in_([str(s) for s in filters.statuses]))
+        conditions = self._conditions(filters)
+        return query.where(*conditions) if conditions else query
+
+    def _conditions(self, filters: TicketFilter) -> list[Any]:
+        """The WHERE clauses of a filter (shared by lists, counts and grouped counts)."""
+        found: list[Any] = []
+        query = _Where(found)
+        if filters.ids is not None:
+            query = query.where(col(Ticket.id).in_(list(filters.ids)))
+        # One status condition, however many rules restrict it: overdue and triage mean
+        # active work (two IN lists on one column would make the planner guess far too few
+        # rows, and walk the wrong index).
+        statuses = set(filters.statuses)
+        if filters.overdue or filters.needs_review:
+            statuses = statuses & ACTIVE_STATUSES if statuses else set(ACTIVE_STATUSES)
+        if statuses or filters.statuses:
+            query = query.where(col(Ticket.status).in_(sorted(str(s) for s in statuses)))
         if filters.types:
             query = query.where(
                 select(TicketType.ticket_id)
@@ -494,9 +549,9 @@ class TicketService:
             query = query.where(col(Ticket.response_due) < filters.due_before)
         if filters.due_from is not None:
             query = query.where(col(Ticket.response_due) >= filters.due_from)
-        if filters.overdue:
+        if filters.overdue:  # active only: see the statuses above
             today = self.today()
-            query = query.where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES])).where(
+            query = query.where(
                 or_(col(Ticket.response_due) < today, col(Ticket.completion_due) < today)
             )
         if filters.assignee is not None:
@@ -504,9 +559,8 @@ class TicketService:
         if filters.unassigned:
             query = query.where(col(Ticket.assignee).is_(None))
         if filters.needs_review is not None:
+            # True: finished work is out of the triage queue (the statuses above).
             query = query.where(Ticket.needs_review == filters.needs_review)
-            if filters.needs_review:  # finished work is out of the triage queue
-                query = query.where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
         if filters.unread is not None:
             query = query.where(Ticket.unread == filters.unread)
         if filters.channels:
@@ -516,7 +570,7 @@ class TicketService:
         if filters.received_to is not None:
             end = self._day_start(filters.received_to + dt.timedelta(days=1))
             query = query.where(col(Ticket.received_at) < end)
-        return query
+        return found
 
     def _day_start(self, day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, dt.time(), self.policy.tz)
@@ -853,6 +907,17 @@ class TicketService:
         )
         _apply(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
         ticket.paused_since = None
+
+
+class _Where:
+    """Collects `.where(...)` clauses, so the filter rules read as they did on a query."""
+
+    def __init__(self, found: list[Any]) -> None:
+        self.found = found
+
+    def where(self, *clauses: Any) -> _Where:
+        self.found.extend(clauses)
+        return self
 
 
 def _seen_by(ticket: Ticket, actor: str) -> None:

@@ -5,19 +5,24 @@ tests move. `call` runs a core coroutine on the server's loop, to set up tickets
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
+import shutil
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
+from sqlmodel import delete
 
 from console.app import build_app
 from console.server import ConsoleServer
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
-from rightsdesk.models import Channel, RequestType
+from rightsdesk.models import Channel, LoginThrottle, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.templating import Templates
 from rightsdesk.tickets import Contact, NewTicket
@@ -75,7 +80,16 @@ class ConsoleUnderTest:
                 await desk.staff.add(name, f"{name}@example.com", role, PASSWORD, language)
             replies = Templates(None, self.settings.desk.company_name).replies()
             app = build_app(
-                self.settings.console, desk.tickets, desk.staff, "", desk.answers, replies
+                self.settings.console,
+                desk.tickets,
+                desk.staff,
+                "",
+                desk.answers,
+                replies,
+                search=desk.search,
+                merger=desk.merger,
+                fulfilment=desk.fulfilment,
+                packages=desk.packages,
             )
             server = ConsoleServer(self.settings.console, app)
             self.port = server.bind()
@@ -117,6 +131,64 @@ class ConsoleUnderTest:
         transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
         headers = {"x-forwarded-for": forwarded_for} if forwarded_for else None
         return httpx.Client(base_url=self.url, transport=transport, headers=headers, timeout=30)
+
+
+def database_for(request: pytest.FixtureRequest, folder: Path, kind: str | None = None) -> str:
+    """A migrated, empty desk database of the fixture's kind (`request.param`): a copy of the
+    SQLite template, or the session's PostgreSQL database emptied."""
+    from tests.conftest import _truncate_all
+
+    if (kind or request.param) == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, folder / "desk.db")
+        return f"sqlite+aiosqlite:///{folder / 'desk.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate_all(url))
+    return url
+
+
+def serve(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    start: dt.datetime,
+    **settings: Any,
+) -> Iterator[ConsoleUnderTest]:
+    """The HTTP tests' server (a module fixture's body): on SQLite or PostgreSQL as the
+    fixture is parametrised, five tickets a page, counts never reused; `settings` adds to
+    the Settings (e.g. `systems`)."""
+    folder = tmp_path_factory.mktemp("console")
+    url = database_for(request, folder)
+    built = Settings(
+        database={"url": url},
+        desk={"data_dir": folder / "var"},
+        outbound={"outbox_dir": folder / "var" / "outbox"},
+        classifier={"enabled": False},
+        console={
+            "port": 0,
+            "page_size": 5,
+            "login_max_failures": 5,
+            "trusted_proxies": ["127.0.0.5"],
+            "count_cache_seconds": 0,  # the tests count right after they change things
+        },
+        **settings,
+    )
+    running = ConsoleUnderTest(built, FrozenClock(start)).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def clean_after_test(server: ConsoleUnderTest, start: dt.datetime) -> None:
+    """Every test logs in from 127.0.0.1: one test's failed logins must not lock the next's;
+    and the clock goes back to the start."""
+
+    async def clear(desk: Desk) -> None:
+        async with desk.db.transaction() as session:
+            await session.exec(delete(LoginThrottle))
+
+    server.call(clear)
+    server.clock.set(start)
 
 
 def login(

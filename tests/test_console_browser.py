@@ -1,4 +1,5 @@
-"""The console in a real headless Chromium (Debian's chromium and chromium-driver, selenium).
+"""The console in a real headless Chromium (Debian's chromium and chromium-driver, selenium),
+over SQLite and PostgreSQL.
 
 Every test saves screenshots under its tmp dir; with CONSOLE_SCREENSHOTS=DIR they are also
 copied there (that is how docs/screenshots/ was made). Without chromium the tests skip with
@@ -33,7 +34,7 @@ from rightsdesk.models import Channel, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact
 from tests.conftest import IN_CI, SHANGHAI
-from tests.console_server import PASSWORD, ConsoleUnderTest
+from tests.console_server import PASSWORD, ConsoleUnderTest, database_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -42,14 +43,13 @@ START = dt.datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
-    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsoleUnderTest]:
     folder = tmp_path_factory.mktemp("browser")
-    shutil.copyfile(sqlite_template, folder / "desk.db")
     settings = Settings(
-        database={"url": f"sqlite+aiosqlite:///{folder / 'desk.db'}"},
+        database={"url": database_for(request, folder)},
         desk={"data_dir": folder / "var"},
         outbound={"outbox_dir": folder / "var" / "outbox"},
         classifier={"enabled": False},
@@ -198,8 +198,19 @@ def test_a_dpo_finds_a_ticket_replies_with_a_file_and_resolves_it(
     )
     log_in(browser, server, "dora")
     shoot(browser, tmp_path, "login-queue")
-    # The queue of unassigned work lists it; open it from there.
+    # The queue of unassigned work lists it.
     follow(browser, browser.find_element(By.CSS_SELECTOR, "a[href='/?queue=unassigned']"))
+    assert browser.find_elements(By.LINK_TEXT, ticket)
+    # The DPO has the requester on the phone: the number, typed as they say it, finds it.
+    box = browser.find_element(By.CSS_SELECTOR, "form.search input[name=q]")
+    box.send_keys("138 0013 8000")
+    button = browser.find_element(By.CSS_SELECTOR, "form.search button")
+    follow(browser, button)
+    assert "138 0013 8000" in browser.find_element(By.TAG_NAME, "h1").text
+    found = browser.find_elements(By.CSS_SELECTOR, "table.tickets tbody tr")
+    assert [row.find_element(By.CSS_SELECTOR, "td a").text for row in found] == [ticket]
+    assert "phone" in found[0].find_element(By.CSS_SELECTOR, "td.matched").text
+    shoot(browser, tmp_path, "search-phone")
     follow(browser, browser.find_element(By.LINK_TEXT, ticket))
     assert ticket in browser.find_element(By.TAG_NAME, "h1").text
     shoot(browser, tmp_path, "ticket")

@@ -112,11 +112,13 @@ async def test_queue_counts_are_shared_while_fresh_and_computed_once(desk: Desk)
     calls = 0
 
     class Counting(TicketService):
-        async def count(self, filters: TicketFilter = TicketFilter()) -> int:
+        async def count(
+            self, filters: TicketFilter = TicketFilter(), cap: int | None = None
+        ) -> int:
             nonlocal calls
             calls += 1
             await asyncio.sleep(0.05)  # a slow count: the others arrive while it runs
-            return await super().count(filters)
+            return await super().count(filters, cap)
 
     tickets = Counting(desk.db, desk.clock, desk.policy)
     await _open(desk, 1)

@@ -6,12 +6,10 @@ each test opens its own tickets, so they do not depend on each other's.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,24 +18,23 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from sqlmodel import delete
 
 from rightsdesk.audit import event_hash
-from rightsdesk.clock import FrozenClock
-from rightsdesk.config import Settings
 from rightsdesk.evidence_check import event_hash as standalone_event_hash
 from rightsdesk.evidence_check import verify_pack
-from rightsdesk.models import Channel, LoginThrottle, RequestType, TicketStatus
+from rightsdesk.models import Channel, RequestType, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact
-from tests.conftest import SHANGHAI, _truncate_all
+from tests.conftest import SHANGHAI
 from tests.console_server import (
     PASSWORD,
     ConsoleUnderTest,
+    clean_after_test,
     csrf_of,
     form_tokens,
     logged_in,
     login,
+    serve,
 )
 
 START = dt.datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)  # a Monday
@@ -47,45 +44,14 @@ START = dt.datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)  # a Monday
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsoleUnderTest]:
-    folder = tmp_path_factory.mktemp("console")
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        shutil.copyfile(template, folder / "desk.db")
-        url = f"sqlite+aiosqlite:///{folder / 'desk.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-        asyncio.run(_truncate_all(url))
-    settings = Settings(
-        database={"url": url},
-        desk={"data_dir": folder / "var"},
-        outbound={"outbox_dir": folder / "var" / "outbox"},
-        classifier={"enabled": False},
-        console={
-            "port": 0,
-            "page_size": 5,
-            "login_max_failures": 5,
-            "trusted_proxies": ["127.0.0.5"],
-            "count_cache_seconds": 0,  # the tests count right after they change things
-        },
-    )
-    running = ConsoleUnderTest(settings, FrozenClock(START)).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from serve(request, tmp_path_factory, START)
 
 
 @pytest.fixture(autouse=True)
 def _clean_throttle(server: ConsoleUnderTest) -> Iterator[None]:
     # Every test logs in from 127.0.0.1: one test's failed logins must not lock the next's.
     yield
-
-    async def clear(desk: Desk) -> None:
-        async with desk.db.transaction() as session:
-            await session.exec(delete(LoginThrottle))
-
-    server.call(clear)
-    server.clock.set(START)
+    clean_after_test(server, START)
 
 
 def events_of(server: ConsoleUnderTest, public_id: str) -> list[tuple[str, str]]:
