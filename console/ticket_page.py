@@ -69,6 +69,9 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
         "raw": ticket,
         "head": ticket.audit_head,
         "requester": detail.requester,
+        # The account the request names (matched by the verifier), verified or not yet.
+        "account": detail.account,
+        "account_verified": detail.account_verified,
         "working_days_left": working_days_left(tickets, ticket),
         "completion_days_left": (ticket.completion_due - today).days
         if ticket.completion_due

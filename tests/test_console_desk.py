@@ -12,7 +12,15 @@ import pytest
 from sqlmodel import select
 
 from console import queues
-from rightsdesk.models import Channel, Message, RequestType, Ticket, TicketStatus
+from rightsdesk.models import (
+    Account,
+    Channel,
+    Message,
+    RequestType,
+    Ticket,
+    TicketStatus,
+    VerificationChallenge,
+)
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact
 from tests.console_server import (
@@ -341,3 +349,31 @@ def test_the_api_dismisses_and_merges(server: ConsoleUnderTest) -> None:
     assert any(p["name"] == "q" for p in spec["paths"]["/tickets"]["get"]["parameters"])
     queue = spec["paths"]["/tickets"]["get"]["parameters"][0]
     assert "unread" in queue["schema"]["enum"]
+
+
+def test_the_ticket_page_shows_the_matched_account_before_it_is_verified(
+    server: ConsoleUnderTest,
+) -> None:
+    public_id = server.open_ticket(subject="matched", contact=Contact.email("m1@example.com"))
+
+    async def match(desk: Desk) -> None:
+        # What the verifier records when it sends a code to the account the request names.
+        async with desk.db.transaction() as session:
+            ticket = (await session.exec(select(Ticket).where(Ticket.public_id == public_id))).one()
+            session.add(Account(id="acct-matched-1", email="registered@example.com"))
+            await session.flush()
+            session.add(
+                VerificationChallenge(
+                    ticket_id=ticket.id or 0,
+                    account_id="acct-matched-1",
+                    sent_to="registered@example.com",
+                    code_hash="0" * 64,
+                    expires_at=desk.clock.now(),
+                )
+            )
+
+    server.call(match)
+    page = logged_in(server, "dora").get(f"/tickets/{public_id}").text
+    assert "acct-matched-1 (registered@example.com)" in page
+    assert "matched, not yet verified" in page
+    assert "none matched" not in page
