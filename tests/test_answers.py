@@ -174,7 +174,7 @@ async def test_a_reply_over_the_size_cap_is_refused_and_nothing_is_queued(world:
 async def test_a_canned_reply_fills_the_tickets_variables(world: World) -> None:
     await world.send(mail("I would like to know what data you hold about me."))
     public_id = await only(world.desk)
-    with pytest.raises(TicketError, match="needs --text"):
+    with pytest.raises(TicketError, match="needs your text"):
         await world.desk.answers.reply(public_id, actor="cli:dpo", template="deletion_done")
     with pytest.raises(TicketError, match="no canned reply 'gossip'"):
         await world.desk.answers.reply(public_id, actor="cli:dpo", template="gossip")
