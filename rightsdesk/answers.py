@@ -197,7 +197,10 @@ class Answers:
                 f"no canned reply {template!r} in {lang}; there are: {known}"
             ) from None
         except UndefinedError as exc:
-            raise TicketError(f"the canned reply {template!r} needs your text (--text, or the console's reply box): {exc.message}") from None
+            raise TicketError(
+                f"the canned reply {template!r} needs your text (--text, or the console's "
+                f"reply box): {exc.message}"
+            ) from None
 
     async def _mail(
         self,
