@@ -27,6 +27,7 @@ from console.web import (
     strings,
 )
 from rightsdesk.evidence import get_attachment
+from rightsdesk.filenames import safe_name
 from rightsdesk.staff import LANGUAGES, LoginRefused, TotpEnrolmentNeeded
 from rightsdesk.tickets import TicketService
 
@@ -128,7 +129,7 @@ async def attachment(request: Request) -> Response:
     if found is None or found[0].content is None:
         return error_page(request, 404, f"no attachment {raw}")
     row, _ = found
-    name = quote(row.filename or f"attachment-{row.id}")
+    name = quote(safe_name(row.filename, f"attachment-{row.id}"))
     return Response(
         row.content,
         media_type="application/octet-stream",

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portal.web import core_of, field, form_of, message_page, render
+from rightsdesk.filenames import safe_name
 from rightsdesk.fulfilment import FulfilmentError, TaskFile
 from rightsdesk.fulfilment.tasks import OUTCOMES
-from rightsdesk.packages import content_type_of, safe_name
+from rightsdesk.packages import content_type_of
 from rightsdesk.signing import LinkInvalid
 
 

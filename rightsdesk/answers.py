@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
+from rightsdesk.filenames import safe_name
 from rightsdesk.languages import LANGS, normalise
 from rightsdesk.models import (
     Channel,
@@ -61,7 +62,9 @@ class Attachment:
     def outgoing(self) -> OutgoingAttachment:
         guessed, _ = mimetypes.guess_type(self.filename, strict=False)
         content_type = (self.content_type or guessed or "application/octet-stream").lower()
-        return OutgoingAttachment(self.filename, content_type, self.content)
+        return OutgoingAttachment(
+            safe_name(self.filename, "attachment"), content_type, self.content
+        )
 
 
 @dataclass(frozen=True)

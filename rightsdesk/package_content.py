@@ -34,7 +34,8 @@ def generated_files(
 ) -> list[PackageInput]:
     """The summary page (one per language when the ticket's is unknown), data.json, and one
     CSV per section of the fulfilment export."""
-    from rightsdesk.packages import PackageInput, safe_name
+    from rightsdesk.filenames import safe_name
+    from rightsdesk.packages import PackageInput
 
     tz = settings.desk.tz
     langs = [ticket.language] if ticket.language in LANGS else ["zh", "en"]

@@ -8,13 +8,13 @@ import datetime as dt
 import hashlib
 import mimetypes
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rightsdesk.filenames import safe_name
 from rightsdesk.models import Package, PackageFile, Ticket
 from rightsdesk.sealing import seal
 from rightsdesk.tickets import TicketService
@@ -23,7 +23,6 @@ ACTOR = "system:packages"
 LIVE = "delivered"
 # Not delivered now, files kept: files may be added, and it may be delivered (again).
 OPEN_STATES = ("draft", "revoked", "locked")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,6 @@ class PackageInput:
     content_type: str
     content: bytes
     source: str = "dpo"
-
-
-def safe_name(name: str, fallback: str = "file") -> str:
-    """A file name with no folders, no control or reserved characters, at most 120 chars."""
-    base = re.split(r"[/\\]", unicodedata.normalize("NFC", name or ""))[-1]
-    base = _UNSAFE.sub("_", base).strip(" .")
-    if not base or set(base) <= {"_", "."}:
-        base = fallback
-    if len(base) > 120:
-        stem, dot, ext = base.rpartition(".")
-        base = (stem[: 110 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else base[:120]
-    return base
 
 
 def content_type_of(name: str, given: str | None = None) -> str:

@@ -28,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.config import ConfigError, Settings
 from rightsdesk.db import Database
+from rightsdesk.filenames import safe_name
 from rightsdesk.fulfilment import FulfilmentError, FulfilmentService
 from rightsdesk.models import (
     Account,
@@ -50,7 +51,6 @@ from rightsdesk.package_rows import (
     end_package,
     package_line,
     package_view,
-    safe_name,
     sealed_row,
     token_hash,
 )
@@ -69,7 +69,6 @@ __all__ = [
     "end_package",
     "package_line",
     "package_view",
-    "safe_name",
     "token_hash",
 ]
 PACKAGE_TYPES = frozenset({RequestType.ACCESS, RequestType.PORTABILITY})

@@ -161,6 +161,21 @@ async def test_a_reply_with_two_files_arrives_threaded_and_byte_exact(world: Wor
     assert [s.content for s in stored] == [CSV_BYTES, PDF_BYTES]
 
 
+async def test_a_file_named_like_a_path_goes_out_under_its_last_part_only(world: World) -> None:
+    await world.send(mail("请把我的个人信息副本发给我。"))
+    public_id = await only(world.desk)
+    tricks = [
+        Attachment("../../../../tmp/rd_up_pwn.txt", b"a"),
+        Attachment("..\\..\\evil.bat", b"b"),
+        Attachment("\u202etxt.exe", b"c"),
+    ]
+    await world.desk.answers.reply(public_id, actor="cli:dpo", text="files", attachments=tricks)
+    await world.desk.sender.send_due()
+    [reply] = received(world, "reply")
+    names = [part.get_filename() for part in reply.iter_attachments()]
+    assert names == ["rd_up_pwn.txt", "evil.bat", "_txt.exe"]
+
+
 async def test_a_reply_over_the_size_cap_is_refused_and_nothing_is_queued(world: World) -> None:
     await world.send(mail("请把我的个人信息副本发给我。"))
     public_id = await only(world.desk)
