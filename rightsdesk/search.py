@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import zhconv
 from sqlalchemy import Text, cast, column, table
 from sqlalchemy import text as sql
 from sqlalchemy.dialects import postgresql
@@ -141,16 +142,17 @@ class TicketSearch:
                 .where(col(RequesterContact.value).in_(addresses))
             )
             await tickets_of(kind, contacts)
-        if not is_email and not is_phone:
-            named = await ids(select(Requester.id).where(self._contains(Requester.name, q)))
-            await tickets_of("name", named)
-            subject = select(Ticket.id).where(self._contains(Ticket.subject, q))
-            results.append(("text", await ids(subject)))
         if is_phone:  # a number in what they wrote, however it was spaced
             digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
             results.append(("phone", await ids(_inbound().where(col(Message.text).like(digits)))))
-        else:
-            results.append(("text", await ids(self._text_query(q))))
+            return results
+        for written in scripts(q):  # 注销 finds 註銷 too, and the other way round
+            if not is_email:
+                named = select(Requester.id).where(self._contains(Requester.name, written))
+                await tickets_of("name", await ids(named))
+                subject = select(Ticket.id).where(self._contains(Ticket.subject, written))
+                results.append(("text", await ids(subject)))
+            results.append(("text", await ids(self._text_query(written))))
         return results
 
     def _contains(self, column: Any, q: str) -> Any:
@@ -186,11 +188,12 @@ class TicketSearch:
             .where(col(Message.text).is_not(None))
             .order_by(col(Message.id))
         )
-        needle = q.lower()
+        needles = [written.lower() for written in scripts(q)]
         for ticket_id, text in rows.all():
             if ticket_id is None or ticket_id in found or not text:
                 continue
-            at = text.lower().find(needle)
+            lowered = text.lower()
+            at = next((i for i in (lowered.find(n) for n in needles) if i >= 0), -1)
             if at < 0:
                 continue
             start = max(0, at - SNIPPET_CHARS)
@@ -200,6 +203,20 @@ class TicketSearch:
             after = "…" if end < len(text) else ""
             found[ticket_id] = before + mask_for_display(passage) + after
         return found
+
+
+def scripts(q: str) -> list[str]:
+    """q as written, then in simplified and in traditional characters where they differ: a
+    requester in Hong Kong writes 註銷帳號, the DPO searches 注销账号."""
+    found = [q]
+    if any("\u4e00" <= ch <= "\u9fff" for ch in q):
+        # Each region's table: 账号 is 帳號 in Taiwan's (賬號 in the generic one), 帳號 is 账号
+        # in the mainland's (帐号 in the generic one); both spellings are written.
+        for region in ("zh-cn", "zh-hans", "zh-tw", "zh-hk", "zh-hant"):
+            variant = zhconv.convert(q, region)
+            if variant not in found:
+                found.append(variant)
+    return found
 
 
 def _wanted(query: str) -> str:

@@ -108,3 +108,35 @@ async def test_our_own_mail_is_never_searched(desk: Desk) -> None:
     await deliver(desk, mail("请删除我的全部个人信息。"))
     # The acknowledgement (ours) says "我们已收到您关于个人信息的请求": not a match.
     assert await _ids(desk, "我们已收到") == []
+
+
+async def test_simplified_and_traditional_characters_find_each_other(desk: Desk) -> None:
+    hant = await desk.tickets.open(
+        NewTicket(
+            channel=Channel.MANUAL,
+            contact=Contact.email("chan.tai.man@example.hk"),
+            types=[RequestType.ACCOUNT_DELETION],
+            received_at=at("2026-02-10 10:00"),
+            requester_name="陳大文",
+            text="您好，我想申請註銷帳號。",
+        )
+    )
+    hans = await desk.tickets.open(
+        NewTicket(
+            channel=Channel.MANUAL,
+            contact=Contact.email("chen.da@example.cn"),
+            types=[RequestType.ACCOUNT_DELETION],
+            received_at=at("2026-02-10 11:00"),
+            text="请帮我注销账号",
+        )
+    )
+    both = sorted([hant.public_id, hans.public_id], reverse=True)  # newest first
+    assert await _ids(desk, "注销账号") == both
+    assert await _ids(desk, "註銷帳號") == both
+    assert await _ids(desk, "账号") == both  # two characters: the bigram index or a scan
+    assert await _ids(desk, "陈大文") == [hant.public_id]
+    [hit] = [
+        h for h in await desk.search.search("注销账号") if h.ticket.public_id == hant.public_id
+    ]
+    assert hit.snippet is not None
+    assert "註銷帳號" in hit.snippet
