@@ -181,3 +181,19 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_users_tokens_and_events_are_shown_in_beijing_time(config: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["--config", str(config), "users", "add", "dora", "--email", "d@example.com",
+         "--role", "dpo", "--json"],
+        input="a long enough password 1\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cli(config, "users", "token", "dora", "--label", "ci", "--json")
+    [token] = cli(config, "users", "token", "dora", "--list", "--json")
+    assert token["created_at"].endswith("+08:00")
+    events = cli(config, "users", "events", "--json")
+    assert events
+    assert all(e["at"].endswith("+08:00") for e in events)

@@ -23,7 +23,7 @@ def intake_failed(
     """List stored messages that failed to parse or route, or were too large to fetch."""
 
     async def work(desk: Desk) -> list[dict[str, Any]]:
-        return [message_view(m) for m in await desk.pipeline.problems(limit)]
+        return [message_view(m, tz=desk.policy.tz) for m in await desk.pipeline.problems(limit)]
 
     rows = with_desk(work)
     if as_json:
@@ -34,7 +34,7 @@ def intake_failed(
         table.add_row(
             str(row["id"]),
             row["parse_status"],
-            (row["received_at"] or "")[:19],
+            (row["received_at"] or "")[:16],  # Beijing time (the offset is in --json)
             shown(row["sender"] or ""),
             str(row["raw_bytes"] or ""),
             shown(row["parse_error"] or ""),

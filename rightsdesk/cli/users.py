@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from rightsdesk.cli.common import JsonFlag, fail, out, print_json, state, with_desk
+from rightsdesk.cli.common import JsonFlag, desk_settings, fail, out, print_json, state, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.staff import Staff, StaffError, generate_password
 
@@ -145,8 +146,8 @@ def users_token(
             {
                 "id": t.id,
                 "label": t.label,
-                "created_at": t.created_at.isoformat(),
-                "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                "created_at": _local(t.created_at),
+                "last_used_at": _local(t.last_used_at) if t.last_used_at else None,
                 "revoked": t.revoked_at is not None,
             }
             for t in result
@@ -201,7 +202,7 @@ def users_events(
 
     rows = [
         {
-            "at": e.at.isoformat(),
+            "at": _local(e.at),
             "actor": e.actor,
             "action": e.action,
             "subject": e.subject,
@@ -229,3 +230,9 @@ def users_require_totp(
 
     _run(work)
     out.print(f"TOTP {'required for everyone' if on else 'optional'}", highlight=False)
+
+
+def _local(at: dt.datetime) -> str:
+    """An instant in the desk's time zone (Beijing), with its offset, as every view shows it."""
+    utc = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return utc.astimezone(desk_settings().desk.tz).isoformat()
