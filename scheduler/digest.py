@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,7 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
         digest.by_channel = Counter({c: n for c, n in by_channel.all()})
         digest.health = await _health(session, desk)
         next_year = today.year + 1
+        provisional: Sequence[str] = []
         if today.month == 12 and not calendar.knows_year(next_year):
             provisional = (
                 await session.exec(
@@ -129,7 +131,9 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
                     .limit(200)
                 )
             ).all()
-            named = ", ".join(provisional) or "-"
+            named = ", ".join(provisional)
+        if today.month == 12 and not calendar.knows_year(next_year) and provisional:
+            # Only when a deadline is provisional: a list of none ("：-。") alarms for nothing.
             digest.calendar_warning = (
                 f"{next_year} 年的法定节假日尚未收录，以下期限为临时计算（按周一至周五）："
                 f"{named}。请在 [deadlines] 中补充或升级 chinese-calendar。\n"

@@ -228,6 +228,13 @@ async def test_from_december_the_digest_warns_of_unknown_holidays(
     assert november.calendar_warning is None
 
 
+async def test_a_december_digest_with_no_provisional_deadline_warns_of_nothing(
+    desk: Desk, clock: FrozenClock
+) -> None:
+    digest = await build_digest(desk, D("2026-12-21"))
+    assert digest.calendar_warning is None  # it said "these deadlines are provisional: -"
+
+
 async def test_retention_also_purges_messages_that_belong_to_no_ticket(
     desk: Desk, clock: FrozenClock
 ) -> None:
