@@ -200,6 +200,10 @@ def message_view(
         "channel": message.channel,
         # A note of the team's: never sent, never shown to the requester.
         "internal": message.channel == Channel.INTERNAL,
+        # Our mail to our own people about the ticket (Outbox.enqueue_internal: the DPO told
+        # that the requester wrote), never to the requester.
+        "to_staff": (message.message_id or "").startswith("rd-internal."),
+        "to": list(message.envelope_to or []) if message.direction == "out" else [],
         "sender": message.sender,
         "subject": message.subject,
         "received_at": _at(message.received_at, tz),

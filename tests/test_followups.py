@@ -19,6 +19,7 @@ from rightsdesk.models import Channel, RequestType, TicketStatus
 from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
+from rightsdesk.views import ticket_detail
 from tests.conftest import mail as plain_mail
 from tests.test_verification_flow import (
     OWNER,
@@ -89,6 +90,13 @@ async def test_a_reply_on_a_resolved_ticket_is_unread_and_the_assignee_is_mailed
     assert to_of(told) == "wang.fang@example.com"
     assert public_id in told["Subject"]
     assert "I did not receive" not in text_of(told)  # the DPO reads it on the desk, not by mail
+    # On the ticket's timeline it is mail to our staff, never mistaken for mail to the requester.
+    detail = ticket_detail(
+        await desk.tickets.detail(public_id), desk.tickets.today(), desk.policy.tz
+    )
+    [staff_mail] = [m for m in detail["messages"] if m["to_staff"]]
+    assert staff_mail["to"] == ["wang.fang@example.com"]
+    assert not [m for m in detail["messages"] if m["direction"] == "in" and m["to_staff"]]
     # A second message while still unread tells nobody again.
     await complaint.send(reply_to(resolved, "Hello? Still nothing.", n=2))
     assert len(complaint.relay.mails("requester_wrote")) == 1

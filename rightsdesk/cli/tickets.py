@@ -268,7 +268,9 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
             out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
             continue
         title = f"{message['direction']} {message['channel']} {message['received_at']}"
-        if message["sender"]:
+        if message["to_staff"]:
+            title = f"to our staff {message['received_at']}: {', '.join(message['to'])}"
+        elif message["sender"]:
             title += f" from {message['sender']}"
         out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
         if message["unauthenticated_thread"]:
