@@ -61,7 +61,7 @@ def classifier_train(
             "--with-corrections", help="Also learn from the DPO's relabels in the database."
         ),
     ] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -151,7 +151,7 @@ def classifier_eval(
 @classifier_app.command("retrain")
 def classifier_retrain(
     heldout: HeldOutOption = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -205,7 +205,7 @@ def classifier_retrain(
 
 @classifier_app.command("compare")
 def classifier_compare(
-    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     heldout: HeldOutOption = None,
     as_json: JsonFlag = False,
 ) -> None:
