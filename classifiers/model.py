@@ -313,15 +313,16 @@ class RightsClassifier:
         """A letter whose ask cites its article has said what it asks: its other sentences
         (the details of that ask, conditions, "tell me who received it") add a label only
         when the model is sure of it (SECOND_ASK), and never `inquiry` beside a cited access
-        request (what was shared with whom is part of access, GDPR Art. 15(1)(c)). A sentence
-        that says it adds an ask ("In addition, I ask you to…", "另外，请…") is heard like
+        request (what was shared with whom is part of access, GDPR Art. 15(1)(c)). The same
+        holds for the labels a citing sentence does not cite. A sentence that says it adds an
+        ask ("In addition, I ask you to…", "另外，请…") is heard like
         any other."""
         all_cited = set().union(*cited)
         for unit, cites, adds in zip(per_unit, cited, another, strict=True):
-            if cites or adds:
+            if adds and not cites:
                 continue
             for label in LABELS:
-                if label == NOT_A_REQUEST or label in rule_labels(unit):
+                if label == NOT_A_REQUEST or label in cites or label in rule_labels(unit):
                     continue
                 weak = unit[label] < SECOND_ASK
                 if weak or (label == "inquiry" and "access" in all_cited):

@@ -26,7 +26,7 @@ _SENTENCE_END = re.compile(
 # are in normalised form (lower case, simplified).
 _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
-    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此"
+    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此|(亦|也|还|并|另|再)请"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
@@ -56,7 +56,7 @@ _RESERVATION = re.compile(r"保留|\breserve")
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
 _CITATION = re.compile(r"享有|有权|规定|隐私政策中|\bthe right to\b|\bpolicy (states|says)")
 _ASKS_HERE = re.compile(
-    r"特此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
+    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from classifiers.citations import cited_labels
 from classifiers.model import RightsClassifier
 from classifiers.text import asks, clauses, is_ask, normalise, rights_signal
 
@@ -89,3 +90,25 @@ def test_clauses_never_change_a_message_of_one_clause(model: RightsClassifier) -
     plain = normalise("请注销我的账号")
     docs = list(model.nlp.pipe([plain]))
     assert model._clauses(docs, 16) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("依據《個人資料保護法》第十條，本人謹此請求製給複製本。", {"access"}),
+        ("依《個人資料保護法》第十一條，請刪除本人之會議錄影。", {"erasure"}),
+        (
+            "依《個人資料保護法》第十一條，請更正並停止處理該項資料。",
+            {"rectification", "restriction"},
+        ),
+        ("根據《個人資料（私隱）條例》第18條，本人提出查閱資料要求。", {"access"}),
+        ("依据《个人信息保护法》第四十七条，本人要求删除。", {"erasure"}),  # the PIPL still
+    ],
+)
+def test_taiwan_and_hong_kong_articles_say_which_right(sentence: str, labels: set[str]) -> None:
+    assert cited_labels(normalise(sentence)) == labels
+
+
+def test_an_ask_in_traditional_characters_opened_by_jin_ci_is_an_ask() -> None:
+    assert is_ask(normalise("本人謹此請求貴公司刪除本人資料"))
+    assert is_ask(normalise("在註銷完成之前，亦請不要再寄送任何推廣訊息"))
