@@ -34,6 +34,17 @@ _PIPL: dict[int, str] = {
     49: "deceased",
 }
 
+# Taiwan's 個人資料保護法 (Art. 10: 查詢、閱覽、製給複製本; Art. 11: 更正補充, 刪除,
+# 停止蒐集處理利用) and Hong Kong's 個人資料（私隱）條例 (s. 18 data access, s. 22
+# correction): named in the sentence, their article numbers mean these rights, not the PIPL's.
+_TW_LAW = re.compile(r"个人资料保护法|个资法")
+_HK_LAW = re.compile(r"私隐\)?条例|pdpo\b")
+_ART11_WORDS = (
+    ("rectification", re.compile(r"更正|补充|改正")),
+    ("erasure", re.compile(r"删除")),
+    ("restriction", re.compile(r"停止(搜集|收集|蒐集|处理|利用)")),
+)
+
 _ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")}
 
 _GDPR_LAW = r"(?:gdpr|dsgvo|general data protection regulation|regulation \(eu\) 2016/679)"
@@ -80,12 +91,28 @@ def cited_labels(sentence: str) -> set[str]:
             found |= _pipl(number, paragraph == "(3)", sentence)
         else:
             found |= _gdpr(number, paragraph, sentence)
+    taiwan, hong_kong = bool(_TW_LAW.search(sentence)), bool(_HK_LAW.search(sentence))
     for match in _ZH_ARTICLE.finditer(sentence):
         number = _zh_number(match.group(1))
         clause = match.group(2)
         third = clause in ("三", "3")
-        found |= _gdpr(number, None, sentence) if gdpr_named else _pipl(number, third, sentence)
+        if taiwan:
+            found |= _taiwan(number, sentence)
+        elif hong_kong:
+            found |= {"access"} if number == 18 else {"rectification"} if number == 22 else set()
+        elif gdpr_named:
+            found |= _gdpr(number, None, sentence)
+        else:
+            found |= _pipl(number, third, sentence)
     return found
+
+
+def _taiwan(number: int, sentence: str) -> set[str]:
+    if number == 10:
+        return {"access"}
+    if number == 11:
+        return {label for label, words in _ART11_WORDS if words.search(sentence)}
+    return set()
 
 
 def _gdpr(number: int, paragraph: str | None, sentence: str) -> set[str]:

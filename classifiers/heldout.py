@@ -1,7 +1,15 @@
 """Judging on a held-out set: JSON lines written by someone who never saw classifiers/data.
 
 Each line: {"id", "lang": "zh"|"en", "kind": "short"|"long"|"letter", "subject", "text",
-"labels": [...]}. Never trained on (the issue's rule): this module only reads and judges.
+"labels": [...]}; "id" and "subject" may be missing, and other kinds and languages (zh-Hant,
+followup, hard) are reported as they come. Never trained on (the issue's rule): this module
+only reads and judges.
+
+A writer who never saw LABELS.md may name labels their own way. `LABEL_ALIASES` maps the
+names met so far onto ours, decided from the names and LABELS.md, not from the texts:
+`child_data` is `minor`; `copy` (PIPL 复制, "a copy of my data") is `access`, which LABELS.md
+defines as "show, list or send a copy". With `merge_copy`, `portability` counts as `access`
+on both sides too, for a set whose "copy" covers exports (its writer did not split them).
 What it reports is what the issue asks: macro-F1 and exact label set overall, per language and
 per kind, the review rate, the accuracy of what is not reviewed, and every rights request
 dismissed without review (the one mistake that must not happen).
@@ -11,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +95,9 @@ class HeldOutReport:
         return out
 
 
+LABEL_ALIASES = {"child_data": "minor", "copy": "access"}
+
+
 def load_heldout(path: Path) -> list[HeldOut]:
     found: list[HeldOut] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -97,7 +108,8 @@ def load_heldout(path: Path) -> list[HeldOut]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: not JSON ({exc.msg})") from None
-        labels = checked_labels(list(item.get("labels") or []), where)
+        raw = [LABEL_ALIASES.get(label, label) for label in item.get("labels") or []]
+        labels = checked_labels(sorted(set(raw)), where)
         example = LabelledExample(
             id=str(item.get("id", number)),
             subject=str(item.get("subject") or ""),
@@ -110,8 +122,15 @@ def load_heldout(path: Path) -> list[HeldOut]:
     return found
 
 
-def judge(classifier: Predictor, items: Sequence[HeldOut], name: str) -> HeldOutReport:
+def judge(
+    classifier: Predictor, items: Sequence[HeldOut], name: str, merge_copy: bool = False
+) -> HeldOutReport:
     predictions = list(classifier.predict_many((h.example.subject, h.example.text) for h in items))
+    if merge_copy:
+        items = [
+            replace(h, example=replace(h.example, labels=_merged(h.example.labels))) for h in items
+        ]
+        predictions = [replace(p, labels=sorted(_merged(frozenset(p.labels)))) for p in predictions]
     overall = _part(items, predictions)
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
@@ -157,6 +176,10 @@ def judge(classifier: Predictor, items: Sequence[HeldOut], name: str) -> HeldOut
         labels=[vars(score) for score in labels.labels],
         misses=misses,
     )
+
+
+def _merged(labels: frozenset[str]) -> frozenset[str]:
+    return frozenset("access" if label == "portability" else label for label in labels)
 
 
 def _part(items: Sequence[HeldOut], predictions: Sequence[Prediction]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from spacy.tokens import Doc
 from spacy.util import get_words_and_spaces
 
 import classifiers.components  # noqa: F401  (registers the factories)
-from classifiers.components import TEXT_KEY
+from classifiers.components import TEXT_KEY, doc_text
 from classifiers.labels import LABELS
 
 TEXTCAT = "textcat_multilabel"
@@ -99,13 +99,9 @@ class _FeatureTokenizer:
     def __call__(self, text: str) -> Doc:
         words = [word for word in jieba.cut(text, cut_all=False, HMM=False) if word]
         words, spaces = get_words_and_spaces(words, text)
-        extra = feature_words(text, self.chars)
-        if extra and words:
-            spaces[-1] = False
-            words = [*words, "\n", *extra]
-            spaces = [*spaces, False, *([True] * (len(extra) - 1)), False]
-        doc = Doc(self.inner.vocab, words=words, spaces=spaces)
+        doc = _doc(self.inner.vocab, words, spaces, feature_words(text, self.chars))
         doc.user_data[TEXT_KEY] = text
+        doc.user_data[WORDS_KEY] = (words, spaces)
         return doc
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1000) -> Iterator[Doc]:
@@ -113,6 +109,40 @@ class _FeatureTokenizer:
 
     def __getattr__(self, name: str) -> Any:  # to_disk, from_bytes, …
         return getattr(self.inner, name)
+
+
+WORDS_KEY = "rightsdesk.words"
+
+
+def _doc(vocab: Any, words: list[str], spaces: list[bool], extra: list[str]) -> Doc:
+    """The message's words, then (after a line break) the feature tokens."""
+    if extra and words:
+        words = [*words, "\n", *extra]
+        spaces = [*spaces[:-1], False, False, *([True] * (len(extra) - 1)), False]
+    return Doc(vocab, words=words, spaces=spaces)
+
+
+def clause_doc(nlp: Language, doc: Doc, start: int, end: int) -> Doc:
+    """A doc for the characters [start, end) of `doc`'s text, from the words jieba already
+    made (no second segmentation), with that part's own feature tokens: what the textcat
+    reads of one clause (classifiers.text.clauses)."""
+    text = doc_text(doc)
+    all_words, all_spaces = doc.user_data[WORDS_KEY]
+    words: list[str] = []
+    spaces: list[bool] = []
+    at = 0
+    for word, space in zip(all_words, all_spaces, strict=True):
+        if at >= end:
+            break
+        if at >= start and not word.isspace():
+            words.append(word)
+            spaces.append(space)
+        at += len(word) + space
+    piece = text[start:end]
+    chars = isinstance(nlp.tokenizer, _FeatureTokenizer) and nlp.tokenizer.chars
+    clause = _doc(nlp.vocab, words or [piece], spaces or [False], feature_words(piece, chars))
+    clause.user_data[TEXT_KEY] = piece
+    return clause
 
 
 def adapt_tokenizer(nlp: Language, architecture: str = "bow") -> Language:

@@ -26,13 +26,24 @@ _SENTENCE_END = re.compile(
 # are in normalised form (lower case, simplified).
 _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
-    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此"
+    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此|(亦|也|还|并|另|再)请"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
     r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
     r"|\bcomplaint\b"
+    # On someone's behalf: a lawyer for a client, HR for an employee, a parent for a child.
+    r"|\b(our|my) (client|employee|member|son|daughter)s?\b[^.;:!?]{0,50}?\b(request|ask|want|"
+    r"wish|require|demand|object|instruct|would like)\w*|\bon (his|her|their) behalf\b"
+    r"|\bthe data subject\b[^.;:!?]{0,30}?\b(request|ask|want|wish|require)\w*"
+    r"|\b(she|he|they|(ms|mr|mrs|dr)\.? \w+)\b[^.;:!?]{0,20}?\b(asks|requests|wants|wishes|would "
+    r"like|requires|instructs|withdraws|objects)\b|\bwe are instructed to (ask|request)\b"
+    r"|(本律师|本所|我所|我司|我们公司)[^，。,；;]{0,15}?(申请|要求|请求)|代(其|表当事人|当事人)"
+    r"|(受|经)[^，。,；;]{0,20}委托|(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
+    # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
+    r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
+    r"(撤回|请求|要求|申请|拒绝|反对)"
     r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d like\b|\bi (need|want)\b"
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
@@ -45,8 +56,10 @@ _RESERVATION = re.compile(r"保留|\breserve")
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
 _CITATION = re.compile(r"享有|有权|规定|隐私政策中|\bthe right to\b|\bpolicy (states|says)")
 _ASKS_HERE = re.compile(
-    r"特此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
+    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
+    r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
+    r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
 )
 # A condition is not an ask of its own ("if you have shared my data, tell me with whom"):
 # in a long message it adds no label unless nothing else asks.
@@ -64,6 +77,14 @@ _RIGHTS_SIGNAL = re.compile(
     r"|\bdata protection\b|\bguardian\b|passed away|\bdeceased\b|\bcomplain|\bleak"
     r"|\bmy (own )?(data|info|information|details|records|recordings|phone number|number)\b"
     r"|\bsell (my|our)\b|\bsold (my|our)\b|\berase|\berasure\b"
+    # What a short ask about one's own things names (a "not a request" verdict on these is read
+    # by a person): my account, my recordings, marketing, 我的账号, 推广.
+    r"|我的(账号|帐号|账户|帐户|聊天|消息|文件|照片|头像|录像|会议记录|登录记录|位置|定位|通讯录|声音|人脸)"
+    r"|删(除|掉)?我|营销|推广|广告|个性化|自动化决策|律师|委托"
+    r"|\bmy (acc(oun)?t|acct|profile|recordings?|messages|chats?|photos?|history|login|contacts"
+    r"|location|voice|face|files)\b|\b(unsubscri\w*|marketing|newsletter|promo\w*|solicitor"
+    r"|lawyer|on (his|her|their) behalf|our client|opted in|agreed to|said yes to|ticked)\b"
+    r"|授权|我同意|同意了"
 )
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -209,12 +230,122 @@ def model_units(subject: str, text: str) -> tuple[list[str], bool]:
     return [joined(normalise(subject), body)], found is None
 
 
+# Where a message's asks part: sentence ends, any comma before a word that adds an ask (另外,
+# 顺便, also, and please …), a comma before the words a Chinese ask opens with (请, 把, 别 …),
+# and an English "and"/"also" before a verb of
+# asking. A unit (a short message, or a letter's sentence) with two asks is read clause by
+# clause too (classifiers.model): a bag of words over "fix my name and stop the newsletter"
+# gives each ask half the evidence.
+_CLAUSE_BREAK = re.compile(
+    r"[。！？!?；;\n]+|(?<![a-z]\.[a-z])(?<!\bart)(?<!\bno)(?<!\bvs)(?<!\bcf)\.(?=\s)"
+    r"|[，,]\s*(?=请|麻烦|帮|把|再|也|还|别|不要|能不能|能否|可否|给我|发我|我(?:要|想|希望)|以后|同时|然后|之后|随后|接着)"
+    r"|,\s*(?=(?:and|also|plus|but|then|please|pls|plz|could|can|would|and also|oh and|btw)\b)"
+    r"|(?<=[\w)\]'\"])(?<!\byou)(?<!\bplease)(?<!\bcan)(?<!\bpls)"
+    r"\s+(?=(?:and|also|plus|then|but also|and also|and then)\s+"
+    r"(?:please|pls|plz|kindly|could|can|would|stop|delete|remove|erase|wipe|send|give|tell|"
+    r"fix|correct|update|change|close|export|transfer|unsubscribe|opt|let|make|don'?t|do not|"
+    r"i (?:want|need|would|'d)|i'd|explain|show|provide|cancel|deactivate|restrict|pause)\b)"
+    r"|(?=另外|顺便|此外|还有就是|同时请|同时麻烦|然后(?:请|把|帮|麻烦))"
+)
+CLAUSE_MIN = 6  # weight (a Chinese character counts double): shorter clauses are not read alone
+
+
+# "…but don't delete them", "账号我还要继续用": a clause that keeps something asks for no
+# deletion, whatever its words; read alone it would.
+_KEEPS = re.compile(
+    r"\b(don'?t|do not|no need to|not)\s+(\w+\s+)?(delete|erase|remove|close|wipe|cancel)"
+    r"|\bkeep\b|(不要|别|不用|无需|不必|不需要)[^,，。]{0,4}(删|注销|清|关)|保留|(还要|继续)(用|使用)"
+)
+
+
+def clauses(text: str) -> list[tuple[int, int]]:
+    """Character spans of the clauses of a normalised unit, when it has a word that joins a
+    second ask (_JOINS) and two or more clauses worth reading alone (at least CLAUSE_MIN);
+    [] otherwise. A clause that says what is *not* asked
+    or what to keep is not read alone, nor a condition and what follows it in its sentence
+    ("if you shared it, tell me with whom")."""
+    if not _JOINS.search(text):
+        return []  # most messages: one ask, or none, and nothing that joins a second
+    spans: list[tuple[int, int, bool]] = []  # start, end, whether a sentence ends after it
+    start = 0
+    for found in _CLAUSE_BREAK.finditer(text):
+        spans.append((start, found.start(), bool(_SENTENCE_BREAK.match(found.group(0)))))
+        start = found.end()
+    spans.append((start, len(text), True))
+    kept = []
+    conditional = False
+    for a, b, ends in spans:
+        piece = text[a:b]
+        stripped = piece.strip(" \t,，、:：-")
+        if _CONDITIONAL.search(stripped):
+            conditional = True
+        skip = conditional or _NOT_ASKING.search(piece) or _KEEPS.search(piece)
+        if ends:
+            conditional = False
+        if skip or weight(stripped) < CLAUSE_MIN:
+            continue
+        lead = len(piece) - len(piece.lstrip(" \t,，、:：-"))
+        kept.append((a + lead, a + lead + len(stripped)))
+    return kept if len(kept) > 1 else []
+
+
+# The words that join a second ask to a first: without one, a unit is read whole only (a
+# clause costs a second pass of the textcat, and most messages have none of these).
+_JOINS = re.compile(
+    r"\b(and|also|then|plus|too|btw|another|additionally|as well|one more|after that|afterwards"
+    r"|while you're at it|separately)\b"
+    r"|另外|顺便|还有|同时|然后|之后|随后|接着|此外|再|也|并|以及|顺带"
+)
+_SENTENCE_BREAK = re.compile(r"[。！？!?；;\n.]")
+
+
 # A question about how, when or where (not "can you …?", which asks for the thing itself).
 _HOW = re.compile(
     r"^\W*(what|how|when|where|why|which|is there a way|do i|does|will)\b"
     r"|\b(how (do|can|long|would)|what happens|where is|is there a way)\b"
     r"|怎么|怎样|如何|多久|多长时间|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
 )
+
+
+# A sentence that says it adds an ask of its own beside the one before it.
+_ANOTHER_ASK = re.compile(
+    r"^\W*(in addition|additionally|also|furthermore|moreover|separately|secondly|second,"
+    r"|另外|此外|同时|其次|第二|还请|并请|此外还)"
+    r"|\b(i also|we also|also (ask|request|want|like)|as well as this)\b"
+)
+# The writer makes a complaint here and now (not "I reserve the right to complain", not "this
+# letter is not a complaint").
+_MAKES_COMPLAINT = re.compile(
+    r"\b(this|this letter|this email|this message) is (a|my|our) (formal )?complaint\b"
+    r"|\bi (hereby |now |wish to |want to |would like to )?(make|lodge|file|raise|submit) a "
+    r"(formal )?complaint\b|\bi am (now |hereby )?(complaining|making a (formal )?complaint)\b"
+    r"|(特此|现|正式|我要|本人要|我现在)投诉|本人(正式|现)?(就此)?(向[^，。,]{0,12})?(提出)?投诉"
+)
+
+
+# The account stays: whatever is deleted, it is not the account ("delete it all except the
+# account itself", "账号我还要继续用").
+_KEEPS_ACCOUNT = re.compile(
+    r"\b(except|apart from|but not|other than) (for )?(the|my) (account|login)\b"
+    r"|\b(keep|keeping|leave|leaving) (the|my) (account|login)\b|\b(account|login) (open|active)\b"
+    r"|\bnot (close|delete|cancel) (the|my) account\b|\bstill (use|using|need) (the|my) account\b"
+    r"|(账号|帐号|账户)[^,，。]{0,4}(保留|留着|还要|继续|不注销|不用注销|不要注销|别注销)|不(需要|要|用)?注销"
+)
+
+
+def keeps_account(text: str) -> bool:
+    """The normalised unit says the account stays (an erasure, not an account deletion)."""
+    return bool(_KEEPS_ACCOUNT.search(text))
+
+
+def adds_an_ask(text: str) -> bool:
+    """The normalised sentence says it asks for something more ("in addition", "另外")."""
+    return bool(_ANOTHER_ASK.search(text))
+
+
+def makes_complaint(text: str) -> bool:
+    """The normalised sentence makes a complaint now; never a reservation ("保留投诉的权利")."""
+    return bool(_MAKES_COMPLAINT.search(text)) and not _RESERVATION.search(text)
 
 
 def asks_how(text: str) -> bool:

@@ -61,7 +61,7 @@ def classifier_train(
             "--with-corrections", help="Also learn from the DPO's relabels in the database."
         ),
     ] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -117,11 +117,21 @@ HeldOutOption = Annotated[
 def classifier_eval(
     split: Annotated[str, typer.Option(help="dev or test.")] = "test",
     heldout: HeldOutOption = None,
+    merge_copy: Annotated[
+        bool,
+        typer.Option(
+            "--merge-copy",
+            help="Held-out only: count portability as access on both sides (for a set whose "
+            "'copy' label covers exports).",
+        ),
+    ] = False,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Per-label precision, recall and F1, macro-F1 and exact-set accuracy on a fixed split, or
-    (--heldout) on held-out files: per language and kind, review rate, dismissed requests."""
+    (--heldout) on held-out files: per language and kind, review rate, dismissed requests.
+    Held-out labels named otherwise are mapped onto ours (classifiers.heldout.LABEL_ALIASES:
+    child_data → minor, copy → access)."""
     from classifiers.dataset import DataError, load_examples
     from classifiers.heldout import judge, load_heldout
     from classifiers.training import evaluate
@@ -134,7 +144,7 @@ def classifier_eval(
             sets = {path.name: load_heldout(path) for path in heldout}
         except DataError as exc:
             fail(f"held-out data: {exc}", 2)
-        judged = [judge(classifier, items, name) for name, items in sets.items()]
+        judged = [judge(classifier, items, name, merge_copy) for name, items in sets.items()]
         if as_json:
             print_json([{"model_version": classifier.version, **r.as_dict()} for r in judged])
             return
@@ -151,7 +161,7 @@ def classifier_eval(
 @classifier_app.command("retrain")
 def classifier_retrain(
     heldout: HeldOutOption = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     model: ModelOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -205,7 +215,7 @@ def classifier_retrain(
 
 @classifier_app.command("compare")
 def classifier_compare(
-    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 20,
     heldout: HeldOutOption = None,
     as_json: JsonFlag = False,
 ) -> None:
