@@ -159,6 +159,8 @@ class Desk:
             alerts=alerts,
             followups=FollowUps(settings, tickets, outbox),
             route_attempts=settings.mail.route_attempts,
+            batch_size=settings.mail.route_batch_size,
+            batch_seconds=settings.mail.route_batch_seconds,
         )
         return cls(
             settings=settings,
