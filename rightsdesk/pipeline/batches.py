@@ -310,14 +310,15 @@ class IntakePipeline:
             log.info("message %d: %s", row_id, result.outcomes[row_id] or "stored")
 
     async def _run_stages(self, routing: Routing) -> None:
+        # The mark first: it goes to the database with what RecordParsed writes, in one
+        # UPDATE of the row rather than one more at the end (a stage may set another status).
+        row = routing.row
+        row.parse_status = "parsed"
+        row.processed_at = self.clock.now()
+        routing.session.add(row)
         for stage in self.stages:
             if not await stage(routing):
                 break
-        row = routing.row
-        if row.parse_status == "stored":
-            row.parse_status = "parsed"
-        row.processed_at = self.clock.now()
-        routing.session.add(row)
 
     async def _raw_of(self, ids: Sequence[int]) -> list[tuple[int, str, bytes | None]]:
         async with self.db.reading() as session:
