@@ -76,6 +76,7 @@ class BatchResult:
 
     claimed: int = 0
     outcomes: dict[int, str | None] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the messages of its last try
 
 
 class IntakePipeline:
@@ -176,11 +177,12 @@ class IntakePipeline:
                 if not only:
                     break
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
+                if not is_transient(exc) or not result.ids:
+                    raise  # not about these messages (or before any was read): the caller's
                 # Rolled back whole: every message of the batch is stored, as it was.
-                log.warning("a batch of %d deferred: %s", result.claimed, type(exc).__name__)
-                result.outcomes = dict.fromkeys(result.outcomes, DEFERRED)
+                log.warning("a batch of %d deferred: %s", len(result.ids), type(exc).__name__)
+                result.claimed = max(claimed, result.claimed, 1)
+                result.outcomes = dict.fromkeys(result.ids, DEFERRED)
                 return result
         result.claimed = max(claimed, result.claimed, len(alone))
         for row_id in alone:  # its try in the batch was its first
@@ -199,6 +201,7 @@ class IntakePipeline:
         if not ids:
             return
         result.claimed = len(ids)
+        result.ids = list(ids)
         wanted = [i for i in ids if i not in self._parsed]
         parsed = await self._parsed_of(await self._raw_of(wanted) if wanted else [], ids, alone)
         async with self.db.transaction() as session:
@@ -236,6 +239,7 @@ class IntakePipeline:
                 return
             result.claimed = len(raws)
             ids = [i for i, _, _ in raws]
+            result.ids = ids
             wanted = [r for r in raws if r[0] not in self._parsed]
             parsed = await self._parsed_of(wanted, ids, alone)
             rows = await _claim(session, list(parsed))  # locked already: this reads them
