@@ -161,6 +161,11 @@ class MailSettings(_Section):
     # not counted: it is retried with back-off (doubling from 1 s up to the maximum).
     route_attempts: int = Field(default=3, ge=1, le=20)
     route_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Routing goes a batch at a time, one transaction each (rightsdesk.pipeline.batches); on
+    # SQLite a batch stops taking messages after route_batch_seconds of writing, since every
+    # door's 250 waits for the one write lock meanwhile.
+    route_batch_size: int = Field(default=64, ge=1, le=1000)
+    route_batch_seconds: float = Field(default=0.02, gt=0)
 
 
 VerificationMethod = Literal["none", "registered_email", "code", "manual"]

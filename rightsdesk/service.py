@@ -173,6 +173,8 @@ class Desk:
             alerts=alerts,
             followups=followups,
             route_attempts=settings.mail.route_attempts,
+            batch_size=settings.mail.route_batch_size,
+            batch_seconds=settings.mail.route_batch_seconds,
         )
         key = load_signing_key(settings)
         answers = Answers(settings, db, clock, tickets, outbox)

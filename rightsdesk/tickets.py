@@ -262,7 +262,7 @@ class TicketService:
         session.add(ticket)
         await session.flush()
         # Created in this transaction: nobody else can see it, as good as locked.
-        session.info.setdefault(LOCKED_TICKETS, {})[ticket.public_id] = ticket
+        session.info.setdefault(_LOCKED, {})[ticket.public_id] = ticket
         if new.text is not None:
             session.add(
                 Message(
@@ -964,7 +964,7 @@ def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-LOCKED_TICKETS = "rightsdesk.locked_tickets"  # in session.info: public id -> Ticket
+_LOCKED = "rightsdesk.locked_tickets"
 _NEWLY_UNREAD = "rightsdesk.newly_unread"
 
 
@@ -977,7 +977,7 @@ async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) ->
     """The ticket, row-locked if asked. A ticket locked (or created) earlier in this same
     transaction is still locked and current: it is not read again."""
     key = public_id.strip().upper()
-    held: dict[str, Ticket] = session.info.setdefault(LOCKED_TICKETS, {})
+    held: dict[str, Ticket] = session.info.setdefault(_LOCKED, {})
     if key in held:
         return held[key]
     query = select(Ticket).where(Ticket.public_id == key)

@@ -1,6 +1,6 @@
-"""Routing in batches (#15): one transaction per batch, each message in its own savepoint; a
-message that fails is rolled back alone and the others go on; ids stay gapless and the audit
-chains verify; on PostgreSQL two routers take different batches (SKIP LOCKED)."""
+"""Routing in batches (#15): one transaction per batch; a message that fails rolls the batch
+back, the others are routed again without it and it alone is marked failed; ids stay gapless
+and the audit chains verify; on PostgreSQL two routers take different batches (SKIP LOCKED)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ async def test_a_message_failing_inside_a_batch_fails_alone(
     try:
         mails = [request(i) for i in range(12)]
         # One fails in the parse step (the classifier), one inside the stages (no address to
-        # answer: OpenTicket raises in its savepoint, after RecordParsed wrote to its row).
+        # answer: OpenTicket raises after RecordParsed wrote to its row and to the batch).
         mails[4] = mail("POISON 请删除", sender="poison@example.com", message_id="p@x")
         mails[7] = b"Subject: nobody\r\nMessage-ID: <nobody@x>\r\n\r\nplease delete my data"
         ids = await _store(desk, mails)

@@ -30,10 +30,10 @@ each message through small stages, top to bottom:
     Acknowledge         tell them: ticket id, what we understood, due date, what happens next
                                                                         (pipeline.opening)
 
-One batch is one transaction, each message in a savepoint of its own: the tickets a batch
-opens and the marks that its messages were processed commit together, so a crash anywhere
-means the batch is routed again, never into two tickets; a message that fails is rolled back
-alone and routed again on its own.
+One batch is one transaction: the tickets a batch opens and the marks that its messages were
+processed commit together, so a crash anywhere means the batch is routed again, never into two
+tickets. A message that fails takes no other with it: the batch is rolled back and routed again
+without it, and it is routed again on its own (rightsdesk.pipeline.batches).
 """
 
 from rightsdesk.pipeline.batches import BatchResult, IntakePipeline

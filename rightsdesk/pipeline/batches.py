@@ -6,9 +6,10 @@
                CPU, off the loop and (on SQLite) before the write lock is taken
     prepare    lookups done once for the batch (how often each sender was answered lately)
     stages     each message through the stages (rightsdesk.pipeline: reading, replies,
-               opening), in a savepoint of its own: one that fails is rolled back alone, the
-               batch goes on, and after the commit it is routed again on its own (and marked
-               failed alone if it fails again)
+               opening), flushed after each: a message that fails rolls the batch back, the
+               ones before it are routed again without it (they went through once; the same
+               input goes the same way), and it is routed again on its own, where it is marked
+               failed alone if it fails again
     commit     everything the batch did, and every message's mark, in one commit
 
 One transaction per batch: a crash before the commit leaves every message of the batch
@@ -25,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, select, update
@@ -60,7 +61,7 @@ from rightsdesk.pipeline.routing import (
     Stage,
 )
 from rightsdesk.signing import MessageIdSigner
-from rightsdesk.tickets import LOCKED_TICKETS, TicketService
+from rightsdesk.tickets import TicketService
 from rightsdesk.transient import is_transient
 from rightsdesk.verification import Verifier
 from rightsdesk.withdrawal import Withdrawals
@@ -75,6 +76,7 @@ class BatchResult:
 
     claimed: int = 0
     outcomes: dict[int, str | None] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the messages of its last try
 
 
 class IntakePipeline:
@@ -152,51 +154,66 @@ class IntakePipeline:
 
     async def route_next(self, skip: Collection[int] = ()) -> BatchResult:
         """Route the next batch of stored messages (but those in `skip`, backing off after a
-        transient failure). A message that fails inside the batch is routed again alone."""
+        transient failure). A message that fails inside the batch rolls the batch back; the
+        others are routed again without it, and it is routed on its own, where it fails
+        alone. One that cannot be parsed or classified is left out before the transaction."""
         result = BatchResult()
         alone: list[int] = []
-        try:
-            if self.db.is_sqlite:
-                await self._sqlite_batch(skip, result, alone)
-            else:
-                await self._postgresql_batch(skip, result, alone)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            # The batch rolled back whole: every message in it is stored, as it was.
-            log.warning("a batch of %d deferred: %s", result.claimed, type(exc).__name__)
-            result.outcomes = dict.fromkeys(result.outcomes, DEFERRED)
-            return result
+        only: list[int] | None = None
+        claimed = 0
+        while True:
+            try:
+                if self.db.is_sqlite:
+                    await self._sqlite_batch(skip, only, result, alone)
+                else:
+                    await self._postgresql_batch(skip, only, result, alone)
+                break
+            except _Failed as failed:  # rolled back whole: again, without it
+                log.warning("message %d failed in its batch: %s", failed.row_id, failed.kind)
+                alone.append(failed.row_id)
+                only = [i for i in failed.batch if i not in alone]
+                claimed = max(claimed, result.claimed)
+                result = BatchResult()
+                if not only:
+                    break
+            except Exception as exc:
+                if not is_transient(exc) or not result.ids:
+                    raise  # not about these messages (or before any was read): the caller's
+                # Rolled back whole: every message of the batch is stored, as it was.
+                log.warning("a batch of %d deferred: %s", len(result.ids), type(exc).__name__)
+                result.claimed = max(claimed, result.claimed, 1)
+                result.outcomes = dict.fromkeys(result.ids, DEFERRED)
+                return result
+        result.claimed = max(claimed, result.claimed, len(alone))
         for row_id in alone:  # its try in the batch was its first
             result.outcomes[row_id] = await self.process(row_id, tried=1)
         return result
 
     async def _sqlite_batch(
-        self, skip: Collection[int], result: BatchResult, alone: list[int]
+        self,
+        skip: Collection[int],
+        only: list[int] | None,
+        result: BatchResult,
+        alone: list[int],
     ) -> None:
         """Parse first (no lock held), then take the write lock for the writing alone."""
-        ids = await self.waiting(self.batch_size, skip)
+        ids = only if only is not None else await self.waiting(self.batch_size, skip)
         if not ids:
             return
-        wanted = [i for i in ids if i not in self._parsed]
-        self._parsed = {i: p for i, p in self._parsed.items() if i in ids}
-        if wanted:
-            raws = await self._raw_of(wanted)
-            self._parsed.update(await self._parse_many(raws, alone))
-        parsed = {i: self._parsed[i] for i in ids if i in self._parsed}
         result.claimed = len(ids)
-        result.outcomes = dict.fromkeys(parsed)
+        result.ids = list(ids)
+        wanted = [i for i in ids if i not in self._parsed]
+        parsed = await self._parsed_of(await self._raw_of(wanted) if wanted else [], ids, alone)
         async with self.db.transaction() as session:
             rows = await _claim(session, list(parsed))
-            left = await self._write(session, rows, parsed, result, alone, self.batch_seconds)
-        for row_id in parsed:
-            if row_id not in left:
-                self._parsed.pop(row_id, None)
-        for row_id in left:
-            result.outcomes.pop(row_id, None)
+            await self._write(session, rows, parsed, result, self.batch_seconds)
 
     async def _postgresql_batch(
-        self, skip: Collection[int], result: BatchResult, alone: list[int]
+        self,
+        skip: Collection[int],
+        only: list[int] | None,
+        result: BatchResult,
+        alone: list[int],
     ) -> None:
         """Claim first (FOR UPDATE SKIP LOCKED: replicas take different batches), then parse
         while holding the claimed rows' locks, which no other transaction waits for: the
@@ -207,6 +224,8 @@ class IntakePipeline:
             .where(Message.direction == "in")
             .where(col(Message.channel).in_(list(self.parsers)))
         )
+        if only is not None:
+            query = query.where(col(Message.id).in_(only))
         if skip:
             query = query.where(col(Message.id).not_in(list(skip)))
         async with self.db.transaction() as session:
@@ -219,10 +238,32 @@ class IntakePipeline:
             if not raws:
                 return
             result.claimed = len(raws)
-            result.outcomes = dict.fromkeys(i for i, _, _ in raws)
-            parsed = await self._parse_many(raws, alone)
+            ids = [i for i, _, _ in raws]
+            result.ids = ids
+            wanted = [r for r in raws if r[0] not in self._parsed]
+            parsed = await self._parsed_of(wanted, ids, alone)
             rows = await _claim(session, list(parsed))  # locked already: this reads them
-            await self._write(session, rows, parsed, result, alone, None)
+            await self._write(session, rows, parsed, result, None)
+
+    async def _parsed_of(
+        self,
+        raws: Sequence[tuple[int, str, bytes | None]],
+        ids: Sequence[int],
+        alone: list[int],
+    ) -> dict[int, Parsed]:
+        """The batch's messages parsed: those in `raws` now (one trip to the CPU pool), the
+        rest as parsed for an earlier try of this batch. One that the parser or the classifier
+        fails on goes to `alone`: routed on its own, it raises there again, and fails alone."""
+        if raws:
+            found = await self.cpu.run(self._parse_all, list(raws))
+            for row_id, outcome in found.items():
+                if isinstance(outcome, Exception):
+                    log.warning("message %d failed to parse: %s", row_id, type(outcome).__name__)
+                    alone.append(row_id)
+                else:
+                    self._parsed[row_id] = outcome
+        self._parsed = {i: p for i, p in self._parsed.items() if i in ids}
+        return {i: self._parsed[i] for i in ids if i in self._parsed}
 
     async def _write(
         self,
@@ -230,12 +271,10 @@ class IntakePipeline:
         rows: list[Message],
         parsed: dict[int, Parsed],
         result: BatchResult,
-        alone: list[int],
         seconds: float | None,
-    ) -> set[int]:
-        """Every claimed message through the stages, each in its savepoint. Returns the row
-        ids left for the next batch (the time ran out)."""
-        claimed = {row.id for row in rows}
+    ) -> None:
+        """Every claimed message through the stages, in the batch's transaction. After
+        `seconds` of it, the rest is left for the next batch (parsed already)."""
         batch = Batch()
         senders = {p[0].sender for p in parsed.values() if p[0].sender}
         senders |= {r.envelope_from.lower() for r in rows if r.envelope_from}
@@ -245,13 +284,13 @@ class IntakePipeline:
                 await prepare(session, batch, senders)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        left: set[int] = set()
+        done: list[int] = []
         for row in rows:
             assert row.id is not None
-            if seconds is not None and loop.time() - started > seconds:
-                left.add(row.id)
-                continue
-            inbound, classification, follow_up = parsed[row.id]
+            if seconds is not None and done and loop.time() - started > seconds:
+                break
+            row_id = row.id
+            inbound, classification, follow_up = parsed[row_id]
             routing = Routing(
                 session,
                 row,
@@ -260,36 +299,30 @@ class IntakePipeline:
                 follow_up=follow_up,
                 batch=batch,
             )
-            row_id = row.id
-            known = _snapshot(session.info)
             try:
-                async with session.begin_nested():
-                    await self._run_stages(routing)
+                await self._run_stages(routing)
+                await session.flush()  # a failure to write shows here, on its message
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                # Rolled back alone; routed again on its own after the commit.
-                log.warning("message %d failed in its batch: %s", row_id, type(exc).__name__)
-                await _forget(session, known)
-                alone.append(row_id)
-                continue
+                raise _Failed(row_id, type(exc).__name__, list(parsed)) from exc
             batch.done(routing)
-            result.outcomes[row.id] = routing.outcome
-            log.info("message %d: %s", row.id, routing.outcome or "stored")
-        # Claimed (by another replica meanwhile, or routed alone) but not here: not ours.
-        for row_id in set(parsed) - claimed:
-            result.outcomes.pop(row_id, None)
-        return left
+            done.append(row_id)
+            result.outcomes[row_id] = routing.outcome
+        for row_id in done:
+            self._parsed.pop(row_id, None)
+            log.info("message %d: %s", row_id, result.outcomes[row_id] or "stored")
 
     async def _run_stages(self, routing: Routing) -> None:
+        # The mark first: it goes to the database with what RecordParsed writes, in one
+        # UPDATE of the row rather than one more at the end (a stage may set another status).
+        row = routing.row
+        row.parse_status = "parsed"
+        row.processed_at = self.clock.now()
+        routing.session.add(row)
         for stage in self.stages:
             if not await stage(routing):
                 break
-        row = routing.row
-        if row.parse_status == "stored":
-            row.parse_status = "parsed"
-        row.processed_at = self.clock.now()
-        routing.session.add(row)
 
     async def _raw_of(self, ids: Sequence[int]) -> list[tuple[int, str, bytes | None]]:
         async with self.db.reading() as session:
@@ -299,20 +332,6 @@ class IntakePipeline:
                 .where(Message.parse_status == "stored")
             )
             return [(i, channel, raw) for i, channel, raw in found.all() if i is not None]
-
-    async def _parse_many(
-        self, raws: Sequence[tuple[int, str, bytes | None]], alone: list[int]
-    ) -> dict[int, Parsed]:
-        """Every message of the batch parsed and classified in one trip to the CPU pool. One
-        that raises is left out, for `alone` (routed on its own, where it fails alone)."""
-        found = await self.cpu.run(self._parse_all, list(raws))
-        parsed: dict[int, Parsed] = {}
-        for row_id, outcome in found.items():
-            if isinstance(outcome, Exception):
-                alone.append(row_id)
-            else:
-                parsed[row_id] = outcome
-        return parsed
 
     def _parse_all(
         self, raws: list[tuple[int, str, bytes | None]]
@@ -466,22 +485,14 @@ class IntakePipeline:
             return [row_id for row_id in found.all() if row_id is not None]
 
 
-def _snapshot(info: dict[Any, Any]) -> dict[Any, Any]:
-    """What the transaction's services remember in `session.info` (tickets locked or created,
-    the last link of each audit chain, tickets made unread), as it was before a savepoint."""
-    return {
-        key: value.copy() if isinstance(value, dict | set) else value for key, value in info.items()
-    }
+class _Failed(Exception):
+    """A message failed inside its batch (which rolls back); `batch`: the batch's messages."""
 
-
-async def _forget(session: AsyncSession, known: dict[Any, Any]) -> None:
-    """A savepoint rolled back: what the services remember goes back to `known`, and the
-    tickets they hold are read again (the rollback expired whatever it had changed)."""
-    session.info.clear()
-    session.info.update(known)
-    held = session.info.get(LOCKED_TICKETS, {})
-    for ticket in held.values():
-        await session.refresh(ticket)
+    def __init__(self, row_id: int, kind: str, batch: list[int]) -> None:
+        super().__init__(f"message {row_id} failed: {kind}")
+        self.row_id = row_id
+        self.kind = kind
+        self.batch = batch
 
 
 async def _claim(session: AsyncSession, ids: list[int]) -> list[Message]:

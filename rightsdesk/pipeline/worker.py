@@ -27,7 +27,7 @@ class IntakeWorker:
         inbox: Inbox,
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
-        max_deferral: float = 2.0,
+        max_deferral: float = 0.0,
         retry_max_seconds: float = 300.0,
     ) -> None:
         self.pipeline = pipeline
@@ -40,12 +40,13 @@ class IntakeWorker:
         # try). In memory on purpose: a restart is a fresh chance for each of them.
         self._deferred: dict[int, tuple[int, float]] = {}
 
-    async def drain(self) -> int:
-        """Route everything stored that is not backing off, a batch at a time; returns how
-        many messages were done."""
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Route everything stored that is not backing off, a batch at a time (or until
+        `stop`, between two batches: each is whole or not at all); returns how many messages
+        were done."""
         loop = asyncio.get_running_loop()
         done = 0
-        while True:
+        while stop is None or not stop.is_set():
             now = loop.time()
             backing_off = [i for i, (_, at) in self._deferred.items() if at > now]
             await self.inbox.wait_for_quiet(self.quiet_seconds, self.max_deferral)
@@ -60,6 +61,7 @@ class IntakeWorker:
                 else:
                     self._deferred.pop(row_id, None)
                     done += 1
+        return done
 
     @property
     def deferred(self) -> int:
@@ -76,5 +78,5 @@ class IntakeWorker:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.inbox.stored.clear()
-            await self.drain()
+            await self.drain(stop)
             await wait_or_stop(self.inbox.stored, stop, self._next_wait())
