@@ -24,7 +24,6 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import (
     presence_of_element_located,
-    staleness_of,
 )
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -33,6 +32,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Channel, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact
+from tests.browser_wait import wait_until_gone
 from tests.conftest import IN_CI, SHANGHAI
 from tests.console_server import PASSWORD, ConsoleUnderTest, database_for
 
@@ -162,7 +162,7 @@ def log_in(driver: WebDriver, server: ConsoleUnderTest, name: str) -> None:
             driver.find_element(By.NAME, "password").send_keys(PASSWORD)
             button = driver.find_element(By.CSS_SELECTOR, "section.login button[type=submit]")
             button.click()
-            WebDriverWait(driver, 30).until(staleness_of(button))
+            wait_until_gone(driver, button)
             break
         except WebDriverException:
             # Chromium now and then reports a node of the page it was leaving; start again.
@@ -178,12 +178,12 @@ def submit(driver: WebDriver, action: str, **fields: str) -> None:
         box.clear()
         box.send_keys(value)
     form.find_element(By.TAG_NAME, "button").click()
-    WebDriverWait(driver, 30).until(staleness_of(form))
+    wait_until_gone(driver, form)
 
 
 def follow(driver: WebDriver, element: WebElement) -> None:
     element.click()
-    WebDriverWait(driver, 30).until(staleness_of(element))
+    wait_until_gone(driver, element)
 
 
 def test_a_dpo_finds_a_ticket_replies_with_a_file_and_resolves_it(
@@ -222,7 +222,7 @@ def test_a_dpo_finds_a_ticket_replies_with_a_file_and_resolves_it(
     form.find_element(By.NAME, "text").send_keys("您好，您的个人信息副本见附件。")
     form.find_element(By.NAME, "attachments").send_keys(str(copy))
     form.find_element(By.TAG_NAME, "button").click()
-    WebDriverWait(browser, 30).until(staleness_of(form))
+    wait_until_gone(browser, form)
     timeline = browser.find_element(By.CSS_SELECTOR, "section.timeline").text
     assert "您好，您的个人信息副本见附件。" in timeline
     assert "个人信息副本.csv" in timeline

@@ -16,13 +16,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.expected_conditions import (
     presence_of_element_located,
-    staleness_of,
 )
 from selenium.webdriver.support.wait import WebDriverWait
 
 from rightsdesk.clock import FrozenClock
 from rightsdesk.models import Account
 from rightsdesk.service import Desk
+from tests.browser_wait import wait_until_gone
 from tests.conftest import SHANGHAI
 from tests.portal_server import PortalUnderTest, portal_settings
 from tests.test_console_browser import browser, shoot
@@ -58,7 +58,7 @@ def server(sqlite_template: Path, tmp_path: Path) -> Iterator[PortalUnderTest]:
 def click(driver: WebDriver, css: str) -> None:
     button = driver.find_element(By.CSS_SELECTOR, css)
     button.click()
-    WebDriverWait(driver, 30).until(staleness_of(button))
+    wait_until_gone(driver, button)
 
 
 def test_a_requester_asks_confirms_gets_a_ticket_then_downloads_the_copy(

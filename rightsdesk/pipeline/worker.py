@@ -27,7 +27,7 @@ class IntakeWorker:
         inbox: Inbox,
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
-        max_deferral: float = 0.0,
+        max_deferral: float = 2.0,
         retry_max_seconds: float = 300.0,
     ) -> None:
         self.pipeline = pipeline
