@@ -20,6 +20,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from rightsdesk.models import (
     ACTIVE_STATUSES,
+    FulfilmentRun,
     FulfilmentStep,
     Message,
     Package,
@@ -27,7 +28,9 @@ from rightsdesk.models import (
     StoredAttachment,
     Ticket,
     TicketStatus,
+    TicketType,
 )
+from rightsdesk.tickets import TicketError
 from scheduler.digest import build_digest, render_digest
 
 if TYPE_CHECKING:
@@ -402,6 +405,50 @@ async def send_task_reminders(desk: Desk) -> list[str]:
     return sent
 
 
+async def deliver_fulfilled_access(desk: Desk) -> list[str]:
+    """An access or portability ticket whose approved run is done in every system (its
+    requester told so, "the copy will reach you through a separate, secure link") gets that
+    link: the fulfilment export packaged and delivered through the portal, once. A ticket
+    whose package went out already (the DPO delivered one) is left alone; without a portal or
+    a package key nothing is delivered, and the DPO's `tickets deliver` says why."""
+    if not desk.settings.portal.base_url.startswith(("https://", "http://")):
+        return []
+    async with desk.db.reading() as session:
+        ready = (
+            await session.exec(
+                select(Ticket.public_id)
+                .join(FulfilmentRun, col(FulfilmentRun.ticket_id) == col(Ticket.id))
+                .where(FulfilmentRun.status == "done")
+                .where(col(FulfilmentRun.notified_at).is_not(None))
+                .where(col(Ticket.status).in_(list(ACTIVE_STATUSES)))
+                .where(
+                    col(Ticket.id).in_(
+                        select(TicketType.ticket_id).where(
+                            col(TicketType.type).in_(["access", "portability"])
+                        )
+                    )
+                )
+                # A draft (an owner's upload sealed into it) is delivered with the rest.
+                .where(
+                    col(Ticket.id).not_in(
+                        select(Package.ticket_id).where(Package.status != "draft")
+                    )
+                )
+                .distinct()
+            )
+        ).all()
+    delivered = []
+    for public_id in ready:
+        try:
+            await desk.packages.deliver(public_id, "system:fulfilment")
+        except TicketError as exc:  # PackageError: no key, no registered address, ...
+            # The reason's class only: its text may name an address. `tickets deliver` says it.
+            log.warning("%s: the copy was not delivered (%s)", public_id, type(exc).__name__)
+            continue
+        delivered.append(public_id)
+    return delivered
+
+
 async def run_due_jobs(desk: Desk) -> dict[str, object]:
     """One tick: everything that is due now. Each job's failure is logged, not fatal."""
     results: dict[str, object] = {}
@@ -419,6 +466,7 @@ async def run_due_jobs(desk: Desk) -> dict[str, object]:
         "fulfilment_reminders": lambda: send_task_reminders(desk),
         # Delivered links past their expiry lose their files; unconfirmed forms what they said.
         "packages": desk.packages.expire_due,
+        "access_packages": lambda: deliver_fulfilled_access(desk),
         "portal_codes": desk.webforms.purge,
     }
     for name, job in jobs.items():

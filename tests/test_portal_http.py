@@ -497,6 +497,40 @@ def test_a_manual_task_is_answered_on_its_page_and_its_file_goes_into_the_packag
         server.stop()
 
 
+def test_when_every_system_is_done_the_copy_is_delivered_by_the_portal_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    from rightsdesk.clock import FrozenClock
+    from scheduler.jobs import run_due_jobs
+
+    settings = portal_settings(database_url, tmp_path, systems=[RECORDINGS])
+    server = PortalUnderTest(settings, FrozenClock(START)).start()
+    try:
+        tid = server.verified_access_ticket(REGISTERED, "u1")
+        server.call(lambda d: approve_for(d, tid))
+        assert server.call(run_due_jobs)["access_packages"] == []  # the owners have not answered
+        [(_, mail)] = server.mails("fulfilment_task")
+        link = re.search(r"http://portal\.test(/task/\S+)", mail)
+        assert link is not None, mail
+        client = server.client()
+        page = client.get(link.group(1))
+        upload = {"file": ("recordings.txt", f"{MARKER} recordings".encode(), "text/plain")}
+        done = client.post(
+            link.group(1), data={"csrf": csrf_of(page.text), "outcome": "file"}, files=upload
+        )
+        assert done.status_code == 200, done.text
+        assert server.call(run_due_jobs)["access_packages"] == [tid]
+        [(to, ready)] = server.mails("package_ready")
+        assert to == REGISTERED
+        assert "http://portal.test/p/" in ready
+        assert server.call(run_due_jobs)["access_packages"] == []  # once
+        status = server.call(lambda d: d.packages.status(tid))
+        assert status is not None
+        assert status["status"] == "delivered"
+    finally:
+        server.stop()
+
+
 async def approve_for(desk: Desk, tid: str) -> None:
     plan = await desk.fulfilment.plan(tid, count=False)
     await desk.fulfilment.approve(tid, plan.hash, "cli:dpo")
