@@ -6,6 +6,7 @@ This is the one module of the core that may import the adapters (intake/, bot/, 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -337,6 +338,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             # Load spaCy and jieba now, off the loop, not on the first message.
             await asyncio.to_thread(lambda: lazy.model)
             log.info("classifier loaded from %s", lazy.path)
+            # The model is hundreds of thousands of objects that live as long as the service:
+            # out of the collector's reach, a full collection no longer pauses the loop on them.
+            gc.collect()
+            gc.freeze()
             # SIGHUP: load a new model now (it is also noticed within seconds on its own).
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, lazy.reload))
         changed = await desk.tickets.recompute_provisional_deadlines()
