@@ -53,9 +53,13 @@ def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _at(value: dt.datetime | None, tz: dt.tzinfo) -> str | None:
-    """An instant in the desk's time zone (Beijing), with its offset."""
-    return value.astimezone(tz).isoformat() if value is not None else None
+def local_time(value: dt.datetime | None, tz: dt.tzinfo) -> str | None:
+    """An instant in the desk's time zone (Beijing), with its offset. A naive value is UTC
+    (SQLite gives the stored instants back without their zone)."""
+    if value is None:
+        return None
+    utc = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return utc.astimezone(tz).isoformat()
 
 
 def review_reasons(ticket: Ticket) -> list[str]:
@@ -120,7 +124,7 @@ def ticket_summary(
         "needs_review": ticket.needs_review,
         "review_reasons": review_reasons(ticket) if ticket.needs_review or ticket.unread else [],
         "unread": ticket.unread,
-        "unread_since": _at(ticket.unread_since, tz),
+        "unread_since": local_time(ticket.unread_since, tz),
         "suggested_types": list(ticket.suggested_types),
         "duplicate_of": links.get(ticket.duplicate_of or 0),
         "merged_into": links.get(ticket.merged_into or 0),
@@ -166,22 +170,22 @@ def ticket_detail(
                 else None
             ),
             "verification": ticket.verification,
-            "clock_started_at": _at(ticket.clock_started_at, tz),
+            "clock_started_at": local_time(ticket.clock_started_at, tz),
             "original_response_due": _iso(ticket.original_response_due),
             "extension_reason": ticket.extension_reason,
             "original_completion_due": _iso(ticket.original_completion_due),
             "completion_extension_reason": ticket.completion_extension_reason,
-            "verified_at": _at(ticket.verified_at, tz),
+            "verified_at": local_time(ticket.verified_at, tz),
             "classification": ticket.classification,
             # What the requester read in the resolved / denied notice (never an internal note).
             "resolution_reply": ticket.resolution_note,
             "denial_reason": ticket.denial_reason,
             "cancel_reason": ticket.cancel_reason,
             "dismissal_reason": ticket.dismissal_reason,
-            "finished_at": _at(ticket.finished_at, tz),
-            "closed_at": _at(ticket.closed_at, tz),
-            "withdrawal_requested_at": _at(ticket.withdrawal_requested_at, tz),
-            "withdrawal_final_at": _at(ticket.withdrawal_final_at, tz),
+            "finished_at": local_time(ticket.finished_at, tz),
+            "closed_at": local_time(ticket.closed_at, tz),
+            "withdrawal_requested_at": local_time(ticket.withdrawal_requested_at, tz),
+            "withdrawal_final_at": local_time(ticket.withdrawal_final_at, tz),
             "messages": [
                 message_view(m, detail.attachments.get(m.id or 0, []), tz) for m in detail.messages
             ],
@@ -206,7 +210,7 @@ def message_view(
         "to": list(message.envelope_to or []) if message.direction == "out" else [],
         "sender": message.sender,
         "subject": message.subject,
-        "received_at": _at(message.received_at, tz),
+        "received_at": local_time(message.received_at, tz),
         # Resident ID numbers and verification codes never leave the desk in clear, not
         # even to the DPO's screen.
         "text": mask_for_display(message.text) if message.text else message.text,
@@ -234,7 +238,7 @@ def attachment_view(attachment: StoredAttachment) -> dict[str, Any]:
 def event_view(event: Event, tz: dt.tzinfo = dt.UTC) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "at": _at(event.at, tz),
+        "at": local_time(event.at, tz),
         "actor": event.actor,
         "action": event.action,
         "before": event.before,

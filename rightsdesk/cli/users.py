@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.table import Table
 from rightsdesk.cli.common import JsonFlag, desk_settings, fail, out, print_json, state, with_desk
 from rightsdesk.service import Desk
 from rightsdesk.staff import Staff, StaffError, generate_password
+from rightsdesk.views import local_time
 
 users_app = typer.Typer(
     help="Console logins: dpo (everything), agent (works tickets), auditor (reads only).",
@@ -142,12 +142,13 @@ def users_token(
     if revoke is not None:
         out.print(f"token {revoke} of {name} revoked", highlight=False)
     elif list_:
+        tz = desk_settings().desk.tz
         rows = [
             {
                 "id": t.id,
                 "label": t.label,
-                "created_at": _local(t.created_at),
-                "last_used_at": _local(t.last_used_at) if t.last_used_at else None,
+                "created_at": local_time(t.created_at, tz),
+                "last_used_at": local_time(t.last_used_at, tz),
                 "revoked": t.revoked_at is not None,
             }
             for t in result
@@ -200,9 +201,10 @@ def users_events(
     async def work(desk: Desk) -> Any:
         return await desk.staff.events(limit)
 
+    tz = desk_settings().desk.tz
     rows = [
         {
-            "at": _local(e.at),
+            "at": local_time(e.at, tz),
             "actor": e.actor,
             "action": e.action,
             "subject": e.subject,
@@ -230,9 +232,3 @@ def users_require_totp(
 
     _run(work)
     out.print(f"TOTP {'required for everyone' if on else 'optional'}", highlight=False)
-
-
-def _local(at: dt.datetime) -> str:
-    """An instant in the desk's time zone (Beijing), with its offset, as every view shows it."""
-    utc = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-    return utc.astimezone(desk_settings().desk.tz).isoformat()
