@@ -8,7 +8,6 @@ the chain at that event, and `verify_chains` names it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,39 +16,12 @@ from typing import Any
 from sqlmodel import and_, col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+# The canonical form lives in the pack checker, which must stay standard-library only (it is
+# copied into every evidence pack): one definition serves the trail and the regulator's check.
+from rightsdesk.evidence_check import GENESIS_HASH, event_hash
 from rightsdesk.models import Event, Ticket
 
-GENESIS_HASH = "0" * 64
 _LAST_LINKS = "rightsdesk.audit_last_links"
-
-
-def event_hash(
-    *,
-    public_id: str,
-    seq: int,
-    at: dt.datetime,
-    actor: str,
-    action: str,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    prev_hash: str,
-) -> str:
-    canonical = json.dumps(
-        {
-            "ticket": public_id,
-            "seq": seq,
-            "at": at.astimezone(dt.UTC).isoformat(),
-            "actor": actor,
-            "action": action,
-            "before": before,
-            "after": after,
-            "prev": prev_hash,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 async def append_event(

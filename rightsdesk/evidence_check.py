@@ -32,7 +32,7 @@ def event_hash(
     after: dict[str, Any],
     prev_hash: str,
 ) -> str:
-    """The same canonical form as rightsdesk.audit.event_hash (a test holds them equal)."""
+    """The hash of one audit event over its canonical JSON form (rightsdesk.audit uses this one)."""
     canonical = json.dumps(
         {
             "ticket": public_id,
