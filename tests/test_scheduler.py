@@ -24,7 +24,7 @@ from scheduler.jobs import (
     send_digest,
     send_unassigned_alerts,
 )
-from tests.conftest import at
+from tests.conftest import add_staff, at
 
 D = dt.date.fromisoformat
 
@@ -85,6 +85,7 @@ async def test_a_digest_missed_at_nine_goes_out_when_the_service_is_back(
 async def test_digest_lists_what_the_dpo_must_see(desk: Desk, clock: FrozenClock) -> None:
     overdue = await open_ticket(desk, "2026-02-10 10:00")
     soon = await open_ticket(desk, "2026-02-24 10:00", email="b@example.com")
+    await add_staff(desk, "li.na@example.com")
     await desk.tickets.assign(soon, "cli:dpo", "li.na@example.com")
     clock.set(at("2026-03-10 09:30"))
     digest = await build_digest(desk, D("2026-03-10"))
@@ -135,6 +136,7 @@ async def test_reminders_go_to_the_assignee_and_escalations_further(
     desk = Desk.build(settings, clock)
     try:
         ticket = await open_ticket(desk, "2026-02-10 10:00", types=["erasure"])
+        await add_staff(desk, "li.na@example.com")
         await desk.tickets.assign(ticket, "cli:dpo", "li.na@example.com")
         clock.set(at("2026-03-02 10:00"))
         await send_deadline_notices(desk)
@@ -152,6 +154,7 @@ async def test_unassigned_alerts_on_day_one_then_every_five_working_days(
     desk: Desk, clock: FrozenClock
 ) -> None:
     ticket = await open_ticket(desk, "2026-02-10 10:00")
+    await add_staff(desk, "wang.fang")
     alerted = []
     for day in days("2026-02-10", "2026-03-04"):
         clock.set(at(f"{day} 10:00"))
