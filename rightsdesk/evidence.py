@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import re
 import zipfile
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -25,6 +24,7 @@ from sqlmodel import col, select
 
 from rightsdesk.db import Database
 from rightsdesk.evidence_check import MANIFEST
+from rightsdesk.filenames import safe_name
 from rightsdesk.models import Event, Message, Requester, StoredAttachment, Ticket
 from rightsdesk.tickets import TicketNotFound
 
@@ -80,10 +80,6 @@ async def get_attachment(db: Database, attachment_id: int) -> tuple[StoredAttach
             )
         ).first()
         return (row[0], row[1]) if row is not None else None
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._")[:120] or "file"
 
 
 def _eml(message: Message, ticket: Ticket) -> bytes:
@@ -166,7 +162,9 @@ async def build_pack(db: Database, public_id: str, actor: str, now: dt.datetime)
         files[f"messages/{number:04d}-{message.direction}-{message.id}.eml"] = _eml(message, ticket)
     for attachment in attachments:
         if attachment.content is not None:
-            name = _safe(attachment.filename or f"attachment-{attachment.id}")
+            # The name as every other file we write has it (no folders, controls, reserved or
+            # direction characters); the ids in front keep two files of one name apart.
+            name = safe_name(attachment.filename, f"attachment-{attachment.id}")
             files[f"attachments/{attachment.message_id}-{attachment.id}-{name}"] = (
                 attachment.content
             )
