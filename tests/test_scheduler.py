@@ -14,7 +14,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, OutboxEntry, RequestType, SentNotice
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket
-from scheduler.digest import build_digest
+from scheduler.digest import build_digest, calendar_warning
 from scheduler.jobs import (
     close_finished,
     purge_closed,
@@ -94,7 +94,7 @@ async def test_digest_lists_what_the_dpo_must_see(desk: Desk, clock: FrozenClock
     assert sections["due_soon"] == [soon]  # due 2026-03-16, 4 working days away
     assert sections["unassigned"] == [overdue]
     assert digest.by_type == {"access": 2}
-    assert digest.calendar_warning is None
+    assert digest.provisional_year is None
 
 
 async def test_deadline_notices_through_spring_festival(desk: Desk, clock: FrozenClock) -> None:
@@ -224,18 +224,21 @@ async def test_from_december_the_digest_warns_of_unknown_holidays(
 ) -> None:
     ticket = await open_ticket(desk, "2026-12-20 10:00")  # due in 2027: provisional
     digest = await build_digest(desk, D("2026-12-21"))
-    assert digest.calendar_warning is not None
-    assert ticket in digest.calendar_warning
-    assert "2027" in digest.calendar_warning
+    warning = calendar_warning(digest, desk.outbox.templates)
+    assert warning is not None
+    assert ticket in warning
+    assert "2027" in warning
     november = await build_digest(desk, D("2026-11-30"))
-    assert november.calendar_warning is None
+    assert calendar_warning(november, desk.outbox.templates) is None
 
 
 async def test_a_december_digest_with_no_provisional_deadline_warns_of_nothing(
     desk: Desk, clock: FrozenClock
 ) -> None:
     digest = await build_digest(desk, D("2026-12-21"))
-    assert digest.calendar_warning is None  # it said "these deadlines are provisional: -"
+    assert (
+        calendar_warning(digest, desk.outbox.templates) is None
+    )  # it said "these deadlines are provisional: -"
 
 
 async def test_retention_also_purges_messages_that_belong_to_no_ticket(
