@@ -59,6 +59,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     for item in timeline:
         files = detail.attachments.get(item["id"], []) if item["kind"] == "message" else []
         item["attachments"] = files
+        item["not_kept"] = detail.not_kept
     classification = ticket.classification or {}
     scores = sorted(
         (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True

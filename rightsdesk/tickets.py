@@ -213,6 +213,9 @@ class TicketDetail:
     account_verified: bool = False
     # The files of each message (by message id): received, and sent with replies.
     attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
+    # The ids of those whose content was not kept (over `mail.max_attachment_bytes`, or
+    # emptied by retention): only name, type, size and hash are left, and every view says so.
+    not_kept: frozenset[int] = frozenset()
 
 
 def format_public_id(year: int, seq: int) -> str:
@@ -430,16 +433,20 @@ class TicketService:
                 ).first()
             account = await session.get(Account, account_id) if account_id else None
             files: dict[int, list[StoredAttachment]] = {}
+            not_kept: set[int] = set()
             if messages:
-                # Without the bytes: a listing needs the name, type, size and hash.
+                # Without the bytes: a listing needs the name, type, size, hash, and whether
+                # the bytes are there at all.
                 found = await session.exec(
-                    select(StoredAttachment)
+                    select(StoredAttachment, col(StoredAttachment.content).is_(None))
                     .where(col(StoredAttachment.message_id).in_([m.id for m in messages]))
                     .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
                     .order_by(col(StoredAttachment.id))
                 )
-                for attachment in found.all():
+                for attachment, missing in found.all():
                     files.setdefault(attachment.message_id, []).append(attachment)
+                    if missing:
+                        not_kept.add(attachment.id or 0)
             return TicketDetail(
                 ticket,
                 requester,
@@ -448,6 +455,7 @@ class TicketService:
                 account,
                 account_verified=account is not None and requester.account_id == account.id,
                 attachments=files,
+                not_kept=frozenset(not_kept),
             )
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:

@@ -285,9 +285,10 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
         for attachment in message["attachments"]:
             name = shown(attachment["filename"] or "(no name)")
+            missing = "" if attachment["kept"] else " NOT KEPT: only its name, type, size and hash"
             out.print(
                 f"  attachment #{attachment['id']}: {name} "
-                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes)",
+                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes){missing}",
                 highlight=False,
             )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
