@@ -1,7 +1,7 @@
 """The bot's handlers: each turns a Telegram update into one call of the core's ChatDesk.
 
 Thin on purpose (python-telegram-bot's own examples): what to answer is decided in
-rightsdesk/chat.py; here is only which update goes where.
+rightsdesk/chat/; here is only which update goes where.
 """
 
 from __future__ import annotations

@@ -17,7 +17,13 @@ from rightsdesk.answers import Answers, Attachment
 from rightsdesk.merging import TicketMerger
 from rightsdesk.models import RequestType, Ticket
 from rightsdesk.staff import Staff
-from rightsdesk.tickets import TicketError, TicketService, unchanged_since
+from rightsdesk.tickets import (
+    DismissingRightsRequest,
+    TicketError,
+    TicketService,
+    UnknownAssignee,
+    unchanged_since,
+)
 
 
 @dataclass(frozen=True)
@@ -144,9 +150,28 @@ async def _cancel(c: Core, tid: str, actor: str, f: Fields) -> object:
     return await c.tickets.cancel(tid, actor, f.text("reason") or None)
 
 
+# The field that confirms dismissing a ticket labelled as a rights request (the form's
+# checkbox, the API's field): anything but empty, "false", "0", "no" or "off" confirms.
+CONFIRM_DISMISS = "confirm_rights_request"
+
+
 async def _dismiss(c: Core, tid: str, actor: str, f: Fields) -> object:
     # Not a rights request (a product question, spam): closed in one step, with the reason.
-    return await c.tickets.dismiss(tid, actor, f.text("reason"))
+    confirmed = f.text(CONFIRM_DISMISS).lower() not in ("", "false", "0", "no", "off")
+    return await c.tickets.dismiss(tid, actor, f.text("reason"), despite_types=confirmed)
+
+
+def refusal(t: dict[str, str], exc: TicketError) -> str:
+    """What a person reads when the core refuses: in the interface's language where the
+    console has the wording, else the core's own sentence."""
+    if isinstance(exc, DismissingRightsRequest):
+        return t["refused_dismiss_rights_request"].format(
+            ticket=exc.public_id, types=", ".join(t.get("type_" + ty, ty) for ty in exc.types)
+        )
+    if isinstance(exc, UnknownAssignee):
+        key = "refused_assignee_disabled" if exc.disabled else "refused_assignee_unknown"
+        return t[key].format(name=exc.name)
+    return str(exc)
 
 
 async def _merge(c: Core, tid: str, actor: str, f: Fields) -> object:

@@ -35,7 +35,14 @@ from rightsdesk.fulfilment import FulfilmentError
 from rightsdesk.fulfilment.plan import actions_for
 from rightsdesk.packages import PackageError
 from rightsdesk.staff import Staff
-from rightsdesk.tickets import TicketConflict, TicketError, TicketNotFound, TicketService
+from rightsdesk.tickets import (
+    DismissingRightsRequest,
+    TicketConflict,
+    TicketError,
+    TicketNotFound,
+    TicketService,
+    UnknownAssignee,
+)
 from rightsdesk.views import ticket_detail, ticket_summary
 
 ApiHandler = Callable[[Request, Staff], Awaitable[Response]]
@@ -141,6 +148,11 @@ async def act(request: Request, staff: Staff) -> Response:
         return json_error(404, "not_found", str(exc))
     except TicketConflict as exc:
         return json_error(409, "conflict", str(exc))
+    except DismissingRightsRequest as exc:
+        # A rights request is dismissed only with `confirm_rights_request: true`.
+        return json_error(400, "rights_request", str(exc))
+    except UnknownAssignee as exc:
+        return json_error(400, "unknown_assignee", str(exc))
     except TicketError as exc:
         return json_error(400, "refused", str(exc))
     data = ticket_summary(ticket, tickets.today(), tickets.policy.tz)

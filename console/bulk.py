@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console.actions import Fields, perform
+from console.actions import CONFIRM_DISMISS, Fields, perform, refusal
 from console.pages import nav_context
 from console.web import error_page, form_of, guard, render, session_of, strings
 from rightsdesk.tickets import TicketConflict, TicketError
@@ -26,7 +26,7 @@ async def bulk_action(request: Request) -> Response:
     ids = [str(v) for v in form.getlist("ids")][:MAX_TICKETS]
     if not ids:
         return error_page(request, 400, t["bulk_none_selected"])
-    keys = ("assignee", "types", "reason")
+    keys = ("assignee", "types", "reason", CONFIRM_DISMISS)
     fields = Fields({key: [str(v) for v in form.getlist(key)] for key in keys})
     outcomes = []
     for public_id in ids:
@@ -36,7 +36,7 @@ async def bulk_action(request: Request) -> Response:
         except TicketConflict:
             outcomes.append((public_id, "conflict", t["bulk_conflict"]))
         except TicketError as exc:
-            outcomes.append((public_id, "refused", str(exc)))
+            outcomes.append((public_id, "refused", refusal(t, exc)))
         else:
             outcomes.append((public_id, "done", ""))
     failed = any(kind != "done" for _, kind, _ in outcomes)

@@ -102,8 +102,10 @@ OPENAPI: dict[str, Any] = {
                 "summary": "an action (agent or DPO): " + ", ".join(ACTIONS),
                 "description": "Body: the action's fields (assignee, note, reason, until, "
                 "completion_until, completion_reason, types, text; merge: `into` or `other`, "
-                "a ticket id) and optionally `head` from GET: the action is refused with 409 if "
-                "the ticket changed since.",
+                "a ticket id; dismiss: `confirm_rights_request: true` to dismiss a ticket labelled "
+                "as a rights request, else 400 `rights_request`; assign: an enabled user's name "
+                "or email, else 400 `unknown_assignee`) and optionally `head` from GET: the "
+                "action is refused with 409 if the ticket changed since.",
                 "parameters": [
                     _TICKET_ID,
                     {

@@ -9,7 +9,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console.actions import ACTIONS, Fields, perform
+from console.actions import ACTIONS, Fields, perform, refusal
 from console.fulfil_page import fulfilment_context
 from console.package_page import package_context
 from console.pages import nav_context
@@ -59,6 +59,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     for item in timeline:
         files = detail.attachments.get(item["id"], []) if item["kind"] == "message" else []
         item["attachments"] = files
+        item["not_kept"] = detail.not_kept
     classification = ticket.classification or {}
     scores = sorted(
         (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True
@@ -172,7 +173,7 @@ async def ticket_action(request: Request) -> Response:
     except TicketConflict:
         message, status = t["conflict"], 409
     except TicketError as exc:
-        message = str(exc)
+        message = refusal(t, exc)
     else:
         return RedirectResponse(f"/tickets/{public_id}?done={action}", status_code=303)
     context = await ticket_context(request, public_id)

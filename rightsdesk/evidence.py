@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import re
 import zipfile
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -25,6 +24,7 @@ from sqlmodel import col, select
 
 from rightsdesk.db import Database
 from rightsdesk.evidence_check import MANIFEST
+from rightsdesk.filenames import safe_name
 from rightsdesk.models import Event, Message, Requester, StoredAttachment, Ticket
 from rightsdesk.tickets import TicketNotFound
 
@@ -39,6 +39,9 @@ Contents / 内容
   events.json       every audit event, in order, with its hash chain / 审计事件及哈希链
   messages/*.eml    every message in and out, as received or sent / 收发的每封消息
   attachments/*     the files attached to them / 附件
+  attachments.json  every attachment: name, type, size, SHA-256, and whether its content was
+                    kept (a file over the size limit is listed, not included) / 附件清单（过大
+                    的文件只列出，未保存内容）
   manifest.json     the SHA-256 of every file above / 每个文件的 SHA-256
   verify_pack.py    the check, standard-library Python only / 校验脚本（仅用 Python 标准库）
 
@@ -80,10 +83,6 @@ async def get_attachment(db: Database, attachment_id: int) -> tuple[StoredAttach
             )
         ).first()
         return (row[0], row[1]) if row is not None else None
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._")[:120] or "file"
 
 
 def _eml(message: Message, ticket: Ticket) -> bytes:
@@ -164,12 +163,28 @@ async def build_pack(db: Database, public_id: str, actor: str, now: dt.datetime)
     ).encode()
     for number, message in enumerate(messages, 1):
         files[f"messages/{number:04d}-{message.direction}-{message.id}.eml"] = _eml(message, ticket)
+    listing = []
     for attachment in attachments:
+        entry: str | None = None
         if attachment.content is not None:
-            name = _safe(attachment.filename or f"attachment-{attachment.id}")
-            files[f"attachments/{attachment.message_id}-{attachment.id}-{name}"] = (
-                attachment.content
-            )
+            # The name as every other file we write has it (no folders, controls, reserved or
+            # direction characters); the ids in front keep two files of one name apart.
+            name = safe_name(attachment.filename, f"attachment-{attachment.id}")
+            entry = f"attachments/{attachment.message_id}-{attachment.id}-{name}"
+            files[entry] = attachment.content
+        listing.append(
+            {
+                "message": attachment.message_id,
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "size": attachment.size,
+                "sha256": attachment.sha256,
+                # False: too large to keep (or emptied by retention); not in the pack.
+                "kept": entry is not None,
+                "file": entry,
+            }
+        )
+    files["attachments.json"] = json.dumps(listing, ensure_ascii=False, indent=2).encode()
     filename = f"{ticket.public_id}-evidence.zip"
     files["README.txt"] = README.format(
         ticket=ticket.public_id,

@@ -40,6 +40,7 @@ from rightsdesk.clock import Clock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, Ticket
+from rightsdesk.oversize import ANSWERING_KINDS, too_large_context
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.templating import BUILTIN_TEMPLATES, OutgoingAttachment, Rendered, Templates
 from rightsdesk.waiting import wait_or_stop
@@ -121,6 +122,9 @@ class Outbox:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction.
         `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
         reply is not."""
+        if kind in ANSWERING_KINDS:  # which of their files we could not keep
+            cap = self.settings.mail.max_attachment_bytes
+            context = {**await too_large_context(session, ticket, cap), **context}
         rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)

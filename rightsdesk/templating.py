@@ -2,6 +2,7 @@
 
     kind.<lang>.j2          a mail notice (subject and body blocks), also the chat's notices
     chat.<lang>.j2          the bot's sentences, one block each (Templates.say)
+    digest.<lang>.j2        the DPO's daily digest, one block per sentence (Templates.phrase)
     names.<lang>.j2         request type and status names (Templates.name, type_names)
     replies/NAME.<lang>.j2  canned replies (Templates.canned, replies)
     _signoff.<lang>.j2      under every mail, text and HTML alike
@@ -69,7 +70,12 @@ class Templates:
 
     def say(self, what: str, lang: str, **values: Any) -> str:
         """One sentence of the chat bot (a block of chat.<lang>.j2)."""
-        return self._block("chat", _one_of(lang), what, {"company": self.company, **values})
+        return self.phrase("chat", what, lang, **values)
+
+    def phrase(self, kind: str, what: str, lang: str, **values: Any) -> str:
+        """One sentence of a file of sentences (block `what` of kind.<lang>.j2: the bot's
+        chat.<lang>.j2, the DPO's digest.<lang>.j2)."""
+        return self._block(kind, _one_of(lang), what, {"company": self.company, **values})
 
     def name(self, group: str, key: str, lang: str) -> str:
         """A type's or a status's name (block `type_access`, `status_open` of names.<lang>.j2)."""

@@ -37,6 +37,7 @@ from rightsdesk.models import (
     Requester,
     RequesterContact,
     RequestType,
+    StaffUser,
     StoredAttachment,
     Ticket,
     TicketCounter,
@@ -98,6 +99,30 @@ class IllegalTransition(TicketError):
 
 class TicketConflict(TicketError):
     """Someone else changed the ticket after the person acting last saw it."""
+
+
+class DismissingRightsRequest(TicketError):
+    """A dismissal of a ticket labelled as a rights request, without the override: a request
+    the desk owes an answer to would end unanswered (no mail goes on dismissal). The person
+    relabels it `not_rights_request` first, or confirms (`despite_types`)."""
+
+    def __init__(self, public_id: str, types: Sequence[RequestType]) -> None:
+        self.public_id = public_id
+        self.types = [str(t) for t in types]
+        super().__init__(
+            f"{public_id} is labelled {', '.join(self.types)}, a rights request: it was not "
+            "dismissed; relabel it not_rights_request first, or confirm the dismissal"
+        )
+
+
+class UnknownAssignee(TicketError):
+    """An assignee who is not an enabled console user: nobody would ever see the work."""
+
+    def __init__(self, name: str, disabled: bool) -> None:
+        self.name = name
+        self.disabled = disabled
+        why = "is disabled" if disabled else "is not a user of the console"
+        super().__init__(f"{name} {why}: the ticket was not assigned")
 
 
 # Per task: the audit head each ticket must still have when an action locks it (see
@@ -188,6 +213,9 @@ class TicketDetail:
     account_verified: bool = False
     # The files of each message (by message id): received, and sent with replies.
     attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
+    # The ids of those whose content was not kept (over `mail.max_attachment_bytes`, or
+    # emptied by retention): only name, type, size and hash are left, and every view says so.
+    not_kept: frozenset[int] = frozenset()
 
 
 def format_public_id(year: int, seq: int) -> str:
@@ -405,16 +433,20 @@ class TicketService:
                 ).first()
             account = await session.get(Account, account_id) if account_id else None
             files: dict[int, list[StoredAttachment]] = {}
+            not_kept: set[int] = set()
             if messages:
-                # Without the bytes: a listing needs the name, type, size and hash.
+                # Without the bytes: a listing needs the name, type, size, hash, and whether
+                # the bytes are there at all.
                 found = await session.exec(
-                    select(StoredAttachment)
+                    select(StoredAttachment, col(StoredAttachment.content).is_(None))
                     .where(col(StoredAttachment.message_id).in_([m.id for m in messages]))
                     .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
                     .order_by(col(StoredAttachment.id))
                 )
-                for attachment in found.all():
+                for attachment, missing in found.all():
                     files.setdefault(attachment.message_id, []).append(attachment)
+                    if missing:
+                        not_kept.add(attachment.id or 0)
             return TicketDetail(
                 ticket,
                 requester,
@@ -423,6 +455,7 @@ class TicketService:
                 account,
                 account_verified=account is not None and requester.account_id == account.id,
                 attachments=files,
+                not_kept=frozenset(not_kept),
             )
 
     async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
@@ -626,14 +659,24 @@ class TicketService:
     async def cancel(self, public_id: str, actor: str, reason: str | None = None) -> Ticket:
         return await self._transition(public_id, S.CANCELLED, actor, cancel_reason=reason)
 
-    async def dismiss(self, public_id: str, actor: str, reason: str) -> Ticket:
-        """Not a request about personal information: closed in one step, out of triage."""
-        return await self._transition(
-            public_id,
-            S.DISMISSED,
-            actor,
-            dismissal_reason=_required(reason, "a reason for the dismissal"),
-        )
+    async def dismiss(
+        self, public_id: str, actor: str, reason: str, *, despite_types: bool = False
+    ) -> Ticket:
+        """Not a request about personal information: closed in one step, out of triage.
+
+        A ticket labelled with any rights type is refused (DismissingRightsRequest) unless
+        `despite_types`: the person then confirmed it, and the event records the override
+        with the types it had."""
+        reason = _required(reason, "a reason for the dismissal")
+        async with self.db.transaction() as session:
+            ticket = await _load(session, public_id, lock=True)
+            rights = [t for t in ticket.types if t is not RequestType.NOT_RIGHTS_REQUEST]
+            if rights and not despite_types:
+                raise DismissingRightsRequest(ticket.public_id, rights)
+            details = {"despite_types": [str(t) for t in rights]} if rights else {}
+            return await self.transition_in(
+                session, public_id, S.DISMISSED, actor, details=details, dismissal_reason=reason
+            )
 
     async def close(self, public_id: str, actor: str) -> Ticket:
         return await self._transition(public_id, S.CLOSED, actor)
@@ -667,9 +710,11 @@ class TicketService:
         *,
         action: str | None = None,
         note: str | None = None,
+        details: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> Ticket:
-        """Move a ticket along the status machine inside the caller's transaction."""
+        """Move a ticket along the status machine inside the caller's transaction.
+        `details`: said in the audit event (beside the changed fields), set on no column."""
         now = self.clock.now()
         ticket = await _load(session, public_id, lock=True)
         current = TicketStatus(ticket.status)
@@ -702,7 +747,7 @@ class TicketService:
         ticket.updated_at = now
         _seen_by(ticket, actor)
         session.add(ticket)
-        after = {"status": to, **_deadline_fields(ticket), **fields}
+        after = {"status": to, **_deadline_fields(ticket), **fields, **(details or {})}
         if note:
             after["note"] = note
         event_action = action or to.value
@@ -732,10 +777,15 @@ class TicketService:
     # ---- other changes ---------------------------------------------------------------------
 
     async def assign(self, public_id: str, actor: str, assignee: str | None) -> Ticket:
+        """To an enabled console user, by login name or by their email (kept as given: an
+        address is where reminders go); None unassigns."""
+        name = assignee.strip() if assignee and assignee.strip() else None
         async with self.db.transaction() as session:
+            if name is not None:
+                await _need_assignee(session, name)
             ticket = await _load(session, public_id, lock=True)
             before = {"assignee": ticket.assignee}
-            ticket.assignee = assignee.strip() if assignee and assignee.strip() else None
+            ticket.assignee = name
             after = {"assignee": ticket.assignee}
             return await self._record(session, ticket, actor, "assigned", before, after)
 
@@ -966,6 +1016,19 @@ def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
 
 _LOCKED = "rightsdesk.locked_tickets"
 _NEWLY_UNREAD = "rightsdesk.newly_unread"
+
+
+async def _need_assignee(session: AsyncSession, name: str) -> None:
+    """Refuse a name no enabled console user has (as login, or as email)."""
+    found = (
+        await session.exec(
+            select(StaffUser.disabled).where(
+                or_(StaffUser.name == name, func.lower(StaffUser.email) == name.lower())
+            )
+        )
+    ).all()
+    if not found or all(found):
+        raise UnknownAssignee(name, disabled=bool(found))
 
 
 async def _load_by_id(session: AsyncSession, ticket_id: int) -> Ticket:

@@ -13,6 +13,18 @@ compared in constant time. Per registered account, across all its tickets, at mo
 `account_max_sends` code mails and `account_max_attempts` wrong codes are allowed within
 `account_limit_hours`: requests opened in someone's name cannot flood them with codes, nor
 buy an attacker fresh guesses.
+
+Those limits must not become a way to lock someone out. A `From:` proves nothing, so anyone
+can mail requests "from" a victim's registered address, each with other types (none joins
+another) and each triggering a code to the victim; five of them in a day would use up the
+victim's sends, and the victim's own request would then get no code. So a code triggered by
+such unproven mail (`proven=False`) is sent only when the account has no unexpired code
+outstanding (the flood waits out each code's lifetime, and the victim gets at most one code
+mail per `code_ttl_minutes` from it), and never takes the last `PROVEN_RESERVE` sends of the
+window: those are kept for a channel a stranger cannot use (mail DKIM/DMARC-aligned at a
+trusted server, the portal's form, whose own code proved the address; the DPO's resend).
+A request left without a code waits as `limited`, in the DPO's queue, and its acknowledgement
+reads as if a code was sent, as always.
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ from rightsdesk.outbound import Outbox
 from rightsdesk.tickets import TicketError, TicketService
 
 SYSTEM = "system:verification"
+# Code mails of an account's window that unproven mail may not take (see the docstring).
+PROVEN_RESERVE = 2
 STRICTNESS = ("none", "registered_email", "code", "manual")
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
@@ -143,7 +157,7 @@ class Verifier:
             )
             return "verified"
         try:
-            await self._send_code(session, ticket, account, language)
+            await self._send_code(session, ticket, account, language, proven=sender_authenticated)
         except CodeLimitReached:
             # No more codes to this account for now; the DPO decides. The requester reads the
             # same acknowledgement as for a code sent: nothing tells them about the limit.
@@ -200,17 +214,35 @@ class Verifier:
             session.add(ticket)
             await self.tickets.note_in(session, ticket, SYSTEM, "verification_no_account", {})
             return
-        await self._send_code(session, ticket, account, language)
+        # The chat names an account; naming it proves nothing about its mailbox.
+        await self._send_code(session, ticket, account, language, proven=False)
         ticket.verification = "code"
         session.add(ticket)
 
     async def _send_code(
-        self, session: AsyncSession, ticket: Ticket, account: Account, language: str | None
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        account: Account,
+        language: str | None,
+        *,
+        proven: bool = True,
     ) -> None:
+        """`proven`: whoever triggered it showed they hold the address (or is the DPO);
+        unproven triggers (a `From:`, a name typed in a chat) are held back as the module's
+        docstring says, so a stranger cannot use up the account's codes."""
         assert ticket.id is not None
-        if await self._account_sends(session, account) >= self.settings.account_max_sends:
+        limit = self.settings.account_max_sends
+        if not proven:
+            limit = max(1, limit - PROVEN_RESERVE)
+            if await self._outstanding_code(session, account, ticket.id):
+                raise CodeLimitReached(
+                    f"{ticket.public_id}: a code of the account is still outstanding; "
+                    "unproven mail does not send another"
+                )
+        if await self._account_sends(session, account) >= limit:
             raise CodeLimitReached(
-                f"{ticket.public_id}: the account has had {self.settings.account_max_sends} "
+                f"{ticket.public_id}: the account has had {limit} "
                 f"codes in {self.settings.account_limit_hours} hours; verify by hand instead"
             )
         code = f"{secrets.randbelow(10**6):06d}"
@@ -496,6 +528,20 @@ class Verifier:
             .where(col(OutboxEntry.created_at) >= self._window_start())
         )
         return int(found.one())
+
+    async def _outstanding_code(
+        self, session: AsyncSession, account: Account, ticket_id: int
+    ) -> bool:
+        """A code of the account, on another ticket, not used and not expired yet."""
+        found = await session.exec(
+            select(VerificationChallenge.id)
+            .where(VerificationChallenge.account_id == account.id)
+            .where(VerificationChallenge.ticket_id != ticket_id)
+            .where(VerificationChallenge.status == "pending")
+            .where(col(VerificationChallenge.expires_at) > self.clock.now())
+            .limit(1)
+        )
+        return found.first() is not None
 
     async def _account_attempts(self, session: AsyncSession, account_id: str) -> int:
         """Wrong codes lately on any ticket whose code went to this account (from the audit

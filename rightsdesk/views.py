@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rightsdesk.calendar import WorkingCalendar
@@ -187,7 +187,8 @@ def ticket_detail(
             "withdrawal_requested_at": local_time(ticket.withdrawal_requested_at, tz),
             "withdrawal_final_at": local_time(ticket.withdrawal_final_at, tz),
             "messages": [
-                message_view(m, detail.attachments.get(m.id or 0, []), tz) for m in detail.messages
+                message_view(m, detail.attachments.get(m.id or 0, []), tz, detail.not_kept)
+                for m in detail.messages
             ],
             "events": [event_view(e, tz) for e in detail.events],
         }
@@ -196,7 +197,10 @@ def ticket_detail(
 
 
 def message_view(
-    message: Message, attachments: Sequence[StoredAttachment] = (), tz: dt.tzinfo = dt.UTC
+    message: Message,
+    attachments: Sequence[StoredAttachment] = (),
+    tz: dt.tzinfo = dt.UTC,
+    not_kept: Collection[int] = (),
 ) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -221,17 +225,19 @@ def message_view(
         # Joined by something anyone can type (subject tag, same address), unauthenticated.
         "unauthenticated_thread": message.unauthenticated_thread,
         "raw_bytes": message.raw_size or (len(message.raw) if message.raw is not None else None),
-        "attachments": [attachment_view(a) for a in attachments],
+        "attachments": [attachment_view(a, a.id not in not_kept) for a in attachments],
     }
 
 
-def attachment_view(attachment: StoredAttachment) -> dict[str, Any]:
+def attachment_view(attachment: StoredAttachment, kept: bool = True) -> dict[str, Any]:
     return {
         "id": attachment.id,
         "filename": attachment.filename,
         "content_type": attachment.content_type,
         "size": attachment.size,
         "sha256": attachment.sha256,
+        # False: the file was too large to keep (or retention emptied it); only the above is.
+        "kept": kept,
     }
 
 

@@ -22,6 +22,7 @@ from rightsdesk.models import (
     TicketType,
 )
 from rightsdesk.supervision import stale_after
+from rightsdesk.templating import Templates
 
 if TYPE_CHECKING:
     from rightsdesk.service import Desk
@@ -45,22 +46,35 @@ class Digest:
     counts: dict[str, int] = field(default_factory=dict)  # the whole of each section
     by_type: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
-    calendar_warning: str | None = None
+    # In December, when next year's holidays are not known: that year, and the tickets whose
+    # deadlines are counted Monday-Friday meanwhile (none: no warning).
+    provisional_year: int | None = None
+    provisional: list[str] = field(default_factory=list)
     # Tasks of the service that keep failing, or replicas gone silent: someone must look.
-    health: list[str] = field(default_factory=list)
+    health: list[Problem] = field(default_factory=list)
 
 
-SECTION_TITLES = {
-    "new": ("新请求（自上次摘要）", "New since the last digest"),
-    "triage": ("待分类", "Waiting for triage"),
-    "verification": ("等待身份确认", "Waiting for verification"),
-    "unassigned": ("未分配", "Unassigned"),
-    "due_soon": ("5 个工作日内到期", "Due within 5 working days"),
-    "overdue": ("已逾期", "Overdue"),
-    "closed": ("最近完成", "Recently finished"),
-    "fulfilment": ("系统任务未完成或失败", "Fulfilment: tasks open or systems failed"),
-}
+@dataclass(frozen=True)
+class Problem:
+    """A task of a replica that keeps failing (`state`), or went silent (`state` None)."""
+
+    replica: str
+    task: str
+    since: str  # Beijing time, to the minute
+    state: str | None = None
+    failures: int = 0
+    error: str = "-"
+
+
+# The sections, in the digest's order (headings: `section_<key>` of digest.<lang>.j2).
+SECTIONS = (
+    *("new", "triage", "verification", "unassigned", "due_soon", "overdue", "closed"),
+    "fulfilment",
+)
 LINES_PER_SECTION = 50
+# The digest is written in these languages, each heading in all of them (the DPO may read
+# either); see rightsdesk/templates/digest.<lang>.j2.
+DIGEST_LANGS = ("zh", "en")
 
 
 async def build_digest(desk: Desk, today: dt.date) -> Digest:
@@ -131,35 +145,29 @@ async def build_digest(desk: Desk, today: dt.date) -> Digest:
                     .limit(200)
                 )
             ).all()
-            named = ", ".join(provisional)
-        if today.month == 12 and not calendar.knows_year(next_year) and provisional:
+        if provisional:
             # Only when a deadline is provisional: a list of none ("：-。") alarms for nothing.
-            digest.calendar_warning = (
-                f"{next_year} 年的法定节假日尚未收录，以下期限为临时计算（按周一至周五）："
-                f"{named}。请在 [deadlines] 中补充或升级 chinese-calendar。\n"
-                f"The official holidays of {next_year} are not known yet: these deadlines are "
-                f"provisional (counted Monday-Friday): {named}. Add them under [deadlines] "
-                "or upgrade chinese-calendar."
-            )
+            digest.provisional_year, digest.provisional = next_year, list(provisional)
     return digest
 
 
-async def _health(session: Any, desk: Desk) -> list[str]:
+async def _health(session: Any, desk: Desk) -> list[Problem]:
     rows = (await session.exec(select(TaskHeartbeat))).all()
     stale_before = desk.clock.now() - stale_after(desk.settings.service)
     tz = desk.policy.tz
-    lines = []
+    found = []
     for row in sorted(rows, key=lambda r: (r.replica, r.task)):
         since = (row.failing_since or row.since).astimezone(tz).strftime("%Y-%m-%d %H:%M")
         if row.state in ("failing", "backing_off"):
-            lines.append(
-                f"  {row.replica} {row.task}: {row.state} since {since}, "
-                f"{row.failures} failure(s), last: {row.last_error or '-'}"
+            found.append(
+                Problem(
+                    row.replica, row.task, since, row.state, row.failures, row.last_error or "-"
+                )
             )
         elif row.state != "stopped" and row.beat_at < stale_before:
             seen = row.beat_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-            lines.append(f"  {row.replica} {row.task}: no heartbeat since {seen}")
-    return lines
+            found.append(Problem(row.replica, row.task, seen))
+    return found
 
 
 def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
@@ -174,60 +182,108 @@ def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
     )
 
 
-def _left(line: Line) -> str:
+class _Words:
+    """The digest's sentences (digest.<lang>.j2), in each of its languages. Only the layout
+    is here: a heading is said in every language, joined by " / "; a line said once (the
+    subject's counts, the service's problems, the table's headings) in the last language."""
+
+    def __init__(self, templates: Templates, langs: Sequence[str]) -> None:
+        self.templates = templates
+        self.langs = tuple(langs)
+
+    def each(self, what: str, **values: Any) -> str:
+        return " / ".join(
+            self.templates.phrase("digest", what, lang, **values) for lang in self.langs
+        )
+
+    def once(self, what: str, **values: Any) -> str:
+        return self.templates.phrase("digest", what, self.langs[-1], **values)
+
+
+def _left(words: _Words, line: Line) -> str:
     if line.days_left is None:
         return ""
     if line.days_left < 0:
-        return f"逾期 {-line.days_left} 个工作日 / {-line.days_left} working days late"
-    return f"剩 {line.days_left} 个工作日 / {line.days_left} working days left"
+        return words.each("days_late", days=-line.days_left)
+    return words.each("days_left", days=line.days_left)
 
 
-def render_digest(digest: Digest) -> tuple[str, str, str]:
-    """(subject, text, html), in Chinese and English together."""
+def calendar_warning(
+    digest: Digest, templates: Templates, langs: Sequence[str] = DIGEST_LANGS
+) -> str | None:
+    """December's warning, a line per language; None when no deadline is provisional."""
+    if digest.provisional_year is None:
+        return None
+    named = ", ".join(digest.provisional)
+    return "\n".join(
+        templates.phrase("digest", "calendar_warning", lang, year=digest.provisional_year,
+                         tickets=named)
+        for lang in langs
+    )  # fmt: skip
+
+
+def _problem(words: _Words, problem: Problem) -> str:
+    if problem.state is None:
+        return words.once("health_silent", replica=problem.replica, task=problem.task,
+                          seen=problem.since)  # fmt: skip
+    return words.once(
+        "health_failing", replica=problem.replica, task=problem.task, state=problem.state,
+        since=problem.since, failures=problem.failures, error=problem.error,
+    )  # fmt: skip
+
+
+def render_digest(
+    digest: Digest, templates: Templates, langs: Sequence[str] = DIGEST_LANGS
+) -> tuple[str, str, str]:
+    """(subject, text, html), in the digest's languages together (Chinese and English)."""
+    words = _Words(templates, langs)
     overdue = digest.counts.get("overdue", 0)
-    subject = (
-        f"个人信息请求日报 / Privacy requests digest {digest.day}: "
-        f"{sum(digest.by_channel.values())} open, {overdue} overdue"
-    )
+    counts_line = words.once("open_overdue", open=sum(digest.by_channel.values()), overdue=overdue)
+    subject = f"{words.each('title')} {digest.day}: {counts_line}"
     text_parts = [subject, ""]
     html_parts = [f"<h2>{html.escape(subject)}</h2>"]
-    if digest.calendar_warning:
-        text_parts += [digest.calendar_warning, ""]
-        html_parts.append(f"<p><b>{html.escape(digest.calendar_warning)}</b></p>")
+    warning = calendar_warning(digest, templates, langs)
+    if warning:
+        text_parts += [warning, ""]
+        html_parts.append(f"<p><b>{html.escape(warning)}</b></p>")
     if digest.health:
-        title = "服务故障 / Service problems (rightsdesk status)"
-        text_parts += [title, *digest.health, ""]
+        problems = [_problem(words, p) for p in digest.health]
+        title = words.each("health")
+        text_parts += [title, *(f"  {p}" for p in problems), ""]
         html_parts.append(f"<h3>{html.escape(title)}</h3>")
         html_parts.append(
-            "<ul>" + "".join(f"<li>{html.escape(h.strip())}</li>" for h in digest.health) + "</ul>"
+            "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"
         )
-    for key, (zh, en) in SECTION_TITLES.items():
+    heads = "".join(
+        f"<th>{html.escape(words.once(c))}</th>" for c in ("col_id", "col_type", "col_status")
+    )
+    heads += f"<th>{html.escape(words.once('col_due'))}</th><th></th>"
+    for key in SECTIONS:
         lines = digest.sections.get(key, [])
         total = digest.counts.get(key, len(lines))
-        title = f"{zh} / {en} ({total})"
+        title = f"{words.each('section_' + key, days=DUE_SOON_WORKING_DAYS)} ({total})"
         text_parts.append(title)
         html_parts.append(f"<h3>{html.escape(title)}</h3>")
         if lines:
-            html_parts.append(
-                "<table><tr><th>id</th><th>type</th><th>status</th><th>due</th><th></th></tr>"
-            )
+            html_parts.append(f"<table><tr>{heads}</tr>")
         for line in lines:
+            left = _left(words, line)
             text_parts.append(
-                f"  {line.ticket_id}  {line.types}  {line.status}  {line.due}  {_left(line)}"
+                f"  {line.ticket_id}  {line.types}  {line.status}  {line.due}  {left}"
             )
-            cells = (line.ticket_id, line.types, line.status, line.due, _left(line))
+            cells = (line.ticket_id, line.types, line.status, line.due, left)
             html_parts.append(
                 "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
             )
         if lines:
             html_parts.append("</table>")
         if total > len(lines):
-            more = f"  … 另有 {total - len(lines)} 条 / and {total - len(lines)} more"
+            more = f"  … {words.each('more', more=total - len(lines))}"
             text_parts.append(more)
             html_parts.append(f"<p>{html.escape(more)}</p>")
         text_parts.append("")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_type.items())) or "-"
     channels = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_channel.items())) or "-"
-    text_parts += [f"按类型 / by type: {counts}", f"按渠道 / by channel: {channels}"]
+    text_parts += [f"{words.each('by_type')}: {counts}", f"{words.each('by_channel')}: {channels}"]
     html_parts += [f"<p>{html.escape(text_parts[-2])}<br>{html.escape(text_parts[-1])}</p>"]
     return subject, "\n".join(text_parts) + "\n", "\n".join(html_parts)

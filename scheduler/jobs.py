@@ -78,7 +78,7 @@ async def send_digest(desk: Desk) -> bool:
     if not _is_working_day(desk, today) or now_local.time() < desk.settings.scheduler.digest_time:
         return False
     digest = await build_digest(desk, today)
-    subject, text, html = render_digest(digest)
+    subject, text, html = render_digest(digest, desk.outbox.templates)
     recipients = list(desk.settings.desk.dpo_emails)
     write = partial(
         desk.outbox.enqueue_internal_to_all,

@@ -190,6 +190,18 @@ async def desk(settings: Settings, clock: FrozenClock) -> AsyncIterator[Desk]:
         await built.close()
 
 
+STAFF_PASSWORD = "password-for-tests-1"
+
+
+async def add_staff(desk: Desk, *names: str, disabled: bool = False) -> None:
+    """Console users tickets may be assigned to (a name with "@" is also its email)."""
+    for name in names:
+        email = name if "@" in name else f"{name}@example.com"
+        await desk.staff.add(name, email, "agent", STAFF_PASSWORD)
+        if disabled:
+            await desk.staff.set_disabled(name)
+
+
 # ---- a real IMAP server (Debian's Dovecot) ----------------------------------------------------
 
 IMAP_USER = "privacy@example.com"

@@ -34,7 +34,19 @@ def cli(config: Path, *args: str, code: int = 0) -> Any:
     return result
 
 
+def add_user(config: Path, name: str, *more: str) -> None:
+    """A console user a ticket may be assigned to."""
+    result = runner.invoke(
+        app,
+        ["--config", str(config), "users", "add", name, "--email", f"{name}@example.com",
+         "--role", "agent", *more],
+        input="a long enough password 1\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
 def test_dpo_works_a_ticket_end_to_end(config: Path) -> None:
+    add_user(config, "wang.fang")
     opened = cli(
         config,
         "tickets", "open", "--phone", "138 0013 8000", "--type", "erasure,account_deletion",
@@ -106,6 +118,8 @@ def test_list_filters_and_empty_json(config: Path) -> None:
         (["tickets", "extend", "PRIV-2026-000001", "--until", "2026-03-01", "--reason", "x"],
          1, "must be after 2026-03-09"),
         (["tickets", "open", "--type", "access"], 2, "exactly one of --email or --phone"),
+        (["tickets", "dismiss", "PRIV-2026-000001", "--reason", "spam"], 2, "give --force"),
+        (["tickets", "assign", "PRIV-2026-000001", "wang.fang"], 1, "not a user of the console"),
     ],
 )  # fmt: skip
 def test_refusals_are_one_line(config: Path, args: list[str], code: int, message: str) -> None:
@@ -115,6 +129,25 @@ def test_refusals_are_one_line(config: Path, args: list[str], code: int, message
     assert message in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert "Traceback" not in result.stderr
+
+
+def test_dismissing_a_rights_request_needs_force_or_a_relabel(config: Path) -> None:
+    cli(config, "tickets", "open", "--email", "a@example.com", "--type", "erasure")
+    cli(config, "tickets", "open", "--email", "b@example.com", "--type", "access")
+    refused = cli(config, "tickets", "dismiss", "PRIV-2026-000001", "--reason", "spam", code=2)
+    assert "labelled erasure, a rights request" in refused.stderr
+    assert cli(config, "tickets", "show", "PRIV-2026-000001", "--json")["status"] == "new"
+    forced = cli(config, "tickets", "dismiss", "PRIV-2026-000001", "--reason", "a test mail",
+                 "--force", "--json")  # fmt: skip
+    assert forced["status"] == "dismissed"
+    [event] = cli(config, "tickets", "show", "PRIV-2026-000001", "--json")["events"][-1:]
+    assert event["after"]["despite_types"] == ["erasure"]
+    cli(config, "tickets", "relabel", "PRIV-2026-000002", "--types", "not_rights_request")
+    cli(config, "tickets", "dismiss", "PRIV-2026-000002", "--reason", "a delivery question")
+    add_user(config, "li.na")
+    cli(config, "users", "disable", "li.na")
+    disabled = cli(config, "tickets", "assign", "PRIV-2026-000002", "li.na", code=1)
+    assert "li.na is disabled" in disabled.stderr
 
 
 def _tamper(database_url: str, statement: str) -> None:
@@ -133,6 +166,7 @@ def test_tampering_makes_audit_verify_fail_naming_the_event(
     config: Path, database_url: str
 ) -> None:
     cli(config, "tickets", "open", "--email", "a@example.com", "--type", "access")
+    add_user(config, "li.na")
     cli(config, "tickets", "assign", "PRIV-2026-000001", "li.na")
     _tamper(database_url, "UPDATE event SET action = 'deleted' WHERE seq = 2")
     result = cli(config, "audit", "verify", code=1)

@@ -10,7 +10,7 @@ from rightsdesk.audit import verify_chains
 from rightsdesk.models import Channel, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket
-from tests.conftest import at
+from tests.conftest import add_staff, at
 
 
 def _new(i: int) -> NewTicket:
@@ -37,6 +37,7 @@ async def test_concurrent_opens_get_distinct_sequential_ids(desk: Desk, database
 
 async def test_concurrent_changes_to_one_ticket_keep_one_chain(desk: Desk) -> None:
     ticket = await desk.tickets.open(_new(0))
+    await add_staff(desk, *(f"agent{i}" for i in range(20)))
     await asyncio.gather(
         *(desk.tickets.assign(ticket.public_id, "cli:dpo", f"agent{i}") for i in range(20))
     )

@@ -12,7 +12,7 @@ from rightsdesk.models import ACTIVE_STATUSES, Channel, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.staff import LoginRefused, StaffError
 from rightsdesk.tickets import Contact, NewTicket, TicketConflict, TicketFilter, unchanged_since
-from tests.conftest import at
+from tests.conftest import add_staff, at
 
 
 async def _open(desk: Desk, n: int, **fields: object) -> str:
@@ -27,6 +27,7 @@ async def _open(desk: Desk, n: int, **fields: object) -> str:
 
 async def test_a_stale_version_is_refused_by_the_core(desk: Desk) -> None:
     ticket = await _open(desk, 1)
+    await add_staff(desk, "wang", "li")
     head = (await desk.tickets.get(ticket)).audit_head
     with unchanged_since(ticket, head):
         await desk.tickets.assign(ticket, "a", "wang")  # the version it saw: done
@@ -65,6 +66,7 @@ async def test_active_work_comes_first_and_pages_cross_the_boundary(
 async def test_the_console_filters(desk: Desk) -> None:
     mail = await _open(desk, 1, received_at=at("2026-02-09 10:00"))
     chat = await _open(desk, 2, channel=Channel.TELEGRAM, received_at=at("2026-02-10 09:00"))
+    await add_staff(desk, "wang")
     await desk.tickets.assign(mail, "test", "wang")
 
     async def ids(**fields: object) -> list[str]:

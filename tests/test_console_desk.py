@@ -236,6 +236,68 @@ def test_dismiss_needs_a_reason_and_takes_the_ticket_out_of_triage(
     assert forbidden.status_code == 403
 
 
+def test_a_rights_request_is_dismissed_only_when_the_dpo_confirms_it(
+    server: ConsoleUnderTest,
+) -> None:
+    ticket = server.open_ticket(
+        subject="please delete my data", types=[RequestType.ERASURE],
+        contact=Contact.email("erase-me@example.com"),
+    )  # fmt: skip
+    dora = logged_in(server, "dora")
+    page = dora.get(f"/tickets/{ticket}").text
+    assert 'name="confirm_rights_request"' in page
+    csrf, head = form_tokens(page)
+    form = {"csrf": csrf, "head": head, "reason": "looks like spam"}
+    refused = dora.post(f"/tickets/{ticket}/dismiss", data=form)
+    assert refused.status_code == 400
+    assert "is labelled deletion, which is a rights request, so it was not dismissed" in (
+        refused.text
+    )
+    assert status_of(server, ticket) == TicketStatus.NEW
+    done = dora.post(f"/tickets/{ticket}/dismiss", data={**form, "confirm_rights_request": "yes"})
+    assert done.status_code == 303
+    assert status_of(server, ticket) == TicketStatus.DISMISSED
+    # In bulk: refused per ticket, in the interface's language, unless the box is ticked.
+    tickets = [
+        server.open_ticket(
+            subject=f"BULK RIGHTS {k}",
+            types=[RequestType.ACCESS],
+            contact=Contact.email(f"bulk-rights{k}@example.com"),
+        )
+        for k in range(2)
+    ]
+    page = dora.get("/", params={"q": "BULK RIGHTS"}).text
+    assert 'name="confirm_rights_request"' in page
+    heads = dict(re.findall(r'name="head:(PRIV-[\d-]+)" value="([^"]*)"', page))
+    bulk: dict[str, str | list[str]] = {
+        "csrf": csrf_of(page), "action": "dismiss", "ids": tickets, "reason": "spam",
+        **{f"head:{t}": heads[t] for t in tickets},
+    }  # fmt: skip
+    refused = dora.post("/bulk", data=bulk)
+    assert refused.status_code == 409
+    assert refused.text.count("which is a rights request, so it was not dismissed") == 2
+    assert [status_of(server, t) for t in tickets] == [TicketStatus.NEW] * 2
+    done = dora.post("/bulk", data={**bulk, "confirm_rights_request": "yes"})
+    assert done.status_code == 200
+    assert [status_of(server, t) for t in tickets] == [TicketStatus.DISMISSED] * 2
+
+
+def test_assign_refuses_a_name_nobody_has(server: ConsoleUnderTest) -> None:
+    ticket = server.open_ticket(subject="who works me", contact=Contact.email("who@example.com"))
+    dora = logged_in(server, "dora")
+    csrf, head = form_tokens(dora.get(f"/tickets/{ticket}").text)
+    refused = dora.post(
+        f"/tickets/{ticket}/assign", data={"csrf": csrf, "head": head, "assignee": "wang.fnag"}
+    )
+    assert refused.status_code == 400
+    assert "Nobody named wang.fnag uses the console" in refused.text
+    done = dora.post(
+        f"/tickets/{ticket}/assign", data={"csrf": csrf, "head": head, "assignee": "alan"}
+    )
+    assert done.status_code == 303
+    assert events_of(server, ticket)[-1] == ("console:dora", "assigned")
+
+
 def test_merge_into_the_original_or_take_another_in(server: ConsoleUnderTest) -> None:
     contact = Contact.email("twice@example.com")
     original = server.open_ticket(subject="delete me", contact=contact)
@@ -338,11 +400,20 @@ def test_the_api_dismisses_and_merges(server: ConsoleUnderTest) -> None:
     assert status_of(server, second) == TicketStatus.CLOSED
     refused = client.post(f"/api/v1/tickets/{first}/dismiss", json={}, headers=h)
     assert refused.status_code == 400
+    # An access request: dismissed only with the override (or after a relabel).
+    rights = client.post(f"/api/v1/tickets/{first}/dismiss", json={"reason": "a test"}, headers=h)
+    assert rights.status_code == 400
+    assert rights.json()["error"]["code"] == "rights_request", rights.text
+    assert status_of(server, first) == TicketStatus.NEW
     dismissed = client.post(
-        f"/api/v1/tickets/{first}/dismiss", json={"reason": "a test"}, headers=h
+        f"/api/v1/tickets/{first}/dismiss",
+        json={"reason": "a test", "confirm_rights_request": True},
+        headers=h,
     )
     assert dismissed.status_code == 200
     assert dismissed.json()["status"] == "dismissed"
+    nobody = client.post(f"/api/v1/tickets/{first}/assign", json={"assignee": "zed"}, headers=h)
+    assert (nobody.status_code, nobody.json()["error"]["code"]) == (400, "unknown_assignee")
     spec = client.get("/api/v1/openapi.json").json()
     action = spec["paths"]["/tickets/{public_id}/{action}"]["post"]["parameters"][1]
     assert {"dismiss", "merge"} <= set(action["schema"]["enum"])

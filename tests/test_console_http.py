@@ -800,6 +800,16 @@ def test_attachments_are_listed_and_only_ever_downloaded(server: ConsoleUnderTes
                 content=payload,
             )
             session.add(row)
+            # Over the kept-size limit: only its name, type, size and hash were kept.
+            too_large = StoredAttachment(
+                message_id=message.id or 0,
+                filename="video.mp4",
+                content_type="video/mp4",
+                size=40 * 1024 * 1024,
+                sha256="0" * 64,
+                content=None,
+            )
+            session.add(too_large)
             await session.flush()
             return row.id or 0
 
@@ -808,6 +818,10 @@ def test_attachments_are_listed_and_only_ever_downloaded(server: ConsoleUnderTes
     page = dora.get(f"/tickets/{ticket}").text
     assert f'href="/attachments/{attachment_id}"' in page
     assert "身份证 scan.html" in page
+    assert f'href="/attachments/{attachment_id + 1}"' not in page  # nothing to download
+    assert re.search(
+        r"video\.mp4 <span[^>]*>video/mp4, 41943040 B</span> <span class=\"tag\">not kept", page
+    )
     download = dora.get(f"/attachments/{attachment_id}")
     assert download.status_code == 200
     assert download.content == payload
@@ -816,7 +830,10 @@ def test_attachments_are_listed_and_only_ever_downloaded(server: ConsoleUnderTes
     assert dora.get("/attachments/999999").status_code == 404
     assert server.client().get(f"/attachments/{attachment_id}").status_code == 303
     names = zipfile.ZipFile(io.BytesIO(dora.get(f"/tickets/{ticket}/evidence.zip").content))
-    assert any(n.startswith("attachments/") for n in names.namelist())
+    # One rule for every file name we write (filenames.safe_name): the pack keeps the name
+    # as the page shows it.
+    [entry] = [n for n in names.namelist() if n.startswith("attachments/")]
+    assert entry.endswith(f"-{attachment_id}-身份证 scan.html"), entry
 
 
 def test_reply_with_an_attachment_and_an_internal_note(server: ConsoleUnderTest) -> None:

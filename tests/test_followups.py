@@ -20,6 +20,7 @@ from rightsdesk.pipeline import IntakeWorker
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketFilter
 from rightsdesk.views import ticket_detail
+from tests.conftest import add_staff
 from tests.conftest import mail as plain_mail
 from tests.test_verification_flow import (
     OWNER,
@@ -76,6 +77,7 @@ async def test_a_reply_on_a_resolved_ticket_is_unread_and_the_assignee_is_mailed
     desk = complaint.desk
     await complaint.send(request(body="我要投诉你们的客服。"))
     public_id = await only_ticket(desk)
+    await add_staff(desk, "wang.fang@example.com")
     await desk.tickets.assign(public_id, DPO, "wang.fang@example.com")
     await desk.tickets.resolve(public_id, DPO, "apologised and fixed")
     await desk.sender.send_due()
@@ -210,6 +212,7 @@ async def test_a_wrong_code_gets_an_answer_that_reveals_nothing(erasure: World) 
 async def test_a_code_the_desk_answered_leaves_the_ticket_read(erasure: World) -> None:
     await erasure.send(request())
     public_id = await only_ticket(erasure.desk)
+    await add_staff(erasure.desk, "wang.fang")
     await erasure.desk.tickets.assign(public_id, DPO, "wang.fang")  # a person acted: read
     assert (await erasure.desk.tickets.get(public_id)).unread is False
     [code_mail] = erasure.relay.mails("verification_code")

@@ -507,7 +507,10 @@ async def test_owners_are_reminded_on_working_days_and_the_digest_shows_open_tas
     digest = await build_digest(fdesk, day)
     assert digest.counts["fulfilment"] == 1
     assert [line.ticket_id for line in digest.sections["fulfilment"]] == [tid]
-    assert "Fulfilment: tasks open or systems failed (1)" in render_digest(digest)[1]
+    assert (
+        "Fulfilment: tasks open or systems failed (1)"
+        in render_digest(digest, fdesk.outbox.templates)[1]
+    )
     results = await run_due_jobs(fdesk)
     assert results["fulfilment_retry"] == []
     assert results["fulfilment_reminders"] == []

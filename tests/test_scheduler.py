@@ -14,7 +14,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, OutboxEntry, RequestType, SentNotice
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket
-from scheduler.digest import build_digest
+from scheduler.digest import build_digest, calendar_warning
 from scheduler.jobs import (
     close_finished,
     purge_closed,
@@ -24,7 +24,7 @@ from scheduler.jobs import (
     send_digest,
     send_unassigned_alerts,
 )
-from tests.conftest import at
+from tests.conftest import add_staff, at
 
 D = dt.date.fromisoformat
 
@@ -85,6 +85,7 @@ async def test_a_digest_missed_at_nine_goes_out_when_the_service_is_back(
 async def test_digest_lists_what_the_dpo_must_see(desk: Desk, clock: FrozenClock) -> None:
     overdue = await open_ticket(desk, "2026-02-10 10:00")
     soon = await open_ticket(desk, "2026-02-24 10:00", email="b@example.com")
+    await add_staff(desk, "li.na@example.com")
     await desk.tickets.assign(soon, "cli:dpo", "li.na@example.com")
     clock.set(at("2026-03-10 09:30"))
     digest = await build_digest(desk, D("2026-03-10"))
@@ -93,7 +94,7 @@ async def test_digest_lists_what_the_dpo_must_see(desk: Desk, clock: FrozenClock
     assert sections["due_soon"] == [soon]  # due 2026-03-16, 4 working days away
     assert sections["unassigned"] == [overdue]
     assert digest.by_type == {"access": 2}
-    assert digest.calendar_warning is None
+    assert digest.provisional_year is None
 
 
 async def test_deadline_notices_through_spring_festival(desk: Desk, clock: FrozenClock) -> None:
@@ -135,6 +136,7 @@ async def test_reminders_go_to_the_assignee_and_escalations_further(
     desk = Desk.build(settings, clock)
     try:
         ticket = await open_ticket(desk, "2026-02-10 10:00", types=["erasure"])
+        await add_staff(desk, "li.na@example.com")
         await desk.tickets.assign(ticket, "cli:dpo", "li.na@example.com")
         clock.set(at("2026-03-02 10:00"))
         await send_deadline_notices(desk)
@@ -152,6 +154,7 @@ async def test_unassigned_alerts_on_day_one_then_every_five_working_days(
     desk: Desk, clock: FrozenClock
 ) -> None:
     ticket = await open_ticket(desk, "2026-02-10 10:00")
+    await add_staff(desk, "wang.fang")
     alerted = []
     for day in days("2026-02-10", "2026-03-04"):
         clock.set(at(f"{day} 10:00"))
@@ -221,18 +224,21 @@ async def test_from_december_the_digest_warns_of_unknown_holidays(
 ) -> None:
     ticket = await open_ticket(desk, "2026-12-20 10:00")  # due in 2027: provisional
     digest = await build_digest(desk, D("2026-12-21"))
-    assert digest.calendar_warning is not None
-    assert ticket in digest.calendar_warning
-    assert "2027" in digest.calendar_warning
+    warning = calendar_warning(digest, desk.outbox.templates)
+    assert warning is not None
+    assert ticket in warning
+    assert "2027" in warning
     november = await build_digest(desk, D("2026-11-30"))
-    assert november.calendar_warning is None
+    assert calendar_warning(november, desk.outbox.templates) is None
 
 
 async def test_a_december_digest_with_no_provisional_deadline_warns_of_nothing(
     desk: Desk, clock: FrozenClock
 ) -> None:
     digest = await build_digest(desk, D("2026-12-21"))
-    assert digest.calendar_warning is None  # it said "these deadlines are provisional: -"
+    assert (
+        calendar_warning(digest, desk.outbox.templates) is None
+    )  # it said "these deadlines are provisional: -"
 
 
 async def test_retention_also_purges_messages_that_belong_to_no_ticket(

@@ -211,7 +211,8 @@ async def test_a_failing_task_is_logged_restarted_and_shown(
         table = await asyncio.to_thread(runner.invoke, app, ["--config", str(config), "status"])
         assert "spooler" in table.stdout
         assert "failing" in table.stdout
-        _, text, html = render_digest(await build_digest(desk, desk.tickets.today()))
+        built = await build_digest(desk, desk.tickets.today())
+        _, text, html = render_digest(built, desk.outbox.templates)
         assert "Service problems" in text
         assert "spooler: failing" in text
         assert "spooler: failing" in html

@@ -14,14 +14,16 @@ from rightsdesk.models import Channel, RequestType, Ticket, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import (
     Contact,
+    DismissingRightsRequest,
     IllegalTransition,
     NewTicket,
     TicketError,
     TicketFilter,
     TicketNotFound,
     TicketService,
+    UnknownAssignee,
 )
-from tests.conftest import at
+from tests.conftest import add_staff, at
 
 D = dt.date.fromisoformat
 ACTOR = "cli:dpo"
@@ -78,6 +80,7 @@ async def test_same_address_is_one_requester(desk: Desk) -> None:
 
 
 async def test_full_lifecycle_is_audited(desk: Desk, clock: FrozenClock) -> None:
+    await add_staff(desk, "wang.fang")
     t = (await desk.tickets.open(request())).public_id
     await desk.tickets.request_verification(t, "system")
     await desk.tickets.mark_verified(t, "system", note="DKIM-aligned mail from registered address")
@@ -257,6 +260,7 @@ async def test_find_filters(desk: Desk, clock: FrozenClock) -> None:
     ).public_id
     done = (await desk.tickets.open(request("2026-02-10 11:00", email="c@example.com"))).public_id
     await desk.tickets.deny(done, ACTOR, "not the account holder")
+    await add_staff(desk, "li.na")
     await desk.tickets.assign(erasure, ACTOR, "li.na")
 
     async def ids(**filters: object) -> list[str]:
@@ -315,3 +319,41 @@ async def test_listing_view_has_the_fields_the_dpo_needs(desk: Desk) -> None:
         "provisional",
         "needs_review",
     } <= _summary_fields(ticket)
+
+
+async def test_a_rights_request_is_dismissed_only_relabelled_or_with_the_override(
+    desk: Desk,
+) -> None:
+    erasure = (await desk.tickets.open(request(types=[RequestType.ERASURE]))).public_id
+    with pytest.raises(DismissingRightsRequest) as refused:
+        await desk.tickets.dismiss(erasure, ACTOR, "looks like spam")
+    assert refused.value.types == ["erasure"]
+    assert (await desk.tickets.get(erasure)).status == TicketStatus.NEW
+    forced = await desk.tickets.dismiss(erasure, ACTOR, "a test mail", despite_types=True)
+    assert forced.status == TicketStatus.DISMISSED
+    event = (await desk.tickets.detail(erasure)).events[-1]
+    assert (event.action, event.after["despite_types"]) == ("dismissed", ["erasure"])
+    # Relabelled first: dismissed without any override, and the event says none was used.
+    other = (await desk.tickets.open(request(email="b@example.com"))).public_id
+    await desk.tickets.relabel(other, ACTOR, [RequestType.NOT_RIGHTS_REQUEST])
+    await desk.tickets.dismiss(other, ACTOR, "a delivery question")
+    event = (await desk.tickets.detail(other)).events[-1]
+    assert event.action == "dismissed"
+    assert "despite_types" not in event.after
+
+
+async def test_assign_takes_only_an_enabled_console_user(desk: Desk) -> None:
+    await add_staff(desk, "wang.fang")
+    await add_staff(desk, "gone", disabled=True)
+    t = (await desk.tickets.open(request())).public_id
+    with pytest.raises(UnknownAssignee, match="nobody is not a user of the console"):
+        await desk.tickets.assign(t, ACTOR, "nobody")
+    with pytest.raises(UnknownAssignee, match="gone is disabled"):
+        await desk.tickets.assign(t, ACTOR, "gone")
+    assert (await desk.tickets.get(t)).assignee is None
+    assert [e.action for e in (await desk.tickets.detail(t)).events] == ["opened"]
+    assert (await desk.tickets.assign(t, ACTOR, "wang.fang")).assignee == "wang.fang"
+    # By the email too (kept as given: reminders go to an address).
+    by_mail = await desk.tickets.assign(t, ACTOR, "Wang.Fang@example.com")
+    assert by_mail.assignee == "Wang.Fang@example.com"
+    assert (await desk.tickets.assign(t, ACTOR, None)).assignee is None

@@ -140,13 +140,13 @@ def digest(
     as_json: JsonFlag = False,
 ) -> None:
     """The DPO's digest as it would be sent today (the scheduler sends it on working days)."""
-    from scheduler.digest import build_digest, render_digest
+    from scheduler.digest import build_digest, calendar_warning, render_digest
 
     async def work(desk: Desk) -> Any:
         today = desk.tickets.today()
-        return await build_digest(desk, today)
+        return await build_digest(desk, today), desk.outbox.templates
 
-    built = with_desk(work)
+    built, templates = with_desk(work)
     if as_json:
         print_json(
             {
@@ -156,13 +156,13 @@ def digest(
                 },
                 "by_type": dict(built.by_type),
                 "by_channel": dict(built.by_channel),
-                "calendar_warning": built.calendar_warning,
+                "calendar_warning": calendar_warning(built, templates),
             }
         )
         return
     if not print_:
         fail("the scheduler sends the digest; use --print to see it here", 2)
-    _, text, _ = render_digest(built)
+    _, text, _ = render_digest(built, templates)
     out.print(shown(text, multiline=True), highlight=False)
 
 

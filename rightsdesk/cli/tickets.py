@@ -29,7 +29,7 @@ from rightsdesk.cli.common import (
 from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, Ticket, TicketStatus
 from rightsdesk.service import Desk
-from rightsdesk.tickets import Contact, NewTicket, TicketFilter
+from rightsdesk.tickets import Contact, DismissingRightsRequest, NewTicket, TicketFilter
 from rightsdesk.views import printable, search_view, ticket_detail, ticket_summary
 
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
@@ -285,9 +285,10 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         out.print(shown(message["text"] or "(no text)", multiline=True), highlight=False)
         for attachment in message["attachments"]:
             name = shown(attachment["filename"] or "(no name)")
+            missing = "" if attachment["kept"] else " NOT KEPT: only its name, type, size and hash"
             out.print(
                 f"  attachment #{attachment['id']}: {name} "
-                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes)",
+                f"({shown(attachment['content_type'])}, {attachment['size']:,} bytes){missing}",
                 highlight=False,
             )
     table = Table("#", "at", "actor", "action", "change", title="audit trail")
@@ -514,11 +515,30 @@ def tickets_extend(
 def tickets_dismiss(
     ticket_id: TicketId,
     reason: Annotated[str, typer.Option(help="Why it needs nothing (kept on the ticket).")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Dismiss even though it is labelled a rights request (recorded in the audit).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Close a ticket that is not a rights request (a product question, spam) in one step.
-    It leaves the triage queue; the requester is not written to again."""
-    _change(lambda d: d.tickets.dismiss(ticket_id, state.actor, reason), as_json, "dismissed")
+    It leaves the triage queue; the requester is not written to again. A ticket labelled
+    with a rights type is refused (exit 2): relabel it not_rights_request, or give --force."""
+
+    async def dismiss(desk: Desk) -> Ticket:
+        try:
+            return await desk.tickets.dismiss(ticket_id, state.actor, reason, despite_types=force)
+        except DismissingRightsRequest as exc:
+            fail(
+                f"{exc.public_id} is labelled {', '.join(exc.types)}, a rights request: not "
+                "dismissed; relabel it not_rights_request first, or give --force",
+                2,
+            )
+
+    _change(dismiss, as_json, "dismissed")
 
 
 @tickets_app.command("merge")

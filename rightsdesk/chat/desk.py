@@ -1,47 +1,23 @@
-"""Conversations with the in-app support bot: the desk's side of a chat.
-
-The bot (bot/) stores every update raw in the Inbox before anything else, then calls one
-method of `ChatDesk` per update. Each call is one transaction that claims the stored update
-(an update replayed after a crash is handled once), moves the conversation on, opens or
-changes tickets, and queues the replies in the outbox; the bot's sender sends them after the
-commit. The conversation lives in `chatconversation`, so a restart resumes where the user was.
-
-    idle ── text ──> classified ── not sure ──────────────> triage ticket ("a person reads it")
-      │                  ├── not about personal information ──> pointed to support, no ticket
-      │                  └── types found ──> confirming (buttons: the types, "something else")
-      │                                          │ a button
-      │                                          v
-      │      ticket opened ── none: open │ manual: documents │ linked: verified │ identity
-      │                                                                            │ account named
-      │                                                                            v
-      │                                                    code (sent to the registered email)
-      └── text while a ticket is active: joins that ticket (/new starts another request)
-"""
+"""`ChatDesk`: one method per kind of update (a command, free text, a button, a document), each
+one transaction, and the steps of a request (understand, confirm, open, verify, cancel)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlmodel
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel import col, select
 
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
-from rightsdesk.followups import FollowUps, worth_reading
+from rightsdesk.chat.conversation import Conversations, Turn, latest_active, tickets_of
+from rightsdesk.chat.updates import ACTOR, ChatDocument, ChatUpdate
+from rightsdesk.followups import worth_reading
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.languages import LANGS, normalise, written_in
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Channel,
-    ChatConversation,
     ContactKind,
     Message,
     OutboxEntry,
@@ -52,90 +28,13 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
-from rightsdesk.notices import DpoAlerts
-from rightsdesk.outbound import Outbox
-from rightsdesk.pipeline import ClassifiesOffLoop
-from rightsdesk.tickets import Contact, NewTicket, TicketError, TicketService, says_cancel
-from rightsdesk.verification import Verifier, find_code
+from rightsdesk.tickets import Contact, NewTicket, TicketError, says_cancel
+from rightsdesk.verification import find_code
 
 log = logging.getLogger("rightsdesk.chat")
 
-ACTOR = "system:chat"
 
-# Everything the bot says is in the template tree: blocks of chat.<lang>.j2, names of types and
-# statuses in names.<lang>.j2 (rightsdesk.outbound.Templates.say / .name / .type_names).
-
-
-@dataclass(frozen=True)
-class ChatUpdate:
-    """One update from the chat, as the bot received (and stored) it."""
-
-    key: str  # the stored update's dedupe key (see `update_key`)
-    chat_id: str
-    user_name: str | None = None
-    language_code: str | None = None  # the user's client language
-
-
-@dataclass(frozen=True)
-class ChatDocument:
-    file_id: str
-    filename: str | None
-    content_type: str
-    size: int | None  # as Telegram announces it; checked again after download
-
-
-def update_key(bot_id: int | str, update_id: int) -> str:
-    """What makes a chat update the same update: the bot and Telegram's update id."""
-    return f"telegram:{bot_id}:{update_id}"
-
-
-def language_of(language_code: str | None) -> str:
-    """The chat's first language, from the user's client: zh-TW, zh-HK, zh-Hant are traditional;
-    anything not Chinese is English; none at all is simplified Chinese."""
-    if not language_code:
-        return "zh"
-    return normalise(language_code) or "en"
-
-
-@dataclass
-class _Turn:
-    """One update being handled: its stored row and the conversation it moves on."""
-
-    session: AsyncSession
-    update: ChatUpdate
-    row: Message
-    conversation: ChatConversation
-    sent: list[int] = field(default_factory=list)  # message rows this turn queued
-
-    @property
-    def lang(self) -> str:
-        return self.conversation.language
-
-
-class ChatDesk:
-    def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        verifier: Verifier,
-        outbox: Outbox,
-        classifier: ClassifiesOffLoop,
-        alerts: DpoAlerts,
-        followups: FollowUps | None = None,
-    ) -> None:
-        self.settings = settings
-        self.chat = settings.telegram
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.verifier = verifier
-        self.outbox = outbox
-        self.classifier = classifier
-        self.alerts = alerts
-        self.followups = followups
-
+class ChatDesk(Conversations):
     # ---- commands --------------------------------------------------------------------------
 
     async def start(self, update: ChatUpdate) -> None:
@@ -180,7 +79,7 @@ class ChatDesk:
             if (turn := await self._turn(session, update, "/status")) is None:
                 return
             found = await session.exec(
-                _tickets_of(update.chat_id).order_by(col(Ticket.id).desc()).limit(10)
+                tickets_of(update.chat_id).order_by(col(Ticket.id).desc()).limit(10)
             )
             tickets = list(found.all())
             if not tickets:
@@ -209,7 +108,7 @@ class ChatDesk:
                 if turn.conversation.state == "confirming":
                     await self._forget(turn)
                     return
-                latest = await _latest_active(turn.session, turn.update.chat_id)
+                latest = await latest_active(turn.session, turn.update.chat_id)
                 example = latest.public_id if latest else "PRIV-2026-000001"
                 await self._say(turn, "cancel_usage", example=example)
                 return
@@ -273,7 +172,7 @@ class ChatDesk:
                 await self._say(turn, "ask_documents", ticket=ticket, mb=self._document_mb())
                 return
             if conversation.state != "confirming" and not conversation.pending.get("new"):
-                active = await _latest_active(turn.session, turn.update.chat_id)
+                active = await latest_active(turn.session, turn.update.chat_id)
                 if active is not None:
                     await self.tickets.attach_message(session, active.public_id, turn.row, ACTOR)
                     if self.followups is not None:  # a new ask is suggested, the DPO told
@@ -374,12 +273,12 @@ class ChatDesk:
     async def _documents_ticket(self, chat_id: str) -> int | None:
         """The chat's active ticket that waits for documents, if any."""
         async with self.db.reading() as session:
-            ticket = await _latest_active(session, chat_id, verification="manual")
+            ticket = await latest_active(session, chat_id, verification="manual")
             return ticket.id if ticket is not None else None
 
     # ---- the steps -------------------------------------------------------------------------
 
-    async def _read_follow_up(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+    async def _read_follow_up(self, turn: Turn, ticket: Ticket, said: str) -> None:
         assert self.followups is not None
         # In the turn's transaction, as the chat's other classification (_understand) is: the
         # input is bounded (rightsdesk.classifying) and runs off the loop.
@@ -387,7 +286,7 @@ class ChatDesk:
         found = await self.classifier.classify("", worth) if worth else None
         await self.followups.read(turn.session, ticket, turn.row, found)
 
-    async def _understand(self, turn: _Turn, text: str) -> None:
+    async def _understand(self, turn: Turn, text: str) -> None:
         found = await self.classifier.classify("", text)
         written = written_in(found.language, text)
         if written in ("zh", "zh-Hant") and turn.lang in ("zh", "zh-Hant"):
@@ -429,7 +328,7 @@ class ChatDesk:
         # The question goes on the ticket the answer opens.
         self._move(turn, "confirming", pending={**pending, "question": turn.sent[-1]})
 
-    async def _open(self, turn: _Turn, types: Sequence[RequestType], triage: bool = False) -> None:
+    async def _open(self, turn: Turn, types: Sequence[RequestType], triage: bool = False) -> None:
         """Open the ticket for the pending message; `types` empty means "something else"."""
         session = turn.session
         conversation = turn.conversation
@@ -500,7 +399,7 @@ class ChatDesk:
                 lines.append(self._words(turn, "linked"))
         await self._send(turn, "\n".join(lines), kind="chat_opened", ticket=ticket)
 
-    async def _send_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+    async def _send_code(self, turn: Turn, ticket: Ticket, said: str) -> None:
         try:
             await self.verifier.send_code_to_account(turn.session, ticket, said, turn.lang)
         except TicketError:
@@ -512,7 +411,7 @@ class ChatDesk:
         self._move(turn, "code")
         await self._say(turn, "code_sent", ticket=ticket)
 
-    async def _check_code(self, turn: _Turn, ticket: Ticket, said: str) -> None:
+    async def _check_code(self, turn: Turn, ticket: Ticket, said: str) -> None:
         if find_code(said) is None:
             if any(found.label == "EMAIL" for found in find_identifiers(said)):
                 await self._send_code(turn, ticket, said)  # another address: a new code there
@@ -549,7 +448,7 @@ class ChatDesk:
         else:
             await self._say(turn, "wrong_code", ticket=ticket, left=left)
 
-    async def _cancel_in_progress(self, turn: _Turn) -> None:
+    async def _cancel_in_progress(self, turn: Turn) -> None:
         """ "cancel" typed in the middle of something: drop the question, or withdraw the
         request being verified."""
         ticket = await self._current_ticket(turn)
@@ -558,7 +457,7 @@ class ChatDesk:
             return
         await self._cancel_ticket(turn, ticket.public_id)
 
-    async def _cancel_ticket(self, turn: _Turn, public_id: str) -> None:
+    async def _cancel_ticket(self, turn: Turn, public_id: str) -> None:
         ticket = await self.tickets.find_in(turn.session, public_id)
         if (
             ticket is None
@@ -582,173 +481,6 @@ class ChatDesk:
         if turn.conversation.ticket_id == ticket.id:
             self._move(turn, "idle")
 
-    async def _forget(self, turn: _Turn) -> None:
+    async def _forget(self, turn: Turn) -> None:
         self._move(turn, "idle")
         await self._say(turn, "forgotten")
-
-    # ---- plumbing --------------------------------------------------------------------------
-
-    async def _turn(self, session: AsyncSession, update: ChatUpdate, text: str) -> _Turn | None:
-        """Claim the stored update and the chat's conversation. None: handled already (a
-        replay), or the chat is over its rate limit (stored, not answered)."""
-        row = (
-            await session.exec(
-                select(Message)
-                .where(Message.dedupe_key == update.key)
-                .where(Message.parse_status == "stored")
-                .with_for_update(skip_locked=True)
-            )
-        ).first()
-        if row is None:
-            return None
-        now = self.clock.now()
-        row.sender = update.chat_id
-        row.text = row.new_text = text[:20000]
-        row.parse_status = "parsed"
-        row.processed_at = now
-        row.details = {"sender_name": update.user_name}
-        session.add(row)
-        conversation = await self._conversation(session, update)
-        turn = _Turn(session, update, row, conversation)
-        recent = (
-            await session.exec(
-                select(func.count(col(Message.id)))
-                .where(Message.sender == update.chat_id)
-                .where(Message.channel == Channel.TELEGRAM)
-                .where(Message.direction == "in")
-                .where(col(Message.received_at) >= now - dt.timedelta(minutes=1))
-                .where(col(Message.id) != row.id)
-            )
-        ).one()
-        limit = self.chat.messages_per_minute
-        if recent >= limit:
-            row.parse_status = "ignored"
-            row.details = {**row.details, "rate_limited": True}
-            if recent == limit:  # one warning per burst, not one per message
-                await self._say(turn, "slow_down")
-            log.info("chat message %s over the rate limit: stored, not handled", row.id)
-            return None
-        return turn
-
-    async def _conversation(self, session: AsyncSession, update: ChatUpdate) -> ChatConversation:
-        query = (
-            select(ChatConversation)
-            .where(ChatConversation.channel == Channel.TELEGRAM)
-            .where(ChatConversation.chat_id == update.chat_id)
-            .with_for_update()
-        )
-        found = (await session.exec(query)).first()
-        if found is not None:
-            return found
-        try:
-            async with session.begin_nested():  # two first updates of one chat may race
-                created = ChatConversation(
-                    chat_id=update.chat_id,
-                    language=language_of(update.language_code),
-                    created_at=self.clock.now(),
-                    updated_at=self.clock.now(),
-                )
-                session.add(created)
-                await session.flush()
-        except IntegrityError:
-            return (await session.exec(query)).one()
-        return created
-
-    async def _current_ticket(self, turn: _Turn) -> Ticket | None:
-        """The ticket the conversation is working on, while it still waits for this chat."""
-        conversation = turn.conversation
-        if conversation.ticket_id is None:
-            return None
-        ticket = await turn.session.get(Ticket, conversation.ticket_id)
-        if ticket is None or ticket.status != TicketStatus.AWAITING_VERIFICATION:
-            if conversation.state in ("identity", "code", "documents"):
-                self._move(turn, "idle")  # verified by mail, or by the DPO, meanwhile
-            return None
-        return ticket
-
-    async def _waiting_for_account(self, turn: _Turn) -> Ticket | None:
-        """A ticket of this chat that needs to know which account it is about, asked for
-        outside the conversation (the DPO relabelled it): the next text answers that."""
-        ticket = await _latest_active(turn.session, turn.update.chat_id)
-        if ticket is None or ticket.verification != "identity":
-            return None
-        turn.conversation.ticket_id = ticket.id
-        self._move(turn, "identity")
-        return ticket
-
-    def _move(self, turn: _Turn, state: str, pending: dict[str, Any] | None = None) -> None:
-        conversation = turn.conversation
-        conversation.state = state
-        conversation.pending = pending or {}
-        conversation.updated_at = self.clock.now()
-        turn.session.add(conversation)
-
-    def _document_mb(self) -> str:
-        return f"{self.chat.max_document_bytes / (1024 * 1024):g}"
-
-    async def _say(
-        self,
-        turn: _Turn,
-        what: str,
-        *,
-        ticket: Ticket | None = None,
-        buttons: list[list[tuple[str, str]]] | None = None,
-        **values: Any,
-    ) -> None:
-        if ticket is not None:
-            values.setdefault("ticket_id", ticket.public_id)
-        text = self._words(turn, what, **values)
-        await self._send(turn, text, kind=f"chat_{what}", ticket=ticket, buttons=buttons)
-
-    def _words(self, turn: _Turn, what: str, **values: Any) -> str:
-        return self.outbox.templates.say(what, turn.lang, **values)
-
-    def _type_name(self, turn: _Turn, type_: str) -> str:
-        return self.outbox.templates.name("type", type_, turn.lang)
-
-    async def _greet(self, turn: _Turn) -> None:
-        """Chinese (in the chat's script), then English: the user may not have chosen yet."""
-        url = self.chat.privacy_policy_url
-        chinese = turn.lang if turn.lang != "en" else "zh"
-        parts = [
-            self.outbox.templates.say("greeting", lang, policy_url=url) for lang in (chinese, "en")
-        ]
-        await self._send(turn, "\n\n".join(parts), kind="chat_greeting")
-
-    async def _send(
-        self,
-        turn: _Turn,
-        text: str,
-        *,
-        kind: str,
-        ticket: Ticket | None = None,
-        buttons: list[list[tuple[str, str]]] | None = None,
-    ) -> None:
-        entry = await self.outbox.enqueue_chat(
-            turn.session,
-            chat_id=turn.update.chat_id,
-            text=text,
-            kind=kind,
-            ticket_id=ticket.id if ticket is not None else turn.row.ticket_id,
-            buttons=buttons,
-        )
-        turn.sent.append(entry.message_id)
-
-
-def _tickets_of(chat_id: str) -> SelectOfScalar[Ticket]:
-    """This chat's own tickets: every ticket query of a chat starts here."""
-    return (
-        select(Ticket)
-        .where(Ticket.contact_kind == ContactKind.TELEGRAM)
-        .where(Ticket.contact_value == chat_id)
-    )
-
-
-async def _latest_active(
-    session: AsyncSession, chat_id: str, *, verification: str | None = None
-) -> Ticket | None:
-    """The chat's newest ticket still owed an answer (and waiting for `verification`)."""
-    query = _tickets_of(chat_id).where(col(Ticket.status).in_([s.value for s in ACTIVE_STATUSES]))
-    if verification is not None:
-        query = query.where(Ticket.verification == verification)
-    return (await session.exec(query.order_by(col(Ticket.id).desc()).limit(1))).first()
