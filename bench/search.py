@@ -70,7 +70,7 @@ async def main() -> None:
         if scratch.fresh:
             await pg_fixture.load(scratch, total)
         elif (loaded := await pg_fixture.loaded_tickets(scratch)) != total:
-            raise SystemExit(f"{scratch.name} holds {loaded:,} tickets: run with --tickets {loaded}")
+            raise SystemExit(f"{scratch.name} holds {loaded:,} tickets: --tickets {loaded}")
         search = desk.search.search
 
         async def trivial(_: int) -> int:
