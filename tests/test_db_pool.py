@@ -8,8 +8,9 @@ import asyncio
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
 
 from rightsdesk import db as db_module
 from rightsdesk.config import DatabaseSettings
@@ -19,7 +20,7 @@ from tests.conftest import PG_DSN
 
 async def _backend(database: Database) -> int:
     async with database.reading() as session:
-        return int((await session.exec(text("SELECT pg_backend_pid()"))).one()[0])
+        return int((await session.exec(select(func.pg_backend_pid()))).one())
 
 
 async def _terminate(pid: int) -> None:
