@@ -175,9 +175,14 @@ async def main() -> None:
         if args.no_search:
             routes = {k: v for k, v in routes.items() if not k.startswith("search")}
         before = os.getloadavg()
+        started = time.perf_counter()
         timings = await hammer(base, routes, args.clients, args.requests)
+        elapsed = time.perf_counter() - started
         after = os.getloadavg()
-        print(f"load average (1, 5, 15 min) before {before}, after {after}")
+        served = sum(len(v) for v in timings.values())
+        print(f"load average (1, 5, 15 min) before {before[0]:.1f} {before[1]:.1f} "
+              f"{before[2]:.1f}, after {after[0]:.1f} {after[1]:.1f} {after[2]:.1f}; "
+              f"{served / elapsed:.1f} requests/s")  # fmt: skip
         trivial = percentile(timings["trivial (/healthz)"], 0.95)
         print(f"{args.tickets:,} tickets, {args.clients} concurrent clients, PostgreSQL")
         for name, values in timings.items():
