@@ -69,7 +69,7 @@ async def main() -> None:
         await desk.db.migrate()
         if scratch.fresh:
             await pg_fixture.load(scratch, total)
-        elif (loaded := await pg_fixture.loaded_tickets(scratch)) != total:
+        elif (loaded := await pg_fixture.loaded_tickets(scratch)) < total:
             raise SystemExit(f"{scratch.name} holds {loaded:,} tickets: --tickets {loaded}")
         search = desk.search.search
 
