@@ -1,26 +1,23 @@
 """Benchmark: the console's pages over a large desk on PostgreSQL, with concurrent clients.
 
     .venv/bin/python bench/console.py [--tickets 1000000] [--clients 20] [--requests 30]
-                                      [--database NAME [--keep]]
+                                      [--keep | --reuse DATABASE]
 
-Fills a scratch database inside PostgreSQL with generate_series (one requester, contact,
-ticket, type and inbound message per ticket; 3 % active with due dates around today, the rest
-long closed; a tenth with a phone; texts drawn from Chinese and English sentences), builds the
-search's trigram indexes after the load, ANALYZEs, starts `rightsdesk run` on it as its own
-process (console only), logs in, then has N concurrent clients fetch each route in turn and
-prints p50/p95 per route, beside /healthz (a route that touches no database or template) in
-the same run. Target: p95 under 150 ms for each page and within 5x of the trivial route.
+Creates a scratch database and fills it (bench/pg_fixture.py: generate_series inside
+PostgreSQL, the search's trigram indexes built after the load), starts `rightsdesk run` on it
+as its own process (console only), logs in, then has N concurrent clients fetch each route in
+turn and prints p50/p95 per route, beside /healthz (a route that touches no database or
+template) in the same run, with the host's load average before and after. Target: p95 under
+150 ms for each page and within 5x of the trivial route.
 
-With `--database NAME` the database is kept (`--keep` implied) and reused by the next run with
-the same name and ticket count: loading and indexing 1,000,000 tickets takes minutes. Each run
-migrates it first, so a new migration's indexes are built on the loaded rows.
+`--keep` leaves the database for `--reuse NAME` (loading and indexing 1,000,000 tickets takes
+minutes); each run migrates it first, so a new migration's indexes are built on the loaded rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
 import re
 import statistics
@@ -28,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -37,111 +33,12 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)  # run as a script, this folder would hide the intake package
 
-from bench.search import SENTENCES, _migration_statements  # noqa: E402
+from bench import pg_fixture  # noqa: E402
 from rightsdesk.clock import FrozenClock  # noqa: E402
 from rightsdesk.config import Settings  # noqa: E402
 from rightsdesk.models import Channel, RequestType  # noqa: E402
 from rightsdesk.service import Desk  # noqa: E402
 from rightsdesk.tickets import Contact, NewTicket  # noqa: E402
-
-TYPES = ["access", "erasure", "account_deletion", "rectification", "inquiry", "complaint"]
-ACTIVE = ["new", "awaiting_verification", "open", "in_progress"]
-
-
-async def load(dsn: str, database: str, total: int, now: dt.datetime) -> None:
-    """The desk, filled inside PostgreSQL. `h(k)` is a per-ticket hash in 0..999 (salted by
-    k), so every run builds the same desk."""
-    create, drop = _migration_statements()
-    conn = await asyncpg.connect(f"{dsn}/{database}")
-    quoted = ("'" + s.replace("'", "''") + "'" for s in SENTENCES)
-    sentences = "ARRAY[" + ", ".join(quoted) + "]"
-    n = len(SENTENCES)
-    types = "ARRAY[" + ", ".join(f"'{t}'" for t in TYPES) + "]"
-    active = "ARRAY[" + ", ".join(f"'{s}'" for s in ACTIVE) + "]"
-
-    def h(k: int) -> str:
-        return f"(abs(hashint4(i * 7 + {k})) % 1000)"
-
-    is_active = f"{h(1)} < 30"
-    days_ago = f"(CASE WHEN {is_active} THEN {h(2)} % 40 ELSE 60 + {h(2)} * 84 / 100 END)"
-    received = f"($1::timestamptz - {days_ago} * interval '1 day' - {h(3)} * interval '1 minute')"
-    kind = f"({types})[1 + {h(4)} % {len(TYPES)}]"
-    try:
-        started = time.perf_counter()
-        for statement in drop:
-            await conn.execute(statement)
-        await conn.execute("SET maintenance_work_mem = '512MB'")
-        await conn.execute(
-            "INSERT INTO requester (id, name, created_at) "
-            "SELECT i, CASE WHEN i % 3 = 0 THEN '张' || i ELSE 'User ' || i END, $1 "
-            "FROM generate_series(1, $2::int) AS i",
-            now,
-            total,
-        )
-        await conn.execute(
-            "INSERT INTO requestercontact (requester_id, kind, value, undeliverable) "
-            "SELECT i, 'email', 'user' || i || '@example.com', false "
-            "FROM generate_series(1, $1::int) AS i",
-            total,
-        )
-        await conn.execute(
-            "INSERT INTO requestercontact (requester_id, kind, value, undeliverable) "
-            "SELECT i, 'phone', (13800000000 + i)::text, false "
-            "FROM generate_series(10, $1::int, 10) AS i",
-            total,
-        )
-        await conn.execute(
-            "INSERT INTO ticket (id, public_id, year, seq, status, channel, requester_id, "
-            "contact_kind, contact_value, subject, received_at, clock_started_at, response_due, "
-            "completion_due, deadlines_provisional, needs_review, assignee, finished_at, "
-            "closed_at, audit_head, created_at, updated_at, unread, suggested_types) "
-            "SELECT i, 'PRIV-2026-' || lpad(i::text, 7, '0'), 2026, i, "
-            f"CASE WHEN {is_active} THEN ({active})[1 + {h(5)} % 4] ELSE 'closed' END, "
-            "'email', i, 'email', 'user' || i || '@example.com', 'Request ' || (i % 97), "
-            f"{received}, {received}, ({received})::date + 21, "
-            f"CASE WHEN {kind} IN ('erasure', 'account_deletion') "
-            f"THEN ({received})::date + 30 END, false, "
-            f"{is_active} AND {h(6)} < 100, CASE WHEN {h(7)} < 300 THEN NULL ELSE 'dpo' END, "
-            f"CASE WHEN {is_active} THEN NULL ELSE {received} + interval '10 days' END, "
-            f"CASE WHEN {is_active} THEN NULL ELSE {received} + interval '10 days' END, "
-            f"repeat('0', 64), {received}, {received}, {is_active} AND {h(8)} < 50, '[]' "
-            "FROM generate_series(1, $2::int) AS i",
-            now,
-            total,
-        )
-        await conn.execute(
-            f"INSERT INTO tickettype (ticket_id, type) SELECT i, {kind} "
-            "FROM generate_series(1, $1::int) AS i",
-            total,
-        )
-        await conn.execute(
-            "INSERT INTO message (ticket_id, direction, channel, envelope_to, sender, subject, "
-            "text, acknowledge, raw_size, parse_status, sender_authenticated, details, "
-            "received_at, processed_at) "
-            "SELECT i, 'in', 'email', '[]', 'user' || i || '@example.com', 'Request', "
-            f"({sentences})[1 + (i * 7) % {n}] || '。' || ({sentences})[1 + (i * 13) % {n}] || "
-            "CASE WHEN i % 10 = 0 THEN ' 电话 ' || (13800000000 + i)::text ELSE '' END, "
-            "false, 0, 'parsed', false, '{}', $1, $1 "
-            "FROM generate_series(1, $2::int) AS i",
-            now,
-            total,
-        )
-        await conn.execute("SELECT setval('ticket_id_seq', $1)", total)
-        await conn.execute("SELECT setval('requester_id_seq', $1)", total)
-        await conn.execute(
-            "INSERT INTO ticketcounter (year, last_seq) VALUES (2026, $1)"
-            " ON CONFLICT (year) DO UPDATE SET last_seq = $1",
-            total,
-        )
-        loaded = time.perf_counter() - started
-        for statement in create:
-            await conn.execute(statement)
-        await conn.execute("ANALYZE")
-        indexed = time.perf_counter() - started - loaded
-        print(f"loaded {total:,} tickets in {loaded:.1f}s, trigram indexes in {indexed:.1f}s")
-    finally:
-        await conn.close()
-
 
 PASSWORD = "bench-password-1"
 
@@ -188,36 +85,29 @@ async def hammer(
     return timings
 
 
-async def prepare(args: argparse.Namespace, url: str, now: dt.datetime) -> str:
-    """Create (or reuse) and fill the database; returns the public id of a ticket with a real
+async def prepare(args: argparse.Namespace, scratch: pg_fixture.Scratch) -> str:
+    """Migrate and (when new) fill the database; returns the public id of a ticket with a real
     history (the loaded ones have none) for the ticket page."""
-    admin = await asyncpg.connect(f"{args.dsn}/postgres")
-    try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", args.database)
-        if not exists:
-            await admin.execute(f'CREATE DATABASE "{args.database}"')
-    finally:
-        await admin.close()
-    settings = Settings(database={"url": url}, desk={"data_dir": args.workdir / "var"})  # type: ignore[arg-type]
+    now = pg_fixture.NOW
+    settings = Settings(database={"url": scratch.url}, desk={"data_dir": args.workdir / "var"})  # type: ignore[arg-type]
     desk = Desk.build(settings, FrozenClock(now))
     try:
         started = time.perf_counter()
         await desk.db.migrate()
         print(f"migrated in {time.perf_counter() - started:.1f}s")
-        conn = await asyncpg.connect(f"{args.dsn}/{args.database}")
+        if scratch.fresh:
+            await pg_fixture.load(scratch, args.tickets)
+        elif (loaded := await pg_fixture.loaded_tickets(scratch)) < args.tickets:
+            raise SystemExit(f"{scratch.name} holds {loaded:,} tickets, not {args.tickets:,}")
+        if not any(u.name == "bench" for u in await desk.staff.everyone()):
+            await desk.staff.add("bench", "bench@example.com", "dpo", PASSWORD, "en")
+        conn = await asyncpg.connect(f"{scratch.dsn}/{scratch.name}")
         try:
-            loaded = await conn.fetchval("SELECT count(*) FROM requester")
             ready = await conn.fetchval(
                 "SELECT public_id FROM ticket WHERE contact_value = 'zhang@example.com'"
             )
         finally:
             await conn.close()
-        if loaded == 0:
-            await load(args.dsn, args.database, args.tickets, now)
-        elif loaded < args.tickets:
-            raise SystemExit(f"{args.database} holds {loaded:,} tickets, not {args.tickets:,}")
-        if not any(u.name == "bench" for u in await desk.staff.everyone()):
-            await desk.staff.add("bench", "bench@example.com", "dpo", PASSWORD, "en")
         if ready is not None:
             return str(ready)
         opened = await desk.tickets.open(
@@ -234,25 +124,19 @@ async def prepare(args: argparse.Namespace, url: str, now: dt.datetime) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=30, help="per client and route")
-    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--port", type=int, default=18631)
-    parser.add_argument("--database", help="keep this database and reuse it next time")
-    parser.add_argument("--keep", action="store_true", help="do not drop the database")
     parser.add_argument("--load-only", action="store_true", help="fill the database and stop")
     parser.add_argument("--no-search", action="store_true", help="leave the search routes out")
+    pg_fixture.add_arguments(parser, "bench_console")
     args = parser.parse_args()
-    keep = args.keep or args.database is not None
-    args.database = args.database or f"rightsdesk_bench_{uuid.uuid4().hex[:8]}"
     args.workdir = Path(tempfile.mkdtemp(prefix="rightsdesk-bench-console-"))
-    # The loaded desk's "now": fixed, so a reused database has the same share overdue.
-    now = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
-    url = args.dsn.replace("postgresql://", "postgresql+asyncpg://") + f"/{args.database}"
+    scratch = await pg_fixture.open_scratch(args)
+    url = scratch.url
     service: subprocess.Popen[bytes] | None = None
     try:
-        public_id = await prepare(args, url, now)
+        public_id = await prepare(args, scratch)
         if args.load_only:
             return
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSDESK_")}
@@ -290,7 +174,15 @@ async def main() -> None:
         }
         if args.no_search:
             routes = {k: v for k, v in routes.items() if not k.startswith("search")}
+        before = os.getloadavg()
+        started = time.perf_counter()
         timings = await hammer(base, routes, args.clients, args.requests)
+        elapsed = time.perf_counter() - started
+        after = os.getloadavg()
+        served = sum(len(v) for v in timings.values())
+        print(f"load average (1, 5, 15 min) before {before[0]:.1f} {before[1]:.1f} "
+              f"{before[2]:.1f}, after {after[0]:.1f} {after[1]:.1f} {after[2]:.1f}; "
+              f"{served / elapsed:.1f} requests/s")  # fmt: skip
         trivial = percentile(timings["trivial (/healthz)"], 0.95)
         print(f"{args.tickets:,} tickets, {args.clients} concurrent clients, PostgreSQL")
         for name, values in timings.items():
@@ -301,10 +193,7 @@ async def main() -> None:
         if service is not None:
             service.terminate()
             service.wait(30)
-        if not keep:
-            admin = await asyncpg.connect(f"{args.dsn}/postgres")
-            await admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
-            await admin.close()
+        await pg_fixture.close_scratch(scratch)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -38,8 +40,12 @@ class Database:
         else:
             kwargs["pool_size"] = settings.pool_size
             kwargs["max_overflow"] = settings.pool_size * 2
-            kwargs["pool_pre_ping"] = True
+            # The most recently used connection first: under light traffic the same few stay
+            # warm (and skip the liveness check below), the rest idle.
+            kwargs["pool_use_lifo"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if not self.is_sqlite:
+            _ping_when_idle(self.engine)
         # Reads that must not wait for the writer: on SQLite a second engine whose
         # transactions begin DEFERRED (WAL lets them read beside the writer).
         # On PostgreSQL reads run in autocommit: under READ COMMITTED each statement has its
@@ -146,6 +152,36 @@ class Database:
         if self._sqlite_connection is not None:
             self._sqlite_connection.close()
             self._sqlite_connection = None
+
+
+# A connection back in the pool for less than this is not checked before its next use.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled connection before use only when it sat idle (HikariCP's bypass window).
+
+    SQLAlchemy's `pool_pre_ping` checks every checkout, and with asyncpg outside autocommit its
+    check is three round trips (BEGIN, an empty query, ROLLBACK): at twenty console pages at
+    once that was most of a page's round trips. A connection used a moment ago is as alive as
+    the check would show; one that died since (the server restarted within the window) fails
+    its query, and SQLAlchemy then discards the pool's connections, as after any disconnect.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["rd_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("rd_idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # gone: the pool replaces it and checks out another
+            raise DisconnectionError("the pooled connection is gone") from exc
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zhconv
-from sqlalchemy import Text, cast, column, table
-from sqlalchemy import text as sql
+from sqlalchemy import Text, cast, column, literal, literal_column, table, union_all
 from sqlalchemy.dialects import postgresql
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -97,9 +96,12 @@ class TicketSearch:
     async def _matches(
         self, session: AsyncSession, q: str, limit: int
     ) -> list[tuple[str, list[int]]]:
-        """Each kind of match as small indexed queries on literal values (a chain of IN
-        subqueries lets the planner pick a scan of the ticket table)."""
+        """Each kind of match as a small indexed query on literal values, newest first (a chain
+        of IN subqueries lets the planner pick a scan of the ticket table). The ones that need
+        nothing found before go to the server together, as one UNION ALL (one round trip for
+        every spelling of the words, where each was a trip of its own)."""
         results: list[tuple[str, list[int]]] = []
+        branches: list[tuple[str, Any]] = []  # (kind, a query of ticket ids): sent together
 
         async def ids(query: Any) -> list[Any]:
             return [r for r in (await session.exec(query.limit(limit))).all() if r is not None]
@@ -135,7 +137,7 @@ class TicketSearch:
         if addresses:  # how the requester reached us
             kind = "email" if is_email else "phone"
             direct = select(Ticket.id).where(col(Ticket.contact_value).in_(addresses))
-            results.append((kind, await ids(direct)))
+            branches.append((kind, direct))
             contacts = await ids(
                 select(RequesterContact.requester_id)
                 .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
@@ -144,16 +146,54 @@ class TicketSearch:
             await tickets_of(kind, contacts)
         if is_phone:  # a number in what they wrote, however it was spaced
             digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
-            results.append(("phone", await ids(_inbound().where(col(Message.text).like(digits)))))
-            return results
+            branches.append(("phone", _inbound().where(col(Message.text).like(digits))))
+            return results + await self._together(session, branches, limit)
         for written in scripts(q):  # 注销 finds 註銷 too, and the other way round
             if not is_email:
                 named = select(Requester.id).where(self._contains(Requester.name, written))
-                await tickets_of("name", await ids(named))
+                branches.append(("requesters:name", named))
                 subject = select(Ticket.id).where(self._contains(Ticket.subject, written))
-                results.append(("text", await ids(subject)))
-            results.append(("text", await ids(self._text_query(written))))
-        return results
+                branches.append(("text", subject))
+            branches.append(("text", self._text_query(written)))
+        return results + await self._together(session, branches, limit)
+
+    async def _together(
+        self, session: AsyncSession, branches: list[tuple[str, Any]], limit: int
+    ) -> list[tuple[str, list[int]]]:
+        """Every branch's first `limit` ids in one statement (each branch a subquery of its
+        own with its LIMIT, tagged with its place), then the tickets of the requesters found
+        ("requesters:KIND" branches) in a second: two round trips for every spelling of the
+        words, where each query was a trip of its own. No ORDER BY inside: a trigram match
+        is read from its index and stopped at the limit; asked for the newest, PostgreSQL
+        walked the primary key backwards through a million rows for a word that was not
+        there."""
+        if not branches:
+            return []
+        parts = []
+        for n, (_, query) in enumerate(branches):
+            inner = query.limit(limit).subquery(f"b{n}")
+            parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
+        rows = (await session.exec(union_all(*parts))).all()  # type: ignore[call-overload]
+        found: list[list[int]] = [[] for _ in branches]
+        for branch, value in rows:
+            if value is not None:
+                found[branch].append(value)
+        via = {n for n, (kind, _) in enumerate(branches) if kind.startswith("requesters:")}
+        requesters = sorted({r for n in via for r in found[n]})
+        if requesters:
+            owned = await session.exec(
+                select(Ticket.id, Ticket.requester_id)
+                .where(col(Ticket.requester_id).in_(requesters))
+                .limit(limit * len(via))
+            )
+            tickets: dict[int, list[int]] = {}
+            for ticket_id, requester_id in owned.all():
+                if ticket_id is not None:
+                    tickets.setdefault(requester_id, []).append(ticket_id)
+            for n in via:
+                found[n] = [t for r in found[n] for t in tickets.get(r, [])][:limit]
+        kinds = [kind.removeprefix("requesters:") for kind, _ in branches]
+        return list(zip(kinds, found, strict=True))
 
     def _contains(self, column: Any, q: str) -> Any:
         """`column` contains q, case aside, in a form the trigram indexes answer: on
@@ -168,9 +208,8 @@ class TicketSearch:
             # A phrase of trigrams: the text contains q, case aside.
             phrase = '"' + q.replace('"', '""') + '"'
             fts = table("message_fts", column("rowid"))
-            matching = select(fts.c.rowid).where(
-                sql("message_fts MATCH :phrase").bindparams(phrase=phrase)
-            )
+            # An anonymous parameter: every spelling's phrase goes in one statement.
+            matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(phrase))
             return _inbound().where(col(Message.id).in_(matching))
         # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
         # query under three characters is a scan.

@@ -407,8 +407,22 @@ class TicketService:
 
     async def detail(self, public_id: str) -> TicketDetail:
         async with self.db.reading() as session:
-            ticket = await _load(session, public_id)
-            requester = await session.get_one(Requester, ticket.requester_id)
+            # The ticket, its types, its requester and their contacts in one statement (the
+            # console's ticket page reads this on every view; it was four).
+            key = public_id.strip().upper()
+            result: Any = await session.exec(
+                select(Ticket, Requester)
+                .join(Requester, col(Requester.id) == col(Ticket.requester_id))
+                .where(Ticket.public_id == key)
+                .options(
+                    joinedload(Ticket.type_rows),  # type: ignore[arg-type]
+                    joinedload(Requester.contacts),  # type: ignore[arg-type]
+                )
+            )
+            row = result.unique().first()  # joined collections: one row per ticket
+            if row is None:
+                raise TicketNotFound(f"no ticket {public_id}")
+            ticket, requester = row
             messages = (
                 await session.exec(
                     select(Message)
