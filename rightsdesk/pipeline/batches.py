@@ -39,6 +39,7 @@ from rightsdesk.models import Message
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox
+from rightsdesk.pipeline.bulk import BulkOpening
 from rightsdesk.pipeline.classification import ClassifiesOffLoop
 from rightsdesk.pipeline.opening import Acknowledge, OpenTicket, StartVerification
 from rightsdesk.pipeline.reading import (
@@ -91,8 +92,10 @@ class IntakePipeline:
         route_attempts: int = 3,
         batch_size: int = 64,
         batch_seconds: float = 0.02,
+        bulk: BulkOpening | None = None,
     ) -> None:
         self.db = db
+        self.bulk = bulk  # opens a batch's new requests together
         self.clock = clock
         self.parsers = parsers
         self.stages = list(stages)
@@ -148,6 +151,7 @@ class IntakePipeline:
             route_attempts,
             batch_size,
             batch_seconds,
+            BulkOpening(tickets, verifier, outbox, cpu),
         )
 
     # ---- a batch -------------------------------------------------------------------------
@@ -161,13 +165,22 @@ class IntakePipeline:
         alone: list[int] = []
         only: list[int] | None = None
         claimed = 0
+        careful = self.bulk is None
         while True:
             try:
                 if self.db.is_sqlite:
-                    await self._sqlite_batch(skip, only, result, alone)
+                    await self._sqlite_batch(skip, only, result, alone, careful)
                 else:
-                    await self._postgresql_batch(skip, only, result, alone)
+                    await self._postgresql_batch(skip, only, result, alone, careful)
                 break
+            except _Unsure as unsure:  # rolled back whole: again, a message at a time
+                log.warning("a batch of %d failed in bulk: %s", len(unsure.batch), unsure.kind)
+                careful = True
+                only = [i for i in unsure.batch if i not in alone]
+                claimed = max(claimed, result.claimed)
+                result = BatchResult()
+                if not only:
+                    break
             except _Failed as failed:  # rolled back whole: again, without it
                 log.warning("message %d failed in its batch: %s", failed.row_id, failed.kind)
                 alone.append(failed.row_id)
@@ -195,6 +208,7 @@ class IntakePipeline:
         only: list[int] | None,
         result: BatchResult,
         alone: list[int],
+        careful: bool,
     ) -> None:
         """Parse first (no lock held), then take the write lock for the writing alone."""
         ids = only if only is not None else await self.waiting(self.batch_size, skip)
@@ -206,7 +220,7 @@ class IntakePipeline:
         parsed = await self._parsed_of(await self._raw_of(wanted) if wanted else [], ids, alone)
         async with self.db.transaction() as session:
             rows = await _claim(session, list(parsed))
-            await self._write(session, rows, parsed, result, self.batch_seconds)
+            await self._write(session, rows, parsed, result, self.batch_seconds, careful)
 
     async def _postgresql_batch(
         self,
@@ -214,6 +228,7 @@ class IntakePipeline:
         only: list[int] | None,
         result: BatchResult,
         alone: list[int],
+        careful: bool,
     ) -> None:
         """Claim first (FOR UPDATE SKIP LOCKED: replicas take different batches), then parse
         while holding the claimed rows' locks, which no other transaction waits for: the
@@ -243,7 +258,7 @@ class IntakePipeline:
             wanted = [r for r in raws if r[0] not in self._parsed]
             parsed = await self._parsed_of(wanted, ids, alone)
             rows = await _claim(session, list(parsed))  # locked already: this reads them
-            await self._write(session, rows, parsed, result, None)
+            await self._write(session, rows, parsed, result, None, careful)
 
     async def _parsed_of(
         self,
@@ -272,10 +287,17 @@ class IntakePipeline:
         parsed: dict[int, Parsed],
         result: BatchResult,
         seconds: float | None,
+        careful: bool,
     ) -> None:
         """Every claimed message through the stages, in the batch's transaction. After
-        `seconds` of it, the rest is left for the next batch (parsed already)."""
-        batch = Batch()
+        `seconds` of it, the rest is left for the next batch (parsed already).
+
+        In bulk (not `careful`): the batch's new requests are opened together after the
+        stages (pipeline.bulk), and everything goes to the database in one flush at the end
+        (SQLAlchemy writes the rows of a table in one statement). A failure there names no
+        message: the batch is rolled back and routed again `careful`ly, a message at a time
+        with a flush after each, where a failure is its message's."""
+        batch = Batch(bulk=not careful)
         senders = {p[0].sender for p in parsed.values() if p[0].sender}
         senders |= {r.envelope_from.lower() for r in rows if r.envelope_from}
         for stage in self.stages:
@@ -284,7 +306,7 @@ class IntakePipeline:
                 await prepare(session, batch, senders)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        done: list[int] = []
+        done: list[Routing] = []
         for row in rows:
             assert row.id is not None
             if seconds is not None and done and loop.time() - started > seconds:
@@ -301,28 +323,53 @@ class IntakePipeline:
             )
             try:
                 await self._run_stages(routing)
-                await session.flush()  # a failure to write shows here, on its message
+                if careful:
+                    await session.flush()  # a failure to write shows here, on its message
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                raise _Failed(row_id, type(exc).__name__, list(parsed)) from exc
+                if careful:
+                    raise _Failed(row_id, type(exc).__name__, list(parsed)) from exc
+                raise _Unsure(type(exc).__name__, list(parsed)) from exc
             batch.done(routing)
-            done.append(row_id)
+            done.append(routing)
+        if batch.openings:
+            assert self.bulk is not None
+            try:
+                left = await self.bulk.open_all(session, batch.openings)
+                batch.bulk = False
+                for routing in left:  # not plain: OpenTicket on, alone
+                    await self._run_stages(routing, self._opening_stage)
+                await session.flush()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _Unsure(type(exc).__name__, list(parsed)) from exc
+        for routing in done:
+            assert routing.row.id is not None
+            row_id = routing.row.id
             result.outcomes[row_id] = routing.outcome
-        for row_id in done:
             self._parsed.pop(row_id, None)
             log.info("message %d: %s", row_id, result.outcomes[row_id] or "stored")
 
-    async def _run_stages(self, routing: Routing) -> None:
-        # The mark first: it goes to the database with what RecordParsed writes, in one
-        # UPDATE of the row rather than one more at the end (a stage may set another status).
-        row = routing.row
-        row.parse_status = "parsed"
-        row.processed_at = self.clock.now()
-        routing.session.add(row)
-        for stage in self.stages:
+    async def _run_stages(self, routing: Routing, start: int = 0) -> None:
+        """The stages from `start` on (0: all)."""
+        if start == 0:
+            # The mark first: it goes to the database with what RecordParsed writes, in one
+            # UPDATE of the row rather than one more at the end (a stage may set another
+            # status).
+            row = routing.row
+            row.parse_status = "parsed"
+            row.processed_at = self.clock.now()
+            routing.session.add(row)
+        for stage in self.stages[start:]:
             if not await stage(routing):
                 break
+
+    @property
+    def _opening_stage(self) -> int:
+        """Where a new request left in bulk goes on alone: OpenTicket."""
+        return next(i for i, stage in enumerate(self.stages) if isinstance(stage, OpenTicket))
 
     async def _raw_of(self, ids: Sequence[int]) -> list[tuple[int, str, bytes | None]]:
         async with self.db.reading() as session:
@@ -483,6 +530,15 @@ class IntakePipeline:
         async with self.db.reading() as session:
             found = await session.exec(query.order_by(col(Message.id)).limit(limit))
             return [row_id for row_id in found.all() if row_id is not None]
+
+
+class _Unsure(Exception):
+    """A batch written in bulk failed where no one message is to blame (it rolls back)."""
+
+    def __init__(self, kind: str, batch: list[int]) -> None:
+        super().__init__(f"a batch failed in bulk: {kind}")
+        self.kind = kind
+        self.batch = batch
 
 
 class _Failed(Exception):
