@@ -73,9 +73,7 @@ async def _desk(settings: Settings, clock: FrozenClock, folder: Path, bulk: bool
 async def _store(desk: Desk, mails: list[bytes]) -> list[int]:
     accepted = []
     for raw in mails:  # one at a time: the row ids in this order
-        accepted.append(
-            await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
-        )
+        accepted.append(await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw))))
     return [a.message_row_id for a in accepted]
 
 
@@ -280,7 +278,8 @@ async def test_replicas_opening_in_bulk_share_the_numbers(
             assert (await verify_chains(session)).ok
         year = clock.now().year
         assert list(public) == [f"PRIV-{year}-{n:06d}" for n in range(1, 51)]
-        assert len(set(routed)) == 50 and None not in routed
+        assert len(set(routed)) == 50
+        assert None not in routed
     finally:
         await first.close()
         await second.close()
