@@ -6,11 +6,17 @@
                CPU, off the loop and (on SQLite) before the write lock is taken
     prepare    lookups done once for the batch (how often each sender was answered lately)
     stages     each message through the stages (rightsdesk.pipeline: reading, replies,
-               opening), flushed after each: a message that fails rolls the batch back, the
-               ones before it are routed again without it (they went through once; the same
-               input goes the same way), and it is routed again on its own, where it is marked
-               failed alone if it fails again
+               opening); a plain new request stops at OpenTicket, left for the bulk
+    bulk       the batch's new requests opened together (rightsdesk.pipeline.bulk): a query
+               per lookup, one INSERT per table, mails composed in the CPU pool; then one
+               flush writes every message's mark (one UPDATE for the batch)
     commit     everything the batch did, and every message's mark, in one commit
+
+A failure in bulk names no message: the batch is rolled back and routed again `careful`ly,
+each message through every stage alone with a flush after it, where a message that fails
+is known: the batch is rolled back again, the ones before it are routed again without it
+(they went through once; the same input goes the same way), and it is routed again on its
+own, where it is marked failed alone if it fails again.
 
 One transaction per batch: a crash before the commit leaves every message of the batch
 stored, to be routed again; none is ever half routed, none opens a ticket twice. Ticket
@@ -35,12 +41,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
 from rightsdesk.followups import FollowUps, worth_reading
-from rightsdesk.models import Message
+from rightsdesk.inbound import InboundMessage
+from rightsdesk.models import Channel, Message, RequestType
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox
 from rightsdesk.pipeline.bulk import BulkOpening
-from rightsdesk.pipeline.classification import ClassifiesOffLoop
+from rightsdesk.pipeline.classification import Classification, ClassifiesOffLoop
 from rightsdesk.pipeline.opening import Acknowledge, OpenTicket, StartVerification
 from rightsdesk.pipeline.reading import (
     DecideAcknowledgement,
@@ -60,6 +67,7 @@ from rightsdesk.pipeline.routing import (
     Parser,
     Routing,
     Stage,
+    storable,
 )
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import TicketService
@@ -218,6 +226,9 @@ class IntakePipeline:
         result.ids = list(ids)
         wanted = [i for i in ids if i not in self._parsed]
         parsed = await self._parsed_of(await self._raw_of(wanted) if wanted else [], ids, alone)
+        if not careful:
+            async with self.db.reading() as reading:
+                await self._compose_ahead(reading, parsed)
         async with self.db.transaction() as session:
             rows = await _claim(session, list(parsed))
             await self._write(session, rows, parsed, result, self.batch_seconds, careful)
@@ -257,6 +268,8 @@ class IntakePipeline:
             result.ids = ids
             wanted = [r for r in raws if r[0] not in self._parsed]
             parsed = await self._parsed_of(wanted, ids, alone)
+            if not careful:
+                await self._compose_ahead(session, parsed)
             rows = await _claim(session, list(parsed))  # locked already: this reads them
             await self._write(session, rows, parsed, result, None, careful)
 
@@ -279,6 +292,34 @@ class IntakePipeline:
                     self._parsed[row_id] = outcome
         self._parsed = {i: p for i, p in self._parsed.items() if i in ids}
         return {i: self._parsed[i] for i in ids if i in self._parsed}
+
+    async def _compose_ahead(self, session: AsyncSession, parsed: dict[int, Parsed]) -> None:
+        """The mails of what looks like a plain new request, composed before the write
+        (pipeline.bulk: used only where still right), as it would be opened: answered (a
+        sender over the hourly limit is not: composed again, without it, in the lock)."""
+        plain = {i: p for i, p in parsed.items() if _looks_plain(*p)}
+        if self.bulk is None or not plain:
+            return
+        found = await session.exec(
+            select(Message.id, Message.channel, Message.received_at)
+            .where(col(Message.id).in_(sorted(plain)))
+            .order_by(col(Message.id))
+        )
+        routings = []
+        for row_id, channel, received_at in found.all():
+            inbound, classification, _ = plain[row_id or 0]
+            row = Message(
+                id=row_id,
+                direction="in",
+                channel=channel,
+                received_at=received_at,
+                message_id=inbound.message_id,
+                subject=storable(inbound.subject[:998]),
+                acknowledge=True,
+            )  # a stand-in, never added to a session
+            if channel == Channel.EMAIL:
+                routings.append(Routing(session, row, inbound, classification=classification))
+        await self.bulk.compose_ahead(session, routings)
 
     async def _write(
         self,
@@ -530,6 +571,19 @@ class IntakePipeline:
         async with self.db.reading() as session:
             found = await session.exec(query.order_by(col(Message.id)).limit(limit))
             return [row_id for row_id in found.all() if row_id is not None]
+
+
+def _looks_plain(inbound: InboundMessage, classification: Classification | None, _: object) -> bool:
+    """What the stages will likely leave to the bulk (a guess: see `_compose_ahead`)."""
+    return (
+        classification is not None
+        and bool(inbound.sender)
+        and not inbound.auto_generated
+        and inbound.bounce is None
+        and not inbound.references
+        and not TICKET_TAG.search(inbound.subject)
+        and RequestType.MINOR not in classification.types
+    )
 
 
 class _Unsure(Exception):

@@ -82,6 +82,36 @@ class _Opening:
 
 
 @dataclass(frozen=True)
+class _Ready:
+    """A message's mails composed ahead (`BulkOpening.compose_ahead`), and from what."""
+
+    key: tuple[object, ...]
+    code: str | None
+    mails: list[tuple[str, str, Message]]
+
+
+def _key(opening: _Opening) -> tuple[object, ...]:
+    """Everything the mails of a new ticket are composed from but the code."""
+    ticket, routing = opening.ticket, opening.routing
+    assert ticket is not None
+    return (
+        ticket.public_id,
+        ticket.channel,
+        tuple(opening.types),
+        ticket.response_due,
+        ticket.completion_due,
+        routing.language,
+        routing.triage,
+        routing.step,
+        routing.row.acknowledge,
+        routing.row.message_id,
+        routing.inbound.sender,
+        routing.inbound.sender_name,
+        opening.account.email if opening.account is not None else None,
+    )
+
+
+@dataclass(frozen=True)
 class _Active:
     id: int
     merged_into: int | None
@@ -96,6 +126,7 @@ class BulkOpening:
         self.verifier = verifier
         self.outbox = outbox
         self.cpu = cpu
+        self._ready: dict[int, _Ready] = {}  # mails composed ahead, by message row id
 
     async def open_all(self, session: AsyncSession, routings: Sequence[Routing]) -> list[Routing]:
         """Open a ticket for each of `routings` (OpenTicket's, in message order) in the
@@ -107,13 +138,40 @@ class BulkOpening:
             return left
         await self._number(session, openings)
         now = self.tickets.clock.now()
+        todo: list[_Opening] = []
+        for opening in openings:
+            self._ticket(opening, now)
+            ready = self._ready.pop(opening.routing.row.id or 0, None)
+            if ready is not None and ready.key == _key(opening):
+                opening.code, opening.mails = ready.code, ready.mails
+            else:
+                todo.append(opening)
+        self._ready.clear()
+        if todo:  # not composed ahead, or composed for another number: now, in the lock
+            composed = await self.cpu.run(self._compose_all, todo)
+            for opening, mails in zip(todo, composed, strict=True):
+                opening.mails = mails
+        await self._write(session, openings, now)
+        return left
+
+    async def compose_ahead(self, session: AsyncSession, routings: Sequence[Routing]) -> None:
+        """Before the batch's write transaction (SQLite: before its write lock; PostgreSQL:
+        before it takes the ticket counter's row lock): compose the mails of the messages
+        that look like plain new requests, for the numbers they would take now. `open_all`
+        uses each only if what it was composed from is still so (`_key`: the number, the
+        step, the types, ...): never a guess, at worst work done twice."""
+        self._ready.clear()
+        openings = await self._plain(session, routings, [])
+        openings = await self._verification(session, openings, [])
+        if not openings:
+            return
+        await self._number(session, openings, take=False)
+        now = self.tickets.clock.now()
         for opening in openings:
             self._ticket(opening, now)
         composed = await self.cpu.run(self._compose_all, openings)
         for opening, mails in zip(openings, composed, strict=True):
-            opening.mails = mails
-        await self._write(session, openings, now)
-        return left
+            self._ready[opening.routing.row.id or 0] = _Ready(_key(opening), opening.code, mails)
 
     # ---- which are plain --------------------------------------------------------------------
 
@@ -183,8 +241,11 @@ class BulkOpening:
 
     # ---- the rows ---------------------------------------------------------------------------
 
-    async def _number(self, session: AsyncSession, openings: list[_Opening]) -> None:
-        """Ticket numbers, in message order: the counter moved once per year."""
+    async def _number(
+        self, session: AsyncSession, openings: list[_Opening], take: bool = True
+    ) -> None:
+        """Ticket numbers, in message order: the counter moved once per year (`take`), or
+        read only (the numbers they would take now: `compose_ahead`)."""
         policy = self.tickets.policy
         years: dict[int, list[_Opening]] = {}
         for opening in openings:
@@ -192,17 +253,23 @@ class BulkOpening:
         insert_of = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         for year, theirs in sorted(years.items()):
             taken = len(theirs)
-            last = (
-                await session.exec(
-                    insert_of(TicketCounter)
-                    .values(year=year, last_seq=taken)
-                    .on_conflict_do_update(
-                        index_elements=["year"],
-                        set_={"last_seq": col(TicketCounter.last_seq) + taken},
-                    )
-                    .returning(col(TicketCounter.last_seq))
+            if not take:
+                now_at = await session.exec(
+                    select(TicketCounter.last_seq).where(TicketCounter.year == year)
                 )
-            ).scalar_one()
+                last = (now_at.first() or 0) + taken
+            else:
+                last = (
+                    await session.exec(
+                        insert_of(TicketCounter)
+                        .values(year=year, last_seq=taken)
+                        .on_conflict_do_update(
+                            index_elements=["year"],
+                            set_={"last_seq": col(TicketCounter.last_seq) + taken},
+                        )
+                        .returning(col(TicketCounter.last_seq))
+                    )
+                ).scalar_one()
             for n, opening in enumerate(theirs, start=int(last) - taken + 1):
                 opening.ticket = Ticket(
                     public_id=format_public_id(year, n),
