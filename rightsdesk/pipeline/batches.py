@@ -76,6 +76,9 @@ from rightsdesk.verification import Verifier
 from rightsdesk.withdrawal import Withdrawals
 
 log = logging.getLogger("rightsdesk.intake")
+# SQLite: a batch takes no more mail than this (after its first message): its commit holds
+# the write lock, which every door's 250 waits for.
+BATCH_BYTES = 256 * 1024
 
 
 @dataclass
@@ -348,9 +351,15 @@ class IntakePipeline:
         loop = asyncio.get_running_loop()
         started = loop.time()
         done: list[Routing] = []
+        size = 0
         for row in rows:
             assert row.id is not None
             if seconds is not None and done and loop.time() - started > seconds:
+                break
+            size += row.raw_size
+            if seconds is not None and done and size > BATCH_BYTES:
+                # In bulk nothing is written until the end, so time does not show what the
+                # commit will cost: the text (indexed for the search in the transaction) does.
                 break
             row_id = row.id
             inbound, classification, follow_up = parsed[row_id]

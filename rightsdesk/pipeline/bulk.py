@@ -127,6 +127,7 @@ class BulkOpening:
         self.outbox = outbox
         self.cpu = cpu
         self._ready: dict[int, _Ready] = {}  # mails composed ahead, by message row id
+        self._news: dict[int, NewTicket] = {}  # tickets read ahead, by message row id
 
     async def open_all(self, session: AsyncSession, routings: Sequence[Routing]) -> list[Routing]:
         """Open a ticket for each of `routings` (OpenTicket's, in message order) in the
@@ -161,7 +162,7 @@ class BulkOpening:
         uses each only if what it was composed from is still so (`_key`: the number, the
         step, the types, ...): never a guess, at worst work done twice."""
         self._ready.clear()
-        openings = await self._plain(session, routings, [])
+        openings = await self._plain(session, routings, [], ahead=True)
         openings = await self._verification(session, openings, [])
         if not openings:
             return
@@ -176,12 +177,22 @@ class BulkOpening:
     # ---- which are plain --------------------------------------------------------------------
 
     async def _plain(
-        self, session: AsyncSession, routings: Sequence[Routing], left: list[Routing]
+        self,
+        session: AsyncSession,
+        routings: Sequence[Routing],
+        left: list[Routing],
+        ahead: bool = False,
     ) -> list[_Opening]:
         news: list[tuple[Routing, NewTicket, list[RequestType]]] = []
-        for routing in routings:
-            assert routing.classification is not None
-            new = new_ticket(routing, routing.classification)
+        if ahead:  # in the pool: the language is read from the text, which may be long
+            tickets = await self.cpu.run(_new_tickets, list(routings))
+            self._news = {r.row.id or 0: t for r, t in zip(routings, tickets, strict=True)}
+        else:  # as read ahead (the same row, text and classification), else here
+            tickets = [
+                self._news.get(r.row.id or 0) or _new_tickets([r])[0] for r in routings
+            ]
+            self._news.clear()
+        for routing, new in zip(routings, tickets, strict=True):
             try:
                 news.append((routing, new, validated_types(new.types)))
             except Exception:  # opened alone, it fails there, alone
@@ -515,6 +526,14 @@ class BulkOpening:
 
 
 _ACCOUNT_METHODS = ("registered_email", "code")
+
+
+def _new_tickets(routings: list[Routing]) -> list[NewTicket]:
+    found = []
+    for routing in routings:
+        assert routing.classification is not None
+        found.append(new_ticket(routing, routing.classification))
+    return found
 
 
 def _start_clock(ticket: Ticket, deadlines: Any, at: dt.datetime) -> None:
