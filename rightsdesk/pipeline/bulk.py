@@ -188,9 +188,7 @@ class BulkOpening:
             tickets = await self.cpu.run(_new_tickets, list(routings))
             self._news = {r.row.id or 0: t for r, t in zip(routings, tickets, strict=True)}
         else:  # as read ahead (the same row, text and classification), else here
-            tickets = [
-                self._news.get(r.row.id or 0) or _new_tickets([r])[0] for r in routings
-            ]
+            tickets = [self._news.get(r.row.id or 0) or _new_tickets([r])[0] for r in routings]
             self._news.clear()
         for routing, new in zip(routings, tickets, strict=True):
             try:
