@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,19 @@ class AccountDirectory:
         query = select(Account).where(Account.email == email.strip().lower())
         return (await session.exec(query)).first()
 
+    async def find_registered_many(
+        self, session: AsyncSession, emails: Collection[str]
+    ) -> dict[str, Account]:
+        """`find_registered` for many addresses in one query (the pipeline's batches)."""
+        wanted = sorted({email.strip().lower() for email in emails})
+        if not wanted:
+            return {}
+        found = await session.exec(select(Account).where(col(Account.email).in_(wanted)))
+        accounts: dict[str, Account] = {}
+        for account in found.all():
+            accounts.setdefault(account.email, account)  # as `first()` would, one each
+        return accounts
+
     async def find_by_username(self, session: AsyncSession, username: str) -> Account | None:
         """The imported account with this username (case as registered, or lower-cased)."""
         wanted = username.strip()
@@ -134,6 +147,17 @@ class CompanyDirectory:
         account = await self._copy(session, self.query, {"email": wanted})
         # Trust only a row that really is registered to this address.
         return account if account is not None and account.email == wanted else None
+
+    async def find_registered_many(
+        self, session: AsyncSession, emails: Collection[str]
+    ) -> dict[str, Account]:
+        """One live lookup per address: the company's query takes one address."""
+        found: dict[str, Account] = {}
+        for email in sorted({e.strip().lower() for e in emails}):
+            account = await self.find_registered(session, email)
+            if account is not None:
+                found[email] = account
+        return found
 
     async def find_by_username(self, session: AsyncSession, username: str) -> Account | None:
         if self.username_query is None:

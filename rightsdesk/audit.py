@@ -53,9 +53,42 @@ async def append_event(
             )
         ).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    event = chain_link(
+        ticket.id,
+        ticket.public_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        at=at,
+        actor=actor,
+        action=action,
+        before=before,
+        after=after,
+    )
+    session.add(event)
+    links[ticket.id] = (seq, event.hash)
+    ticket.audit_head = event.hash
+    session.add(ticket)
+    return event
+
+
+def chain_link(
+    ticket_id: int,
+    public_id: str,
+    *,
+    seq: int,
+    prev_hash: str,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Event:
+    """The event that follows `prev_hash` (GENESIS_HASH: the first) in a ticket's chain, not
+    stored yet: `append_event` adds it to the session, the pipeline's batches insert many at
+    once (rightsdesk.pipeline.bulk)."""
     before, after = _jsonable(before or {}), _jsonable(after or {})
-    event = Event(
-        ticket_id=ticket.id,
+    return Event(
+        ticket_id=ticket_id,
         seq=seq,
         at=at,
         actor=actor,
@@ -64,7 +97,7 @@ async def append_event(
         after=after,
         prev_hash=prev_hash,
         hash=event_hash(
-            public_id=ticket.public_id,
+            public_id=public_id,
             seq=seq,
             at=at,
             actor=actor,
@@ -74,11 +107,6 @@ async def append_event(
             prev_hash=prev_hash,
         ),
     )
-    session.add(event)
-    links[ticket.id] = (seq, event.hash)
-    ticket.audit_head = event.hash
-    session.add(ticket)
-    return event
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -97,6 +98,18 @@ def _one_line(value: str, limit: int = 200) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()[:limit]
 
 
+@dataclass(frozen=True)
+class Composed:
+    """A mail composed and not queued yet (`Outbox.compose`)."""
+
+    mime: EmailMessage
+    text: str
+
+    @property
+    def message_id(self) -> str:
+        return str(self.mime["Message-ID"]).strip("<>")
+
+
 class Outbox:
     def __init__(self, settings: Settings, signer: MessageIdSigner, clock: Clock) -> None:
         self.settings = settings
@@ -125,9 +138,40 @@ class Outbox:
         if kind in ANSWERING_KINDS:  # which of their files we could not keep
             cap = self.settings.mail.max_attachment_bytes
             context = {**await too_large_context(session, ticket, cap), **context}
+        thread = await _thread_of(session, ticket)
+        composed = self.compose(
+            ticket=ticket,
+            kind=kind,
+            to=to,
+            lang=lang,
+            context=context,
+            thread=thread,
+            to_name=to_name,
+            attachments=attachments,
+            automatic=automatic,
+        )
+        return await self._queue(
+            session, composed.mime, composed.text, kind=kind, to=to, ticket_id=ticket.id
+        )
+
+    def compose(
+        self,
+        *,
+        ticket: Ticket,
+        kind: str,
+        to: str,
+        lang: str | None,
+        context: dict[str, Any],
+        thread: Sequence[tuple[str, str]],
+        to_name: str | None = None,
+        attachments: Sequence[OutgoingAttachment] = (),
+        automatic: bool = True,
+    ) -> Composed:
+        """The mail about `ticket`, rendered and composed: CPU work only (no database), so
+        the pipeline's batches do it off the loop and before their write transaction.
+        `thread`: (Message-ID, direction) of the ticket's mail so far, oldest first."""
         rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
-        thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]
         mime = EmailMessage()
         sender = self.settings.outbound.from_address
@@ -158,9 +202,7 @@ class Outbox:
                 subtype=subtype or "octet-stream",
                 filename=_one_line(attachment.filename, 255),
             )
-        return await self._queue(
-            session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket.id
-        )
+        return Composed(mime, rendered.text)
 
     def _render(
         self,
@@ -392,9 +434,16 @@ class Outbox:
         ticket_id: int | None,
     ) -> OutboxEntry:
         """Keep the composed mail (a message row, direction out) and queue it for sending."""
+        row = self.out_row(mime, text, to=to, ticket_id=ticket_id)
+        return await self._queue_row(
+            session, row, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
+        )
+
+    def out_row(self, mime: EmailMessage, text: str, *, to: str, ticket_id: int | None) -> Message:
+        """The message row (direction out) that keeps a composed mail."""
         raw = mime.as_bytes()
         now = self.clock.now()
-        row = Message(
+        return Message(
             ticket_id=ticket_id,
             direction="out",
             channel=Channel.EMAIL,
@@ -408,9 +457,6 @@ class Outbox:
             parse_status="parsed",
             received_at=now,
             processed_at=now,
-        )
-        return await self._queue_row(
-            session, row, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
         )
 
     async def _queue_row(
@@ -426,9 +472,18 @@ class Outbox:
         session.add(row)
         await session.flush()
         assert row.id is not None
+        entry = self.entry(row.id, kind=kind, to=to, ticket_id=ticket_id, channel=channel)
+        session.add(entry)
+        self._wake_after_commit(session, channel)
+        return entry
+
+    def entry(
+        self, message_row_id: int, *, kind: str, to: str, ticket_id: int | None, channel: Channel
+    ) -> OutboxEntry:
+        """The outbox entry that queues a stored message row for its channel's sender."""
         now = self.clock.now()
-        entry = OutboxEntry(
-            message_id=row.id,
+        return OutboxEntry(
+            message_id=message_row_id,
             ticket_id=ticket_id,
             kind=kind,
             channel=channel,
@@ -436,9 +491,10 @@ class Outbox:
             created_at=now,
             next_attempt_at=now,
         )
-        session.add(entry)
+
+    def wake_after_commit(self, session: AsyncSession, channel: Channel) -> None:
+        """Entries of `channel` were written in this transaction (by rows, in bulk)."""
         self._wake_after_commit(session, channel)
-        return entry
 
     def _wake_after_commit(self, session: AsyncSession, channel: Channel) -> None:
         """Wake the channel's sender once the entry is visible: woken before the commit, it

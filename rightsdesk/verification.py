@@ -34,8 +34,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -50,6 +52,7 @@ from rightsdesk.models import (
     Message,
     OutboxEntry,
     Requester,
+    RequestType,
     Ticket,
     TicketStatus,
     VerificationChallenge,
@@ -70,6 +73,10 @@ _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 
 Step = Literal["none", "verified", "code", "manual", "no_account"]
 ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
 
 
 class CodeLimitReached(TicketError):
@@ -100,7 +107,11 @@ class Verifier:
         self.outbox = outbox
 
     def method_for(self, ticket: Ticket) -> str:
-        methods = [self.settings.policy[t.value] for t in ticket.types]
+        return self.method_of(ticket.types)
+
+    def method_of(self, types: Iterable[RequestType]) -> str:
+        """The strictest method of these types."""
+        methods = [self.settings.policy[t.value] for t in types]
         return max(methods, key=STRICTNESS.index, default="none")
 
     def _hash(self, ticket_id: int, code: str) -> str:
@@ -245,20 +256,13 @@ class Verifier:
                 f"{ticket.public_id}: the account has had {limit} "
                 f"codes in {self.settings.account_limit_hours} hours; verify by hand instead"
             )
-        code = f"{secrets.randbelow(10**6):06d}"
+        code = new_code()
         now = self.clock.now()
         expires = now + dt.timedelta(minutes=self.settings.code_ttl_minutes)
         # Any earlier challenge, locked ones included: a resend must not reset the limits.
         challenge = await _open_challenge(session, ticket.id, any_status=True)
         if challenge is None:
-            challenge = VerificationChallenge(
-                ticket_id=ticket.id,
-                account_id=account.id,
-                sent_to=account.email,
-                code_hash=self._hash(ticket.id, code),
-                expires_at=expires,
-                created_at=now,
-            )
+            challenge = self.first_challenge(ticket.id, account, code)
         else:
             if challenge.sends >= self.settings.max_sends:
                 raise TicketError(
@@ -277,7 +281,7 @@ class Verifier:
             kind="verification_code",
             to=account.email,  # the registered address, whoever asked
             lang=language,
-            context={"code": code, "ttl_minutes": self.settings.code_ttl_minutes},
+            context=self.code_context(code),
         )
         await self.tickets.note_in(
             session, ticket, SYSTEM, "verification_code_sent", {"send": challenge.sends}
@@ -519,6 +523,38 @@ class Verifier:
     def _window_start(self) -> dt.datetime:
         return self.clock.now() - dt.timedelta(hours=self.settings.account_limit_hours)
 
+    def first_challenge(self, ticket_id: int, account: Account, code: str) -> VerificationChallenge:
+        """A ticket's first code: to the account's registered address, expiring."""
+        now = self.clock.now()
+        return VerificationChallenge(
+            ticket_id=ticket_id,
+            account_id=account.id,
+            sent_to=account.email,
+            code_hash=self._hash(ticket_id, code),
+            expires_at=now + dt.timedelta(minutes=self.settings.code_ttl_minutes),
+            created_at=now,
+        )
+
+    def code_context(self, code: str) -> dict[str, Any]:
+        """What the code mail's template is given."""
+        return {"code": code, "ttl_minutes": self.settings.code_ttl_minutes}
+
+    async def sends_by_address(
+        self, session: AsyncSession, emails: Collection[str]
+    ) -> Counter[str]:
+        """`_account_sends` for many registered addresses in one query (the pipeline's
+        batches): code mails to each lately, whichever ticket."""
+        if not emails:
+            return Counter()
+        found = await session.exec(
+            select(OutboxEntry.recipient, func.count(col(OutboxEntry.id)))
+            .where(OutboxEntry.kind == "verification_code")
+            .where(col(OutboxEntry.recipient).in_(sorted(emails)))
+            .where(col(OutboxEntry.created_at) >= self._window_start())
+            .group_by(col(OutboxEntry.recipient))
+        )
+        return Counter({to: int(n) for to, n in found.all()})
+
     async def _account_sends(self, session: AsyncSession, account: Account) -> int:
         """Code mails to the account's registered address lately, whichever ticket."""
         found = await session.exec(
@@ -572,6 +608,10 @@ class AccountLookup(Protocol):
     async def find_registered(self, session: AsyncSession, email: str) -> Account | None: ...
 
     async def find_by_username(self, session: AsyncSession, username: str) -> Account | None: ...
+
+    async def find_registered_many(
+        self, session: AsyncSession, emails: Collection[str]
+    ) -> dict[str, Account]: ...
 
 
 async def _open_challenge(

@@ -30,10 +30,15 @@ each message through small stages, top to bottom:
     Acknowledge         tell them: ticket id, what we understood, due date, what happens next
                                                                         (pipeline.opening)
 
+The batch's plain new requests stop at OpenTicket and are opened together after the stages,
+with the rows of each table in one INSERT (rightsdesk.pipeline.bulk); what is not plain (the
+same request again, an alert, ...) goes on through OpenTicket alone.
+
 One batch is one transaction: the tickets a batch opens and the marks that its messages were
 processed commit together, so a crash anywhere means the batch is routed again, never into two
 tickets. A message that fails takes no other with it: the batch is rolled back and routed again
-without it, and it is routed again on its own (rightsdesk.pipeline.batches).
+a message at a time, then without it, and it is routed again on its own
+(rightsdesk.pipeline.batches).
 """
 
 from rightsdesk.pipeline.batches import BatchResult, IntakePipeline

@@ -6,11 +6,17 @@
                CPU, off the loop and (on SQLite) before the write lock is taken
     prepare    lookups done once for the batch (how often each sender was answered lately)
     stages     each message through the stages (rightsdesk.pipeline: reading, replies,
-               opening), flushed after each: a message that fails rolls the batch back, the
-               ones before it are routed again without it (they went through once; the same
-               input goes the same way), and it is routed again on its own, where it is marked
-               failed alone if it fails again
+               opening); a plain new request stops at OpenTicket, left for the bulk
+    bulk       the batch's new requests opened together (rightsdesk.pipeline.bulk): a query
+               per lookup, one INSERT per table, mails composed in the CPU pool; then one
+               flush writes every message's mark (one UPDATE for the batch)
     commit     everything the batch did, and every message's mark, in one commit
+
+A failure in bulk names no message: the batch is rolled back and routed again `careful`ly,
+each message through every stage alone with a flush after it, where a message that fails
+is known: the batch is rolled back again, the ones before it are routed again without it
+(they went through once; the same input goes the same way), and it is routed again on its
+own, where it is marked failed alone if it fails again.
 
 One transaction per batch: a crash before the commit leaves every message of the batch
 stored, to be routed again; none is ever half routed, none opens a ticket twice. Ticket
@@ -35,11 +41,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
 from rightsdesk.followups import FollowUps, worth_reading
-from rightsdesk.models import Message
+from rightsdesk.inbound import InboundMessage
+from rightsdesk.models import Channel, Message, RequestType
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox
-from rightsdesk.pipeline.classification import ClassifiesOffLoop
+from rightsdesk.pipeline.bulk import BulkOpening
+from rightsdesk.pipeline.classification import Classification, ClassifiesOffLoop
 from rightsdesk.pipeline.opening import Acknowledge, OpenTicket, StartVerification
 from rightsdesk.pipeline.reading import (
     DecideAcknowledgement,
@@ -59,6 +67,7 @@ from rightsdesk.pipeline.routing import (
     Parser,
     Routing,
     Stage,
+    storable,
 )
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.tickets import TicketService
@@ -67,6 +76,9 @@ from rightsdesk.verification import Verifier
 from rightsdesk.withdrawal import Withdrawals
 
 log = logging.getLogger("rightsdesk.intake")
+# SQLite: a batch takes no more mail than this (after its first message): its commit holds
+# the write lock, which every door's 250 waits for.
+BATCH_BYTES = 256 * 1024
 
 
 @dataclass
@@ -91,8 +103,10 @@ class IntakePipeline:
         route_attempts: int = 3,
         batch_size: int = 64,
         batch_seconds: float = 0.02,
+        bulk: BulkOpening | None = None,
     ) -> None:
         self.db = db
+        self.bulk = bulk  # opens a batch's new requests together
         self.clock = clock
         self.parsers = parsers
         self.stages = list(stages)
@@ -148,6 +162,7 @@ class IntakePipeline:
             route_attempts,
             batch_size,
             batch_seconds,
+            BulkOpening(tickets, verifier, outbox, cpu),
         )
 
     # ---- a batch -------------------------------------------------------------------------
@@ -161,13 +176,22 @@ class IntakePipeline:
         alone: list[int] = []
         only: list[int] | None = None
         claimed = 0
+        careful = self.bulk is None
         while True:
             try:
                 if self.db.is_sqlite:
-                    await self._sqlite_batch(skip, only, result, alone)
+                    await self._sqlite_batch(skip, only, result, alone, careful)
                 else:
-                    await self._postgresql_batch(skip, only, result, alone)
+                    await self._postgresql_batch(skip, only, result, alone, careful)
                 break
+            except _Unsure as unsure:  # rolled back whole: again, a message at a time
+                log.warning("a batch of %d failed in bulk: %s", len(unsure.batch), unsure.kind)
+                careful = True
+                only = [i for i in unsure.batch if i not in alone]
+                claimed = max(claimed, result.claimed)
+                result = BatchResult()
+                if not only:
+                    break
             except _Failed as failed:  # rolled back whole: again, without it
                 log.warning("message %d failed in its batch: %s", failed.row_id, failed.kind)
                 alone.append(failed.row_id)
@@ -195,6 +219,7 @@ class IntakePipeline:
         only: list[int] | None,
         result: BatchResult,
         alone: list[int],
+        careful: bool,
     ) -> None:
         """Parse first (no lock held), then take the write lock for the writing alone."""
         ids = only if only is not None else await self.waiting(self.batch_size, skip)
@@ -204,9 +229,12 @@ class IntakePipeline:
         result.ids = list(ids)
         wanted = [i for i in ids if i not in self._parsed]
         parsed = await self._parsed_of(await self._raw_of(wanted) if wanted else [], ids, alone)
+        if not careful:
+            async with self.db.reading() as reading:
+                await self._compose_ahead(reading, parsed)
         async with self.db.transaction() as session:
             rows = await _claim(session, list(parsed))
-            await self._write(session, rows, parsed, result, self.batch_seconds)
+            await self._write(session, rows, parsed, result, self.batch_seconds, careful)
 
     async def _postgresql_batch(
         self,
@@ -214,6 +242,7 @@ class IntakePipeline:
         only: list[int] | None,
         result: BatchResult,
         alone: list[int],
+        careful: bool,
     ) -> None:
         """Claim first (FOR UPDATE SKIP LOCKED: replicas take different batches), then parse
         while holding the claimed rows' locks, which no other transaction waits for: the
@@ -242,8 +271,10 @@ class IntakePipeline:
             result.ids = ids
             wanted = [r for r in raws if r[0] not in self._parsed]
             parsed = await self._parsed_of(wanted, ids, alone)
+            if not careful:
+                await self._compose_ahead(session, parsed)
             rows = await _claim(session, list(parsed))  # locked already: this reads them
-            await self._write(session, rows, parsed, result, None)
+            await self._write(session, rows, parsed, result, None, careful)
 
     async def _parsed_of(
         self,
@@ -265,6 +296,34 @@ class IntakePipeline:
         self._parsed = {i: p for i, p in self._parsed.items() if i in ids}
         return {i: self._parsed[i] for i in ids if i in self._parsed}
 
+    async def _compose_ahead(self, session: AsyncSession, parsed: dict[int, Parsed]) -> None:
+        """The mails of what looks like a plain new request, composed before the write
+        (pipeline.bulk: used only where still right), as it would be opened: answered (a
+        sender over the hourly limit is not: composed again, without it, in the lock)."""
+        plain = {i: p for i, p in parsed.items() if _looks_plain(*p)}
+        if self.bulk is None or not plain:
+            return
+        found = await session.exec(
+            select(Message.id, Message.channel, Message.received_at)
+            .where(col(Message.id).in_(sorted(plain)))
+            .order_by(col(Message.id))
+        )
+        routings = []
+        for row_id, channel, received_at in found.all():
+            inbound, classification, _ = plain[row_id or 0]
+            row = Message(
+                id=row_id,
+                direction="in",
+                channel=channel,
+                received_at=received_at,
+                message_id=inbound.message_id,
+                subject=storable(inbound.subject[:998]),
+                acknowledge=True,
+            )  # a stand-in, never added to a session
+            if channel == Channel.EMAIL:
+                routings.append(Routing(session, row, inbound, classification=classification))
+        await self.bulk.compose_ahead(session, routings)
+
     async def _write(
         self,
         session: AsyncSession,
@@ -272,10 +331,17 @@ class IntakePipeline:
         parsed: dict[int, Parsed],
         result: BatchResult,
         seconds: float | None,
+        careful: bool,
     ) -> None:
         """Every claimed message through the stages, in the batch's transaction. After
-        `seconds` of it, the rest is left for the next batch (parsed already)."""
-        batch = Batch()
+        `seconds` of it, the rest is left for the next batch (parsed already).
+
+        In bulk (not `careful`): the batch's new requests are opened together after the
+        stages (pipeline.bulk), and everything goes to the database in one flush at the end
+        (SQLAlchemy writes the rows of a table in one statement). A failure there names no
+        message: the batch is rolled back and routed again `careful`ly, a message at a time
+        with a flush after each, where a failure is its message's."""
+        batch = Batch(bulk=not careful)
         senders = {p[0].sender for p in parsed.values() if p[0].sender}
         senders |= {r.envelope_from.lower() for r in rows if r.envelope_from}
         for stage in self.stages:
@@ -284,10 +350,16 @@ class IntakePipeline:
                 await prepare(session, batch, senders)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        done: list[int] = []
+        done: list[Routing] = []
+        size = 0
         for row in rows:
             assert row.id is not None
             if seconds is not None and done and loop.time() - started > seconds:
+                break
+            size += row.raw_size
+            if seconds is not None and done and size > BATCH_BYTES:
+                # In bulk nothing is written until the end, so time does not show what the
+                # commit will cost: the text (indexed for the search in the transaction) does.
                 break
             row_id = row.id
             inbound, classification, follow_up = parsed[row_id]
@@ -301,28 +373,53 @@ class IntakePipeline:
             )
             try:
                 await self._run_stages(routing)
-                await session.flush()  # a failure to write shows here, on its message
+                if careful:
+                    await session.flush()  # a failure to write shows here, on its message
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                raise _Failed(row_id, type(exc).__name__, list(parsed)) from exc
+                if careful:
+                    raise _Failed(row_id, type(exc).__name__, list(parsed)) from exc
+                raise _Unsure(type(exc).__name__, list(parsed)) from exc
             batch.done(routing)
-            done.append(row_id)
+            done.append(routing)
+        if batch.openings:
+            assert self.bulk is not None
+            try:
+                left = await self.bulk.open_all(session, batch.openings)
+                batch.bulk = False
+                for routing in left:  # not plain: OpenTicket on, alone
+                    await self._run_stages(routing, self._opening_stage)
+                await session.flush()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _Unsure(type(exc).__name__, list(parsed)) from exc
+        for routing in done:
+            assert routing.row.id is not None
+            row_id = routing.row.id
             result.outcomes[row_id] = routing.outcome
-        for row_id in done:
             self._parsed.pop(row_id, None)
             log.info("message %d: %s", row_id, result.outcomes[row_id] or "stored")
 
-    async def _run_stages(self, routing: Routing) -> None:
-        # The mark first: it goes to the database with what RecordParsed writes, in one
-        # UPDATE of the row rather than one more at the end (a stage may set another status).
-        row = routing.row
-        row.parse_status = "parsed"
-        row.processed_at = self.clock.now()
-        routing.session.add(row)
-        for stage in self.stages:
+    async def _run_stages(self, routing: Routing, start: int = 0) -> None:
+        """The stages from `start` on (0: all)."""
+        if start == 0:
+            # The mark first: it goes to the database with what RecordParsed writes, in one
+            # UPDATE of the row rather than one more at the end (a stage may set another
+            # status).
+            row = routing.row
+            row.parse_status = "parsed"
+            row.processed_at = self.clock.now()
+            routing.session.add(row)
+        for stage in self.stages[start:]:
             if not await stage(routing):
                 break
+
+    @property
+    def _opening_stage(self) -> int:
+        """Where a new request left in bulk goes on alone: OpenTicket."""
+        return next(i for i, stage in enumerate(self.stages) if isinstance(stage, OpenTicket))
 
     async def _raw_of(self, ids: Sequence[int]) -> list[tuple[int, str, bytes | None]]:
         async with self.db.reading() as session:
@@ -483,6 +580,28 @@ class IntakePipeline:
         async with self.db.reading() as session:
             found = await session.exec(query.order_by(col(Message.id)).limit(limit))
             return [row_id for row_id in found.all() if row_id is not None]
+
+
+def _looks_plain(inbound: InboundMessage, classification: Classification | None, _: object) -> bool:
+    """What the stages will likely leave to the bulk (a guess: see `_compose_ahead`)."""
+    return (
+        classification is not None
+        and bool(inbound.sender)
+        and not inbound.auto_generated
+        and inbound.bounce is None
+        and not inbound.references
+        and not TICKET_TAG.search(inbound.subject)
+        and RequestType.MINOR not in classification.types
+    )
+
+
+class _Unsure(Exception):
+    """A batch written in bulk failed where no one message is to blame (it rolls back)."""
+
+    def __init__(self, kind: str, batch: list[int]) -> None:
+        super().__init__(f"a batch failed in bulk: {kind}")
+        self.kind = kind
+        self.batch = batch
 
 
 class _Failed(Exception):

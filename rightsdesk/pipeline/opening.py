@@ -18,7 +18,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.notices import DpoAlerts
 from rightsdesk.outbound import Outbox, can_mail
-from rightsdesk.pipeline.classification import ClassifiesOffLoop
+from rightsdesk.pipeline.classification import Classification, ClassifiesOffLoop
 from rightsdesk.pipeline.routing import (
     SYSTEM,
     Routing,
@@ -48,29 +48,15 @@ class OpenTicket:
         found = routing.classification or await self.classifier.classify(
             inbound.subject, inbound.text
         )
+        if routing.batch.bulk and self.in_bulk(routing, found):
+            # Opened with the batch's other new requests, in bulk (pipeline.bulk), which
+            # routes it back here when it is not plain (the same request again, ...).
+            routing.classification = found
+            routing.batch.openings.append(routing)
+            return False
         if not found.needs_review and await self._join_open_duplicate(routing, found.types):
             return False
-        ticket = await self.tickets.open_in(
-            routing.session,
-            NewTicket(
-                channel=Channel(routing.row.channel),
-                contact=Contact.email(inbound.sender),
-                types=found.types,
-                received_at=routing.row.received_at,
-                subject=routing.row.subject or None,  # as stored (no NUL)
-                requester_name=storable(inbound.sender_name),
-                language=written_in(found.language, f"{inbound.subject}\n{inbound.text}"),
-                needs_review=found.needs_review,
-                classification={
-                    "scores": found.scores,
-                    "language": found.language,
-                    "needs_review": found.needs_review,
-                    "entities": found.entities,
-                    "model_version": found.model_version,
-                },
-            ),
-            SYSTEM,
-        )
+        ticket = await self.tickets.open_in(routing.session, new_ticket(routing, found), SYSTEM)
         routing.row.ticket_id = ticket.id
         if self.alerts is not None and RequestType.MINOR in ticket.types:
             await self.alerts.tell(routing.session, ticket, "urgent_minor")
@@ -80,6 +66,15 @@ class OpenTicket:
         routing.triage = found.needs_review
         routing.outcome = "opened"
         return True
+
+    def in_bulk(self, routing: Routing, found: Classification) -> bool:
+        """Plain mail that opens a ticket: nothing here needs the message alone (an alert,
+        or a file too large to keep, which its acknowledgement names: rightsdesk.oversize)."""
+        return (
+            routing.row.channel == Channel.EMAIL
+            and not (self.alerts is not None and RequestType.MINOR in found.types)
+            and all(a.content is not None for a in routing.inbound.attachments)
+        )
 
     async def _join_open_duplicate(self, routing: Routing, types: Sequence[RequestType]) -> bool:
         """The same request again (same requester, same types) while theirs is open: it joins
@@ -111,6 +106,46 @@ class OpenTicket:
             routing.outcome = f"same request again: joined {ticket.public_id}"
             return True
         return False
+
+
+def new_ticket(routing: Routing, found: Classification) -> NewTicket:
+    """The ticket a new request opens (alone, or with its batch in bulk)."""
+    inbound = routing.inbound
+    assert inbound.sender
+    return NewTicket(
+        channel=Channel(routing.row.channel),
+        contact=Contact.email(inbound.sender),
+        types=found.types,
+        received_at=routing.row.received_at,
+        subject=routing.row.subject or None,  # as stored (no NUL)
+        requester_name=storable(inbound.sender_name),
+        language=written_in(found.language, f"{inbound.subject}\n{inbound.text}"),
+        needs_review=found.needs_review,
+        classification={
+            "scores": found.scores,
+            "language": found.language,
+            "needs_review": found.needs_review,
+            "entities": found.entities,
+            "model_version": found.model_version,
+        },
+    )
+
+
+def acknowledgement_context(ticket: Ticket, triage: bool, step: str) -> dict[str, object]:
+    """What the acknowledgement template is given. Only the classifier's doubt (`triage`)
+    shows here. A flag set by verification (no account found) must not change the wording:
+    that would tell a stranger. Not a rights request (and no doubt): the templates point to
+    support and promise no deadline."""
+    return {
+        "types": [t.value for t in ticket.types],
+        "triage": triage,
+        "response_due": ticket.response_due.isoformat() if ticket.response_due else "",
+        "completion_due": ticket.completion_due.isoformat() if ticket.completion_due else "",
+        "step": step,
+    }
+
+
+NOT_MAILABLE = ", not acknowledged: the sender address cannot be mailed"
 
 
 class StartVerification:
@@ -147,7 +182,7 @@ class Acknowledge:
             return False
         ticket = await self.tickets.load_in(routing.session, routing.ticket)
         if not can_mail(routing.inbound.sender):
-            routing.outcome += ", not acknowledged: the sender address cannot be mailed"
+            routing.outcome += NOT_MAILABLE
             return False
         await self.outbox.enqueue(
             routing.session,
@@ -156,18 +191,6 @@ class Acknowledge:
             to=routing.inbound.sender,
             to_name=routing.inbound.sender_name,
             lang=routing.language,
-            context={
-                # Only the classifier's doubt shows here. A flag set by verification (no
-                # account found) must not change the wording: that would tell a stranger. Not
-                # a rights request (and no doubt): the templates point to support and promise
-                # no deadline.
-                "types": [t.value for t in ticket.types],
-                "triage": routing.triage,
-                "response_due": ticket.response_due.isoformat() if ticket.response_due else "",
-                "completion_due": ticket.completion_due.isoformat()
-                if ticket.completion_due
-                else "",
-                "step": routing.step,
-            },
+            context=acknowledgement_context(ticket, routing.triage, routing.step),
         )
         return False

@@ -36,6 +36,10 @@ class Batch:
     # (one query for the batch; DecideAcknowledgement), and those the batch added so far.
     acknowledged_before: dict[str, int] = field(default_factory=dict)
     acknowledged_here: Counter[str] = field(default_factory=Counter)
+    # New requests are opened together (pipeline.bulk) when `bulk`: OpenTicket leaves each
+    # in `openings`, and the batch opens them all in a few statements after the stages.
+    bulk: bool = False
+    openings: list[Routing] = field(default_factory=list)
 
     def acknowledgements(self, sender: str) -> int:
         return self.acknowledged_before.get(sender, 0) + self.acknowledged_here[sender]
