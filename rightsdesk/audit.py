@@ -18,7 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 # The canonical form lives in the pack checker, which must stay standard-library only (it is
 # copied into every evidence pack): one definition serves the trail and the regulator's check.
-from rightsdesk.evidence_check import GENESIS_HASH, event_hash
+from rightsdesk.evidence_check import GENESIS_HASH as GENESIS_HASH
+from rightsdesk.evidence_check import event_hash as event_hash
 from rightsdesk.models import Event, Ticket
 
 _LAST_LINKS = "rightsdesk.audit_last_links"
