@@ -131,6 +131,62 @@ async def test_a_cancel_quoting_our_message_id_is_pending_and_can_be_undone(
     assert (await erasure.desk.tickets.get(public_id)).status != TicketStatus.CANCELLED
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "取消。我不想删除了。",
+        "取消\n\n张三",
+        "Please cancel my request, I no longer need it.\n\n"
+        "On Mon, Dec 1, 2026 at 10:00 AM Privacy Desk wrote:\n> 我们已收到您的请求\n",
+        "撤回申請",
+    ],
+)
+async def test_a_proven_cancel_sentence_is_a_withdrawal(erasure: World, body: str) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, body))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.withdrawal_final_at is not None
+    assert ticket.suggested_types == []  # a withdrawal is not a new ask
+    assert len(erasure.relay.mails("withdrawal_pending")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "取消\n\n请删除我的邮箱",  # a new ask under the word, not a signature
+        "我想取消订阅你们的营销邮件，但请删除我的账号和所有数据。",
+        "Please cancel my newsletter and delete my account.",
+    ],
+)
+async def test_a_message_that_merely_contains_the_word_is_no_withdrawal(
+    erasure: World, body: str
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, body))
+    assert (await erasure.desk.tickets.get(public_id)).withdrawal_final_at is None
+
+
+async def test_a_forged_cancel_sentence_is_refused_and_suggests_nothing(erasure: World) -> None:
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    await erasure.send(request(headers=TRUSTED_DKIM))
+    public_id = await only_ticket(erasure.desk)
+    fixed.types = [RequestType.ACCOUNT_DELETION, RequestType.WITHDRAW_CONSENT]
+    sent_before = len(erasure.relay.received)
+    await erasure.send(tagged(public_id, "取消。我不想删除了。"), envelope_from=ATTACKER)
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.withdrawal_final_at is None
+    assert ticket.suggested_types == []
+    assert len(erasure.relay.received) == sent_before  # nobody is mailed: not the DPO either
+    events = (await erasure.desk.tickets.detail(public_id)).events
+    assert events[-1].action == "change_by_mail_refused"
+    assert events[-1].after["asked"] == "withdrawal"
+
+
 async def test_after_fourteen_days_the_withdrawal_is_final(erasure: World) -> None:
     await erasure.send(request())
     public_id = await only_ticket(erasure.desk)
