@@ -255,7 +255,7 @@ class TicketDetail:
     messages: list[Message] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # The account the requester proved they hold, else the one a code was sent to (matched,
-    # not yet proven), else None.
+    # not yet proven), else None. `account_verified`: this ticket's requester proved it.
     account: Account | None = None
     account_verified: bool = False
     # The files of each message (by message id): received, and sent with replies.
@@ -493,7 +493,10 @@ class TicketService:
                 list(messages),
                 list(events),
                 account,
-                account_verified=account is not None and requester.account_id == account.id,
+                # Proven on THIS ticket: the requester's other tickets prove nothing here.
+                account_verified=account is not None
+                and requester.account_id == account.id
+                and ticket.verification == "verified",
                 attachments=files,
             )
 

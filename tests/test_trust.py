@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import re
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from typer.testing import CliRunner, Result
 from rightsdesk.cli import app
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
+from rightsdesk.evidence import build_pack
 from rightsdesk.models import Event, Message, RequestType, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.views import message_view
@@ -472,3 +475,49 @@ async def test_the_dpo_can_undo_a_pending_withdrawal(
     )
     assert again.exit_code == 1
     assert "no withdrawal waiting" in again.stderr
+
+async def test_a_forged_opener_merged_onto_a_verified_ticket_stays_unverified(
+    access: World, tmp_path: Path
+) -> None:
+    """PRIV-1 verified (DKIM-aligned); PRIV-2 opened by a forged From: asking for another
+    address. Merged, the forgery keeps its flag on PRIV-1 wherever a person reads it."""
+    fixed = access.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    await access.send(request(headers=TRUSTED_DKIM))
+    [verified] = await access.desk.tickets.find()
+    fixed.types = [RequestType.RECTIFICATION]
+    forged_body = "请把我账号的注册邮箱改为 evil@attacker.com"
+    await access.send(
+        request(message_id="forged@evil.example", body=forged_body), envelope_from=ATTACKER
+    )
+    forged = next(t for t in await access.desk.tickets.find() if t.id != verified.id)
+    assert forged.verification != "verified"
+    settings = access.desk.settings
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", forged.public_id, "--json")).stdout
+    )
+    assert shown["account"]["verified"] is False  # PRIV-1's proof is not this ticket's
+    table = (await _cli(settings, tmp_path, "tickets", "show", forged.public_id)).stdout
+    assert "matched, not verified for this ticket" in table
+    await access.desk.merger.merge(verified.public_id, forged.public_id, "cli:dpo")
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", verified.public_id, "--json")).stdout
+    )
+    assert shown["account"]["verified"] is True
+    flags = {
+        m["text"]: m["unauthenticated_thread"] for m in shown["messages"] if m["direction"] == "in"
+    }
+    assert flags[forged_body] is True
+    assert [v for t, v in flags.items() if t != forged_body] == [False]
+    table = (await _cli(settings, tmp_path, "tickets", "show", verified.public_id)).stdout
+    assert table.count("UNVERIFIED SENDER") == 1
+    pack = zipfile.ZipFile(
+        io.BytesIO(
+            await build_pack(access.desk.db, verified.public_id, "cli:dpo", access.clock.now())
+        )
+    )
+    listed = json.loads(pack.read("ticket.json"))["messages"]
+    assert [m["unauthenticated_thread"] for m in listed if m["sender"] == OWNER] == [
+        False,
+        True,
+    ]

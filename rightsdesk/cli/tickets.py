@@ -215,7 +215,7 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         out.print(f"  needs attention: {shown('; '.join(data['review_reasons']))}", highlight=False)
     account = data["account"]
     if account is not None:
-        proven = "verified" if account["verified"] else "matched, not yet verified"
+        proven = "verified" if account["verified"] else "matched, not verified for this ticket"
         out.print(
             f"  account: {shown(account['account_id'])} ({shown(account['email'])}; {proven})",
             highlight=False,
@@ -275,9 +275,10 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
         if message["unauthenticated_thread"]:
             out.print(
-                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag or as"
-                " the same request again; nothing proves who wrote it. Do not act on it (a new"
-                " address, a withdrawal) without checking.",
+                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag, as"
+                " the same request again, or from a merged ticket nobody verified; nothing"
+                " proves who wrote it. Do not act on it (a new address, a withdrawal) without"
+                " checking.",
                 highlight=False,
             )
         if message["subject"]:
