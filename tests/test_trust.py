@@ -23,6 +23,7 @@ from rightsdesk.config import Settings
 from rightsdesk.evidence import build_pack
 from rightsdesk.models import Event, Message, RequestType, TicketStatus
 from rightsdesk.service import Desk
+from rightsdesk.verification import UNPROVEN_ATTEMPTS
 from rightsdesk.views import message_view
 from scheduler.jobs import run_due_jobs
 from tests.conftest import deliver
@@ -328,11 +329,88 @@ async def test_a_forged_flood_cannot_use_up_the_codes_of_the_account_holder(
 
 
 async def _wrong_guesses(world: World) -> int:
+    """Wrong codes compared, in proven mail and in unproven mail."""
     async with world.desk.db.reading() as session:
         found = await session.exec(
-            select(func.count(col(Event.id))).where(Event.action == "verification_code_wrong")
+            select(func.count(col(Event.id))).where(
+                col(Event.action).in_(
+                    ["verification_code_wrong", "verification_code_wrong_unproven"]
+                )
+            )
         )
         return found.one()
+
+
+async def test_forged_wrong_codes_cannot_lock_the_owner_out(
+    erasure: World, clock: FrozenClock
+) -> None:
+    """The tester's lock-out: a forged request, then six wrong codes "from" the owner on it
+    (tag only, no proof). Only UNPROVEN_ATTEMPTS are compared, the ticket goes to review, the
+    account is not locked, and the owner's own request is verified by the right code."""
+    await erasure.send(request(message_id="forged@evil.example"), envelope_from=ATTACKER)
+    forged = await only_ticket(erasure.desk)
+    [sent] = erasure.relay.mails("verification_code")
+    guesses = [f"{d}" * 6 for d in range(1, 7) if f"{d}" * 6 != code_in(sent)]
+    for n, guess in enumerate(guesses, 1):
+        await erasure.send(tagged(forged, guess, n=n), envelope_from=ATTACKER)
+    assert await _wrong_guesses(erasure) == UNPROVEN_ATTEMPTS
+    ticket = await erasure.desk.tickets.get(forged)
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION
+    assert ticket.needs_review  # a person looks: someone guessed under a forged From
+    actions = [e.action for e in (await erasure.desk.tickets.detail(forged)).events]
+    assert "verification_unproven_codes_used_up" in actions
+    assert "verification_account_locked" not in actions
+    # The owner, later, with a request of their own, answers the code mail with the code.
+    clock.advance(dt.timedelta(minutes=31))
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    fixed.types = [RequestType.ERASURE, RequestType.ACCESS]
+    await erasure.send(request(message_id="owner@example.com", body="请删除我的数据并给我副本"))
+    mine = erasure.relay.mails("verification_code")[-1]
+    await erasure.send(reply_to(mine, code_in(mine), n=99))
+    [own] = [t for t in await erasure.desk.tickets.find() if t.public_id != forged]
+    assert own.verification == "verified"
+    assert own.status == TicketStatus.OPEN
+
+
+async def test_an_account_lock_is_answered_and_shown_to_staff(
+    erasure: World, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """The shared budget used up by proven wrong codes (the owner's own replies) locks the
+    account: the next code is answered (past the per-sender acknowledgement limit) with
+    until when, and staff read the lock and its reason."""
+    await erasure.send(request())
+    first = await only_ticket(erasure.desk)
+    [sent] = erasure.relay.mails("verification_code")
+    wrong = [f"{n:06d}" for n in range(1, 8) if f"{n:06d}" != code_in(sent)][:5]
+    for n, guess in enumerate(wrong, 1):
+        await erasure.send(reply_to(sent, guess, n=n))
+    clock.advance(dt.timedelta(minutes=31))
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    fixed.types = [RequestType.ERASURE, RequestType.ACCESS]
+    await erasure.send(request(message_id="second@example.com", body="请删除我的数据并给我副本"))
+    [second] = [t.public_id for t in await erasure.desk.tickets.find() if t.public_id != first]
+    mine = erasure.relay.mails("verification_code")[-1]
+    answered = len(erasure.relay.mails("code_not_accepted"))
+    await erasure.send(reply_to(mine, code_in(mine), n=50))
+    ticket = await erasure.desk.tickets.get(second)
+    assert ticket.verification == "code"
+    assert ticket.needs_review
+    answers = erasure.relay.mails("code_not_accepted")
+    assert len(answers) == answered + 1  # the acknowledgement limit was used up: answered
+    assert to_of(answers[-1]) == OWNER
+    assert "前不能再试" in text_of(answers[-1])  # until when
+    settings = erasure.desk.settings
+    shown = json.loads((await _cli(settings, tmp_path, "tickets", "show", second, "--json")).stdout)
+    assert shown["verification_hold"]["locked"] is True
+    assert shown["verification_hold"]["until"]
+    assert shown["account"]["verified"] is False
+    [reason] = [r for r in shown["review_reasons"] if r.startswith("verification locked until")]
+    assert "5 wrong codes" in reason
+    table = (await _cli(settings, tmp_path, "tickets", "show", second)).stdout
+    assert "verification locked until" in table
+    assert "; verified)" not in table
 
 
 async def test_ten_forged_requests_give_no_more_than_five_guesses(erasure: World) -> None:
@@ -475,6 +553,7 @@ async def test_the_dpo_can_undo_a_pending_withdrawal(
     )
     assert again.exit_code == 1
     assert "no withdrawal waiting" in again.stderr
+
 
 async def test_a_forged_opener_merged_onto_a_verified_ticket_stays_unverified(
     access: World, tmp_path: Path
