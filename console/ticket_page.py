@@ -24,7 +24,14 @@ from rightsdesk.tickets import (
     TicketNotFound,
     TicketService,
 )
-from rightsdesk.views import event_view, message_view, ticket_summary
+from rightsdesk.views import (
+    event_view,
+    hold_text,
+    message_view,
+    review_reasons,
+    ticket_summary,
+    verification_hold,
+)
 
 # Event fields that are for the hash chain and the machines, not for the person reading.
 _EVENT_PLUMBING = frozenset({"messages", "message", "text_sha256", "attachments"})
@@ -65,8 +72,14 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
         (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True
     )
     links = await tickets.links_of([ticket])
+    summary = ticket_summary(ticket, today, tz, links=links)
+    hold = verification_hold(detail.events, tz)
+    if hold is not None and (ticket.needs_review or ticket.unread):
+        summary["review_reasons"] = review_reasons(ticket, hold)
     return {
-        "ticket": ticket_summary(ticket, today, tz, links=links),
+        "ticket": summary,
+        # Why codes of the ticket are no longer compared (staff's words, like review reasons).
+        "verification_hold": hold_text(hold) if hold is not None else None,
         "raw": ticket,
         "head": ticket.audit_head,
         "requester": detail.requester,

@@ -35,7 +35,7 @@ README = """rightsdesk evidence pack for {ticket} / 证据包 {ticket}
 Made {made} by {actor}. Audit head (the hash of the newest event): {head}
 
 Contents / 内容
-  ticket.json       the ticket as the desk holds it / 工单
+  ticket.json       the ticket as the desk holds it, and what proved each message's sender / 工单
   events.json       every audit event, in order, with its hash chain / 审计事件及哈希链
   messages/*.eml    every message in and out, as received or sent / 收发的每封消息
   attachments/*     the files attached to them / 附件
@@ -143,6 +143,17 @@ async def build_pack(db: Database, public_id: str, actor: str, now: dt.datetime)
         "account_id": requester.account_id,
         "contacts": [{"kind": c.kind, "value": c.value} for c in requester.contacts],
     }
+    names = [f"messages/{n:04d}-{m.direction}-{m.id}.eml" for n, m in enumerate(messages, 1)]
+    # What a reader of the .eml files cannot see: whether anything proved who wrote each one.
+    ticket_data["messages"] = [
+        {
+            "file": name,
+            "sender": m.sender,
+            "sender_authenticated": m.sender_authenticated,
+            "unauthenticated_thread": m.unauthenticated_thread,
+        }
+        for name, m in zip(names, messages, strict=True)
+    ]
     files["ticket.json"] = json.dumps(ticket_data, ensure_ascii=False, indent=2).encode()
     files["events.json"] = json.dumps(
         [
@@ -161,8 +172,8 @@ async def build_pack(db: Database, public_id: str, actor: str, now: dt.datetime)
         ensure_ascii=False,
         indent=2,
     ).encode()
-    for number, message in enumerate(messages, 1):
-        files[f"messages/{number:04d}-{message.direction}-{message.id}.eml"] = _eml(message, ticket)
+    for name, message in zip(names, messages, strict=True):
+        files[name] = _eml(message, ticket)
     listing = []
     for attachment in attachments:
         entry: str | None = None

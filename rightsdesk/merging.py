@@ -5,6 +5,9 @@ Audit chains are never rewritten: the other ticket keeps its own chain (ending i
 `merged_into`), and the kept ticket's chain gains one `merged_event` per copied event (the
 original actor, action, time, before/after and hash inside), then a `merged` event. Both
 chains still verify, and each says what happened.
+
+The messages of a ticket nobody verified arrive flagged `unauthenticated_thread` (unless DKIM/
+DMARC proved their sender): merging must not lend them the kept ticket's proof.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ class TicketMerger:
                 raise TicketError(
                     f"{keep.public_id} and {other.public_id} have different requesters: "
                     "merging would put one person's messages on another's ticket"
+                )
+            if other.verification != "verified":
+                # A message's proof is its own: what opened a ticket nobody verified (a
+                # forged From: perhaps) must not read as the verified requester's once it
+                # sits on their ticket. It keeps "sender not verified" wherever it is shown.
+                await session.exec(
+                    update(Message)
+                    .where(col(Message.ticket_id) == other.id)
+                    .where(col(Message.direction) == "in")
+                    .where(col(Message.sender_authenticated).is_(False))
+                    .values(unauthenticated_thread=True)
                 )
             moved = await session.exec(
                 update(Message).where(col(Message.ticket_id) == other.id).values(ticket_id=keep.id)

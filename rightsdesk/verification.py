@@ -25,6 +25,22 @@ window: those are kept for a channel a stranger cannot use (mail DKIM/DMARC-alig
 trusted server, the portal's form, whose own code proved the address; the DPO's resend).
 A request left without a code waits as `limited`, in the DPO's queue, and its acknowledgement
 reads as if a code was sent, as always.
+
+Guesses are the other way in. A code written back is its own proof, but a reply that carries
+it may come from anyone: the `[PRIV-…]` subject tag and the requester's `From:` are easy to
+forge, so a stranger could send `account_max_attempts` wrong codes "from" the victim and lock
+every ticket of the account for `account_limit_hours`, the victim's real reply included. So
+wrong codes in mail that proves nothing about its sender (no reference to one of our signed
+Message-IDs, no DKIM/DMARC aligned at a trusted server) never count against the account's
+shared budget: they have their own, `UNPROVEN_ATTEMPTS` per ticket, and, per account and
+window, `account_max_attempts` more. Used up, unproven codes on the ticket are no longer
+compared and the ticket goes to the DPO's review; nothing locks, and a proven reply (the
+victim's own, answering our mail) still verifies. Guessing stays bounded: per account and
+window at most `account_max_attempts` proven plus `account_max_attempts` unproven wrong codes
+are compared, and codes to guess are few (the sending limits above). When the shared budget
+is used up (proven replies only now), the account locks: the lock is answered to the
+registered address once per ticket, whatever the per-sender acknowledgement limit, and staff
+see it ("verification locked until …", `lock_of`).
 """
 
 from __future__ import annotations
@@ -63,6 +79,8 @@ from rightsdesk.tickets import TicketError, TicketService
 SYSTEM = "system:verification"
 # Code mails of an account's window that unproven mail may not take (see the docstring).
 PROVEN_RESERVE = 2
+# Wrong codes per ticket from mail that proves nothing about its sender (see the docstring).
+UNPROVEN_ATTEMPTS = 3
 STRICTNESS = ("none", "registered_email", "code", "manual")
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
@@ -72,7 +90,7 @@ _TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 # stranger whether an account exists for an address.
 
 Step = Literal["none", "verified", "code", "manual", "no_account"]
-ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired"]
+ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired", "review"]
 
 
 def new_code() -> str:
@@ -87,6 +105,9 @@ class CodeLimitReached(TicketError):
 class CodeCheck:
     outcome: ReplyOutcome
     attempts_left: int
+    # Locked by this very reply: its answer goes out whatever the acknowledgement limit.
+    just_locked: bool = False
+    locked_until: dt.datetime | None = None
 
 
 class Verifier:
@@ -299,9 +320,11 @@ class Verifier:
             await self._send_code(session, ticket, account, ticket.language or requester.language)
 
     async def check_reply(
-        self, session: AsyncSession, ticket: Ticket, text: str
+        self, session: AsyncSession, ticket: Ticket, text: str, *, proven: bool = True
     ) -> CodeCheck | None:
-        """A reply on a ticket waiting for a code: check the first 6-digit number in it."""
+        """A reply on a ticket waiting for a code: check the first 6-digit number in it.
+        `proven`: the mail showed who sent it (our signed Message-ID, aligned DKIM/DMARC);
+        without that its wrong codes use their own budget (the module's docstring)."""
         if ticket.status != TicketStatus.AWAITING_VERIFICATION or ticket.verification != "code":
             return None
         code = find_code(text)
@@ -319,15 +342,37 @@ class Verifier:
             session.add(challenge)
             await self.tickets.note_in(session, ticket, SYSTEM, "verification_code_expired", {})
             return CodeCheck("expired", left)
-        if await self._account_attempts(session, challenge.account_id) >= (
-            self.settings.account_max_attempts
-        ):
+        if not proven and await self._unproven_used_up(session, ticket, challenge.account_id):
+            # Someone may be guessing with a forged From:; a person looks, nothing locks.
+            if not ticket.needs_review:
+                ticket.needs_review = True
+                session.add(ticket)
+                await self.tickets.note_in(
+                    session,
+                    ticket,
+                    SYSTEM,
+                    "verification_unproven_codes_used_up",
+                    {"reason": f"{UNPROVEN_ATTEMPTS} wrong codes in mail that proved no sender"},
+                )
+            return CodeCheck("review", 0)
+        if proven and (until := await self._account_locked_until(session, challenge.account_id)):
             # Guesses spread over many tickets of one account: no more are even compared.
             challenge.status = "locked"
             ticket.needs_review = True
             session.add(challenge)
-            await self.tickets.note_in(session, ticket, SYSTEM, "verification_account_locked", {})
-            return CodeCheck("locked", 0)
+            hours = self.settings.account_limit_hours
+            await self.tickets.note_in(
+                session,
+                ticket,
+                SYSTEM,
+                "verification_account_locked",
+                {
+                    "until": until.isoformat(),
+                    "reason": f"{self.settings.account_max_attempts} wrong codes on the "
+                    f"account's tickets within {hours} hours",
+                },
+            )
+            return CodeCheck("locked", 0, just_locked=True, locked_until=until)
         if hmac.compare_digest(self._hash(ticket.id, code), challenge.code_hash):
             challenge.status = "verified"
             session.add(challenge)
@@ -336,6 +381,11 @@ class Verifier:
                 session, ticket, account, "one-time code sent to the registered address"
             )
             return CodeCheck("verified", left)
+        if not proven:
+            await self.tickets.note_in(
+                session, ticket, SYSTEM, "verification_code_wrong_unproven", {}
+            )
+            return CodeCheck("wrong_code", left)
         challenge.attempts += 1
         left -= 1
         if left <= 0:
@@ -349,7 +399,7 @@ class Verifier:
             "verification_code_wrong",
             {"attempts": challenge.attempts, "locked": left <= 0},
         )
-        return CodeCheck("locked" if left <= 0 else "wrong_code", left)
+        return CodeCheck("locked" if left <= 0 else "wrong_code", left, just_locked=left <= 0)
 
     async def answer_code_reply(
         self, session: AsyncSession, ticket: Ticket, text: str, checked: CodeCheck | None
@@ -384,9 +434,18 @@ class Verifier:
                     {"attempts": wrong + 1, "locked": left <= 0},
                 )
                 checked = CodeCheck("locked" if left <= 0 else "wrong_code", left)
-        if checked.outcome == "verified":
-            return checked
+        if checked.outcome in ("verified", "review"):
+            return checked  # verified: the opening notice says so; review: a person answers
+        await self.tell_not_accepted(session, ticket, checked)
+        return checked
+
+    async def tell_not_accepted(
+        self, session: AsyncSession, ticket: Ticket, checked: CodeCheck
+    ) -> None:
+        """The answer to a code not accepted. For mail the requester's address is the
+        registered one: the code went there because they matched."""
         requester = await session.get_one(Requester, ticket.requester_id)
+        until = checked.locked_until
         await self.outbox.tell_requester(
             session,
             ticket=ticket,
@@ -396,9 +455,13 @@ class Verifier:
                 "outcome": checked.outcome,
                 "attempts_left": checked.attempts_left,
                 "ttl_minutes": self.settings.code_ttl_minutes,
+                "locked_until": (
+                    until.astimezone(self.tickets.policy.tz).strftime("%Y-%m-%d %H:%M")
+                    if until
+                    else ""
+                ),
             },
         )
-        return checked
 
     async def follow_up(self) -> tuple[list[str], list[str]]:
         """Unanswered codes: one reminder after `reminder_after_days`, closing with a notice
@@ -579,19 +642,53 @@ class Verifier:
         )
         return found.first() is not None
 
-    async def _account_attempts(self, session: AsyncSession, account_id: str) -> int:
-        """Wrong codes lately on any ticket whose code went to this account (from the audit
-        trail: a resend resets a ticket's own count, never this one)."""
+    async def _account_wrong_at(
+        self, session: AsyncSession, account_id: str, action: str
+    ) -> list[dt.datetime]:
+        """When the wrong codes (`action`: proven or unproven) of the window were written, on
+        any ticket whose code went to this account, oldest first (from the audit trail: a
+        resend resets a ticket's own count, never this one)."""
         tickets = select(VerificationChallenge.ticket_id).where(
             VerificationChallenge.account_id == account_id
         )
         found = await session.exec(
-            select(func.count(col(Event.id)))
-            .where(Event.action == "verification_code_wrong")
+            select(Event.at)
+            .where(Event.action == action)
             .where(col(Event.ticket_id).in_(tickets))
             .where(col(Event.at) >= self._window_start())
+            .order_by(col(Event.at))
         )
-        return int(found.one())
+        return list(found.all())
+
+    async def _account_locked_until(
+        self, session: AsyncSession, account_id: str
+    ) -> dt.datetime | None:
+        """When the account's shared budget of wrong codes is used up: the instant enough of
+        them have left the window for one more guess."""
+        wrong = await self._account_wrong_at(session, account_id, "verification_code_wrong")
+        over = len(wrong) - self.settings.account_max_attempts
+        if over < 0:
+            return None
+        at = wrong[over]
+        at = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+        return at + dt.timedelta(hours=self.settings.account_limit_hours)
+
+    async def _unproven_used_up(
+        self, session: AsyncSession, ticket: Ticket, account_id: str
+    ) -> bool:
+        """The unproven budgets: UNPROVEN_ATTEMPTS on this ticket (ever), and
+        `account_max_attempts` on the account's tickets within the window."""
+        on_ticket = await session.exec(
+            select(func.count(col(Event.id)))
+            .where(Event.ticket_id == ticket.id)
+            .where(Event.action == "verification_code_wrong_unproven")
+        )
+        if int(on_ticket.one()) >= UNPROVEN_ATTEMPTS:
+            return True
+        wrong = await self._account_wrong_at(
+            session, account_id, "verification_code_wrong_unproven"
+        )
+        return len(wrong) >= self.settings.account_max_attempts
 
 
 def find_code(text: str) -> str | None:

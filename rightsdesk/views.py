@@ -62,9 +62,49 @@ def local_time(value: dt.datetime | None, tz: dt.tzinfo) -> str | None:
     return utc.astimezone(tz).isoformat()
 
 
-def review_reasons(ticket: Ticket) -> list[str]:
-    """Why a ticket is in the DPO's queues, in words, instead of a bare flag."""
+# What ends a hold on verification: a fresh code, proof, a new look at the method.
+_HOLD_ENDS = frozenset({"verification_code_sent", "verified", "verification_reconsidered"})
+
+
+def verification_hold(events: Sequence[Event], tz: dt.tzinfo) -> dict[str, Any] | None:
+    """Why codes of this ticket are no longer compared, read from its audit trail: the
+    account's shared budget of wrong codes used up (locked until an instant), this ticket's
+    own (locked until a resend), or unproven mail's (not locked: a person looks)."""
+    hold: dict[str, Any] | None = None
+    for event in events:
+        after = event.after or {}
+        if event.action in _HOLD_ENDS:
+            hold = None
+        elif event.action == "verification_account_locked":
+            until = after.get("until")
+            hold = {
+                "locked": True,
+                "until": local_time(dt.datetime.fromisoformat(until), tz) if until else None,
+                "reason": after.get("reason") or "wrong codes on the account's tickets",
+            }
+        elif event.action == "verification_code_wrong" and after.get("locked"):
+            reason = f"{after.get('attempts')} wrong codes on this ticket; resend-code unlocks it"
+            hold = {"locked": True, "until": None, "reason": reason}
+        elif event.action == "verification_unproven_codes_used_up":
+            reason = f"{after.get('reason')}: someone may be guessing under a forged From"
+            hold = {"locked": False, "until": None, "reason": reason}
+    return hold
+
+
+def hold_text(hold: dict[str, Any]) -> str:
+    """One line for staff: "verification locked until … (reason)"."""
+    if not hold["locked"]:
+        return f"verification needs a person ({hold['reason']})"
+    until = f" until {hold['until'][:16].replace('T', ' ')}" if hold["until"] else ""
+    return f"verification locked{until} ({hold['reason']})"
+
+
+def review_reasons(ticket: Ticket, hold: dict[str, Any] | None = None) -> list[str]:
+    """Why a ticket is in the DPO's queues, in words, instead of a bare flag. `hold`: the
+    ticket's `verification_hold`, when the caller read its events."""
     reasons: list[str] = []
+    if hold is not None:
+        reasons.append(hold_text(hold))
     if (ticket.classification or {}).get("needs_review"):
         reasons.append("classifier unsure")
     if ticket.types == [RequestType.NOT_RIGHTS_REQUEST]:
@@ -153,8 +193,12 @@ def ticket_detail(
 ) -> dict[str, Any]:
     ticket = detail.ticket
     data = ticket_summary(ticket, today, tz, calendar, links)
+    hold = verification_hold(detail.events, tz)
+    if hold is not None and (ticket.needs_review or ticket.unread):
+        data["review_reasons"] = review_reasons(ticket, hold)
     data.update(
         {
+            "verification_hold": hold,
             "requester": {
                 "name": detail.requester.name,
                 "language": detail.requester.language,

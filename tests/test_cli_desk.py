@@ -175,7 +175,7 @@ def test_show_masks_codes_speaks_beijing_time_and_says_why(
     assert shown["account"]["account_id"] == "u-7"
     assert shown["account"]["verified"] is False
     human = cli(config, "tickets", "show", known).stdout
-    assert "account: u-7 (zhang.san@example.com; matched, not yet verified)" in human
+    assert "account: u-7 (zhang.san@example.com; matched, not verified for this ticket)" in human
     assert "+08:00" in human
     stranger: Any = cli(config, "tickets", "show", unknown, "--json")
     assert stranger["review_reasons"] == ["no account found"]

@@ -446,5 +446,49 @@ def test_the_ticket_page_shows_the_matched_account_before_it_is_verified(
     server.call(match)
     page = logged_in(server, "dora").get(f"/tickets/{public_id}").text
     assert "acct-matched-1 (registered@example.com)" in page
-    assert "matched, not yet verified" in page
+    assert "matched, not verified for this ticket" in page
     assert "none matched" not in page
+
+
+def test_the_ticket_page_flags_a_message_nothing_proved(server: ConsoleUnderTest) -> None:
+    public_id = server.open_ticket(subject="flagged", contact=Contact.email("f1@example.com"))
+
+    async def work(desk: Desk) -> None:
+        async with desk.db.transaction() as session:
+            for n, flagged in enumerate((False, True)):
+                message = Message(
+                    direction="in",
+                    channel=Channel.EMAIL,
+                    sender="f1@example.com",
+                    text=f"message {n}",
+                    unauthenticated_thread=flagged,
+                    received_at=desk.clock.now(),
+                    processed_at=desk.clock.now(),
+                )
+                await desk.tickets.attach_message(session, public_id, message)
+
+    server.call(work)
+    page = logged_in(server, "dora").get(f"/tickets/{public_id}").text
+    assert page.count("UNVERIFIED SENDER") == 1
+
+
+def test_the_ticket_page_says_until_when_verification_is_locked(server: ConsoleUnderTest) -> None:
+    public_id = server.open_ticket(subject="locked", contact=Contact.email("l1@example.com"))
+
+    async def work(desk: Desk) -> None:
+        async with desk.db.transaction() as session:
+            ticket = await desk.tickets.load_in(session, public_id, lock=True)
+            ticket.needs_review = True
+            reason = "5 wrong codes on the account's tickets within 24 hours"
+            await desk.tickets.note_in(
+                session,
+                ticket,
+                "system:verification",
+                "verification_account_locked",
+                {"until": "2026-03-01T08:30:00+00:00", "reason": reason},
+            )
+
+    server.call(work)
+    page = logged_in(server, "dora").get(f"/tickets/{public_id}").text
+    assert "verification locked until 2026-03-01" in page
+    assert "5 wrong codes on the account&#39;s tickets" in page

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import re
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +20,10 @@ from typer.testing import CliRunner, Result
 from rightsdesk.cli import app
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
+from rightsdesk.evidence import build_pack
 from rightsdesk.models import Event, Message, RequestType, TicketStatus
 from rightsdesk.service import Desk
+from rightsdesk.verification import UNPROVEN_ATTEMPTS
 from rightsdesk.views import message_view
 from scheduler.jobs import run_due_jobs
 from tests.conftest import deliver
@@ -129,6 +133,62 @@ async def test_a_cancel_quoting_our_message_id_is_pending_and_can_be_undone(
     erasure.clock.advance(dt.timedelta(days=15))
     assert await erasure.desk.withdrawals.finalize_due() == []
     assert (await erasure.desk.tickets.get(public_id)).status != TicketStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "取消。我不想删除了。",
+        "取消\n\n张三",
+        "Please cancel my request, I no longer need it.\n\n"
+        "On Mon, Dec 1, 2026 at 10:00 AM Privacy Desk wrote:\n> 我们已收到您的请求\n",
+        "撤回申請",
+    ],
+)
+async def test_a_proven_cancel_sentence_is_a_withdrawal(erasure: World, body: str) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, body))
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.withdrawal_final_at is not None
+    assert ticket.suggested_types == []  # a withdrawal is not a new ask
+    assert len(erasure.relay.mails("withdrawal_pending")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "取消\n\n请删除我的邮箱",  # a new ask under the word, not a signature
+        "我想取消订阅你们的营销邮件，但请删除我的账号和所有数据。",
+        "Please cancel my newsletter and delete my account.",
+    ],
+)
+async def test_a_message_that_merely_contains_the_word_is_no_withdrawal(
+    erasure: World, body: str
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, body))
+    assert (await erasure.desk.tickets.get(public_id)).withdrawal_final_at is None
+
+
+async def test_a_forged_cancel_sentence_is_refused_and_suggests_nothing(erasure: World) -> None:
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    await erasure.send(request(headers=TRUSTED_DKIM))
+    public_id = await only_ticket(erasure.desk)
+    fixed.types = [RequestType.ACCOUNT_DELETION, RequestType.WITHDRAW_CONSENT]
+    sent_before = len(erasure.relay.received)
+    await erasure.send(tagged(public_id, "取消。我不想删除了。"), envelope_from=ATTACKER)
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.withdrawal_final_at is None
+    assert ticket.suggested_types == []
+    assert len(erasure.relay.received) == sent_before  # nobody is mailed: not the DPO either
+    events = (await erasure.desk.tickets.detail(public_id)).events
+    assert events[-1].action == "change_by_mail_refused"
+    assert events[-1].after["asked"] == "withdrawal"
 
 
 async def test_after_fourteen_days_the_withdrawal_is_final(erasure: World) -> None:
@@ -269,11 +329,88 @@ async def test_a_forged_flood_cannot_use_up_the_codes_of_the_account_holder(
 
 
 async def _wrong_guesses(world: World) -> int:
+    """Wrong codes compared, in proven mail and in unproven mail."""
     async with world.desk.db.reading() as session:
         found = await session.exec(
-            select(func.count(col(Event.id))).where(Event.action == "verification_code_wrong")
+            select(func.count(col(Event.id))).where(
+                col(Event.action).in_(
+                    ["verification_code_wrong", "verification_code_wrong_unproven"]
+                )
+            )
         )
         return found.one()
+
+
+async def test_forged_wrong_codes_cannot_lock_the_owner_out(
+    erasure: World, clock: FrozenClock
+) -> None:
+    """The tester's lock-out: a forged request, then six wrong codes "from" the owner on it
+    (tag only, no proof). Only UNPROVEN_ATTEMPTS are compared, the ticket goes to review, the
+    account is not locked, and the owner's own request is verified by the right code."""
+    await erasure.send(request(message_id="forged@evil.example"), envelope_from=ATTACKER)
+    forged = await only_ticket(erasure.desk)
+    [sent] = erasure.relay.mails("verification_code")
+    guesses = [f"{d}" * 6 for d in range(1, 7) if f"{d}" * 6 != code_in(sent)]
+    for n, guess in enumerate(guesses, 1):
+        await erasure.send(tagged(forged, guess, n=n), envelope_from=ATTACKER)
+    assert await _wrong_guesses(erasure) == UNPROVEN_ATTEMPTS
+    ticket = await erasure.desk.tickets.get(forged)
+    assert ticket.status == TicketStatus.AWAITING_VERIFICATION
+    assert ticket.needs_review  # a person looks: someone guessed under a forged From
+    actions = [e.action for e in (await erasure.desk.tickets.detail(forged)).events]
+    assert "verification_unproven_codes_used_up" in actions
+    assert "verification_account_locked" not in actions
+    # The owner, later, with a request of their own, answers the code mail with the code.
+    clock.advance(dt.timedelta(minutes=31))
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    fixed.types = [RequestType.ERASURE, RequestType.ACCESS]
+    await erasure.send(request(message_id="owner@example.com", body="请删除我的数据并给我副本"))
+    mine = erasure.relay.mails("verification_code")[-1]
+    await erasure.send(reply_to(mine, code_in(mine), n=99))
+    [own] = [t for t in await erasure.desk.tickets.find() if t.public_id != forged]
+    assert own.verification == "verified"
+    assert own.status == TicketStatus.OPEN
+
+
+async def test_an_account_lock_is_answered_and_shown_to_staff(
+    erasure: World, clock: FrozenClock, tmp_path: Path
+) -> None:
+    """The shared budget used up by proven wrong codes (the owner's own replies) locks the
+    account: the next code is answered (past the per-sender acknowledgement limit) with
+    until when, and staff read the lock and its reason."""
+    await erasure.send(request())
+    first = await only_ticket(erasure.desk)
+    [sent] = erasure.relay.mails("verification_code")
+    wrong = [f"{n:06d}" for n in range(1, 8) if f"{n:06d}" != code_in(sent)][:5]
+    for n, guess in enumerate(wrong, 1):
+        await erasure.send(reply_to(sent, guess, n=n))
+    clock.advance(dt.timedelta(minutes=31))
+    fixed = erasure.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    fixed.types = [RequestType.ERASURE, RequestType.ACCESS]
+    await erasure.send(request(message_id="second@example.com", body="请删除我的数据并给我副本"))
+    [second] = [t.public_id for t in await erasure.desk.tickets.find() if t.public_id != first]
+    mine = erasure.relay.mails("verification_code")[-1]
+    answered = len(erasure.relay.mails("code_not_accepted"))
+    await erasure.send(reply_to(mine, code_in(mine), n=50))
+    ticket = await erasure.desk.tickets.get(second)
+    assert ticket.verification == "code"
+    assert ticket.needs_review
+    answers = erasure.relay.mails("code_not_accepted")
+    assert len(answers) == answered + 1  # the acknowledgement limit was used up: answered
+    assert to_of(answers[-1]) == OWNER
+    assert "前不能再试" in text_of(answers[-1])  # until when
+    settings = erasure.desk.settings
+    shown = json.loads((await _cli(settings, tmp_path, "tickets", "show", second, "--json")).stdout)
+    assert shown["verification_hold"]["locked"] is True
+    assert shown["verification_hold"]["until"]
+    assert shown["account"]["verified"] is False
+    [reason] = [r for r in shown["review_reasons"] if r.startswith("verification locked until")]
+    assert "5 wrong codes" in reason
+    table = (await _cli(settings, tmp_path, "tickets", "show", second)).stdout
+    assert "verification locked until" in table
+    assert "; verified)" not in table
 
 
 async def test_ten_forged_requests_give_no_more_than_five_guesses(erasure: World) -> None:
@@ -416,3 +553,50 @@ async def test_the_dpo_can_undo_a_pending_withdrawal(
     )
     assert again.exit_code == 1
     assert "no withdrawal waiting" in again.stderr
+
+
+async def test_a_forged_opener_merged_onto_a_verified_ticket_stays_unverified(
+    access: World, tmp_path: Path
+) -> None:
+    """PRIV-1 verified (DKIM-aligned); PRIV-2 opened by a forged From: asking for another
+    address. Merged, the forgery keeps its flag on PRIV-1 wherever a person reads it."""
+    fixed = access.desk.classifier
+    assert isinstance(fixed, FixedTypes)
+    await access.send(request(headers=TRUSTED_DKIM))
+    [verified] = await access.desk.tickets.find()
+    fixed.types = [RequestType.RECTIFICATION]
+    forged_body = "请把我账号的注册邮箱改为 evil@attacker.com"
+    await access.send(
+        request(message_id="forged@evil.example", body=forged_body), envelope_from=ATTACKER
+    )
+    forged = next(t for t in await access.desk.tickets.find() if t.id != verified.id)
+    assert forged.verification != "verified"
+    settings = access.desk.settings
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", forged.public_id, "--json")).stdout
+    )
+    assert shown["account"]["verified"] is False  # PRIV-1's proof is not this ticket's
+    table = (await _cli(settings, tmp_path, "tickets", "show", forged.public_id)).stdout
+    assert "matched, not verified for this ticket" in table
+    await access.desk.merger.merge(verified.public_id, forged.public_id, "cli:dpo")
+    shown = json.loads(
+        (await _cli(settings, tmp_path, "tickets", "show", verified.public_id, "--json")).stdout
+    )
+    assert shown["account"]["verified"] is True
+    flags = {
+        m["text"]: m["unauthenticated_thread"] for m in shown["messages"] if m["direction"] == "in"
+    }
+    assert flags[forged_body] is True
+    assert [v for t, v in flags.items() if t != forged_body] == [False]
+    table = (await _cli(settings, tmp_path, "tickets", "show", verified.public_id)).stdout
+    assert table.count("UNVERIFIED SENDER") == 1
+    pack = zipfile.ZipFile(
+        io.BytesIO(
+            await build_pack(access.desk.db, verified.public_id, "cli:dpo", access.clock.now())
+        )
+    )
+    listed = json.loads(pack.read("ticket.json"))["messages"]
+    assert [m["unauthenticated_thread"] for m in listed if m["sender"] == OWNER] == [
+        False,
+        True,
+    ]

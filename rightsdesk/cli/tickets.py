@@ -30,7 +30,7 @@ from rightsdesk.languages import LANGS
 from rightsdesk.models import Channel, Ticket, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, DismissingRightsRequest, NewTicket, TicketFilter
-from rightsdesk.views import printable, search_view, ticket_detail, ticket_summary
+from rightsdesk.views import hold_text, printable, search_view, ticket_detail, ticket_summary
 
 tickets_app = typer.Typer(help="Work the tickets.", no_args_is_help=True)
 
@@ -213,9 +213,12 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         )
     if data["review_reasons"]:
         out.print(f"  needs attention: {shown('; '.join(data['review_reasons']))}", highlight=False)
+    hold = data["verification_hold"]
+    if hold is not None and hold_text(hold) not in data["review_reasons"]:
+        out.print(f"  {shown(hold_text(hold))}", highlight=False)
     account = data["account"]
     if account is not None:
-        proven = "verified" if account["verified"] else "matched, not yet verified"
+        proven = "verified" if account["verified"] else "matched, not verified for this ticket"
         out.print(
             f"  account: {shown(account['account_id'])} ({shown(account['email'])}; {proven})",
             highlight=False,
@@ -275,9 +278,10 @@ def tickets_show(ticket_id: TicketId, as_json: JsonFlag = False) -> None:
         out.rule(shown(title), style="yellow" if message["unauthenticated_thread"] else "")
         if message["unauthenticated_thread"]:
             out.print(
-                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag or as"
-                " the same request again; nothing proves who wrote it. Do not act on it (a new"
-                " address, a withdrawal) without checking.",
+                "[bold yellow]UNVERIFIED SENDER[/]: joined this ticket by its [PRIV-…] tag, as"
+                " the same request again, or from a merged ticket nobody verified; nothing"
+                " proves who wrote it. Do not act on it (a new address, a withdrawal) without"
+                " checking.",
                 highlight=False,
             )
         if message["subject"]:

@@ -55,7 +55,8 @@ class HandleReply:
     In-Reply-To/References (they received our mail), or DKIM/DMARC aligned with From at a
     trusted server. Without it the mail stays on the ticket, flagged, and changes nothing. A
     code is its own proof (it went only to the registered address); its guesses are limited
-    per ticket and per account (rightsdesk.verification)."""
+    per ticket and per account, and wrong codes in unproven mail have their own budget
+    (rightsdesk.verification)."""
 
     def __init__(
         self, tickets: TicketService, verifier: Verifier, withdrawals: Withdrawals
@@ -72,9 +73,10 @@ class HandleReply:
         said = routing.inbound.text.strip()
         is_requester = routing.inbound.sender == ticket.contact_value
         cancel, undo = says_cancel(said), says_undo(said)
+        proven = routing.proof == "reference" or routing.inbound.auth.from_aligned
         if is_requester and (cancel or undo):
             asked = "withdrawal" if cancel else "undo"
-            if routing.proof != "reference" and not routing.inbound.auth.from_aligned:
+            if not proven:
                 await self.tickets.note_in(
                     routing.session,
                     ticket,
@@ -90,9 +92,13 @@ class HandleReply:
                 routing.outcome = "withdrawal undone"
                 self.tickets.answered_by_desk(routing.session, ticket)
             return False
-        checked = await self.verifier.check_reply(routing.session, ticket, said)
+        checked = await self.verifier.check_reply(routing.session, ticket, said, proven=proven)
         if is_requester and routing.row.acknowledge:  # answers are rate limited too
             checked = await self.verifier.answer_code_reply(routing.session, ticket, said, checked)
+        elif checked is not None and checked.just_locked:
+            # A lock is answered whatever the per-sender limit (a forged flood may have used
+            # it up): once per lock, so it is no flood itself.
+            await self.verifier.tell_not_accepted(routing.session, ticket, checked)
         if checked is not None:
             routing.outcome = f"verification: {checked.outcome}"
             self.tickets.answered_by_desk(routing.session, ticket)
