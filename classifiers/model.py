@@ -321,6 +321,10 @@ class RightsClassifier:
         for unit, cites, adds in zip(per_unit, cited, another, strict=True):
             if adds and not cites:
                 continue
+            if cites and cites <= WHO_ASKS:
+                # PIPL 第四十九条 says who asks (a relative), not what: the sentence's own
+                # words (查阅、复制, 注销) say that, as in a sentence with no article.
+                continue
             for label in LABELS:
                 if label == NOT_A_REQUEST or label in cites or label in rule_labels(unit):
                     continue

@@ -32,7 +32,9 @@ _ASKS = re.compile(
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
     r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
-    r"|\bcomplaint\b"
+    r"|\bcomplaint\b|\b(my|our|the) (request|ask|application) (is|here is|today is)\b"
+    r"|\b(this|the present) (letter|email|e-mail|message|mail)? ?is (a|my) (formal )?(request|"
+    r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b|\bwhat i'?m (asking|requesting)\b|(本人|我)的(请求|诉求|申请|要求)(是|为|如下|只有|很简单)"
     # On someone's behalf: a lawyer for a client, HR for an employee, a parent for a child.
     r"|\b(our|my) (client|employee|member|son|daughter)s?\b[^.;:!?]{0,50}?\b(request|ask|want|"
     r"wish|require|demand|object|instruct|would like)\w*|\bon (his|her|their) behalf\b"
@@ -50,7 +52,12 @@ _ASKS = re.compile(
     r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
 )
 # "I reserve the right to complain": names a right and asks for none, whatever else it says.
-_RESERVATION = re.compile(r"保留|\breserve")
+# Only a reservation of rights: "保留" alone also keeps things ("本人账号继续保留使用"), and
+# an ask that keeps the account is still an ask.
+_RESERVATION = re.compile(
+    r"保留[^。；;，,]{0,40}(权利|权力|追究|法律措施|法律途径|诉权)"
+    r"|\b(reserve[sd]?|reserving)\b[^.;!?]{0,30}\brights?\b|\brights?\b[^.;!?]{0,20}\breserved\b"
+)
 # Citations of what the law or the policy allows: they name every right and ask for none,
 # unless the writer asks in the same sentence, citing the article as the ground of the ask
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
@@ -142,7 +149,7 @@ def asks(text: str) -> list[str] | None:
         for number, paragraph in enumerate(_PARAGRAPH.split(text))
         for sentence in sentences(paragraph)
     ]
-    found: list[str] = []
+    found: list[tuple[str, str]] = []  # the sentence, and what is read (with its context)
     # The paragraph whose sentences are the items of a list an ask opened with a colon: its
     # own, or the next one when the colon ends its paragraph.
     listing: int | None = None
@@ -157,20 +164,26 @@ def asks(text: str) -> list[str] | None:
             listing = paragraph + 1 if last else paragraph
             continue
         before = flat[k - 1] if k else None
-        # Never a citation as the context of an ask.
+        # Never a citation as the context of an ask. A condition is judged on the sentence's
+        # own words: "如…请告知。除此之外，本人申请…" is a condition, then an ask.
+        own = sentence
         if (
-            len(sentence) < SHORT_ASK
+            weight(sentence) < SHORT_ASK
             and before
             and before[0] == paragraph
             and not _boilerplate(before[1])
+            and not cited_labels(sentence)
         ):
             sentence = f"{before[1]} {sentence}"
-        found.append(sentence)
-    return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found
+        found.append((own, sentence))
+    unconditional = [read for own, read in found if not _CONDITIONAL.search(own)]
+    return unconditional or [read for _, read in found]
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
-SHORT_ASK = 30  # characters: an ask this short ("please stop.") is read with the one before
+# An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
+# ask of twenty characters, which says what it asks, stands alone.
+SHORT_ASK = 30
 # Saying what is not asked is no ask ("I'm not asking you to delete past recordings").
 _NOT_ASKING = re.compile(
     r"\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
