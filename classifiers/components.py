@@ -57,6 +57,9 @@ class IdentifierEntities:
         return doc
 
 
+AUTOMATIC_WITHIN = 3  # tokens: where an automatic message's own marker stands
+
+
 class RequestRules:
     """Phrases whose meaning does not depend on context (注销账号, unsubscribe, out of office).
 
@@ -67,6 +70,7 @@ class RequestRules:
 
     def __init__(self, nlp: Language, rules: Mapping[str, Iterable[str]]) -> None:
         self.matcher = PhraseMatcher(nlp.vocab, attr="ORTH")
+        self.not_a_request = nlp.vocab.strings.add(NOT_A_REQUEST)
         for label, phrases in rules.items():
             self.matcher.add(label, [nlp.make_doc(p) for p in phrases])
         # A one-time code typed back ("验证码：358172", "my code is 640213").
@@ -86,7 +90,11 @@ class RequestRules:
     def __call__(self, doc: Doc) -> Doc:
         text = doc_text(doc)
         spans = [
-            Span(doc, start, end, label=match_id) for match_id, start, end in self.matcher(doc)
+            Span(doc, start, end, label=match_id)
+            for match_id, start, end in self.matcher(doc)
+            # An auto-reply or a bounce says so first (its subject, its first words); one
+            # mentioned later ("I only got an auto-reply") is a person writing.
+            if match_id != self.not_a_request or start <= AUTOMATIC_WITHIN
         ]
         for found in CHILD_AGE.finditer(text):
             if states_child_under_14(found) and (

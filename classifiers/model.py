@@ -25,6 +25,7 @@ from classifiers.rules import CHILD_AGE, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
+    hypothetical,
     clauses,
     detect_language,
     is_ask,
@@ -229,8 +230,12 @@ class RightsClassifier:
             how = asks_how(text)
             self._add_clauses(unit, parts)
             for span in doc.spans["rules"]:
-                if how and span.label_ not in WHO_ASKS:
-                    continue  # "how do I delete my account?" asks how, not for it
+                if (how or hypothetical(text, span.start_char, span.end_char)) and (
+                    span.label_ not in WHO_ASKS
+                ):
+                    # "how do I delete my account?", "if I close my account, what stays?":
+                    # they ask about it, not for it.
+                    continue
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
             cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()

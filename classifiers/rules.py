@@ -62,7 +62,7 @@ SHORT_MESSAGE = 8
 # the guardian's procedure. An age of 14 or more, or "children under 14" without a child of
 # the writer's, is left to the model.
 _CHILD = (
-    r"(儿子|女儿|孩子|小孩|娃|侄子|侄女|孙子|孙女|外孙|外甥"
+    r"(儿子|女儿|孩子|小孩|儿童|娃|侄子|侄女|孙子|孙女|外孙|外甥"
     r"|son|daughter|child|kid|boy|girl|nephew|niece)"
 )
 _AGE = (

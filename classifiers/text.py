@@ -361,6 +361,21 @@ def makes_complaint(text: str) -> bool:
     return bool(_MAKES_COMPLAINT.search(text)) and not _RESERVATION.search(text)
 
 
+# A phrase said as a supposition: "if I close my account", "注销账号以后…会".
+_SUPPOSED_BEFORE = re.compile(
+    r"(\bif|\bwhen|\bonce|\bafter|\bsuppose|如果|假如|要是|若是|一旦|倘若)\W*(\w+\W+){0,3}\W*$"
+)
+_SUPPOSED_AFTER = re.compile(r"^\W*(以后|之后|后|的话)")
+
+
+def hypothetical(text: str, start: int, end: int) -> bool:
+    """The phrase at text[start:end] is supposed, not asked for ("if I close my account, what
+    happens to…", "注销账号以后消息还在吗")."""
+    return bool(_SUPPOSED_BEFORE.search(text[max(0, start - 30) : start])) or bool(
+        _SUPPOSED_AFTER.search(text[end : end + 4])
+    )
+
+
 def asks_how(text: str) -> bool:
     """The normalised text asks how a right works (an inquiry), not for the right itself."""
     return bool(_HOW.search(text))
