@@ -138,3 +138,44 @@ def test_the_model_has_a_version_and_a_safety_floor(model: RightsClassifier) -> 
     assert len(model.version or "") == 12
     assert 0.6 <= model.sure_not <= 0.95
     assert model.classify("", "请删除我的数据").model_version == model.version
+
+
+def test_keeping_the_account_is_no_reservation_of_rights() -> None:
+    """"保留" keeps things too: an ask that keeps the account is read, a reservation is not."""
+    ask = "依据《个人信息保护法》第四十七条，本人要求贵公司删除本人的会议录音，本人账号继续保留使用。"
+    reservation = "如贵公司未答复，本人保留向网信部门投诉的权利。"
+    letter = normalise("本人长期使用贵公司的会议产品，参加过很多会议。" * 10 + ask + reservation)
+    assert asks(letter) == [normalise(ask)]
+
+
+def test_a_condition_then_a_short_chinese_ask_reads_the_ask() -> None:
+    letter = normalise(
+        "本人长期使用贵公司的会议产品，参加过很多会议。" * 10
+        + "如贵公司曾将本人信息提供给第三方，请告知接收方名称。"
+        + "除此之外，本人仅依据第四十五条申请获取本人个人信息副本。"
+    )
+    assert asks(letter) == [normalise("除此之外，本人仅依据第四十五条申请获取本人个人信息副本。")]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("I request the closure of my account under Article 17 GDPR.", {"account_deletion"}),
+        ("Account deletion is what I ask for, under Art. 17 GDPR.", {"account_deletion"}),
+    ],
+)
+def test_closing_the_account_under_article_17(sentence: str, labels: set[str]) -> None:
+    assert cited_labels(normalise(sentence)) == labels
+
+
+def test_an_auto_reply_mentioned_is_no_auto_reply(model: RightsClassifier) -> None:
+    complaint = "上个月我就申请删除录音，只收到一封自动回复，之后再没动静，我要投诉。"
+    found = model.predict("", complaint)
+    assert "not_rights_request" not in found.rules
+    assert model.predict("", "自动回复：我正在休假，周一回来").rules == ["not_rights_request"]
+
+
+def test_a_supposed_account_closure_asks_about_it(model: RightsClassifier) -> None:
+    for text in ("If I close my account, what happens to my messages?", "注销账号以后消息还在吗？"):
+        assert "account_deletion" not in model.predict("", text).rules
+    assert "account_deletion" in model.predict("", "please close my account").rules
