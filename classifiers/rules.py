@@ -39,7 +39,23 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     # Death is not mentioned in passing in a rights request; "deceased" is left out because
     # questions about the policy for deceased users' data are inquiries.
-    "deceased": ("去世", "过世", "离世", "已故", "病故", "逝世", "passed away", "died"),
+    "deceased": (
+        "去世",
+        "过世",
+        "离世",
+        "已故",
+        "病故",
+        "逝世",
+        "passed away",
+        "died",
+        # A relative's words ("my late father", "the late Mr Lin", "since her death").
+        "my late",
+        "the late mr",
+        "the late mrs",
+        "the late ms",
+        "his death",
+        "her death",
+    ),
     "not_rights_request": (
         "自动回复",
         "自动回覆",
