@@ -25,9 +25,9 @@ from classifiers.rules import CHILD_AGE, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
-    hypothetical,
     clauses,
     detect_language,
+    hypothetical,
     is_ask,
     joined,
     keeps_account,

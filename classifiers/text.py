@@ -34,7 +34,8 @@ _ASKS = re.compile(
     r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
     r"|\bcomplaint\b|\b(my|our|the) (request|ask|application) (is|here is|today is)\b"
     r"|\b(this|the present) (letter|email|e-mail|message|mail)? ?is (a|my) (formal )?(request|"
-    r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b|\bwhat i'?m (asking|requesting)\b|(本人|我)的(请求|诉求|申请|要求)(是|为|如下|只有|很简单)"
+    r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b"
+    r"|\bwhat i'?m (asking|requesting)\b|(本人|我)的(请求|诉求|申请|要求)(是|为|如下|只有|很简单)"
     # On someone's behalf: a lawyer for a client, HR for an employee, a parent for a child.
     r"|\b(our|my) (client|employee|member|son|daughter)s?\b[^.;:!?]{0,50}?\b(request|ask|want|"
     r"wish|require|demand|object|instruct|would like)\w*|\bon (his|her|their) behalf\b"

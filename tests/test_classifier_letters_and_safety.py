@@ -141,8 +141,8 @@ def test_the_model_has_a_version_and_a_safety_floor(model: RightsClassifier) -> 
 
 
 def test_keeping_the_account_is_no_reservation_of_rights() -> None:
-    """"保留" keeps things too: an ask that keeps the account is read, a reservation is not."""
-    ask = "依据《个人信息保护法》第四十七条，本人要求贵公司删除本人的会议录音，本人账号继续保留使用。"
+    """ "保留" keeps things too: an ask that keeps the account is read, a reservation is not."""
+    ask = "依据第四十七条，本人要求贵公司删除本人的会议录音，本人账号继续保留使用。"
     reservation = "如贵公司未答复，本人保留向网信部门投诉的权利。"
     letter = normalise("本人长期使用贵公司的会议产品，参加过很多会议。" * 10 + ask + reservation)
     assert asks(letter) == [normalise(ask)]
