@@ -71,8 +71,13 @@ class RequestRules:
     def __init__(self, nlp: Language, rules: Mapping[str, Iterable[str]]) -> None:
         self.matcher = PhraseMatcher(nlp.vocab, attr="ORTH")
         self.not_a_request = nlp.vocab.strings.add(NOT_A_REQUEST)
+        # The phrases in words only: the feature tokenizer (classifiers.pipeline) appends
+        # character tokens that no message's words contain. A loaded pipeline builds this
+        # before its tokenizer is wrapped; a new one after: both must match alike, or the
+        # thresholds tuned in training are not those of the model in use.
+        tokenizer = getattr(nlp.tokenizer, "inner", nlp.tokenizer)
         for label, phrases in rules.items():
-            self.matcher.add(label, [nlp.make_doc(p) for p in phrases])
+            self.matcher.add(label, [tokenizer(p) for p in phrases])
         # A one-time code typed back ("验证码：358172", "my code is 640213").
         self.codes = Matcher(nlp.vocab)
         self.codes.add(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,7 +22,7 @@ from classifiers.citations import cited_labels
 from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import TEXTCAT, adapt_tokenizer, clause_doc
-from classifiers.rules import CHILD_AGE, states_child_under_14
+from classifiers.rules import CHILD_AGE, RULES, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
@@ -46,7 +47,7 @@ META_FILE = "rightsdesk.json"
 RULE_SCORE = 0.99  # a rule match: as sure as the model ever gets, still below 1 for the eye
 # An article cited in an ask (classifiers.citations): evidence, a little below a rule's certainty.
 CITED_SCORE = 0.95
-ACCOUNT_DELETION, ERASURE = "account_deletion", "erasure"
+ACCOUNT_DELETION, ERASURE, DECEASED = "account_deletion", "erasure", "deceased"
 # Who asks, not what: a rule for these holds in a question too.
 WHO_ASKS = frozenset({"minor", "deceased", NOT_A_REQUEST})
 # Beside a cited ask, another sentence of the letter counts as a second ask only this sure.
@@ -277,6 +278,10 @@ class RightsClassifier:
             # Who asks (a guardian) is often said outside the sentence that asks.
             raw = {**raw, MINOR: max(raw[MINOR], RULE_SCORE)}
             rules.add(MINOR)
+        if not whole and _states_a_death(plain):
+            # So is who asks for a deceased user ("I am the son of the late Mr Lin").
+            raw = {**raw, DECEASED: max(raw[DECEASED], RULE_SCORE)}
+            rules.add(DECEASED)
         scores = {label: round(float(raw[label]), 4) for label in LABELS}
         labels, needs_review = decide(scores, self.thresholds, self.sure_not, rights_signal(plain))
         if ACCOUNT_DELETION in labels and ERASURE in labels:
@@ -365,6 +370,20 @@ def _states_a_child(text: str) -> bool:
         for sentence in statements(text)
         for found in CHILD_AGE.finditer(sentence)
     )
+
+
+_DEATH = re.compile(
+    "|".join(
+        rf"\b{re.escape(phrase)}\b" if phrase.isascii() else re.escape(phrase)
+        for phrase in RULES[DECEASED]
+    )
+)
+
+
+def _states_a_death(text: str) -> bool:
+    """A sentence of the writer's own (not a citation of PIPL 第四十九条's "近亲属…死者")
+    says someone died."""
+    return any(_DEATH.search(sentence) for sentence in statements(text))
 
 
 def _nothing_but_a_code(doc: Doc) -> bool:

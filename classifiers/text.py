@@ -62,7 +62,10 @@ _RESERVATION = re.compile(
 # Citations of what the law or the policy allows: they name every right and ask for none,
 # unless the writer asks in the same sentence, citing the article as the ground of the ask
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
-_CITATION = re.compile(r"享有|有权|规定|隐私政策中|\bthe right to\b|\bpolicy (states|says)")
+_CITATION = re.compile(
+    r"享有|有权|规定|隐私政策中|隐私政策[里上]?也?(写|说|提到|载明)|\bthe right to\b"
+    r"|\b(policy|notice) (also )?(states|says)"
+)
 _ASKS_HERE = re.compile(
     r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
@@ -364,7 +367,8 @@ def makes_complaint(text: str) -> bool:
 
 # A phrase said as a supposition: "if I close my account", "注销账号以后…会".
 _SUPPOSED_BEFORE = re.compile(
-    r"(\bif|\bwhen|\bonce|\bafter|\bsuppose|如果|假如|要是|若是|一旦|倘若)\W*(\w+\W+){0,3}\W*$"
+    r"(\bif|\bwhen|\bonce|\bafter|\bsuppose)\W*(\w+\W+){0,3}\W*$"
+    r"|(如果|假如|要是|若是|一旦|倘若)[^，。,；;！!？?]{0,6}$"
 )
 _SUPPOSED_AFTER = re.compile(r"^\W*(以后|之后|后|的话)")
 
