@@ -179,3 +179,29 @@ def test_a_supposed_account_closure_asks_about_it(model: RightsClassifier) -> No
     for text in ("If I close my account, what happens to my messages?", "注销账号以后消息还在吗？"):
         assert "account_deletion" not in model.predict("", text).rules
     assert "account_deletion" in model.predict("", "please close my account").rules
+
+
+def test_rule_phrases_match_alike_in_a_new_and_a_loaded_pipeline(model: RightsClassifier) -> None:
+    """Thresholds are tuned on a new pipeline and used on a loaded one: the rule layer must
+    find the same phrases in both."""
+    from classifiers.pipeline import blank_pipeline
+
+    text = "我要注销账号，以后别给我发了，退订"
+    fresh, loaded = blank_pipeline("bow")(text), model.nlp(text)
+    found = [{span.label_ for span in doc.spans["rules"]} for doc in (fresh, loaded)]
+    assert found[0] == found[1] == {"account_deletion", "withdraw_consent"}
+
+
+def test_what_the_policy_says_users_may_do_is_no_ask() -> None:
+    policy = "你们隐私政策里也写了，用户可以查阅、更正、删除个人信息，撤回同意，注销账号。"
+    ask = "请依照第四十五条，把你们保存的关于我的全部个人信息复制一份发给我。"
+    letter = normalise("我用你们的产品好几年了，主要用来和家里人开视频会议。" * 8 + policy + ask)
+    assert asks(letter) == [normalise(ask)]
+
+
+def test_a_death_stated_in_a_letter_says_who_asks(model: RightsClassifier) -> None:
+    letter = _gdpr_letter(
+        "I am the son of the late Mr. R. Lin, who had an account with you.",
+        "I ask you to close his account under Article 17 GDPR.",
+    )
+    assert set(model.predict("", letter).labels) == {"deceased", "account_deletion"}
