@@ -84,7 +84,9 @@ _CHILD = (
 _AGE = (
     r"(?:\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九])\s*(?:周岁|岁|歲|週歲)"
     r"|(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen)"
-    r"(?:\s*|-)(?:years?(?:\s*|-)old|yo|y/o)\b|\bis \d{1,2}\b|\(\d{1,2}\)"
+    r"(?:\s*|-)(?:years?(?:\s*|-)old|yo|y/o)\b|\bis \d{1,2}\b|\baged \d{1,2}\b"
+    # "my son (12)", never an article's paragraph ("Article 8(1)", "(1) children…").
+    r"|(?<=\s)\(\d{1,2}\)"
 )
 CHILD_AGE = re.compile(
     rf"{_CHILD}[^。.!?！？;；]{{0,12}}?(?:{_AGE})|(?:{_AGE})[^。.!?！？;；]{{0,12}}?{_CHILD}"
