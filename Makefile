@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 # The classifier is trained here from classifiers/data (deterministic, well under a minute), so
 # a fresh checkout has a model after either command; `rightsdesk run` never trains.
 MODEL := classifiers/model/rightsdesk.json
-$(MODEL): $(VENV)/.installed $(wildcard classifiers/data/*) $(wildcard classifiers/*.py)
+$(MODEL): $(VENV)/.installed $(wildcard classifiers/data/*) $(wildcard classifiers/devsets/*) $(wildcard classifiers/*.py)
 	$(BIN)/rightsdesk classifier train
 
 ## Install into .venv, migrate the database and start the service on its embedded defaults.

@@ -59,6 +59,8 @@ _ZH_ARTICLE = re.compile(r"第([一二三四五六七八九十百零\d]{1,5})条
 # Erasure articles (GDPR 17, PIPL 47) also ground closing the account, which covers the data.
 _ACCOUNT = re.compile(
     r"注销|销户|\b(close|delete|terminate|cancel|deactivate)\w*\s+(\S+\s+){0,2}account\b"
+    r"|\b(closure|deletion|termination|cancellation|deactivation) of (my|the|our|his|her) account"
+    r"|\baccount (closure|deletion|termination|cancellation)\b"
 )
 _MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
 _GDPR_ANYWHERE = re.compile(_GDPR_LAW)

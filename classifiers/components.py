@@ -57,6 +57,9 @@ class IdentifierEntities:
         return doc
 
 
+AUTOMATIC_WITHIN = 3  # tokens: where an automatic message's own marker stands
+
+
 class RequestRules:
     """Phrases whose meaning does not depend on context (注销账号, unsubscribe, out of office).
 
@@ -67,8 +70,14 @@ class RequestRules:
 
     def __init__(self, nlp: Language, rules: Mapping[str, Iterable[str]]) -> None:
         self.matcher = PhraseMatcher(nlp.vocab, attr="ORTH")
+        self.not_a_request = nlp.vocab.strings.add(NOT_A_REQUEST)
+        # The phrases in words only: the feature tokenizer (classifiers.pipeline) appends
+        # character tokens that no message's words contain. A loaded pipeline builds this
+        # before its tokenizer is wrapped; a new one after: both must match alike, or the
+        # thresholds tuned in training are not those of the model in use.
+        tokenizer = getattr(nlp.tokenizer, "inner", nlp.tokenizer)
         for label, phrases in rules.items():
-            self.matcher.add(label, [nlp.make_doc(p) for p in phrases])
+            self.matcher.add(label, [tokenizer(p) for p in phrases])
         # A one-time code typed back ("验证码：358172", "my code is 640213").
         self.codes = Matcher(nlp.vocab)
         self.codes.add(
@@ -86,7 +95,11 @@ class RequestRules:
     def __call__(self, doc: Doc) -> Doc:
         text = doc_text(doc)
         spans = [
-            Span(doc, start, end, label=match_id) for match_id, start, end in self.matcher(doc)
+            Span(doc, start, end, label=match_id)
+            for match_id, start, end in self.matcher(doc)
+            # An auto-reply or a bounce says so first (its subject, its first words); one
+            # mentioned later ("I only got an auto-reply") is a person writing.
+            if match_id != self.not_a_request or start <= AUTOMATIC_WITHIN
         ]
         for found in CHILD_AGE.finditer(text):
             if states_child_under_14(found) and (

@@ -24,6 +24,9 @@ from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.text import sentences
 
 DATA_DIR = Path(__file__).parent / "data"
+# Our own messages in voices unlike the training data (JSON lines, as held-out sets): never
+# learned from; training tunes the safety floor on them too (classifiers.training).
+DEVSETS_DIR = Path(__file__).parent / "devsets"
 Split = Literal["train", "dev", "test"]
 LETTERS_PER_ASK = 3
 
@@ -179,3 +182,11 @@ def _compose(kit: dict[str, Any], ask: str, rng: random.Random, size: int) -> tu
         rng.choice(kit["closings"]),
     ]
     return rng.choice(kit["subjects"]), "\n\n".join(paragraphs)
+
+
+def load_devsets(folder: Path = DEVSETS_DIR) -> list[LabelledExample]:
+    """Every message of every devset file (classifiers.heldout's format), split "test": never
+    trained on."""
+    from classifiers.heldout import load_heldout  # heldout imports this module
+
+    return [item.example for path in sorted(folder.glob("*.jsonl")) for item in load_heldout(path)]

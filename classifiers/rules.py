@@ -39,7 +39,23 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     # Death is not mentioned in passing in a rights request; "deceased" is left out because
     # questions about the policy for deceased users' data are inquiries.
-    "deceased": ("去世", "过世", "离世", "已故", "病故", "逝世", "passed away", "died"),
+    "deceased": (
+        "去世",
+        "过世",
+        "离世",
+        "已故",
+        "病故",
+        "逝世",
+        "passed away",
+        "died",
+        # A relative's words ("my late father", "the late Mr Lin", "since her death").
+        "my late",
+        "the late mr",
+        "the late mrs",
+        "the late ms",
+        "his death",
+        "her death",
+    ),
     "not_rights_request": (
         "自动回复",
         "自动回覆",
@@ -62,13 +78,15 @@ SHORT_MESSAGE = 8
 # the guardian's procedure. An age of 14 or more, or "children under 14" without a child of
 # the writer's, is left to the model.
 _CHILD = (
-    r"(儿子|女儿|孩子|小孩|娃|侄子|侄女|孙子|孙女|外孙|外甥"
+    r"(儿子|女儿|孩子|小孩|儿童|娃|侄子|侄女|孙子|孙女|外孙|外甥"
     r"|son|daughter|child|kid|boy|girl|nephew|niece)"
 )
 _AGE = (
     r"(?:\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九])\s*(?:周岁|岁|歲|週歲)"
     r"|(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen)"
-    r"(?:\s*|-)(?:years?(?:\s*|-)old|yo|y/o)\b|\bis \d{1,2}\b|\(\d{1,2}\)"
+    r"(?:\s*|-)(?:years?(?:\s*|-)old|yo|y/o)\b|\bis \d{1,2}\b|\baged \d{1,2}\b"
+    # "my son (12)", never an article's paragraph ("Article 8(1)", "(1) children…").
+    r"|(?<=\s)\(\d{1,2}\)"
 )
 CHILD_AGE = re.compile(
     rf"{_CHILD}[^。.!?！？;；]{{0,12}}?(?:{_AGE})|(?:{_AGE})[^。.!?！？;；]{{0,12}}?{_CHILD}"

@@ -32,7 +32,10 @@ _ASKS = re.compile(
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
     r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
-    r"|\bcomplaint\b"
+    r"|\bcomplaint\b|\b(my|our|the) (request|ask|application) (is|here is|today is)\b"
+    r"|\b(this|the present) (letter|email|e-mail|message|mail)? ?is (a|my) (formal )?(request|"
+    r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b"
+    r"|\bwhat i'?m (asking|requesting)\b|(本人|我)的(请求|诉求|申请|要求)(是|为|如下|只有|很简单)"
     # On someone's behalf: a lawyer for a client, HR for an employee, a parent for a child.
     r"|\b(our|my) (client|employee|member|son|daughter)s?\b[^.;:!?]{0,50}?\b(request|ask|want|"
     r"wish|require|demand|object|instruct|would like)\w*|\bon (his|her|their) behalf\b"
@@ -50,11 +53,19 @@ _ASKS = re.compile(
     r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
 )
 # "I reserve the right to complain": names a right and asks for none, whatever else it says.
-_RESERVATION = re.compile(r"保留|\breserve")
+# Only a reservation of rights: "保留" alone also keeps things ("本人账号继续保留使用"), and
+# an ask that keeps the account is still an ask.
+_RESERVATION = re.compile(
+    r"保留[^。；;，,]{0,40}(权利|权力|追究|法律措施|法律途径|诉权)"
+    r"|\b(reserve[sd]?|reserving)\b[^.;!?]{0,30}\brights?\b|\brights?\b[^.;!?]{0,20}\breserved\b"
+)
 # Citations of what the law or the policy allows: they name every right and ask for none,
 # unless the writer asks in the same sentence, citing the article as the ground of the ask
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
-_CITATION = re.compile(r"享有|有权|规定|隐私政策中|\bthe right to\b|\bpolicy (states|says)")
+_CITATION = re.compile(
+    r"享有|有权|规定|隐私政策中|隐私政策[里上]?也?(写|说|提到|载明)|\bthe right to\b"
+    r"|\b(policy|notice) (also )?(states|says)"
+)
 _ASKS_HERE = re.compile(
     r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
@@ -142,7 +153,7 @@ def asks(text: str) -> list[str] | None:
         for number, paragraph in enumerate(_PARAGRAPH.split(text))
         for sentence in sentences(paragraph)
     ]
-    found: list[str] = []
+    found: list[tuple[str, str]] = []  # the sentence, and what is read (with its context)
     # The paragraph whose sentences are the items of a list an ask opened with a colon: its
     # own, or the next one when the colon ends its paragraph.
     listing: int | None = None
@@ -157,20 +168,26 @@ def asks(text: str) -> list[str] | None:
             listing = paragraph + 1 if last else paragraph
             continue
         before = flat[k - 1] if k else None
-        # Never a citation as the context of an ask.
+        # Never a citation as the context of an ask. A condition is judged on the sentence's
+        # own words: "如…请告知。除此之外，本人申请…" is a condition, then an ask.
+        own = sentence
         if (
-            len(sentence) < SHORT_ASK
+            weight(sentence) < SHORT_ASK
             and before
             and before[0] == paragraph
             and not _boilerplate(before[1])
+            and not cited_labels(sentence)
         ):
             sentence = f"{before[1]} {sentence}"
-        found.append(sentence)
-    return [sentence for sentence in found if not _CONDITIONAL.search(sentence)] or found
+        found.append((own, sentence))
+    unconditional = [read for own, read in found if not _CONDITIONAL.search(own)]
+    return unconditional or [read for _, read in found]
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
-SHORT_ASK = 30  # characters: an ask this short ("please stop.") is read with the one before
+# An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
+# ask of twenty characters, which says what it asks, stands alone.
+SHORT_ASK = 30
 # Saying what is not asked is no ask ("I'm not asking you to delete past recordings").
 _NOT_ASKING = re.compile(
     r"\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
@@ -346,6 +363,22 @@ def adds_an_ask(text: str) -> bool:
 def makes_complaint(text: str) -> bool:
     """The normalised sentence makes a complaint now; never a reservation ("保留投诉的权利")."""
     return bool(_MAKES_COMPLAINT.search(text)) and not _RESERVATION.search(text)
+
+
+# A phrase said as a supposition: "if I close my account", "注销账号以后…会".
+_SUPPOSED_BEFORE = re.compile(
+    r"(\bif|\bwhen|\bonce|\bafter|\bsuppose)\W*(\w+\W+){0,3}\W*$"
+    r"|(如果|假如|要是|若是|一旦|倘若)[^，。,；;！!？?]{0,6}$"
+)
+_SUPPOSED_AFTER = re.compile(r"^\W*(以后|之后|后|的话)")
+
+
+def hypothetical(text: str, start: int, end: int) -> bool:
+    """The phrase at text[start:end] is supposed, not asked for ("if I close my account, what
+    happens to…", "注销账号以后消息还在吗")."""
+    return bool(_SUPPOSED_BEFORE.search(text[max(0, start - 30) : start])) or bool(
+        _SUPPOSED_AFTER.search(text[end : end + 4])
+    )
 
 
 def asks_how(text: str) -> bool:

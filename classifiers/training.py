@@ -16,7 +16,7 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch  # type: ignore[attr-defined]
 
-from classifiers.dataset import LabelledExample, Split
+from classifiers.dataset import LabelledExample, Split, load_devsets
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.model import (
     CLAUSE_GATE,
@@ -89,6 +89,7 @@ def train(
     epochs: int = EPOCHS,
     progress: Progress | None = None,
     refit: bool = True,
+    safety_probe: Sequence[LabelledExample] | None = None,
 ) -> Trained:
     """Fit on the train split, tune per-label thresholds on dev and report dev; then (refit)
     fit again on train + dev with the same settings and thresholds. The test split is never
@@ -106,7 +107,10 @@ def train(
     gate = tune_clause_gate(nlp, thresholds, settings, dev)
     settings = {**settings, "clause_gate": gate}
     thresholds = tune_thresholds(RightsClassifier(nlp, thresholds, settings), dev)
-    sure_not = tune_sure_not(RightsClassifier(nlp, thresholds, settings), dev)
+    # Safety is tuned on messages unlike our data too (classifiers/devsets, never learned
+    # from): no request there may be dismissed unread either.
+    probe = list(safety_probe) if safety_probe is not None else load_devsets()
+    sure_not = tune_sure_not(RightsClassifier(nlp, thresholds, settings), [*dev, *probe])
     settings = {**settings, "sure_not": sure_not}
     tuned = RightsClassifier(nlp, thresholds, settings)
     dev_report = evaluate(tuned, dev, "dev")

@@ -138,3 +138,70 @@ def test_the_model_has_a_version_and_a_safety_floor(model: RightsClassifier) -> 
     assert len(model.version or "") == 12
     assert 0.6 <= model.sure_not <= 0.95
     assert model.classify("", "请删除我的数据").model_version == model.version
+
+
+def test_keeping_the_account_is_no_reservation_of_rights() -> None:
+    """ "保留" keeps things too: an ask that keeps the account is read, a reservation is not."""
+    ask = "依据第四十七条，本人要求贵公司删除本人的会议录音，本人账号继续保留使用。"
+    reservation = "如贵公司未答复，本人保留向网信部门投诉的权利。"
+    letter = normalise("本人长期使用贵公司的会议产品，参加过很多会议。" * 10 + ask + reservation)
+    assert asks(letter) == [normalise(ask)]
+
+
+def test_a_condition_then_a_short_chinese_ask_reads_the_ask() -> None:
+    letter = normalise(
+        "本人长期使用贵公司的会议产品，参加过很多会议。" * 10
+        + "如贵公司曾将本人信息提供给第三方，请告知接收方名称。"
+        + "除此之外，本人仅依据第四十五条申请获取本人个人信息副本。"
+    )
+    assert asks(letter) == [normalise("除此之外，本人仅依据第四十五条申请获取本人个人信息副本。")]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("I request the closure of my account under Article 17 GDPR.", {"account_deletion"}),
+        ("Account deletion is what I ask for, under Art. 17 GDPR.", {"account_deletion"}),
+    ],
+)
+def test_closing_the_account_under_article_17(sentence: str, labels: set[str]) -> None:
+    assert cited_labels(normalise(sentence)) == labels
+
+
+def test_an_auto_reply_mentioned_is_no_auto_reply(model: RightsClassifier) -> None:
+    complaint = "上个月我就申请删除录音，只收到一封自动回复，之后再没动静，我要投诉。"
+    found = model.predict("", complaint)
+    assert "not_rights_request" not in found.rules
+    assert model.predict("", "自动回复：我正在休假，周一回来").rules == ["not_rights_request"]
+
+
+def test_a_supposed_account_closure_asks_about_it(model: RightsClassifier) -> None:
+    for text in ("If I close my account, what happens to my messages?", "注销账号以后消息还在吗？"):
+        assert "account_deletion" not in model.predict("", text).rules
+    assert "account_deletion" in model.predict("", "please close my account").rules
+
+
+def test_rule_phrases_match_alike_in_a_new_and_a_loaded_pipeline(model: RightsClassifier) -> None:
+    """Thresholds are tuned on a new pipeline and used on a loaded one: the rule layer must
+    find the same phrases in both."""
+    from classifiers.pipeline import blank_pipeline
+
+    text = "我要注销账号，以后别给我发了，退订"
+    fresh, loaded = blank_pipeline("bow")(text), model.nlp(text)
+    found = [{span.label_ for span in doc.spans["rules"]} for doc in (fresh, loaded)]
+    assert found[0] == found[1] == {"account_deletion", "withdraw_consent"}
+
+
+def test_what_the_policy_says_users_may_do_is_no_ask() -> None:
+    policy = "你们隐私政策里也写了，用户可以查阅、更正、删除个人信息，撤回同意，注销账号。"
+    ask = "请依照第四十五条，把你们保存的关于我的全部个人信息复制一份发给我。"
+    letter = normalise("我用你们的产品好几年了，主要用来和家里人开视频会议。" * 8 + policy + ask)
+    assert asks(letter) == [normalise(ask)]
+
+
+def test_a_death_stated_in_a_letter_says_who_asks(model: RightsClassifier) -> None:
+    letter = _gdpr_letter(
+        "I am the son of the late Mr. R. Lin, who had an account with you.",
+        "I ask you to close his account under Article 17 GDPR.",
+    )
+    assert set(model.predict("", letter).labels) == {"deceased", "account_deletion"}
