@@ -19,9 +19,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.config import Settings
 from rightsdesk.models import Message, RequestType, Ticket, TicketStatus
 from rightsdesk.outbound import Outbox, can_mail
-from rightsdesk.tickets import FINISHED_STATUSES, TicketService, says_cancel
+from rightsdesk.tickets import FINISHED_STATUSES, TicketService
 from rightsdesk.verification import find_code
-from rightsdesk.withdrawal import says_undo
+from rightsdesk.withdrawal_words import says_cancel, says_undo
 
 if TYPE_CHECKING:
     from rightsdesk.pipeline import Classification

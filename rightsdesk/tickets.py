@@ -7,19 +7,15 @@ audit event describing the change (who, what, when, before/after).
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import datetime as dt
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, case, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer, joinedload
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,22 +26,27 @@ from rightsdesk.deadlines import DeadlinePolicy, Deadlines
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     COMPLETION_TYPES,
-    Account,
     Channel,
     ContactKind,
-    Event,
     Message,
     Requester,
     RequesterContact,
     RequestType,
     StaffUser,
-    StoredAttachment,
     Ticket,
     TicketCounter,
     TicketStatus,
     TicketType,
-    VerificationChallenge,
 )
+from rightsdesk.ticket_errors import (
+    DismissingRightsRequest,
+    IllegalTransition,
+    TicketConflict,
+    TicketError,
+    TicketNotFound,
+    UnknownAssignee,
+)
+from rightsdesk.ticket_reads import TicketDetail, TicketFilter, TicketReads
 
 S = TicketStatus
 
@@ -72,104 +73,6 @@ FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED})
 def is_person(actor: str) -> bool:
     """A person of ours acted (the DPO, a colleague), not the desk itself or the requester."""
     return not (actor.startswith("system") or actor == "requester")
-
-
-# What a requester writes, alone, to withdraw a request (a reply to our mail, or in the chat).
-CANCEL_WORDS = frozenset(
-    # Not "撤销": that is how a requester takes a withdrawal back (rightsdesk.withdrawal).
-    {"cancel", "cancel my request", "stop", "取消", "取消请求", "撤回", "撤回请求", "算了"}
-    | {"取消請求", "撤回請求"}  # the same, in traditional characters (not 撤銷: an undo)
-    | {"please cancel", "please cancel my request", "please cancel it", "cancel it"}
-    | {"please withdraw my request", "withdraw my request", "i want to cancel my request"}
-    | {"i would like to cancel my request", "i'd like to cancel my request"}
-    | {"请取消", "请取消我的请求", "取消申请", "撤回申请", "请撤回", "请撤回我的申请", "我要取消"}
-    | {"請取消", "請取消我的請求", "取消申請", "撤回申請", "請撤回", "請撤回我的申請"}
-    | {"我不想删除了", "我不想刪除了", "不用删除了", "不用刪除了", "不用了"}
-)
-# What may follow the cancel sentence without making it another message: a reason, thanks.
-# A closed list, so "cancel. And delete my other address" is read as a message, not a
-# withdrawal (a withdrawal stops the work: only what plainly says so counts).
-_CANCEL_AFTERWORDS = frozenset(
-    {"i no longer need it", "i don't need it anymore", "i do not need it anymore"}
-    | {"i changed my mind", "i've changed my mind", "never mind", "thanks", "thank you"}
-    | {"我不需要了", "不需要了", "我改主意了", "谢谢", "謝謝", "我不想刪除了", "我不想删除了"}
-)
-_CANCEL_CLAUSES = re.compile(r"[.!?。！？,，;；]+")
-_ASKS = re.compile(r"删|刪|改|查|导出|導出|发|發|请|請|delete|erase|change|send|access|copy", re.I)
-# A sign-off under the text: "-- " and what follows, or a last short paragraph (a name).
-_SIGNATURE = re.compile(r"\n(?:-- ?|—+|__+)\n.*\Z", re.DOTALL)
-
-
-def _clause(text: str) -> str:
-    folded = " ".join(text.replace("\u2019", "'").split()).lower()
-    return folded.strip(" \"'“”「」")
-
-
-def _without_signature(text: str) -> str:
-    text = _SIGNATURE.sub("", text.strip())
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    if len(paragraphs) > 1:
-        last = paragraphs[-1].splitlines()
-        if len(last) <= 2 and all(_signs_off(line) for line in last):
-            paragraphs = paragraphs[:-1]  # "张三", "Thanks,\nZhang San"
-    return " ".join(" ".join(paragraphs).split())
-
-
-def _signs_off(line: str) -> bool:
-    """A line of a sign-off: a name or a greeting, short and asking for nothing."""
-    line = line.strip()
-    cjk = sum("\u3400" <= ch <= "\u9fff" for ch in line)
-    short = len(line) <= 24 and len(line.split()) <= 3 and cjk <= 4
-    return short and not _ASKS.search(line) and not any(ch.isdigit() for ch in line)
-
-
-def says_cancel(text: str) -> bool:
-    """The reply's own text (quoted history already removed: `InboundMessage.text`) asks to
-    withdraw: a cancel sentence, maybe followed by a reason or thanks, and a signature."""
-    clauses = [c for c in map(_clause, _CANCEL_CLAUSES.split(_without_signature(text))) if c]
-    if not clauses or clauses[0] not in CANCEL_WORDS:
-        return False
-    return all(c in CANCEL_WORDS or c in _CANCEL_AFTERWORDS for c in clauses[1:])
-
-
-class TicketError(Exception):
-    """A request the ticket rules refuse; the message is meant for the person who asked."""
-
-
-class TicketNotFound(TicketError):
-    pass
-
-
-class IllegalTransition(TicketError):
-    pass
-
-
-class TicketConflict(TicketError):
-    """Someone else changed the ticket after the person acting last saw it."""
-
-
-class DismissingRightsRequest(TicketError):
-    """A dismissal of a ticket labelled as a rights request, without the override: a request
-    the desk owes an answer to would end unanswered (no mail goes on dismissal). The person
-    relabels it `not_rights_request` first, or confirms (`despite_types`)."""
-
-    def __init__(self, public_id: str, types: Sequence[RequestType]) -> None:
-        self.public_id = public_id
-        self.types = [str(t) for t in types]
-        super().__init__(
-            f"{public_id} is labelled {', '.join(self.types)}, a rights request: it was not "
-            "dismissed; relabel it not_rights_request first, or confirm the dismissal"
-        )
-
-
-class UnknownAssignee(TicketError):
-    """An assignee who is not an enabled console user: nobody would ever see the work."""
-
-    def __init__(self, name: str, disabled: bool) -> None:
-        self.name = name
-        self.disabled = disabled
-        why = "is disabled" if disabled else "is not a user of the console"
-        super().__init__(f"{name} {why}: the ticket was not assigned")
 
 
 # Per task: the audit head each ticket must still have when an action locks it (see
@@ -227,44 +130,6 @@ class NewTicket:
     text: str | None = None  # the request as written, kept as the ticket's first message
 
 
-@dataclass(frozen=True)
-class TicketFilter:
-    statuses: Sequence[TicketStatus] = ()
-    types: Sequence[RequestType] = ()
-    due_before: dt.date | None = None
-    overdue: bool = False
-    assignee: str | None = None
-    needs_review: bool | None = None  # True: the triage queue (active tickets only)
-    unread: bool | None = None  # True: the requester wrote since a person last acted
-    limit: int | None = None
-    # The console's queues and filters.
-    offset: int = 0
-    due_from: dt.date | None = None  # response due on or after
-    unassigned: bool = False
-    channels: Sequence[Channel] = ()
-    received_from: dt.date | None = None  # desk-local days, inclusive
-    received_to: dt.date | None = None
-    active_first: bool = False  # work still owed before finished tickets
-    ids: Sequence[int] | None = None  # only these tickets (a search's hits); () is none
-
-
-@dataclass
-class TicketDetail:
-    ticket: Ticket
-    requester: Requester
-    messages: list[Message] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    # The account the requester proved they hold, else the one a code was sent to (matched,
-    # not yet proven), else None. `account_verified`: this ticket's requester proved it.
-    account: Account | None = None
-    account_verified: bool = False
-    # The files of each message (by message id): received, and sent with replies.
-    attachments: dict[int, list[StoredAttachment]] = field(default_factory=dict)
-    # The ids of those whose content was not kept (over `mail.max_attachment_bytes`, or
-    # emptied by retention): only name, type, size and hash are left, and every view says so.
-    not_kept: frozenset[int] = frozenset()
-
-
 def format_public_id(year: int, seq: int) -> str:
     return f"PRIV-{year}-{seq:06d}"
 
@@ -284,7 +149,7 @@ class ResolveCheck(Protocol):
     async def __call__(self, session: AsyncSession, ticket: Ticket) -> None: ...
 
 
-class TicketService:
+class TicketService(TicketReads):
     def __init__(
         self, db: Database, clock: Clock, policy: DeadlinePolicy, notices: Notices | None = None
     ) -> None:
@@ -446,246 +311,11 @@ class TicketService:
             return (await session.exec(query)).one()
         return requester
 
-    # ---- reading ---------------------------------------------------------------------------
+    # ---- reading (the rest: rightsdesk.ticket_reads) ---------------------------------------
 
     async def get(self, public_id: str) -> Ticket:
         async with self.db.transaction() as session:
             return await _load(session, public_id)
-
-    async def detail(self, public_id: str) -> TicketDetail:
-        async with self.db.reading() as session:
-            # The ticket, its types, its requester and their contacts in one statement (the
-            # console's ticket page reads this on every view; it was four).
-            key = public_id.strip().upper()
-            result: Any = await session.exec(
-                select(Ticket, Requester)
-                .join(Requester, col(Requester.id) == col(Ticket.requester_id))
-                .where(Ticket.public_id == key)
-                .options(
-                    joinedload(Ticket.type_rows),  # type: ignore[arg-type]
-                    joinedload(Requester.contacts),  # type: ignore[arg-type]
-                )
-            )
-            row = result.unique().first()  # joined collections: one row per ticket
-            if row is None:
-                raise TicketNotFound(f"no ticket {public_id}")
-            ticket, requester = row
-            messages = (
-                await session.exec(
-                    select(Message)
-                    .where(Message.ticket_id == ticket.id)
-                    .order_by(col(Message.received_at), col(Message.id))
-                )
-            ).all()
-            events = (
-                await session.exec(
-                    select(Event).where(Event.ticket_id == ticket.id).order_by(col(Event.seq))
-                )
-            ).all()
-            account_id = requester.account_id
-            if account_id is None:
-                account_id = (
-                    await session.exec(
-                        select(VerificationChallenge.account_id)
-                        .where(VerificationChallenge.ticket_id == ticket.id)
-                        .order_by(col(VerificationChallenge.id).desc())
-                        .limit(1)
-                    )
-                ).first()
-            account = await session.get(Account, account_id) if account_id else None
-            files: dict[int, list[StoredAttachment]] = {}
-            not_kept: set[int] = set()
-            if messages:
-                # Without the bytes: a listing needs the name, type, size, hash, and whether
-                # the bytes are there at all.
-                found = await session.exec(
-                    select(StoredAttachment, col(StoredAttachment.content).is_(None))
-                    .where(col(StoredAttachment.message_id).in_([m.id for m in messages]))
-                    .options(defer(StoredAttachment.content))  # type: ignore[arg-type]
-                    .order_by(col(StoredAttachment.id))
-                )
-                for attachment, missing in found.all():
-                    files.setdefault(attachment.message_id, []).append(attachment)
-                    if missing:
-                        not_kept.add(attachment.id or 0)
-            return TicketDetail(
-                ticket,
-                requester,
-                list(messages),
-                list(events),
-                account,
-                # Proven on THIS ticket: the requester's other tickets prove nothing here.
-                account_verified=account is not None
-                and requester.account_id == account.id
-                and ticket.verification == "verified",
-                attachments=files,
-                not_kept=frozenset(not_kept),
-            )
-
-    async def find(self, filters: TicketFilter = TicketFilter()) -> list[Ticket]:
-        if filters.active_first:
-            return await self._active_first(filters)
-        query = self._filtered(select(Ticket), filters)
-        # Work still owed before finished tickets (the CLI's list); the console's pages use
-        # `active_first`, the same order in two indexed queries.
-        owed_first = case((col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]), 0), else_=1)
-        query = query.order_by(
-            owed_first,
-            col(Ticket.response_due).is_(None),
-            col(Ticket.response_due),
-            col(Ticket.id),
-        )
-        if filters.offset:
-            query = query.offset(filters.offset)
-        if filters.limit is not None:
-            query = query.limit(filters.limit)
-        async with self.db.reading() as session:
-            return list((await session.exec(query)).all())
-
-    async def _active_first(self, filters: TicketFilter) -> list[Ticket]:
-        """Work still owed, most urgent first; then finished tickets, newest first.
-
-        Two queries, not one ORDER BY over both: a desk holds far more finished tickets than
-        active ones, and sorting all of them for the first page is what made it slow (243 ms
-        at 100,000 tickets). Active rows come in due-date order from the partial index
-        `ix_ticket_active_due` (migration 0016), finished ones from the primary key walked
-        backwards; neither is sorted, and a page reads about as many rows as it shows."""
-        wanted = set(filters.statuses) or set(TicketStatus)
-        active = sorted(wanted & ACTIVE_STATUSES)
-        finished = sorted(wanted - ACTIVE_STATUSES)
-        plain = dataclasses.replace(filters, active_first=False, offset=0, limit=None)
-        offset, limit = filters.offset, filters.limit
-        found: list[Ticket] = []
-        if active:
-            own = self._filtered(
-                select(Ticket), dataclasses.replace(plain, statuses=tuple(active))
-            ).order_by(col(Ticket.response_due).asc().nulls_last(), col(Ticket.id))
-            if offset:
-                # How many active rows lie before this page (counted no further than needed).
-                before = await self.count(
-                    dataclasses.replace(plain, statuses=tuple(active)), cap=offset
-                )
-                if before >= offset:
-                    found = await self._rows(own.offset(offset), limit)
-                    offset = 0
-                else:
-                    offset -= before
-            else:
-                found = await self._rows(own, limit)
-        if finished and (limit is None or len(found) < limit):
-            query = self._filtered(
-                select(Ticket), dataclasses.replace(plain, statuses=tuple(finished))
-            ).order_by(col(Ticket.id).desc())
-            if offset:
-                query = query.offset(offset)
-            found.extend(await self._rows(query, None if limit is None else limit - len(found)))
-        return found
-
-    async def _rows(self, query: Any, limit: int | None) -> list[Ticket]:
-        # The types joined in (one query), not selected after (a second round trip).
-        query = query.options(joinedload(Ticket.type_rows))  # type: ignore[arg-type]
-        if limit is not None:
-            query = query.limit(limit)
-        async with self.db.reading() as session:
-            return list((await session.exec(query)).unique().all())
-
-    async def count(self, filters: TicketFilter = TicketFilter(), cap: int | None = None) -> int:
-        """How many tickets match; with `cap`, counting stops there (the answer is at most
-        `cap`: "more than" is all a page needs, and at a million tickets it is cheap)."""
-        if cap is None:
-            query = self._filtered(select(func.count()).select_from(Ticket), filters)
-        else:
-            matching = self._filtered(select(Ticket.id), filters).limit(cap).subquery()
-            query = select(func.count()).select_from(matching)
-        async with self.db.reading() as session:
-            return int((await session.exec(query)).one())
-
-    async def count_each(
-        self, within: TicketFilter, named: Mapping[str, TicketFilter]
-    ) -> dict[str, int]:
-        """Several counts of tickets inside `within` in one query (one pass over them, with
-        `count(*) FILTER (WHERE ...)` per name): the console's queue counts."""
-        names = list(named)
-        columns = [
-            func.count().filter(and_(true(), *self._conditions(named[name]))) for name in names
-        ]
-        if not columns:
-            return {}
-        query = self._filtered(select(*columns).select_from(Ticket), within)
-        async with self.db.reading() as session:
-            row = (await session.exec(query)).one()
-        values = row if isinstance(row, tuple) or hasattr(row, "__len__") else (row,)
-        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
-
-    def _filtered(self, query: Any, filters: TicketFilter) -> Any:
-        conditions = self._conditions(filters)
-        return query.where(*conditions) if conditions else query
-
-    def _conditions(self, filters: TicketFilter) -> list[Any]:
-        """The WHERE clauses of a filter (shared by lists, counts and grouped counts)."""
-        found: list[Any] = []
-        query = _Where(found)
-        if filters.ids is not None:
-            query = query.where(col(Ticket.id).in_(list(filters.ids)))
-        # One status condition, however many rules restrict it: overdue and triage mean
-        # active work (two IN lists on one column would make the planner guess far too few
-        # rows, and walk the wrong index).
-        statuses = set(filters.statuses)
-        if filters.overdue or filters.needs_review:
-            statuses = statuses & ACTIVE_STATUSES if statuses else set(ACTIVE_STATUSES)
-        if statuses or filters.statuses:
-            query = query.where(col(Ticket.status).in_(sorted(str(s) for s in statuses)))
-        if filters.types:
-            query = query.where(
-                select(TicketType.ticket_id)
-                .where(TicketType.ticket_id == Ticket.id)
-                .where(col(TicketType.type).in_([str(t) for t in filters.types]))
-                .exists()
-            )
-        if filters.due_before is not None:
-            query = query.where(col(Ticket.response_due) < filters.due_before)
-        if filters.due_from is not None:
-            query = query.where(col(Ticket.response_due) >= filters.due_from)
-        if filters.overdue:  # active only: see the statuses above
-            today = self.today()
-            query = query.where(
-                or_(col(Ticket.response_due) < today, col(Ticket.completion_due) < today)
-            )
-        if filters.assignee is not None:
-            query = query.where(Ticket.assignee == filters.assignee)
-        if filters.unassigned:
-            query = query.where(col(Ticket.assignee).is_(None))
-        if filters.needs_review is not None:
-            # True: finished work is out of the triage queue (the statuses above).
-            query = query.where(Ticket.needs_review == filters.needs_review)
-        if filters.unread is not None:
-            query = query.where(Ticket.unread == filters.unread)
-        if filters.channels:
-            query = query.where(col(Ticket.channel).in_([str(c) for c in filters.channels]))
-        if filters.received_from is not None:
-            query = query.where(col(Ticket.received_at) >= self._day_start(filters.received_from))
-        if filters.received_to is not None:
-            end = self._day_start(filters.received_to + dt.timedelta(days=1))
-            query = query.where(col(Ticket.received_at) < end)
-        return found
-
-    def _day_start(self, day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, dt.time(), self.policy.tz)
-
-    async def links_of(self, tickets: Iterable[Ticket]) -> dict[int, str]:
-        """The public ids of the tickets these point at (`duplicate_of`, `merged_into`)."""
-        wanted = {t.duplicate_of for t in tickets} | {t.merged_into for t in tickets}
-        ids = [i for i in wanted if i is not None]
-        if not ids:
-            return {}
-        async with self.db.reading() as session:
-            found = await session.exec(
-                select(Ticket.id, Ticket.public_id).where(col(Ticket.id).in_(ids))
-            )
-            return {row_id: public_id for row_id, public_id in found.all() if row_id is not None}
-
-    def today(self) -> dt.date:
-        return self.policy.local_day(self.clock.now())
 
     # ---- the status machine ----------------------------------------------------------------
 
@@ -1023,17 +653,6 @@ class TicketService:
         ticket.paused_since = None
 
 
-class _Where:
-    """Collects `.where(...)` clauses, so the filter rules read as they did on a query."""
-
-    def __init__(self, found: list[Any]) -> None:
-        self.found = found
-
-    def where(self, *clauses: Any) -> _Where:
-        self.found.extend(clauses)
-        return self
-
-
 def _seen_by(ticket: Ticket, actor: str) -> None:
     """A person's action on a ticket is their reading of what the requester wrote."""
     if is_person(actor):
@@ -1170,6 +789,7 @@ __all__ = [
     "COMPLETION_TYPES",
     "TRANSITIONS",
     "Contact",
+    "DismissingRightsRequest",
     "IllegalTransition",
     "NewTicket",
     "TicketConflict",
@@ -1178,6 +798,7 @@ __all__ = [
     "TicketFilter",
     "TicketNotFound",
     "TicketService",
+    "UnknownAssignee",
     "format_public_id",
     "unchanged_since",
 ]

@@ -24,15 +24,6 @@ from rightsdesk.tickets import TicketError, TicketService
 log = logging.getLogger("rightsdesk.withdrawal")
 
 SYSTEM = "system:withdrawal"
-# What a requester writes, alone, to take a withdrawal back.
-UNDO_WORDS = frozenset(
-    {"undo", "undo cancel", "撤销", "撤销取消", "恢复", "恢复请求", "不要取消"}
-    | {"撤銷", "撤銷取消", "恢復", "恢復請求"}  # the same, in traditional characters
-)
-
-
-def says_undo(text: str) -> bool:
-    return text.strip().strip(" .!。！\"'“”").lower() in UNDO_WORDS
 
 
 def is_pending(ticket: Ticket) -> bool:

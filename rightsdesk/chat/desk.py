@@ -28,8 +28,9 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
-from rightsdesk.tickets import Contact, NewTicket, TicketError, says_cancel
+from rightsdesk.tickets import Contact, NewTicket, TicketError
 from rightsdesk.verification import find_code
+from rightsdesk.withdrawal_words import says_cancel
 
 log = logging.getLogger("rightsdesk.chat")
 

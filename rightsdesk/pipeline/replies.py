@@ -9,9 +9,10 @@ from rightsdesk.pipeline.routing import (
     SYSTEM,
     Routing,
 )
-from rightsdesk.tickets import TicketService, says_cancel
+from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
-from rightsdesk.withdrawal import Withdrawals, says_undo
+from rightsdesk.withdrawal import Withdrawals
+from rightsdesk.withdrawal_words import says_cancel, says_undo
 
 log = logging.getLogger("rightsdesk.intake")
 
