@@ -264,14 +264,12 @@ class Verifier:
         unproven triggers (a `From:`, a name typed in a chat) are held back as the module's
         docstring says, so a stranger cannot use up the account's codes."""
         assert ticket.id is not None
-        limit = self.settings.account_max_sends
-        if not proven:
-            limit = max(1, limit - PROVEN_RESERVE)
-            if await self._outstanding_code(session, account, ticket.id):
-                raise CodeLimitReached(
-                    f"{ticket.public_id}: a code of the account is still outstanding; "
-                    "unproven mail does not send another"
-                )
+        limit = self.send_limit(proven)
+        if not proven and await self._outstanding_code(session, account, ticket.id):
+            raise CodeLimitReached(
+                f"{ticket.public_id}: a code of the account is still outstanding; "
+                "unproven mail does not send another"
+            )
         if await self._account_sends(session, account) >= limit:
             raise CodeLimitReached(
                 f"{ticket.public_id}: the account has had {limit} "
@@ -627,6 +625,28 @@ class Verifier:
             .where(col(OutboxEntry.created_at) >= self._window_start())
         )
         return int(found.one())
+
+    def send_limit(self, proven: bool) -> int:
+        """Code mails an account may have in its window for a trigger of this kind (the
+        module's docstring: unproven triggers leave the last `PROVEN_RESERVE` alone)."""
+        limit = self.settings.account_max_sends
+        return limit if proven else max(1, limit - PROVEN_RESERVE)
+
+    async def outstanding_accounts(
+        self, session: AsyncSession, account_ids: Collection[str]
+    ) -> set[str]:
+        """`_outstanding_code` for many accounts in one query (the pipeline's batches, whose
+        tickets are new: no code of theirs can be outstanding yet)."""
+        if not account_ids:
+            return set()
+        found = await session.exec(
+            select(VerificationChallenge.account_id)
+            .where(col(VerificationChallenge.account_id).in_(sorted(account_ids)))
+            .where(VerificationChallenge.status == "pending")
+            .where(col(VerificationChallenge.expires_at) > self.clock.now())
+            .distinct()
+        )
+        return set(found.all())
 
     async def _outstanding_code(
         self, session: AsyncSession, account: Account, ticket_id: int
