@@ -96,6 +96,15 @@ def _one_line(value: str, limit: int = 200) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()[:limit]
 
 
+def ticket_language(ticket: Ticket, lang: str | None, chosen: bool = False) -> str | None:
+    """The language of a mail about `ticket`: the ticket's own, whatever the requester's
+    stored language has become since (a later mail with an English subject changes that, not
+    the ticket's); `lang` only when the ticket has none or a person chose it for one mail."""
+    if chosen and lang:
+        return lang
+    return ticket.language or lang
+
+
 class Outbox:
     def __init__(self, settings: Settings, signer: MessageIdSigner, clock: Clock) -> None:
         self.settings = settings
@@ -117,11 +126,13 @@ class Outbox:
         to_name: str | None = None,
         attachments: Sequence[OutgoingAttachment] = (),
         automatic: bool = True,
+        lang_chosen: bool = False,
     ) -> OutboxEntry:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction.
         `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
-        reply is not."""
-        rendered = self._render(kind, lang, ticket, context)
+        reply is not. `lang` counts only when the ticket has no language, or when a person
+        chose it for this one mail (`lang_chosen`: `tickets reply --lang`)."""
+        rendered = self._render(kind, ticket_language(ticket, lang, lang_chosen), ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]
@@ -194,6 +205,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
+            lang = ticket_language(ticket, lang)
             rendered = self._render(kind, lang, ticket, context, signed=False)
             return await self.enqueue_chat(
                 session,
