@@ -56,3 +56,6 @@ class InboundMessage:
     auth: Authentication = field(default_factory=Authentication)
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)  # parse problems that were survived
+    # The request types the requester chose themselves (the portal form's boxes): they are the
+    # request, whatever the classifier reads in the text.
+    chosen_types: list[str] = field(default_factory=list)

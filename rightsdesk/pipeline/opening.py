@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlmodel import col, select
 
@@ -28,6 +29,9 @@ from rightsdesk.tickets import Contact, NewTicket, TicketService
 from rightsdesk.verification import Verifier
 
 log = logging.getLogger("rightsdesk.intake")
+# What a classifier's reading may suggest beside the requester's choice: a rights request.
+_ASKS = frozenset(RequestType) - {RequestType.NOT_RIGHTS_REQUEST, RequestType.INQUIRY}
+_KNOWN = frozenset(t.value for t in RequestType)
 
 
 class OpenTicket:
@@ -48,6 +52,13 @@ class OpenTicket:
         found = routing.classification or await self.classifier.classify(
             inbound.subject, inbound.text
         )
+        read = found
+        chosen = [RequestType(t) for t in inbound.chosen_types if t in _KNOWN]
+        if chosen:
+            # The requester's own choice is the request; the classifier's reading of the text
+            # only suggests what they did not tick (for a person to decide, as for a reply).
+            found = replace(found, types=chosen, needs_review=False)
+        suggested = [t.value for t in read.types if chosen and t not in chosen and t in _ASKS]
         if not found.needs_review and await self._join_open_duplicate(routing, found.types):
             return False
         ticket = await self.tickets.open_in(
@@ -60,17 +71,23 @@ class OpenTicket:
                 subject=routing.row.subject or None,  # as stored (no NUL)
                 requester_name=storable(inbound.sender_name),
                 language=written_in(found.language, f"{inbound.subject}\n{inbound.text}"),
-                needs_review=found.needs_review,
+                needs_review=found.needs_review or bool(suggested),
                 classification={
                     "scores": found.scores,
                     "language": found.language,
-                    "needs_review": found.needs_review,
+                    "needs_review": read.needs_review,
                     "entities": found.entities,
                     "model_version": found.model_version,
+                    # Who named the types: the requester (the form's boxes) or the classifier.
+                    "types_by": "requester" if chosen else "classifier",
+                    **({"classifier_types": [t.value for t in read.types]} if chosen else {}),
                 },
             ),
             SYSTEM,
         )
+        if suggested:
+            ticket.suggested_types = suggested
+            routing.session.add(ticket)
         routing.row.ticket_id = ticket.id
         if self.alerts is not None and RequestType.MINOR in ticket.types:
             await self.alerts.tell(routing.session, ticket, "urgent_minor")
