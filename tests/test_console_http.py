@@ -435,6 +435,24 @@ def test_subjects_names_and_bodies_are_escaped(server: ConsoleUnderTest) -> None
 # ---- queues, CSV ------------------------------------------------------------------------------
 
 
+def test_web_tickets_have_their_channel_choice_and_label(server: ConsoleUnderTest) -> None:
+    web = server.open_ticket(subject="form request", channel=Channel.WEB)
+    dora = logged_in(server, "dora")
+    page = dora.get("/?channel=web").text
+    assert web in page
+    assert '<option value="web" selected>web form</option>' in page
+    assert "web form" in dora.get("/dashboard/channel.svg").text
+    csrf = csrf_of(page)
+    try:
+        dora.post("/language", data={"csrf": csrf, "language": "zh", "next": "/"})
+        assert '<option value="web" selected>网页表单</option>' in dora.get("/?channel=web").text
+        chart = dora.get("/dashboard/channel.svg").text
+        assert "网页表单" in chart
+        assert ">web<" not in chart
+    finally:
+        dora.post("/language", data={"csrf": csrf, "language": "en", "next": "/"})
+
+
 def test_queues_counts_filters_and_pages(server: ConsoleUnderTest) -> None:
     tag = "queues-" + server.clock.now().strftime("%H%M%S%f")
     past = START - dt.timedelta(days=40)
