@@ -58,6 +58,10 @@ class OpenTicket:
             # The requester's own choice is the request; the classifier's reading of the text
             # only suggests what they did not tick (for a person to decide, as for a reply).
             found = replace(found, types=chosen, needs_review=False)
+        elif inbound.cut:
+            # A person reads what the parser left unread; the answer must not call it "not a
+            # request" on the strength of the part that was read.
+            found = replace(found, needs_review=True)
         suggested = [t.value for t in read.types if chosen and t not in chosen and t in _ASKS]
         if not found.needs_review and await self._join_open_duplicate(routing, found.types):
             return False
@@ -80,6 +84,7 @@ class OpenTicket:
                     "model_version": found.model_version,
                     # Who named the types: the requester (the form's boxes) or the classifier.
                     "types_by": "requester" if chosen else "classifier",
+                    **({"parser_cut": True} if inbound.cut else {}),
                     **({"classifier_types": [t.value for t in read.types]} if chosen else {}),
                 },
             ),
