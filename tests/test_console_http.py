@@ -453,6 +453,21 @@ def test_web_tickets_have_their_channel_choice_and_label(server: ConsoleUnderTes
         dora.post("/language", data={"csrf": csrf, "language": "en", "next": "/"})
 
 
+def test_the_deletion_deadline_says_the_days_left_as_a_sentence(server: ConsoleUnderTest) -> None:
+    ticket = server.open_ticket(subject="delete me", types=[RequestType.ERASURE])
+    dora = logged_in(server, "dora")
+    page = dora.get(f"/tickets/{ticket}").text
+    assert re.search(r"\(\d+ days left\)", page)
+    csrf = csrf_of(page)
+    try:
+        dora.post("/language", data={"csrf": csrf, "language": "zh", "next": "/"})
+        page = dora.get(f"/tickets/{ticket}").text
+        assert re.search(r"\(剩余 \d+ 天\)", page)
+        assert "天剩余" not in page
+    finally:
+        dora.post("/language", data={"csrf": csrf, "language": "en", "next": "/"})
+
+
 def test_queues_counts_filters_and_pages(server: ConsoleUnderTest) -> None:
     tag = "queues-" + server.clock.now().strftime("%H%M%S%f")
     past = START - dt.timedelta(days=40)
