@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
+import zhconv
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -105,6 +106,12 @@ def ticket_language(ticket: Ticket, lang: str | None, chosen: bool = False) -> s
     return ticket.language or lang
 
 
+def sender_name(configured: str, lang: str | None) -> str:
+    """The From name in the mail's script: `outbound.from_name` is written once (simplified
+    Chinese, 隐私保护团队), a zh-Hant mail carries it in traditional characters (隱私保護團隊)."""
+    return zhconv.convert(configured, "zh-hant") if lang == "zh-Hant" else configured
+
+
 class Outbox:
     def __init__(self, settings: Settings, signer: MessageIdSigner, clock: Clock) -> None:
         self.settings = settings
@@ -132,14 +139,15 @@ class Outbox:
         `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
         reply is not. `lang` counts only when the ticket has no language, or when a person
         chose it for this one mail (`lang_chosen`: `tickets reply --lang`)."""
-        rendered = self._render(kind, ticket_language(ticket, lang, lang_chosen), ticket, context)
+        lang = ticket_language(ticket, lang, lang_chosen)
+        rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         thread = await _thread_of(session, ticket)
         theirs = [mid for mid, direction in thread if direction == "in"]
         mime = EmailMessage()
         sender = self.settings.outbound.from_address
         mime["To"] = mail_address(to, to_name)  # first: refuses before anything is composed
-        mime["From"] = mail_address(sender, self.settings.outbound.from_name)
+        mime["From"] = mail_address(sender, sender_name(self.settings.outbound.from_name, lang))
         mime["Reply-To"] = mail_address(sender)
         mime["Subject"] = _one_line(rendered.subject, 500)
         mime["Date"] = format_datetime(self.clock.now())

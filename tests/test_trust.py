@@ -153,6 +153,7 @@ async def test_withdrawal_notices_speak_the_tickets_language_not_the_requesters_
     await erasure.send(reply_to(ack, "cancel", n=2))
     [pending] = erasure.relay.mails("withdrawal_pending")
     assert "撤銷" in text_of(pending)
+    assert "隱私保護團隊" in str(make_header(decode_header(pending["From"])))  # not 隐私保护团队
     assert "Hello" not in text_of(pending)
     await erasure.desk.withdrawals.undo(public_id, "cli:dpo")
     await erasure.desk.sender.send_due()
