@@ -468,6 +468,14 @@ def test_the_deletion_deadline_says_the_days_left_as_a_sentence(server: ConsoleU
         dora.post("/language", data={"csrf": csrf, "language": "en", "next": "/"})
 
 
+def test_the_auditor_gets_no_form_they_cannot_use(server: ConsoleUnderTest) -> None:
+    server.open_ticket(subject="read only")
+    page = logged_in(server, "audrey").get("/?queue=all").text
+    assert "/tickets/PRIV-" in page  # the queue is there...
+    assert 'action="/bulk"' not in page  # ...but not the bulk actions an auditor may not take
+    assert 'action="/bulk"' in logged_in(server, "dora").get("/?queue=all").text
+
+
 def test_queues_counts_filters_and_pages(server: ConsoleUnderTest) -> None:
     tag = "queues-" + server.clock.now().strftime("%H%M%S%f")
     past = START - dt.timedelta(days=40)
