@@ -125,7 +125,9 @@ async def monthly_pdf(request: Request) -> Response:
     console: Console = console_of(request)
     try:
         report = await monthly_report(tickets.db, tickets.policy, _month(request, tickets))
-        text = report_text(report, request.app.state.company, tickets.clock.now())
+        text = report_text(
+            report, request.app.state.company, tickets.clock.now(), tickets.policy.tz
+        )
         data = await asyncio.to_thread(report_pdf, text, console.settings.pdf_font_file)
     except ReportError as exc:
         return error_page(request, 400, str(exc))

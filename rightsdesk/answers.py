@@ -229,6 +229,7 @@ class Answers:
             context=context,
             attachments=files,
             automatic=False,  # a person wrote it: auto-responders may answer, as to any mail
+            lang_chosen=True,  # `language` above already prefers the ticket's, unless --lang
         )
         for file in files:
             session.add(_stored(entry.message_id, file))

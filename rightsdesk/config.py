@@ -466,8 +466,11 @@ class ConsoleSettings(_Section):
     # A session ends after this long without a request, and after `session_lifetime` in any case.
     session_idle_minutes: int = Field(default=30, ge=1)
     session_lifetime_hours: int = Field(default=12, ge=1)
-    # Failed logins per user name and per address before a lock, and how long the lock holds.
+    # Failed logins per user name before a lock, and how long the lock holds. An address is
+    # locked only after more (`login_max_failures_per_address`): the people of an office behind
+    # one NAT share an address, and one of them guessing must not lock all of them as fast.
     login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
     login_lock_minutes: int = Field(default=15, ge=1)
     page_size: int = Field(default=50, ge=5, le=500)
     # Queue counts (navigation, list totals) are reused this long: at a million tickets the

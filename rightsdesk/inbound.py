@@ -56,3 +56,16 @@ class InboundMessage:
     auth: Authentication = field(default_factory=Authentication)
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)  # parse problems that were survived
+    # The request types the requester chose themselves (the portal form's boxes): they are the
+    # request, whatever the classifier reads in the text.
+    chosen_types: list[str] = field(default_factory=list)
+
+    @property
+    def cut(self) -> bool:
+        """The parser kept part of the mail unread (a limit of its own, e.g. MIME nesting):
+        what the classifier read is not the whole request, so a person must."""
+        return any(d in PARSER_CUTS for d in self.defects)
+
+
+# The defects (intake.mail) that mean part of the mail was left unread.
+PARSER_CUTS = frozenset({"MimeTooDeepDefect"})

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
+import zhconv
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -110,6 +111,21 @@ class Composed:
         return str(self.mime["Message-ID"]).strip("<>")
 
 
+def ticket_language(ticket: Ticket, lang: str | None, chosen: bool = False) -> str | None:
+    """The language of a mail about `ticket`: the ticket's own, whatever the requester's
+    stored language has become since (a later mail with an English subject changes that, not
+    the ticket's); `lang` only when the ticket has none or a person chose it for one mail."""
+    if chosen and lang:
+        return lang
+    return ticket.language or lang
+
+
+def sender_name(configured: str, lang: str | None) -> str:
+    """The From name in the mail's script: `outbound.from_name` is written once (simplified
+    Chinese, 隐私保护团队), a zh-Hant mail carries it in traditional characters (隱私保護團隊)."""
+    return zhconv.convert(configured, "zh-hant") if lang == "zh-Hant" else configured
+
+
 class Outbox:
     def __init__(self, settings: Settings, signer: MessageIdSigner, clock: Clock) -> None:
         self.settings = settings
@@ -131,10 +147,12 @@ class Outbox:
         to_name: str | None = None,
         attachments: Sequence[OutgoingAttachment] = (),
         automatic: bool = True,
+        lang_chosen: bool = False,
     ) -> OutboxEntry:
         """Compose a mail about `ticket` and queue it, inside the caller's transaction.
         `automatic`: a notice the desk sends by itself (RFC 3834 Auto-Submitted); a person's
-        reply is not."""
+        reply is not. `lang` counts only when the ticket has no language, or when a person
+        chose it for this one mail (`lang_chosen`: `tickets reply --lang`)."""
         if kind in ANSWERING_KINDS:  # which of their files we could not keep
             cap = self.settings.mail.max_attachment_bytes
             context = {**await too_large_context(session, ticket, cap), **context}
@@ -149,6 +167,7 @@ class Outbox:
             to_name=to_name,
             attachments=attachments,
             automatic=automatic,
+            lang_chosen=lang_chosen,
         )
         return await self._queue(
             session, composed.mime, composed.text, kind=kind, to=to, ticket_id=ticket.id
@@ -166,17 +185,19 @@ class Outbox:
         to_name: str | None = None,
         attachments: Sequence[OutgoingAttachment] = (),
         automatic: bool = True,
+        lang_chosen: bool = False,
     ) -> Composed:
         """The mail about `ticket`, rendered and composed: CPU work only (no database), so
         the pipeline's batches do it off the loop and before their write transaction.
         `thread`: (Message-ID, direction) of the ticket's mail so far, oldest first."""
+        lang = ticket_language(ticket, lang, lang_chosen)
         rendered = self._render(kind, lang, ticket, context)
         message_id = self.signer.new_message_id(ticket.public_id)
         theirs = [mid for mid, direction in thread if direction == "in"]
         mime = EmailMessage()
         sender = self.settings.outbound.from_address
         mime["To"] = mail_address(to, to_name)  # first: refuses before anything is composed
-        mime["From"] = mail_address(sender, self.settings.outbound.from_name)
+        mime["From"] = mail_address(sender, sender_name(self.settings.outbound.from_name, lang))
         mime["Reply-To"] = mail_address(sender)
         mime["Subject"] = _one_line(rendered.subject, 500)
         mime["Date"] = format_datetime(self.clock.now())
@@ -240,6 +261,7 @@ class Outbox:
         """A notice about `ticket` to its requester, where the request came from: a mail to
         the address, or a chat message (the same template's text) to the chat."""
         if ticket.contact_kind == ContactKind.TELEGRAM:
+            lang = ticket_language(ticket, lang)
             rendered = self._render(kind, lang, ticket, context, signed=False)
             return await self.enqueue_chat(
                 session,

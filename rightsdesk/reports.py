@@ -15,6 +15,7 @@ from sqlmodel import col, func, select
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Ticket, TicketStatus, TicketType
+from rightsdesk.views import local_time
 
 TEMPLATES = Path(__file__).parent / "templates" / "reports"
 # Debian's fonts-wqy-microhei: a font that has the Chinese characters.
@@ -103,9 +104,15 @@ async def monthly_report(db: Database, policy: DeadlinePolicy, month: str) -> Mo
 
 
 def report_text(
-    report: MonthReport, company: str, made: dt.datetime, langs: tuple[str, ...] = ("zh", "en")
+    report: MonthReport,
+    company: str,
+    made: dt.datetime,
+    tz: dt.tzinfo,
+    langs: tuple[str, ...] = ("zh", "en"),
 ) -> str:
-    """The report in each language, one after the other (Chinese first)."""
+    """The report in each language, one after the other (Chinese first). `made` is said in
+    the desk's time zone, as every other time is."""
+    made_local = dt.datetime.fromisoformat(local_time(made, tz) or "").isoformat("T", "minutes")
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         undefined=StrictUndefined,
@@ -115,9 +122,7 @@ def report_text(
     parts = []
     for lang in langs:
         template = env.get_template(f"monthly.{lang}.j2")
-        context = template.new_context(
-            {"r": report, "company": company, "made": made.isoformat(timespec="minutes")}
-        )
+        context = template.new_context({"r": report, "company": company, "made": made_local})
         parts.append("".join(template.blocks["body"](context)).strip())
     return "\n\n".join(parts) + "\n"
 

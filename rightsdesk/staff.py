@@ -272,13 +272,19 @@ class StaffService:
         stored = user.password_hash if user is not None else _DUMMY_HASH
         good = await asyncio.to_thread(_verify, stored, password)
         if locked:
+            # The same answer as a wrong password, right password or not (no oracle); the
+            # attempt is recorded, not counted: the lock already holds.
+            async with self.db.transaction() as session:
+                self._record(
+                    session, "system", "login_failed", name, address=address[:64], locked=True
+                )
             raise LoginRefused("login refused")
         if user is not None and user.totp_secret is not None and good:
             good = pyotp.TOTP(user.totp_secret).verify(
                 (totp_code or "").strip(), for_time=now, valid_window=1
             )
         if not good or user is None or user.disabled:
-            await self._failed(keys, now)
+            await self._failed(name, address, now)
             raise LoginRefused("login refused")
         if user.totp_secret is None and required is not None and required.value.get("on"):
             raise TotpEnrolmentNeeded("a second factor is required: ask a DPO to enrol you")
@@ -299,21 +305,48 @@ class StaffService:
             self._record(session, f"console:{user.name}", "login", user.name, address=address)
         return LoggedIn(Staff.of(user), token, csrf)
 
-    async def _failed(self, keys: Sequence[str], now: dt.datetime) -> None:
+    async def _failed(self, name: str, address: str, now: dt.datetime) -> None:
+        """Count a refused login against the typed name and the address, and record it (the
+        name as typed and the address; never the password)."""
         window = dt.timedelta(minutes=self.settings.login_lock_minutes)
+        limits = (
+            (_user_key(name), self.settings.login_max_failures),
+            (_address_key(address), self.settings.login_max_failures_per_address),
+        )
         async with self.db.transaction() as session:
-            for key in keys:
+            self._record(session, "system", "login_failed", name, address=address[:64])
+            for key, limit in limits:
                 row = await session.get(LoginThrottle, key, with_for_update=True)
                 if row is None:
                     row = LoginThrottle(key=key, failures=0)
                 if row.first_failure_at is None or now - row.first_failure_at > window:
                     row.failures, row.first_failure_at = 0, now
                 row.failures += 1
-                if row.failures >= self.settings.login_max_failures:
+                if row.failures >= limit:
                     row.locked_until = now + window
                     row.failures, row.first_failure_at = 0, None
                     self._record(session, "system", "login_locked", key)
                 session.add(row)
+
+    async def unlock(
+        self, name: str | None = None, address: str | None = None, actor: str = "system"
+    ) -> list[str]:
+        """Lift the lock (and the count of failures) on a login name, an address, or both:
+        what a DPO does for a colleague who mistyped, or an office locked behind one NAT.
+        Returns the keys that were locked."""
+        keys = ([_user_key(name)] if name else []) + ([_address_key(address)] if address else [])
+        if not keys:
+            raise StaffError("name a user or an --address to unlock")
+        now = self.clock.now()
+        async with self.db.transaction() as session:
+            lifted = []
+            for key in keys:
+                row = await session.get(LoginThrottle, key, with_for_update=True)
+                if row is not None and row.locked_until is not None and row.locked_until > now:
+                    lifted.append(key)
+                await _clear_throttle(session, key)
+                self._record(session, actor, "login_unlocked", key, was_locked=key in lifted)
+            return lifted
 
     async def session(self, token: str) -> SessionView | None:
         """The session of a cookie, if it is still good (not revoked, idle or too old)."""

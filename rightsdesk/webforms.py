@@ -438,4 +438,5 @@ def parse_web(raw: bytes, templates: Templates) -> InboundMessage:
         text=text,
         full_text=text,
         auth=Authentication(from_aligned=True),
+        chosen_types=[t for t in data.get("types", []) if t in FORM_TYPES],
     )

@@ -172,7 +172,9 @@ async def _health(session: Any, desk: Desk) -> list[Problem]:
 
 def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
     due = ticket.response_due
-    left = calendar.working_days_left(today, due) if due is not None else None
+    # A finished ticket (resolved, denied, closed...) has no days left: nothing is due.
+    active = TicketStatus(ticket.status) in ACTIVE_STATUSES
+    left = calendar.working_days_left(today, due) if due is not None and active else None
     return Line(
         ticket.public_id,
         ",".join(ticket.types),
@@ -269,7 +271,7 @@ def render_digest(
         for line in lines:
             left = _left(words, line)
             text_parts.append(
-                f"  {line.ticket_id}  {line.types}  {line.status}  {line.due}  {left}"
+                f"  {line.ticket_id}  {line.types}  {line.status}  {line.due}  {left}".rstrip()
             )
             cells = (line.ticket_id, line.types, line.status, line.due, left)
             html_parts.append(

@@ -31,7 +31,7 @@ from rightsdesk.models import (
     TicketType,
 )
 from rightsdesk.tickets import TicketError
-from scheduler.digest import build_digest, render_digest
+from scheduler.digest import DIGEST_LANGS, build_digest, render_digest
 
 if TYPE_CHECKING:
     from rightsdesk.service import Desk
@@ -216,7 +216,9 @@ def _deadline_mail(notice: DueNotice) -> tuple[str, str]:
 
 
 async def send_unassigned_alerts(desk: Desk) -> list[str]:
-    """A ticket nobody owns: an alert on its first working day, then every N working days."""
+    """Tickets nobody owns: each on its first working day, then every N working days, all
+    that are due in one tick in one mail (with the count): a flood of N tickets is one mail,
+    not N. Each ticket's (kind, key) is recorded in the mail's transaction. Returns the keys."""
     today = desk.clock.now().astimezone(desk.policy.tz).date()
     if not _is_working_day(desk, today):
         return []
@@ -227,33 +229,73 @@ async def send_unassigned_alerts(desk: Desk) -> list[str]:
                 select(Ticket)
                 .where(col(Ticket.assignee).is_(None))
                 .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
+                .order_by(col(Ticket.id))
             )
         ).all()
-    sent = []
+    due: list[tuple[Ticket, int]] = []
     for ticket in tickets:
         received = ticket.received_at.astimezone(desk.policy.tz).date()
         age = desk.policy.calendar.working_days_between(received, today)
-        if age < 1 or (age - 1) % every:
-            continue
-        key = f"{ticket.public_id}:{today}"
-        text = (
-            f"{ticket.public_id} 尚未分配处理人（已 {age} 个工作日）。\n"
-            f"{ticket.public_id} has no assignee ({age} working day(s) since receipt). "
-            f"Answer due {ticket.response_due}.\n"
+        if age >= 1 and (age - 1) % every == 0:
+            due.append((ticket, age))
+    if not due:
+        return []
+    keys = {f"{ticket.public_id}:{today}": (ticket, age) for ticket, age in due}
+    try:
+        async with desk.db.transaction() as session:
+            done = set(
+                (
+                    await session.exec(
+                        select(SentNotice.key)
+                        .where(SentNotice.kind == "unassigned")
+                        .where(col(SentNotice.key).in_(list(keys)))
+                    )
+                ).all()
+            )
+            fresh = [(key, *keys[key]) for key in keys if key not in done]
+            if not fresh:
+                return []
+            for key, ticket, _ in fresh:
+                session.add(
+                    SentNotice(
+                        kind="unassigned", key=key, ticket_id=ticket.id,
+                        created_at=desk.clock.now(),
+                    )
+                )  # fmt: skip
+            await session.flush()  # a replica that got there first: IntegrityError, below
+            subject, text = _unassigned_mail(desk, [(t, age) for _, t, age in fresh])
+            await desk.outbox.enqueue_internal_to_all(
+                session,
+                recipients=list(desk.settings.desk.dpo_emails),
+                kind="unassigned",
+                subject=subject,
+                text=text,
+            )
+    except IntegrityError:
+        return []
+    return [key for key, _, _ in fresh]
+
+
+def _unassigned_mail(desk: Desk, due: list[tuple[Ticket, int]]) -> tuple[str, str]:
+    """(subject, text) in the digest's languages (unassigned.<lang>.j2): the headings in
+    each, the lines once, in the last, as the digest does."""
+    templates = desk.outbox.templates
+    count = len(due)
+
+    def each(what: str) -> str:
+        return " / ".join(
+            templates.phrase("unassigned", what, lang, count=count) for lang in DIGEST_LANGS
         )
-        subject = f"[{ticket.public_id}] 未分配 / Unassigned"
-        recipients = list(desk.settings.desk.dpo_emails)
-        write = partial(
-            desk.outbox.enqueue_internal_to_all,
-            recipients=recipients,
-            kind="unassigned",
-            subject=subject,
-            text=text,
-            ticket_id=ticket.id,
+
+    lines = [
+        templates.phrase(
+            "unassigned", "line", DIGEST_LANGS[-1], ticket_id=ticket.public_id, age=age,
+            due=ticket.response_due or "-",
         )
-        if await _once(desk, "unassigned", key, ticket.id, write):
-            sent.append(key)
-    return sent
+        for ticket, age in due
+    ]  # fmt: skip
+    text = "\n".join([each("intro"), "", *(f"  {line}" for line in lines)]) + "\n"
+    return each("subject"), text
 
 
 # ---- retention -----------------------------------------------------------------------------

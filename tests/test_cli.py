@@ -231,3 +231,24 @@ def test_users_tokens_and_events_are_shown_in_beijing_time(config: Path) -> None
     events = cli(config, "users", "events", "--json")
     assert events
     assert all(e["at"].endswith("+08:00") for e in events)
+
+
+def test_help_agrees_with_the_readme_and_names_no_issue_numbers() -> None:
+    """The README's `fulfil ID --dry-run` is in `fulfil --help`; no help text says "issue #N"
+    (issue numbers mean nothing to the DPO)."""
+    import re
+
+    shown = runner.invoke(app, ["fulfil", "--help"], terminal_width=200)
+    assert shown.exit_code == 0
+    assert "fulfil ID --dry-run" in " ".join(shown.stdout.split())
+    command = typer.main.get_command(app)
+    seen: list[str] = []
+
+    def walk(cmd: Any) -> None:
+        seen.append(cmd.help or "")
+        seen.extend(getattr(p, "help", None) or "" for p in cmd.params)
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(command)
+    assert not [h for h in seen if re.search(r"issue #\d", h)]

@@ -86,6 +86,20 @@ async def test_the_digest_reads_as_its_snapshot(
     _matches("digest.html", html + "\n")
 
 
+async def test_finished_tickets_show_no_days_left(desk: Desk, clock: FrozenClock) -> None:
+    done = await open_ticket(desk, "2026-12-18 10:00", types=("complaint",), email="d@example.com")
+    clock.set(at("2026-12-20 12:00"))
+    await desk.tickets.deny(done, "cli:dpo", "not the account holder")
+    digest = await build_digest(desk, dt.date(2026, 12, 21))
+    [line] = digest.sections["closed"]
+    assert line.ticket_id == done
+    assert line.days_left is None
+    _, text, _ = render_digest(digest, desk.outbox.templates)
+    [shown] = [row for row in text.splitlines() if done in row]
+    assert "剩" not in shown
+    assert "left" not in shown
+
+
 async def test_an_empty_desk_has_an_empty_digest(desk: Desk) -> None:
     subject, text, html = render_digest(
         await build_digest(desk, dt.date(2026, 3, 10)), desk.outbox.templates

@@ -152,6 +152,39 @@ async def test_multipart_nested_1200_deep(desk: Desk, receiver: SmtpReceiver) ->
     assert row.text == "please delete my data"
 
 
+async def test_a_request_cut_by_the_nesting_limit_goes_to_a_person_and_is_not_called_no_request(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    from rightsdesk.models import RequestType
+    from tests.test_verification_flow import OWNER, make_world, only_ticket, text_of
+
+    # What the classifier makes of the outer text alone: nothing to do with rights.
+    world = await make_world(settings, clock, [RequestType.NOT_RIGHTS_REQUEST])
+    try:
+        inner = b"Content-Type: text/plain\r\n\r\nDelete my account please\r\n"
+        for level in reversed(range(100)):
+            inner = (
+                b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n%s\r\n--b%d--\r\n'
+                % (level, level, inner, level)
+            )
+        raw = (
+            b"From: " + OWNER.encode() + b"\r\nTo: privacy@localhost\r\nSubject: hi\r\n"
+            b"Message-ID: <deep-100@example.com>\r\nMIME-Version: 1.0\r\n" + inner
+        )
+        await world.send(raw)
+        public_id = await only_ticket(world.desk)
+        [ack] = world.relay.mails("acknowledgement")
+        assert "不是关于个人信息权利的请求" not in text_of(ack)
+        assert "does not look like" not in text_of(ack)
+        ticket = await world.desk.tickets.get(public_id)
+        assert ticket.needs_review is True
+        assert (ticket.classification or {}).get("parser_cut") is True
+    finally:
+        await world.receiver.stop()
+        await world.relay.stop()
+        await world.desk.close()
+
+
 def test_multipart_nested_to_the_cap_is_read_whole() -> None:
     inbound = parse_email(_multipart_nested(MAX_MIME_DEPTH - 3))
     assert inbound.text == "please delete my data\n\ndeepest"

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel, col, select
 
-from rightsdesk.models import Message, Package, PackageFile, PortalCode, Ticket
+from rightsdesk.models import Account, Message, Package, PackageFile, PortalCode, Ticket
 from rightsdesk.service import Desk
 from tests.conftest import SHANGHAI
 from tests.portal_server import PortalUnderTest, csrf_of, path_of, portal_settings
@@ -356,6 +356,54 @@ def test_the_request_form_becomes_a_ticket_only_once_the_address_is_confirmed(
     )
     assert again.status_code == 400
     assert count(server, Ticket) == 1
+
+
+def _form_ticket(server: PortalUnderTest, email: str, types: list[str], text: str) -> str:
+    client = server.client()
+    csrf = csrf_of(client.get("/request?lang=zh").text)
+    sent = client.post(
+        "/request", data={"csrf": csrf, "email": email, "types": types, "text": text}
+    )
+    assert sent.status_code == 200
+    handle = re.search(r'name="handle" value="([^"]+)"', sent.text)
+    assert handle is not None
+    _, code = server.last_code("portal_code")
+    done = client.post(
+        "/request/confirm", data={"csrf": csrf, "handle": handle.group(1), "code": code}
+    )
+    assert done.status_code == 200, done.text
+    ticket_id = re.search(r'id="ticket-id">([^<]+)<', done.text)
+    assert ticket_id is not None
+    return ticket_id.group(1)
+
+
+def test_the_ticked_choice_is_the_request_and_the_answer_names_it(
+    server: PortalUnderTest,
+) -> None:
+    email = "zhou.min@example.com"
+
+    async def register(desk: Desk) -> None:
+        async with desk.db.transaction() as session:
+            session.add(Account(id="u-form", email=email))
+
+    server.call(register)
+    # The classifier cannot tell what "the address is wrong" asks for (triage, by itself)...
+    tid = _form_ticket(server, email, ["rectification"], "我的收货地址写错了。")
+    detail = server.call(lambda d: d.tickets.detail(tid))
+    # ...but the requester said it: their choice is the request, nobody needs to guess.
+    assert [t.value for t in detail.ticket.types] == ["rectification"]
+    assert detail.ticket.needs_review is False
+    assert (detail.ticket.classification or {})["types_by"] == "requester"
+    [(_, ack)] = [m for m in server.mails("acknowledgement") if tid in m[1]]
+    assert "更正" in ack  # named, not "staff will decide"
+    assert "工作人员会阅读" not in ack
+    assert "邮件来自" not in ack
+    assert "发件人" not in ack
+    # What the classifier reads beyond the ticked box is a suggestion, for a person.
+    other = _form_ticket(server, "wu.lei@example.com", ["rectification"], "另外请给我一份副本")
+    ticket = server.call(lambda d: d.tickets.get(other))
+    assert [t.value for t in ticket.types] == ["rectification"]
+    assert ticket.suggested_types == ["access"]
 
 
 def count(server: PortalUnderTest, model: type[Ticket] | type[Message]) -> int:

@@ -164,6 +164,36 @@ async def test_unassigned_alerts_on_day_one_then_every_five_working_days(
     assert alerted == ["2026-02-11", "2026-02-25", "2026-03-03"]
 
 
+async def test_unassigned_tickets_of_one_tick_are_one_mail_with_their_count(
+    desk: Desk, clock: FrozenClock
+) -> None:
+    # A spam flood the day before: sixteen tickets nobody owns.
+    flood = [
+        await open_ticket(desk, "2026-02-10 10:00", email=f"spam{n}@example.com") for n in range(16)
+    ]
+    clock.set(at("2026-02-11 00:00"))  # Beijing midnight: one tick
+    sent = await send_unassigned_alerts(desk)
+    assert len(sent) == 16
+    assert await send_unassigned_alerts(desk) == []  # the next tick: nothing again
+    async with desk.db.reading() as session:
+        entries = (
+            await session.exec(select(OutboxEntry).where(OutboxEntry.kind == "unassigned"))
+        ).all()
+        [entry] = entries  # one DPO address in the test settings: one mail, not sixteen
+        mail = await session.get_one(Message, entry.message_id)
+    raw = (mail.raw or b"").decode("utf-8", "replace")
+    text = mail.text or ""
+    assert "16 件" in text
+    assert "These 16" in text
+    assert all(public_id in text for public_id in flood)
+    assert "未分配" in text
+    assert raw.count("X-Rightsdesk-Kind: unassigned") == 1
+    # A ticket unowned from the next day on is alerted at its own tick, alone.
+    late = await open_ticket(desk, "2026-02-11 10:00", email="late@example.com")
+    clock.set(at("2026-02-12 00:05"))
+    assert await send_unassigned_alerts(desk) == [f"{late}:2026-02-12"]
+
+
 async def test_replicas_ticking_together_send_each_notice_once(
     settings: Settings, clock: FrozenClock
 ) -> None:
@@ -180,7 +210,9 @@ async def test_replicas_ticking_together_send_each_notice_once(
         assert len(notices) == len(set(notices))
         assert sorted(k for k, _ in notices).count("digest") == 1
         assert sorted(k for k, _ in notices).count("reminder") == 5
-        assert outbox == len(notices)  # one DPO address: one mail per notice
+        unassigned = sorted(k for k, _ in notices).count("unassigned")
+        # One DPO address: one mail per notice, but the unassigned tickets share one.
+        assert outbox == len(notices) - unassigned + min(unassigned, 1)
     finally:
         for replica in replicas:
             await replica.close()

@@ -94,8 +94,9 @@ CHAT_CONTEXTS: dict[str, dict[str, Any]] = {
     "package_ready": {k: v for k, v in CONTEXTS["package_ready"].items() if k != "channel"},
 }
 
-# Files that are not a notice of their own: the bot's sentences, the names of things, the digest's.
-WORDING = ("chat", "names", "digest")
+# Files that are not a notice of their own: the bot's sentences, the names of things, the
+# digest's, the DPO's unassigned-tickets mail.
+WORDING = ("chat", "names", "digest", "unassigned")
 
 
 def test_every_template_file_is_covered() -> None:

@@ -11,6 +11,7 @@ import json
 import re
 import zipfile
 from collections.abc import AsyncIterator
+from email.header import decode_header, make_header
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from rightsdesk.cli import app
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.evidence import build_pack
-from rightsdesk.models import Event, Message, RequestType, TicketStatus
+from rightsdesk.models import Event, Message, Requester, RequestType, TicketStatus
 from rightsdesk.service import Desk
 from rightsdesk.verification import UNPROVEN_ATTEMPTS
 from rightsdesk.views import message_view
@@ -189,6 +190,36 @@ async def test_a_forged_cancel_sentence_is_refused_and_suggests_nothing(erasure:
     events = (await erasure.desk.tickets.detail(public_id)).events
     assert events[-1].action == "change_by_mail_refused"
     assert events[-1].after["asked"] == "withdrawal"
+
+
+async def test_withdrawal_notices_speak_the_tickets_language_not_the_requesters_latest(
+    erasure: World,
+) -> None:
+    # A request in traditional characters: a zh-Hant ticket...
+    await erasure.send(request(body="請刪除我的全部個人資料，謝謝。"))
+    public_id = await only_ticket(erasure.desk)
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.language == "zh-Hant"
+    # ...whose requester's stored language later became English (a mail with an English
+    # subject does that): the ticket's mails stay in the ticket's language.
+    async with erasure.desk.db.transaction() as session:
+        requester = await session.get_one(Requester, ticket.requester_id)
+        requester.language = "en"
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "000000", n=1))  # a wrong code
+    [wrong] = erasure.relay.mails("code_not_accepted")
+    assert "Hello" not in text_of(wrong)
+    assert "驗證碼" in text_of(wrong)
+    await erasure.send(reply_to(ack, "cancel", n=2))
+    [pending] = erasure.relay.mails("withdrawal_pending")
+    assert "撤銷" in text_of(pending)
+    assert "隱私保護團隊" in str(make_header(decode_header(pending["From"])))  # not 隐私保护团队
+    assert "Hello" not in text_of(pending)
+    await erasure.desk.withdrawals.undo(public_id, "cli:dpo")
+    await erasure.desk.sender.send_due()
+    [undone] = erasure.relay.mails("withdrawal_undone")
+    assert "繼續處理" in str(make_header(decode_header(undone["Subject"])))
+    assert "Hello" not in text_of(undone)
 
 
 async def test_after_fourteen_days_the_withdrawal_is_final(erasure: World) -> None:

@@ -43,7 +43,11 @@ class _TicketFirst(TyperGroup):
 
 fulfil_app = typer.Typer(
     cls=_TicketFirst,
-    help="Carry out a verified request in the company's systems (dry run, approve, tasks).",
+    help=(
+        "Carry out a verified request in the company's systems (dry run, approve, tasks). "
+        "`fulfil ID --dry-run` is short for `fulfil run ID --dry-run`, `fulfil ID --approve "
+        "PLANHASH` for `fulfil run ID --approve PLANHASH`."
+    ),
     no_args_is_help=True,
 )
 
@@ -208,7 +212,7 @@ def fulfil_export(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The access export of the newest run (the input of the package, issue #17)."""
+    """The access export of the newest run (what the requester's package is made of)."""
 
     async def work(desk: Desk) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
         data = await desk.fulfilment.export(ticket_id)

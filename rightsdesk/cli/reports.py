@@ -122,7 +122,9 @@ def report(
             return
         import datetime as dt
 
-        text = report_text(figures, settings.desk.company_name, dt.datetime.now(dt.UTC))
+        text = report_text(
+            figures, settings.desk.company_name, dt.datetime.now(dt.UTC), settings.desk.tz
+        )
         if pdf is None:
             out.print(text, highlight=False, markup=False)
             return

@@ -118,6 +118,28 @@ def users_reset_password(name: Name) -> None:
         out.print(f"new password (shown once): {password}", highlight=False)
 
 
+@users_app.command("unlock")
+def users_unlock(
+    name: Annotated[
+        str | None, typer.Argument(help="The login name whose lock to lift.", show_default=False)
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Lift the lock on this address (IP) instead, or too."),
+    ] = None,
+) -> None:
+    """Lift a login lock (wrong passwords) on a name, an address, or both, before it expires."""
+
+    async def work(desk: Desk) -> list[str]:
+        return await desk.staff.unlock(name, address, state.actor)
+
+    _run(work)
+    what = " and ".join(
+        ([f"user {name}"] if name else []) + ([f"address {address}"] if address else [])
+    )
+    out.print(f"unlocked {what}: failed logins count from zero", highlight=False)
+
+
 @users_app.command("token")
 def users_token(
     name: Name,
@@ -196,7 +218,8 @@ def users_events(
     limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
-    """Who added, disabled or changed users, issued tokens, logged in or was locked out."""
+    """Who added, disabled or changed users, issued tokens, logged in, failed to (the name
+    typed and the address, never the password), was locked out or unlocked."""
 
     async def work(desk: Desk) -> Any:
         return await desk.staff.events(limit)
@@ -215,9 +238,10 @@ def users_events(
     if as_json:
         print_json(rows)
         return
-    table = Table("at", "actor", "action", "subject")
+    table = Table("at", "actor", "action", "subject", "address")
     for r in rows:
-        table.add_row(r["at"][:19], r["actor"], r["action"], r["subject"])
+        address = str(r["details"].get("address", ""))
+        table.add_row(r["at"][:19], r["actor"], r["action"], r["subject"], address)
     out.print(table)
 
 

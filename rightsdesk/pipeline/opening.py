@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlmodel import col, select
 
@@ -28,6 +29,9 @@ from rightsdesk.tickets import Contact, NewTicket, TicketService
 from rightsdesk.verification import Verifier
 
 log = logging.getLogger("rightsdesk.intake")
+# What a classifier's reading may suggest beside the requester's choice: a rights request.
+_ASKS = frozenset(RequestType) - {RequestType.NOT_RIGHTS_REQUEST, RequestType.INQUIRY}
+_KNOWN = frozenset(t.value for t in RequestType)
 
 
 class OpenTicket:
@@ -48,6 +52,17 @@ class OpenTicket:
         found = routing.classification or await self.classifier.classify(
             inbound.subject, inbound.text
         )
+        read = found
+        chosen = [RequestType(t) for t in inbound.chosen_types if t in _KNOWN]
+        if chosen:
+            # The requester's own choice is the request; the classifier's reading of the text
+            # only suggests what they did not tick (for a person to decide, as for a reply).
+            found = replace(found, types=chosen, needs_review=False)
+        elif inbound.cut:
+            # A person reads what the parser left unread; the answer must not call it "not a
+            # request" on the strength of the part that was read.
+            found = replace(found, needs_review=True)
+        suggested = [t.value for t in read.types if chosen and t not in chosen and t in _ASKS]
         if routing.batch.bulk and self.in_bulk(routing, found):
             # Opened with the batch's other new requests, in bulk (pipeline.bulk), which
             # routes it back here when it is not plain (the same request again, ...).
@@ -56,7 +71,12 @@ class OpenTicket:
             return False
         if not found.needs_review and await self._join_open_duplicate(routing, found.types):
             return False
-        ticket = await self.tickets.open_in(routing.session, new_ticket(routing, found), SYSTEM)
+        ticket = await self.tickets.open_in(
+            routing.session, new_ticket(routing, found, read, suggested=bool(suggested)), SYSTEM
+        )
+        if suggested:
+            ticket.suggested_types = suggested
+            routing.session.add(ticket)
         routing.row.ticket_id = ticket.id
         if self.alerts is not None and RequestType.MINOR in ticket.types:
             await self.alerts.tell(routing.session, ticket, "urgent_minor")
@@ -70,10 +90,13 @@ class OpenTicket:
     def in_bulk(self, routing: Routing, found: Classification) -> bool:
         """Plain mail that opens a ticket: nothing here needs the message alone (an alert,
         or a file too large to keep, which its acknowledgement names: rightsdesk.oversize)."""
+        inbound = routing.inbound
         return (
             routing.row.channel == Channel.EMAIL
             and not (self.alerts is not None and RequestType.MINOR in found.types)
-            and all(a.content is not None for a in routing.inbound.attachments)
+            and all(a.content is not None for a in inbound.attachments)
+            and not inbound.chosen_types  # the requester's own types: recorded as theirs
+            and not inbound.cut  # what the parser cut: recorded for the person who reads it
         )
 
     async def _join_open_duplicate(self, routing: Routing, types: Sequence[RequestType]) -> bool:
@@ -108,10 +131,21 @@ class OpenTicket:
         return False
 
 
-def new_ticket(routing: Routing, found: Classification) -> NewTicket:
-    """The ticket a new request opens (alone, or with its batch in bulk)."""
+def new_ticket(
+    routing: Routing,
+    found: Classification,
+    read: Classification | None = None,
+    *,
+    suggested: bool = False,
+) -> NewTicket:
+    """The ticket a new request opens (alone, or with its batch in bulk). `found`: its types
+    and doubt, which are the classifier's reading `read` (the default) unless the requester
+    chose the types (a form's boxes: then `read` is kept beside them, and `suggested` says the
+    reading found more for a person to decide)."""
     inbound = routing.inbound
     assert inbound.sender
+    read = read or found
+    chosen = found is not read and bool(inbound.chosen_types)
     return NewTicket(
         channel=Channel(routing.row.channel),
         contact=Contact.email(inbound.sender),
@@ -120,13 +154,17 @@ def new_ticket(routing: Routing, found: Classification) -> NewTicket:
         subject=routing.row.subject or None,  # as stored (no NUL)
         requester_name=storable(inbound.sender_name),
         language=written_in(found.language, f"{inbound.subject}\n{inbound.text}"),
-        needs_review=found.needs_review,
+        needs_review=found.needs_review or suggested,
         classification={
             "scores": found.scores,
             "language": found.language,
-            "needs_review": found.needs_review,
+            "needs_review": read.needs_review,
             "entities": found.entities,
             "model_version": found.model_version,
+            # Who named the types: the requester (the form's boxes) or the classifier.
+            "types_by": "requester" if chosen else "classifier",
+            **({"parser_cut": True} if inbound.cut else {}),
+            **({"classifier_types": [t.value for t in read.types]} if chosen else {}),
         },
     )
 
