@@ -47,10 +47,7 @@ async def _once(desk: Desk, kind: str, key: str, ticket_id: int | None, write: W
     Two replicas racing for the same notice: one commits, the other's insert fails."""
     try:
         async with desk.db.transaction() as session:
-            done = await session.exec(
-                select(SentNotice.id).where(SentNotice.kind == kind).where(SentNotice.key == key)
-            )
-            if done.first() is not None:
+            if await _sent(session, kind, key):
                 return False
             notice = SentNotice(
                 kind=kind, key=key, ticket_id=ticket_id, created_at=desk.clock.now()
@@ -61,6 +58,13 @@ async def _once(desk: Desk, kind: str, key: str, ticket_id: int | None, write: W
         return True
     except IntegrityError:
         return False
+
+
+async def _sent(session: AsyncSession, kind: str, key: str) -> bool:
+    found = await session.exec(
+        select(SentNotice.id).where(SentNotice.kind == kind).where(SentNotice.key == key)
+    )
+    return found.first() is not None
 
 
 def _is_working_day(desk: Desk, day: dt.date) -> bool:
@@ -77,6 +81,11 @@ async def send_digest(desk: Desk) -> bool:
     today = now_local.date()
     if not _is_working_day(desk, today) or now_local.time() < desk.settings.scheduler.digest_time:
         return False
+    # Sent already (every tick after digest_time asks): the digest is not built again for
+    # nothing (at a large desk that is seconds of queries, on every tick of the day).
+    async with desk.db.reading() as session:
+        if await _sent(session, "digest", today.isoformat()):
+            return False
     digest = await build_digest(desk, today)
     subject, text, html = render_digest(digest, desk.outbox.templates)
     recipients = list(desk.settings.desk.dpo_emails)
