@@ -167,7 +167,7 @@ class TicketService(TicketReads):
 
     async def open_in(self, session: AsyncSession, new: NewTicket, actor: str = "system") -> Ticket:
         """Open a ticket inside the caller's transaction (the intake pipeline's)."""
-        types = _validated_types(new.types)
+        types = validated_types(new.types)
         now = self.clock.now()
         requester = await self._find_or_create_requester(session, new)
         year = self.policy.local_day(new.received_at).year
@@ -226,7 +226,7 @@ class TicketService(TicketReads):
                 "status": ticket.status,
                 "types": types,
                 "channel": ticket.channel,
-                **_deadline_fields(ticket),
+                **deadline_fields(ticket),
                 **({"duplicate_of": duplicate} if duplicate is not None else {}),
             },
         )
@@ -420,7 +420,7 @@ class TicketService(TicketReads):
         if to is S.RESOLVED:
             for check in self.resolve_checks:
                 await check(session, ticket)
-        before = {"status": current, **_deadline_fields(ticket)}
+        before = {"status": current, **deadline_fields(ticket)}
         before.update({name: getattr(ticket, name) for name in fields})
         if current is S.AWAITING_VERIFICATION and ticket.paused_since is not None:
             self._resume_clock(ticket, now)
@@ -441,7 +441,7 @@ class TicketService(TicketReads):
         ticket.updated_at = now
         _seen_by(ticket, actor)
         session.add(ticket)
-        after = {"status": to, **_deadline_fields(ticket), **fields, **(details or {})}
+        after = {"status": to, **deadline_fields(ticket), **fields, **(details or {})}
         if note:
             after["note"] = note
         event_action = action or to.value
@@ -551,7 +551,7 @@ class TicketService(TicketReads):
             return ticket
 
     async def relabel(self, public_id: str, actor: str, types: Iterable[RequestType]) -> Ticket:
-        new_types = _validated_types(types)
+        new_types = validated_types(types)
         async with self.db.transaction() as session:
             ticket = await _load(session, public_id, lock=True)
             before: dict[str, Any] = {
@@ -601,13 +601,13 @@ class TicketService(TicketReads):
                 if ticket.clock_started_at is None or not ticket.deadlines_provisional:
                     continue
                 fresh = self.policy.compute(ticket.clock_started_at, ticket.types)
-                before = _deadline_fields(ticket)
+                before = deadline_fields(ticket)
                 if ticket.original_response_due is None:  # the DPO's extension date stands
                     ticket.response_due = fresh.response_due
                 if ticket.original_completion_due is None:  # so does an extended completion
                     ticket.completion_due = fresh.completion_due
                 ticket.deadlines_provisional = fresh.provisional
-                after = _deadline_fields(ticket)
+                after = deadline_fields(ticket)
                 if after != before:
                     await self._record(
                         session, ticket, actor, "deadlines_recomputed", before, after
@@ -638,7 +638,7 @@ class TicketService(TicketReads):
     def _start_clock(self, ticket: Ticket, at: dt.datetime) -> None:
         deadlines = self.policy.compute(at, ticket.types)
         ticket.clock_started_at = at
-        _apply(ticket, deadlines)
+        apply_deadlines(ticket, deadlines)
 
     def _resume_clock(self, ticket: Ticket, now: dt.datetime) -> None:
         assert ticket.paused_since is not None
@@ -649,7 +649,7 @@ class TicketService(TicketReads):
             completion_due=ticket.completion_due,
             provisional=ticket.deadlines_provisional,
         )
-        _apply(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
+        apply_deadlines(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
         ticket.paused_since = None
 
 
@@ -683,13 +683,15 @@ async def _open_duplicate(
     return None
 
 
-def _apply(ticket: Ticket, deadlines: Deadlines) -> None:
+def apply_deadlines(ticket: Ticket, deadlines: Deadlines) -> None:
+    """Set the ticket's due dates (TicketService, and the pipeline's bulk opening)."""
     ticket.response_due = deadlines.response_due
     ticket.completion_due = deadlines.completion_due
     ticket.deadlines_provisional = deadlines.provisional
 
 
-def _deadline_fields(ticket: Ticket) -> dict[str, Any]:
+def deadline_fields(ticket: Ticket) -> dict[str, Any]:
+    """The due dates as an audit event records them."""
     return {
         "response_due": ticket.response_due,
         "completion_due": ticket.completion_due,
@@ -760,7 +762,7 @@ async def _next_seq(session: AsyncSession, year: int) -> int:
     return int(result.scalar_one())
 
 
-def _validated_types(types: Iterable[RequestType | str]) -> list[RequestType]:
+def validated_types(types: Iterable[RequestType | str]) -> list[RequestType]:
     try:
         unique = {RequestType(t) for t in types}
     except ValueError as exc:
@@ -799,6 +801,9 @@ __all__ = [
     "TicketNotFound",
     "TicketService",
     "UnknownAssignee",
+    "apply_deadlines",
+    "deadline_fields",
     "format_public_id",
     "unchanged_since",
+    "validated_types",
 ]

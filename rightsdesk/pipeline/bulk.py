@@ -59,8 +59,14 @@ from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.pipeline.opening import NOT_MAILABLE, acknowledgement_context, new_ticket
 from rightsdesk.pipeline.routing import SYSTEM, Routing
-from rightsdesk.tickets import NewTicket, TicketService, format_public_id
-from rightsdesk.tickets import _validated_types as validated_types
+from rightsdesk.tickets import (
+    NewTicket,
+    TicketService,
+    apply_deadlines,
+    deadline_fields,
+    format_public_id,
+    validated_types,
+)
 from rightsdesk.verification import SYSTEM as VERIFICATION
 from rightsdesk.verification import Step, Verifier, new_code
 
@@ -316,7 +322,8 @@ class BulkOpening:
         if opening.duplicate_of is not None:
             ticket.needs_review = True
         if policy.settings.clock_starts == "receipt":
-            _start_clock(ticket, policy.compute(new.received_at, opening.types), new.received_at)
+            ticket.clock_started_at = new.received_at
+            apply_deadlines(ticket, policy.compute(new.received_at, opening.types))
         self._event(
             opening,
             now,
@@ -327,7 +334,7 @@ class BulkOpening:
                 "status": ticket.status,
                 "types": opening.types,
                 "channel": ticket.channel,
-                **_deadlines(ticket),
+                **deadline_fields(ticket),
                 **({"duplicate_of": ticket.duplicate_of} if ticket.duplicate_of else {}),
             },
         )
@@ -370,15 +377,16 @@ class BulkOpening:
         acknowledgement does)."""
         ticket, policy = opening.ticket, self.tickets.policy
         assert ticket is not None
-        before = {"status": TicketStatus(ticket.status), **_deadlines(ticket)}
+        before = {"status": TicketStatus(ticket.status), **deadline_fields(ticket)}
         ticket.status = to
         if to is TicketStatus.AWAITING_VERIFICATION and policy.settings.pause_while_waiting:
             ticket.paused_since = now if ticket.response_due is not None else None
         if to is TicketStatus.OPEN and ticket.clock_started_at is None:
-            _start_clock(ticket, policy.compute(now, opening.types), now)
+            ticket.clock_started_at = now
+            apply_deadlines(ticket, policy.compute(now, opening.types))
         ticket.updated_at = now
         self._event(
-            opening, now, VERIFICATION, to.value, before, {"status": to, **_deadlines(ticket)}
+            opening, now, VERIFICATION, to.value, before, {"status": to, **deadline_fields(ticket)}
         )
 
     def _event(
@@ -542,21 +550,6 @@ def _new_tickets(routings: list[Routing]) -> list[NewTicket]:
         assert routing.classification is not None
         found.append(new_ticket(routing, routing.classification))
     return found
-
-
-def _start_clock(ticket: Ticket, deadlines: Any, at: dt.datetime) -> None:
-    ticket.clock_started_at = at
-    ticket.response_due = deadlines.response_due
-    ticket.completion_due = deadlines.completion_due
-    ticket.deadlines_provisional = deadlines.provisional
-
-
-def _deadlines(ticket: Ticket) -> dict[str, Any]:
-    return {
-        "response_due": ticket.response_due,
-        "completion_due": ticket.completion_due,
-        "provisional": ticket.deadlines_provisional,
-    }
 
 
 async def _requesters(
