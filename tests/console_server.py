@@ -91,6 +91,7 @@ class ConsoleUnderTest:
                 fulfilment=desk.fulfilment,
                 packages=desk.packages,
             )
+            self.app = app
             server = ConsoleServer(self.settings.console, app)
             self.port = server.bind()
             self._ready.set()
