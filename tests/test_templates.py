@@ -240,7 +240,14 @@ def test_not_a_rights_request_is_promised_no_deadline(lang: str) -> None:
 
 @pytest.mark.parametrize("outcome", ["wrong_code", "locked", "expired"])
 def test_code_not_accepted_says_what_to_do_and_nothing_about_the_account(outcome: str) -> None:
-    context = {"ticket_id": "PRIV-2026-000001", "outcome": outcome, "attempts_left": 2}
+    # As the desk gives it (rightsdesk.verification): `locked_until` is always there, None
+    # unless the account itself is locked.
+    context = {
+        "ticket_id": "PRIV-2026-000001",
+        "outcome": outcome,
+        "attempts_left": 2,
+        "locked_until": None,
+    }
     text = Templates(None, "Co").render("code_not_accepted", None, {**context, "ttl_minutes": 30})
     assert "new code" in text.text
     assert "重新发送验证码" in text.text
