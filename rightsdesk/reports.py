@@ -15,6 +15,7 @@ from sqlmodel import col, func, select
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Ticket, TicketStatus, TicketType
+from rightsdesk.templating import Templates
 from rightsdesk.views import local_time
 
 TEMPLATES = Path(__file__).parent / "templates" / "reports"
@@ -109,9 +110,12 @@ def report_text(
     made: dt.datetime,
     tz: dt.tzinfo,
     langs: tuple[str, ...] = ("zh", "en"),
+    templates: Templates | None = None,
 ) -> str:
     """The report in each language, one after the other (Chinese first). `made` is said in
-    the desk's time zone, as every other time is."""
+    the desk's time zone, as every other time is. Request types are named for staff
+    (`staff_type_*` of names.<lang>.j2; the built-in names unless `templates` is given)."""
+    names = templates or Templates(None, company)
     made_local = dt.datetime.fromisoformat(local_time(made, tz) or "").isoformat("T", "minutes")
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -119,6 +123,7 @@ def report_text(
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["staff_type"] = lambda kind, lang: names.name("staff_type", kind, lang)
     parts = []
     for lang in langs:
         template = env.get_template(f"monthly.{lang}.j2")

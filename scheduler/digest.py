@@ -33,7 +33,7 @@ DUE_SOON_WORKING_DAYS = 5
 @dataclass(frozen=True)
 class Line:
     ticket_id: str
-    types: str
+    types: tuple[str, ...]  # RequestType values; named for staff when rendered
     status: str
     due: str
     days_left: int | None  # working days; negative when overdue
@@ -177,7 +177,7 @@ def _line(ticket: Ticket, today: dt.date, calendar: WorkingCalendar) -> Line:
     left = calendar.working_days_left(today, due) if due is not None and active else None
     return Line(
         ticket.public_id,
-        ",".join(ticket.types),
+        tuple(str(t) for t in ticket.types),
         ticket.status,
         due.isoformat() if due else "-",
         left,
@@ -200,6 +200,10 @@ class _Words:
 
     def once(self, what: str, **values: Any) -> str:
         return self.templates.phrase("digest", what, self.langs[-1], **values)
+
+    def type_name(self, kind: str) -> str:
+        """A request type as staff call it, in every language ("删除/erasure")."""
+        return "/".join(self.templates.name("staff_type", kind, lang) for lang in self.langs)
 
 
 def _left(words: _Words, line: Line) -> str:
@@ -270,10 +274,11 @@ def render_digest(
             html_parts.append(f"<table><tr>{heads}</tr>")
         for line in lines:
             left = _left(words, line)
+            types = ", ".join(words.type_name(t) for t in line.types)
             text_parts.append(
-                f"  {line.ticket_id}  {line.types}  {line.status}  {line.due}  {left}".rstrip()
+                f"  {line.ticket_id}  {types}  {line.status}  {line.due}  {left}".rstrip()
             )
-            cells = (line.ticket_id, line.types, line.status, line.due, left)
+            cells = (line.ticket_id, types, line.status, line.due, left)
             html_parts.append(
                 "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
             )
@@ -284,7 +289,9 @@ def render_digest(
             text_parts.append(more)
             html_parts.append(f"<p>{html.escape(more)}</p>")
         text_parts.append("")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_type.items())) or "-"
+    counts = (
+        ", ".join(f"{words.type_name(k)} {v}" for k, v in sorted(digest.by_type.items())) or "-"
+    )
     channels = ", ".join(f"{k} {v}" for k, v in sorted(digest.by_channel.items())) or "-"
     text_parts += [f"{words.each('by_type')}: {counts}", f"{words.each('by_channel')}: {channels}"]
     html_parts += [f"<p>{html.escape(text_parts[-2])}<br>{html.escape(text_parts[-1])}</p>"]
