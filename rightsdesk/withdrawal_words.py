@@ -58,18 +58,32 @@ def _signs_off(line: str) -> bool:
 def says_cancel(text: str) -> bool:
     """The reply's own text (quoted history already removed: `InboundMessage.text`) asks to
     withdraw: a cancel sentence, maybe followed by a reason or thanks, and a signature."""
+    return _says(text, CANCEL_WORDS, _CANCEL_AFTERWORDS)
+
+
+def _says(text: str, words: frozenset[str], afterwords: frozenset[str]) -> bool:
+    """`text` is one of `words`, maybe followed by some of `afterwords`, and a signature."""
     clauses = [c for c in map(_clause, _CANCEL_CLAUSES.split(_without_signature(text))) if c]
-    if not clauses or clauses[0] not in CANCEL_WORDS:
+    if not clauses or clauses[0] not in words:
         return False
-    return all(c in CANCEL_WORDS or c in _CANCEL_AFTERWORDS for c in clauses[1:])
+    return all(c in words or c in afterwords for c in clauses[1:])
 
 
 # What a requester writes, alone, to take a withdrawal back.
 UNDO_WORDS = frozenset(
     {"undo", "undo cancel", "撤销", "撤销取消", "恢复", "恢复请求", "不要取消"}
     | {"撤銷", "撤銷取消", "恢復", "恢復請求"}  # the same, in traditional characters
+    | {"please undo", "undo my cancellation", "please continue", "请继续", "請繼續"}
+    | {"请恢复我的请求", "請恢復我的請求", "我不取消了"}
+)
+# What may follow the undo sentence: a reason or thanks (a closed list, as for cancelling).
+_UNDO_AFTERWORDS = frozenset(
+    {"i changed my mind", "i've changed my mind", "sorry", "thanks", "thank you"}
+    | {"我改主意了", "我还是要删除", "我還是要刪除", "抱歉", "谢谢", "謝謝", "不好意思"}
 )
 
 
 def says_undo(text: str) -> bool:
-    return text.strip().strip(" .!。！\"'“”").lower() in UNDO_WORDS
+    """The reply takes a withdrawal back: an undo sentence, maybe with a reason or thanks,
+    and a signature (the same reading as `says_cancel`)."""
+    return _says(text, UNDO_WORDS, _UNDO_AFTERWORDS)

@@ -26,6 +26,7 @@ from rightsdesk.models import Event, Message, Requester, RequestType, TicketStat
 from rightsdesk.service import Desk
 from rightsdesk.verification import UNPROVEN_ATTEMPTS
 from rightsdesk.views import message_view
+from rightsdesk.withdrawal_words import says_undo
 from scheduler.jobs import run_due_jobs
 from tests.conftest import deliver
 from tests.conftest import mail as plain_mail
@@ -155,6 +156,35 @@ async def test_a_proven_cancel_sentence_is_a_withdrawal(erasure: World, body: st
     assert ticket.withdrawal_final_at is not None
     assert ticket.suggested_types == []  # a withdrawal is not a new ask
     assert len(erasure.relay.mails("withdrawal_pending")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "撤销。我改主意了，谢谢。",
+        "撤銷\n\n王小明",
+        "Undo, I've changed my mind. Thanks!\n-- \nAnna",
+    ],
+)
+async def test_an_undo_sentence_with_a_reason_or_a_signature_takes_the_withdrawal_back(
+    erasure: World, body: str
+) -> None:
+    await erasure.send(request())
+    public_id = await only_ticket(erasure.desk)
+    [ack] = erasure.relay.mails("acknowledgement")
+    await erasure.send(reply_to(ack, "cancel"))
+    [pending] = erasure.relay.mails("withdrawal_pending")
+    await erasure.send(reply_to(pending, body, n=2))
+    assert (await erasure.desk.tickets.get(public_id)).withdrawal_final_at is None
+    assert len(erasure.relay.mails("withdrawal_undone")) == 1
+
+
+@pytest.mark.parametrize(
+    "body", ["撤销\n\n另外请删除我的手机号", "undo. And send me a copy of my data"]
+)
+def test_an_undo_word_followed_by_a_new_ask_is_no_undo(body: str) -> None:
+    assert not says_undo(body)
+    assert says_undo("撤销")
 
 
 @pytest.mark.parametrize(
