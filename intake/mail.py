@@ -19,7 +19,7 @@ from email.message import Message as MimePart
 
 from inscriptis import get_text
 
-from intake.charsets import decode_bytes, decode_header_value
+from intake.charsets import MAX_HEADER_CHARS, decode_bytes, decode_header_value
 from rightsdesk.inbound import Attachment, Authentication, Bounce, InboundMessage
 from rightsdesk.models import Channel
 from rightsdesk.pipeline import Delivery
@@ -125,6 +125,10 @@ MAX_MIME_DEPTH = 32
 
 class MimeTooDeepDefect(mime_errors.MessageDefect):
     """Parts nested deeper than MAX_MIME_DEPTH were kept as one opaque attachment."""
+
+
+# The defect of a Subject longer than intake.charsets.MAX_HEADER_CHARS: read up to the limit.
+HEADER_CUT = "HeaderTooLongDefect"
 
 
 class _DepthCappedParser(BytesFeedParser):
@@ -245,6 +249,8 @@ def parse_email(
                 date = None
     except (TypeError, ValueError, IndexError, OverflowError):  # "1 Jan 99999999999": Overflow
         defects.append("BadDate")
+    if len(str(mime.get("Subject") or "")) > MAX_HEADER_CHARS:
+        defects.append(HEADER_CUT)  # the subject is read up to the limit: a person reads on
     texts, attachments = _walk(mime, attachment_cap, defects)
     full_text = "\n\n".join(t for t in texts if t.strip()).strip()
     full_text = clean_text(full_text)

@@ -68,4 +68,4 @@ class InboundMessage:
 
 
 # The defects (intake.mail) that mean part of the mail was left unread.
-PARSER_CUTS = frozenset({"MimeTooDeepDefect"})
+PARSER_CUTS = frozenset({"MimeTooDeepDefect", "HeaderTooLongDefect"})

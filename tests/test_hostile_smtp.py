@@ -185,6 +185,14 @@ async def test_a_request_cut_by_the_nesting_limit_goes_to_a_person_and_is_not_ca
         await world.desk.close()
 
 
+def test_a_subject_past_the_header_limit_is_a_parser_cut() -> None:
+    long = mail("hi", subject="删除我的数据 " + "x" * 40_000, message_id="long@example.com")
+    inbound = parse_email(long)
+    assert inbound.subject.startswith("删除我的数据")
+    assert inbound.cut  # the classifier read part of the subject: a person must read it all
+    assert not parse_email(mail("hi", subject="删除我的数据")).cut
+
+
 def test_multipart_nested_to_the_cap_is_read_whole() -> None:
     inbound = parse_email(_multipart_nested(MAX_MIME_DEPTH - 3))
     assert inbound.text == "please delete my data\n\ndeepest"
