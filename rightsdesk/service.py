@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -283,19 +282,18 @@ async def serve_chat(desk: Desk, door: TelegramDoor, stop: asyncio.Event) -> Non
 
 
 def model_version(desk: Desk) -> str:
-    """Which classifier answers: the model's architecture and a digest of its metadata."""
+    """Which classifier answers: its architecture and the version every ticket's
+    classification records (`RightsClassifier.version`), so `status` and a ticket agree."""
     if not isinstance(desk.classifier, LazyRightsClassifier):
         return "none: every request goes to triage"
     meta = Path(desk.classifier.path) / META_FILE
     try:
-        data = meta.read_bytes()
+        data = json.loads(meta.read_bytes())
     except OSError as exc:
         return f"unreadable ({describe(exc)})"
-    try:
-        architecture = str(json.loads(data).get("architecture", "?"))
     except ValueError:
-        architecture = "?"
-    return f"{architecture} {hashlib.sha256(data).hexdigest()[:12]}"
+        return "unreadable (not JSON)"
+    return f"{data.get('architecture', '?')} {data.get('version') or '?'}"
 
 
 def first_line(exc: BaseException) -> str:
@@ -353,8 +351,9 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
         await supervisor.release_stale_claims()
         await supervisor.report("classifier", "up", detail=model_version(desk))
         doors = []
-        # The port first: when it is taken, start-up ends with one line, before any task or
-        # scheduler tick has begun (one cancelled mid-query printed a traceback).
+        # The ports first (SMTP, console, portal): when one is taken, start-up ends with one
+        # line, before any task or scheduler tick has begun (one cancelled mid-query printed a
+        # traceback).
         if settings.smtp.enabled:
             receiver = SmtpReceiver(
                 settings.smtp,
@@ -371,30 +370,6 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                 raise StartupError(f"cannot listen for SMTP on {where}: {reason}") from None
             doors.append(f"smtp={settings.smtp.host}:{receiver.port}")
             await supervisor.report("smtp", "up", detail=f"{settings.smtp.host}:{receiver.port}")
-        tasks.append(asyncio.create_task(supervisor.beat(stop), name="heartbeat"))
-        # The worker first routes whatever a crash left stored but unprocessed.
-        worker = IntakeWorker(
-            desk.pipeline, desk.inbox, retry_max_seconds=settings.mail.route_retry_max_seconds
-        )
-        tasks.append(supervisor.task("intake-worker", worker.run, stop))
-        tasks.append(supervisor.task("outbound-sender", desk.sender.run, stop))
-        timer = Scheduler(desk) if settings.scheduler.enabled else None
-        if timer is not None:
-            timer.start()
-            await supervisor.report("scheduler", "up")
-        if settings.imap.enabled:
-            watcher = ImapWatcher(
-                settings.imap,
-                settings.secret("imap", "password") or "",
-                settings.mail,
-                desk.inbox,
-                desk.db,
-                desk.clock,
-            )
-            # One replica at a time reads the mailbox; another takes over if it dies.
-            lead = partial(run_as_leader, desk.db, "imap-watcher", watcher.run)
-            tasks.append(supervisor.task("imap-watcher", lead, stop))
-            doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         if settings.console.enabled:
             company = settings.desk.company_name
             console = ConsoleServer(
@@ -436,6 +411,30 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             scheme = "https" if settings.portal.tls else "http"
             doors.append(f"portal={scheme}://{settings.portal.host}:{port}")
             await supervisor.report("portal", "up", detail=f"{settings.portal.host}:{port}")
+        tasks.append(asyncio.create_task(supervisor.beat(stop), name="heartbeat"))
+        # The worker first routes whatever a crash left stored but unprocessed.
+        worker = IntakeWorker(
+            desk.pipeline, desk.inbox, retry_max_seconds=settings.mail.route_retry_max_seconds
+        )
+        tasks.append(supervisor.task("intake-worker", worker.run, stop))
+        tasks.append(supervisor.task("outbound-sender", desk.sender.run, stop))
+        timer = Scheduler(desk) if settings.scheduler.enabled else None
+        if timer is not None:
+            timer.start()
+            await supervisor.report("scheduler", "up")
+        if settings.imap.enabled:
+            watcher = ImapWatcher(
+                settings.imap,
+                settings.secret("imap", "password") or "",
+                settings.mail,
+                desk.inbox,
+                desk.db,
+                desk.clock,
+            )
+            # One replica at a time reads the mailbox; another takes over if it dies.
+            lead = partial(run_as_leader, desk.db, "imap-watcher", watcher.run)
+            tasks.append(supervisor.task("imap-watcher", lead, stop))
+            doors.append(f"imap={settings.imap.host}:{settings.imap.port}")
         token = settings.secret("telegram", "token")
         if token:
             door = telegram_door(desk, token)
