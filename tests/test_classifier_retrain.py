@@ -18,7 +18,7 @@ from classifiers.model import META_FILE, MODEL_DIR, LazyRightsClassifier, Rights
 from classifiers.retrain import retrain
 from rightsdesk.cli import app
 from rightsdesk.config import Settings
-from rightsdesk.service import Desk
+from rightsdesk.service import Desk, model_version
 from tests.conftest import deliver, mail
 
 LINES = [
@@ -130,6 +130,8 @@ async def test_each_tickets_classification_records_the_model_version(
         [ticket] = await desk.tickets.find()
         assert ticket.classification is not None
         assert ticket.classification["model_version"] == model.version
+        # `rightsdesk status` names the same version (it showed a digest of the file before).
+        assert model_version(desk).endswith(f" {model.version}")
     finally:
         await desk.close()
 
