@@ -22,12 +22,13 @@ $(MODEL): $(VENV)/.installed $(wildcard classifiers/data/*) $(wildcard classifie
 run: $(VENV)/.installed $(MODEL)
 	$(BIN)/rightsdesk run $(if $(CONFIG),--config $(CONFIG))
 
-## Lint, type-check and run the whole test suite (SQLite and PostgreSQL).
+## Lint, type-check and run the whole test suite (SQLite and PostgreSQL), a process per core.
+# --dist loadfile: a file's tests share their servers (console, Dovecot) in one process.
 test: $(VENV)/.installed $(MODEL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

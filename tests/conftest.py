@@ -162,6 +162,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         outbound={"outbox_dir": tmp_path / "var" / "outbox"},
         # The pipeline's tests pin their own classifier; the model has tests of its own.
         classifier={"enabled": False},
+        # Free ports: tests run side by side (pytest -n) and beside a developer's own service.
+        smtp={"port": 0},
+        console={"port": 0},
+        portal={"port": 0},
     )
 
 

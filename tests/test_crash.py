@@ -37,7 +37,8 @@ class Service:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
-        self.env = env
+        # The web doors on free ports unless a test names one: tests run side by side.
+        self.env = {"RIGHTSDESK_CONSOLE__PORT": "0", "RIGHTSDESK_PORTAL__PORT": "0", **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
