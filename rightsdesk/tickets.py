@@ -6,17 +6,12 @@ audit event describing the change (who, what, when, before/after).
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, or_, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.audit import append_event
@@ -26,15 +21,11 @@ from rightsdesk.deadlines import DeadlinePolicy, Deadlines
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     COMPLETION_TYPES,
-    Channel,
-    ContactKind,
     Message,
     Requester,
     RequesterContact,
     RequestType,
-    StaffUser,
     Ticket,
-    TicketCounter,
     TicketStatus,
     TicketType,
 )
@@ -47,6 +38,25 @@ from rightsdesk.ticket_errors import (
     UnknownAssignee,
 )
 from rightsdesk.ticket_reads import TicketDetail, TicketFilter, TicketReads
+from rightsdesk.ticket_rows import (
+    LOCKED_TICKETS,
+    NEWLY_UNREAD,
+    Contact,
+    NewTicket,
+    apply_deadlines,
+    deadline_fields,
+    format_public_id,
+    load_by_id,
+    load_ticket,
+    need_assignee,
+    next_seq,
+    open_duplicate,
+    required,
+    row_id,
+    seen_by,
+    unchanged_since,
+    validated_types,
+)
 
 S = TicketStatus
 
@@ -68,70 +78,6 @@ TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
 }
 # Work that ended: the desk owes nothing more, and the ticket leaves the triage queue.
 FINISHED_STATUSES = frozenset({S.RESOLVED, S.DENIED, S.CANCELLED, S.DISMISSED})
-
-
-def is_person(actor: str) -> bool:
-    """A person of ours acted (the DPO, a colleague), not the desk itself or the requester."""
-    return not (actor.startswith("system") or actor == "requester")
-
-
-# Per task: the audit head each ticket must still have when an action locks it (see
-# `unchanged_since`). A context variable, so every action method, present and future, is
-# checked at the one place that locks a ticket, without a parameter on each of them.
-_EXPECTED_HEADS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "rightsdesk_expected_heads", default=None
-)
-
-
-@contextmanager
-def unchanged_since(public_id: str, audit_head: str) -> Iterator[None]:
-    """Refuse the actions inside with TicketConflict if the ticket changed since its audit
-    head was `audit_head` (what the console's form showed). Every change appends an audit
-    event, so the head is the ticket's version. Checked once, when the first action locks it:
-    a method that runs several transactions does not trip on its own first one."""
-    expected = dict(_EXPECTED_HEADS.get() or {})
-    expected[public_id.strip().upper()] = audit_head
-    reset = _EXPECTED_HEADS.set(expected)
-    try:
-        yield
-    finally:
-        _EXPECTED_HEADS.reset(reset)
-
-
-@dataclass(frozen=True)
-class Contact:
-    kind: ContactKind
-    value: str
-
-    @classmethod
-    def email(cls, address: str) -> Contact:
-        return cls(ContactKind.EMAIL, address.strip().lower())
-
-    @classmethod
-    def telegram(cls, chat_id: int | str) -> Contact:
-        return cls(ContactKind.TELEGRAM, str(chat_id))
-
-    @classmethod
-    def phone(cls, number: str) -> Contact:
-        return cls(ContactKind.PHONE, "".join(ch for ch in number if ch.isdigit() or ch == "+"))
-
-
-@dataclass(frozen=True)
-class NewTicket:
-    channel: Channel
-    contact: Contact
-    types: Sequence[RequestType]
-    received_at: dt.datetime
-    subject: str | None = None
-    requester_name: str | None = None
-    language: str | None = None
-    needs_review: bool = False
-    classification: dict[str, Any] | None = None
-    text: str | None = None  # the request as written, kept as the ticket's first message
-
-
-def format_public_id(year: int, seq: int) -> str:
-    return f"PRIV-{year}-{seq:06d}"
 
 
 class Notices(Protocol):
@@ -171,14 +117,14 @@ class TicketService(TicketReads):
         now = self.clock.now()
         requester = await self._find_or_create_requester(session, new)
         year = self.policy.local_day(new.received_at).year
-        seq = await _next_seq(session, year)
+        seq = await next_seq(session, year)
         ticket = Ticket(
             public_id=format_public_id(year, seq),
             year=year,
             seq=seq,
             status=S.NEW,
             channel=new.channel,
-            requester_id=_id(requester),
+            requester_id=row_id(requester),
             contact_kind=new.contact.kind,
             contact_value=new.contact.value,
             subject=new.subject,
@@ -193,7 +139,7 @@ class TicketService(TicketReads):
         if types == [RequestType.NOT_RIGHTS_REQUEST]:
             # A person confirms it (`tickets dismiss`) or relabels it; never closed unseen.
             ticket.needs_review = True
-        duplicate = await _open_duplicate(session, _id(requester), types)
+        duplicate = await open_duplicate(session, row_id(requester), types)
         if duplicate is not None:
             ticket.duplicate_of = duplicate
             ticket.needs_review = True
@@ -202,7 +148,7 @@ class TicketService(TicketReads):
         session.add(ticket)
         await session.flush()
         # Created in this transaction: nobody else can see it, as good as locked.
-        session.info.setdefault(_LOCKED, {})[ticket.public_id] = ticket
+        session.info.setdefault(LOCKED_TICKETS, {})[ticket.public_id] = ticket
         if new.text is not None:
             session.add(
                 Message(
@@ -241,9 +187,9 @@ class TicketService(TicketReads):
         action: str = "message_received",
     ) -> Ticket:
         """Put a stored message on a ticket, inside the caller's transaction, with an event."""
-        ticket = await _load(session, public_id, lock=True)
+        ticket = await load_ticket(session, public_id, lock=True)
         if ticket.merged_into is not None:  # merged: its thread continues on the other ticket
-            ticket = await _load_by_id(session, ticket.merged_into)
+            ticket = await load_by_id(session, ticket.merged_into)
         message.ticket_id = ticket.id
         session.add(message)
         detail: dict[str, Any] = {"message": message.id, "channel": message.channel}
@@ -254,19 +200,19 @@ class TicketService(TicketReads):
             if not ticket.unread:
                 ticket.unread = True
                 ticket.unread_since = self.clock.now()
-                session.info.setdefault(_NEWLY_UNREAD, set()).add(ticket.id)
+                session.info.setdefault(NEWLY_UNREAD, set()).add(ticket.id)
             detail["unread"] = True
         return await self._record(session, ticket, actor, action, {}, detail)
 
     def newly_unread(self, session: AsyncSession, ticket: Ticket) -> bool:
         """Whether this transaction is the one that made the ticket unread."""
-        return ticket.id in session.info.get(_NEWLY_UNREAD, set())
+        return ticket.id in session.info.get(NEWLY_UNREAD, set())
 
     def answered_by_desk(self, session: AsyncSession, ticket: Ticket) -> None:
         """The message this transaction attached was the desk's own business (a verification
         code, a withdrawal or its undo), answered by the desk: it leaves the ticket as read as
         it was, so `unread` keeps meaning "a person should read this"."""
-        newly = session.info.get(_NEWLY_UNREAD, set())
+        newly = session.info.get(NEWLY_UNREAD, set())
         if ticket.id in newly:
             newly.discard(ticket.id)
             ticket.unread = False
@@ -275,7 +221,7 @@ class TicketService(TicketReads):
 
     async def find_in(self, session: AsyncSession, public_id: str) -> Ticket | None:
         try:
-            return await _load(session, public_id)
+            return await load_ticket(session, public_id)
         except TicketNotFound:
             return None
 
@@ -303,7 +249,7 @@ class TicketService(TicketReads):
                 session.add(requester)
                 await session.flush()
                 contact = RequesterContact(
-                    requester_id=_id(requester), kind=new.contact.kind, value=new.contact.value
+                    requester_id=row_id(requester), kind=new.contact.kind, value=new.contact.value
                 )
                 session.add(contact)
                 await session.flush()
@@ -315,7 +261,7 @@ class TicketService(TicketReads):
 
     async def get(self, public_id: str) -> Ticket:
         async with self.db.transaction() as session:
-            return await _load(session, public_id)
+            return await load_ticket(session, public_id)
 
     # ---- the status machine ----------------------------------------------------------------
 
@@ -341,13 +287,13 @@ class TicketService(TicketReads):
         """`reply`: what the requester reads in the resolved notice (Answers.resolve adds the
         team's own note to it)."""
         return await self._transition(
-            public_id, S.RESOLVED, actor, resolution_note=_required(reply, "a resolution reply")
+            public_id, S.RESOLVED, actor, resolution_note=required(reply, "a resolution reply")
         )
 
     async def deny(self, public_id: str, actor: str, reason: str) -> Ticket:
         # PIPL Art. 50: a refusal must give its reasons.
         return await self._transition(
-            public_id, S.DENIED, actor, denial_reason=_required(reason, "a reason for the denial")
+            public_id, S.DENIED, actor, denial_reason=required(reason, "a reason for the denial")
         )
 
     async def cancel(self, public_id: str, actor: str, reason: str | None = None) -> Ticket:
@@ -361,9 +307,9 @@ class TicketService(TicketReads):
         A ticket labelled with any rights type is refused (DismissingRightsRequest) unless
         `despite_types`: the person then confirmed it, and the event records the override
         with the types it had."""
-        reason = _required(reason, "a reason for the dismissal")
+        reason = required(reason, "a reason for the dismissal")
         async with self.db.transaction() as session:
-            ticket = await _load(session, public_id, lock=True)
+            ticket = await load_ticket(session, public_id, lock=True)
             rights = [t for t in ticket.types if t is not RequestType.NOT_RIGHTS_REQUEST]
             if rights and not despite_types:
                 raise DismissingRightsRequest(ticket.public_id, rights)
@@ -377,7 +323,7 @@ class TicketService(TicketReads):
 
     async def reopen(self, public_id: str, actor: str, reason: str) -> Ticket:
         return await self._transition(
-            public_id, S.REOPENED, actor, note=_required(reason, "a reason to reopen")
+            public_id, S.REOPENED, actor, note=required(reason, "a reason to reopen")
         )
 
     async def _transition(
@@ -410,7 +356,7 @@ class TicketService(TicketReads):
         """Move a ticket along the status machine inside the caller's transaction.
         `details`: said in the audit event (beside the changed fields), set on no column."""
         now = self.clock.now()
-        ticket = await _load(session, public_id, lock=True)
+        ticket = await load_ticket(session, public_id, lock=True)
         current = TicketStatus(ticket.status)
         if to not in TRANSITIONS[current]:
             allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
@@ -439,7 +385,7 @@ class TicketService(TicketReads):
         elif to is S.REOPENED:
             ticket.finished_at = ticket.closed_at = None
         ticket.updated_at = now
-        _seen_by(ticket, actor)
+        seen_by(ticket, actor)
         session.add(ticket)
         after = {"status": to, **deadline_fields(ticket), **fields, **(details or {})}
         if note:
@@ -455,7 +401,7 @@ class TicketService(TicketReads):
         return ticket
 
     async def load_in(self, session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:
-        return await _load(session, public_id, lock=lock)
+        return await load_ticket(session, public_id, lock=lock)
 
     async def note_in(
         self,
@@ -476,8 +422,8 @@ class TicketService(TicketReads):
         name = assignee.strip() if assignee and assignee.strip() else None
         async with self.db.transaction() as session:
             if name is not None:
-                await _need_assignee(session, name)
-            ticket = await _load(session, public_id, lock=True)
+                await need_assignee(session, name)
+            ticket = await load_ticket(session, public_id, lock=True)
             before = {"assignee": ticket.assignee}
             ticket.assignee = name
             after = {"assignee": ticket.assignee}
@@ -496,9 +442,9 @@ class TicketService(TicketReads):
         """A later answer date, with its reason. An erasure or account deletion also has a
         completion date (30 days): an answer past it moves it too, and that needs its own
         date and reason (`completion_until`, `completion_reason`)."""
-        reason = _required(reason, "a reason for the extension")
+        reason = required(reason, "a reason for the extension")
         async with self.db.transaction() as session:
-            ticket = await _load(session, public_id, lock=True)
+            ticket = await load_ticket(session, public_id, lock=True)
             if TicketStatus(ticket.status) not in ACTIVE_STATUSES:
                 raise TicketError(f"{public_id} is {ticket.status}; only open work can be extended")
             floor = ticket.response_due or self.today()
@@ -519,7 +465,7 @@ class TicketService(TicketReads):
                         f"not before the answer date {until.isoformat()}, "
                         f"got {completion_until.isoformat()}"
                     )
-                completion_reason = _required(
+                completion_reason = required(
                     completion_reason, "a reason for extending the completion date"
                 )
             elif completion is not None and until > completion:
@@ -553,7 +499,7 @@ class TicketService(TicketReads):
     async def relabel(self, public_id: str, actor: str, types: Iterable[RequestType]) -> Ticket:
         new_types = validated_types(types)
         async with self.db.transaction() as session:
-            ticket = await _load(session, public_id, lock=True)
+            ticket = await load_ticket(session, public_id, lock=True)
             before: dict[str, Any] = {
                 "types": [str(t) for t in ticket.types],
                 "completion_due": ticket.completion_due,
@@ -564,7 +510,7 @@ class TicketService(TicketReads):
             ticket.type_rows = [row for row in ticket.type_rows if row.type in new_types]
             kept = {row.type for row in ticket.type_rows}
             ticket.type_rows.extend(
-                TicketType(ticket_id=_id(ticket), type=t) for t in new_types if t not in kept
+                TicketType(ticket_id=row_id(ticket), type=t) for t in new_types if t not in kept
             )
             # A DPO's labels are a human review: the ticket leaves the triage queue, and
             # what a later message suggested has been decided on.
@@ -597,7 +543,7 @@ class TicketService(TicketReads):
             ).all()
         for public_id in candidates:
             async with self.db.transaction() as session:
-                ticket = await _load(session, public_id, lock=True)
+                ticket = await load_ticket(session, public_id, lock=True)
                 if ticket.clock_started_at is None or not ticket.deadlines_provisional:
                     continue
                 fresh = self.policy.compute(ticket.clock_started_at, ticket.types)
@@ -626,7 +572,7 @@ class TicketService(TicketReads):
     ) -> Ticket:
         now = self.clock.now()
         ticket.updated_at = now
-        _seen_by(ticket, actor)
+        seen_by(ticket, actor)
         session.add(ticket)
         await append_event(
             session, ticket, at=now, actor=actor, action=action, before=before, after=after
@@ -651,140 +597,6 @@ class TicketService(TicketReads):
         )
         apply_deadlines(ticket, self.policy.shift_for_pause(current, ticket.paused_since, now))
         ticket.paused_since = None
-
-
-def _seen_by(ticket: Ticket, actor: str) -> None:
-    """A person's action on a ticket is their reading of what the requester wrote."""
-    if is_person(actor):
-        ticket.unread = False
-        ticket.unread_since = None
-
-
-async def _open_duplicate(
-    session: AsyncSession, requester_id: int, types: list[RequestType]
-) -> int | None:
-    """The requester's oldest active ticket with exactly these types, if any: what a new ticket
-    is linked to (`duplicate_of`) when it did not join one (docs/architecture.md, "The same
-    request again")."""
-    wanted = {str(t) for t in types}
-    candidates = (
-        await session.exec(
-            select(Ticket)
-            .where(Ticket.requester_id == requester_id)
-            .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
-            .where(col(Ticket.merged_into).is_(None))
-            .order_by(col(Ticket.id))
-            .limit(20)
-        )
-    ).all()
-    for candidate in candidates:
-        if {str(t) for t in candidate.types} == wanted:
-            return candidate.id
-    return None
-
-
-def apply_deadlines(ticket: Ticket, deadlines: Deadlines) -> None:
-    """Set the ticket's due dates (TicketService, and the pipeline's bulk opening)."""
-    ticket.response_due = deadlines.response_due
-    ticket.completion_due = deadlines.completion_due
-    ticket.deadlines_provisional = deadlines.provisional
-
-
-def deadline_fields(ticket: Ticket) -> dict[str, Any]:
-    """The due dates as an audit event records them."""
-    return {
-        "response_due": ticket.response_due,
-        "completion_due": ticket.completion_due,
-        "provisional": ticket.deadlines_provisional,
-    }
-
-
-_LOCKED = "rightsdesk.locked_tickets"
-_NEWLY_UNREAD = "rightsdesk.newly_unread"
-
-
-async def _need_assignee(session: AsyncSession, name: str) -> None:
-    """Refuse a name no enabled console user has (as login, or as email)."""
-    found = (
-        await session.exec(
-            select(StaffUser.disabled).where(
-                or_(StaffUser.name == name, func.lower(StaffUser.email) == name.lower())
-            )
-        )
-    ).all()
-    if not found or all(found):
-        raise UnknownAssignee(name, disabled=bool(found))
-
-
-async def _load_by_id(session: AsyncSession, ticket_id: int) -> Ticket:
-    public_id = (await session.exec(select(Ticket.public_id).where(Ticket.id == ticket_id))).one()
-    return await _load(session, public_id, lock=True)
-
-
-async def _load(session: AsyncSession, public_id: str, *, lock: bool = False) -> Ticket:
-    """The ticket, row-locked if asked. A ticket locked (or created) earlier in this same
-    transaction is still locked and current: it is not read again."""
-    key = public_id.strip().upper()
-    held: dict[str, Ticket] = session.info.setdefault(_LOCKED, {})
-    if key in held:
-        return held[key]
-    query = select(Ticket).where(Ticket.public_id == key)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    ticket = (await session.exec(query)).first()
-    if ticket is None:
-        raise TicketNotFound(f"no ticket {public_id}")
-    if lock:
-        expected = _EXPECTED_HEADS.get()
-        if expected is not None and key in expected and expected.pop(key) != ticket.audit_head:
-            raise TicketConflict(
-                f"{key} was changed by someone else since you opened it; "
-                "nothing was done: look at the ticket again and repeat if still right"
-            )
-        held[key] = ticket
-    return ticket
-
-
-async def _next_seq(session: AsyncSession, year: int) -> int:
-    """Take the next number of `year`. The upsert holds the counter row's lock until commit,
-    so concurrent opens queue here and never share a number."""
-    bind = session.get_bind()
-    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(TicketCounter)
-        .values(year=year, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=["year"], set_={"last_seq": col(TicketCounter.last_seq) + 1}
-        )
-        .returning(col(TicketCounter.last_seq))
-    )
-    result = await session.exec(statement)
-    return int(result.scalar_one())
-
-
-def validated_types(types: Iterable[RequestType | str]) -> list[RequestType]:
-    try:
-        unique = {RequestType(t) for t in types}
-    except ValueError as exc:
-        known = ", ".join(t.value for t in RequestType)
-        raise TicketError(f"{exc}; request types are: {known}") from None
-    if not unique:
-        raise TicketError("a ticket needs at least one request type")
-    if RequestType.NOT_RIGHTS_REQUEST in unique and len(unique) > 1:
-        raise TicketError("not_rights_request cannot be combined with other types")
-    order = list(RequestType)
-    return sorted(unique, key=order.index)
-
-
-def _required(text: str | None, what: str) -> str:
-    if text is None or not text.strip():
-        raise TicketError(f"{what} is required")
-    return text.strip()
-
-
-def _id(row: Ticket | Requester) -> int:
-    assert row.id is not None, "flush before using the id"
-    return row.id
 
 
 __all__ = [
