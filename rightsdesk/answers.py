@@ -24,9 +24,7 @@ from typing import Any
 from jinja2 import TemplateNotFound, UndefinedError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.filenames import safe_name
 from rightsdesk.languages import LANGS, normalise
 from rightsdesk.models import (
@@ -39,9 +37,8 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.notices import mailable
-from rightsdesk.outbound import Outbox
 from rightsdesk.templating import OutgoingAttachment
-from rightsdesk.tickets import TRANSITIONS, TicketError, TicketService
+from rightsdesk.tickets import TRANSITIONS, TicketError
 
 REPLY_KIND = "reply"
 # Awaited by `resolve` before the ticket changes: (session, ticket, without_package) -> the
@@ -80,20 +77,12 @@ class SentReply:
     attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Answers:
+class Answers(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self.resolve_guards: list[ResolveGuard] = []
 
     # ---- replies ---------------------------------------------------------------------------

@@ -27,15 +27,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clients import Client
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.models import Package, PackageFile, Requester, Ticket
 from rightsdesk.offload import CpuPool
-from rightsdesk.outbound import Outbox
 from rightsdesk.packages import LIVE, PackageService, end_package, token_hash
 from rightsdesk.sealing import unseal
-from rightsdesk.tickets import TicketService
 
 ACTOR = "requester:portal"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -68,23 +64,15 @@ class Download:
     content: bytes
 
 
-class PackageAccess:
+class PackageAccess(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
         packages: PackageService,
         cpu: CpuPool,
         key: bytes,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self.packages = packages
         self.cpu = cpu
         self._key = key

@@ -25,9 +25,8 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.clock import Clock
-from rightsdesk.config import ConfigError, Settings
-from rightsdesk.db import Database
+from rightsdesk.config import ConfigError
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.filenames import safe_name
 from rightsdesk.fulfilment import FulfilmentError, FulfilmentService
 from rightsdesk.models import (
@@ -41,7 +40,6 @@ from rightsdesk.models import (
     Ticket,
 )
 from rightsdesk.offload import CpuPool
-from rightsdesk.outbound import Outbox
 from rightsdesk.package_content import generated_files
 from rightsdesk.package_rows import (
     LIVE,
@@ -55,7 +53,7 @@ from rightsdesk.package_rows import (
     token_hash,
 )
 from rightsdesk.sealing import PackageKey, SealingError
-from rightsdesk.tickets import TicketError, TicketService
+from rightsdesk.tickets import TicketError
 
 ACTOR = "system:packages"
 __all__ = [
@@ -92,22 +90,14 @@ class Delivered:
     files: int
 
 
-class PackageService:
+class PackageService(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
         fulfilment: FulfilmentService,
         cpu: CpuPool,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self.fulfilment = fulfilment
         self.cpu = cpu
         self._key: PackageKey | None = None

@@ -36,6 +36,7 @@ from rightsdesk.clock import Clock, SystemClock
 from rightsdesk.config import Settings
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
+from rightsdesk.desk_parts import DeskParts
 from rightsdesk.followups import FollowUps
 from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.leadership import run_as_leader
@@ -56,6 +57,7 @@ from rightsdesk.templating import Templates
 from rightsdesk.tickets import TicketService
 from rightsdesk.verification import Verifier
 from rightsdesk.webforms import WebForms, parse_web
+from rightsdesk.webstack import HttpServer
 from rightsdesk.withdrawal import Withdrawals
 from scheduler.runner import Scheduler
 
@@ -138,9 +140,8 @@ class Desk:
         verifier = Verifier(
             settings.verification, load_signing_key(settings), clock, tickets, outbox, directory
         )
-        fulfilment = FulfilmentService(
-            settings, db, clock, tickets, outbox, load_signing_key(settings)
-        )
+        parts = DeskParts(settings, db, clock, tickets, outbox)
+        fulfilment = FulfilmentService(parts, load_signing_key(settings))
         tickets.resolve_checks.append(fulfilment.check_resolve)
         parse_mail = partial(
             parse_email,
@@ -177,8 +178,8 @@ class Desk:
             batch_seconds=settings.mail.route_batch_seconds,
         )
         key = load_signing_key(settings)
-        answers = Answers(settings, db, clock, tickets, outbox)
-        packages = PackageService(settings, db, clock, tickets, outbox, fulfilment, cpu)
+        answers = Answers(parts)
+        packages = PackageService(parts, fulfilment, cpu)
         answers.resolve_guards.append(packages.check_resolve)
         fulfilment.tasks.file_sink = packages.take_task_file
         return cls(
@@ -215,8 +216,8 @@ class Desk:
             answers=answers,
             cpu=cpu,
             packages=packages,
-            package_access=PackageAccess(settings, db, clock, tickets, outbox, packages, cpu, key),
-            webforms=WebForms(settings, db, clock, tickets, outbox, inbox, pipeline, key),
+            package_access=PackageAccess(parts, packages, cpu, key),
+            webforms=WebForms(parts, inbox, pipeline, key),
         )
 
     async def close(self) -> None:
@@ -294,6 +295,26 @@ def model_version(desk: Desk) -> str:
     except ValueError:
         return "unreadable (not JSON)"
     return f"{data.get('architecture', '?')} {data.get('version') or '?'}"
+
+
+async def _open_web_door(
+    door: str,
+    server: HttpServer,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+    supervisor: Supervisor,
+) -> str:
+    """Bind `server` (a taken port ends start-up with one line), serve it until `stop`, and
+    say where: "console=http://127.0.0.1:8080"."""
+    try:
+        port = server.bind()
+    except OSError as exc:
+        where = f"{server.host}:{server.wanted_port}"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot listen for the {door} on {where}: {reason}") from None
+    tasks.append(asyncio.create_task(server.run(stop), name=door))
+    await supervisor.report(door, "up", detail=f"{server.host}:{port}")
+    return f"{door}={'https' if server.tls else 'http'}://{server.host}:{port}"
 
 
 def first_line(exc: BaseException) -> str:
@@ -389,28 +410,10 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
                     packages=desk.packages,
                 ),
             )
-            try:
-                port = console.bind()
-            except OSError as exc:
-                where = f"{settings.console.host}:{settings.console.port}"
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise StartupError(f"cannot listen for the console on {where}: {reason}") from None
-            tasks.append(asyncio.create_task(console.run(stop), name="console"))
-            scheme = "https" if settings.console.tls else "http"
-            doors.append(f"console={scheme}://{settings.console.host}:{port}")
-            await supervisor.report("console", "up", detail=f"{settings.console.host}:{port}")
+            doors.append(await _open_web_door("console", console, stop, tasks, supervisor))
         if settings.portal.enabled:
             portal = PortalServer(settings.portal, build_portal(portal_core(desk)))
-            try:
-                port = portal.bind()
-            except OSError as exc:
-                where = f"{settings.portal.host}:{settings.portal.port}"
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise StartupError(f"cannot listen for the portal on {where}: {reason}") from None
-            tasks.append(asyncio.create_task(portal.run(stop), name="portal"))
-            scheme = "https" if settings.portal.tls else "http"
-            doors.append(f"portal={scheme}://{settings.portal.host}:{port}")
-            await supervisor.report("portal", "up", detail=f"{settings.portal.host}:{port}")
+            doors.append(await _open_web_door("portal", portal, stop, tasks, supervisor))
         tasks.append(asyncio.create_task(supervisor.beat(stop), name="heartbeat"))
         # The worker first routes whatever a crash left stored but unprocessed.
         worker = IntakeWorker(

@@ -29,9 +29,7 @@ from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clients import Client
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.identifiers import mask_codes, mask_identifiers
 from rightsdesk.inbound import Authentication, InboundMessage
 from rightsdesk.languages import LANGS
@@ -44,10 +42,9 @@ from rightsdesk.models import (
     RequestType,
     Ticket,
 )
-from rightsdesk.outbound import Outbox, can_mail
+from rightsdesk.outbound import can_mail
 from rightsdesk.pipeline import Delivery, Inbox, IntakePipeline
 from rightsdesk.templating import Templates
-from rightsdesk.tickets import TicketService
 
 # What the form offers, in plain words (names.<lang>.j2 "ask_<type>" blocks say each one).
 FORM_TYPES: tuple[str, ...] = (
@@ -114,23 +111,15 @@ class StatusCheck:
     attempts_left: int = 0
 
 
-class WebForms:
+class WebForms(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
         inbox: Inbox,
         pipeline: IntakePipeline,
         key: bytes,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self.inbox = inbox
         self.pipeline = pipeline
         self._key = key

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Generator
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -39,26 +40,28 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+class ListenerSettings(Protocol):
+    """Where a web door listens (`[console]` and `[portal]` both have these)."""
+
+    host: str
+    port: int
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+
+
 class HttpServer:
     """One listener: bind first (a port in use is an OSError the caller names), then `run`
-    until `stop` is set."""
+    until `stop` is set. A door's server is this with its own `name` (console/server.py)."""
 
     name = "http"
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        app: ASGIApp,
-        *,
-        tls_cert_file: Path | None = None,
-        tls_key_file: Path | None = None,
-    ) -> None:
-        self.host = host
-        self.wanted_port = port
+    def __init__(self, settings: ListenerSettings, app: ASGIApp) -> None:
+        self.settings = settings
+        self.host = settings.host
+        self.wanted_port = settings.port
         self.app = app
-        self.tls_cert_file = tls_cert_file
-        self.tls_key_file = tls_key_file
+        self.tls_cert_file = settings.tls_cert_file
+        self.tls_key_file = settings.tls_key_file
         self._socket: socket.socket | None = None
         self._server: _QuietServer | None = None
 

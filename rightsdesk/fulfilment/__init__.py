@@ -18,9 +18,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.fulfilment.plan import Plan, actions_for, build_plan, dry_run
 from rightsdesk.fulfilment.register import (
     FulfilmentError,
@@ -48,8 +46,8 @@ from rightsdesk.models import (
     Ticket,
     TicketStatus,
 )
-from rightsdesk.outbound import Outbox, can_mail
-from rightsdesk.tickets import TicketError, TicketService
+from rightsdesk.outbound import can_mail
+from rightsdesk.tickets import TicketError
 from rightsdesk.views import fulfilment_run_view
 
 log = logging.getLogger("rightsdesk.fulfilment")
@@ -57,25 +55,17 @@ log = logging.getLogger("rightsdesk.fulfilment")
 __all__ = ["FulfilmentError", "FulfilmentService", "Plan", "TaskFile"]
 
 
-class FulfilmentService:
+class FulfilmentService(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
         key: bytes,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self._key = key
-        self.register = SystemRegister(settings)
-        self.steps = StepRunner(settings, db, clock, tickets, self.register)
-        self.tasks = TaskDesk(settings, db, clock, tickets, outbox, key)
+        self.register = SystemRegister(parts.settings)
+        self.steps = StepRunner(parts.settings, parts.db, parts.clock, parts.tickets, self.register)
+        self.tasks = TaskDesk(parts, key)
 
     # ---- who, and what ---------------------------------------------------------------------
 

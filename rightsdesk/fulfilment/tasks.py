@@ -18,16 +18,12 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.clock import Clock
-from rightsdesk.config import Settings
-from rightsdesk.db import Database
+from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.fulfilment.register import FulfilmentError
 from rightsdesk.fulfilment.run import _locked_step
 from rightsdesk.languages import LANGS
 from rightsdesk.models import FulfilmentRun, FulfilmentStep, RequestType, Ticket
-from rightsdesk.outbound import Outbox
 from rightsdesk.signing import LinkInvalid, LinkSigner
-from rightsdesk.tickets import TicketService
 
 TASK_LINK_PURPOSE = "fulfilment-task"
 OUTCOMES = ("done", "file", "nothing")
@@ -72,21 +68,13 @@ def per_language(make: Any) -> dict[str, Any]:
     return {lang: make(lang) for lang in LANGS}
 
 
-class TaskDesk:
+class TaskDesk(OnDeskParts):
     def __init__(
         self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        tickets: TicketService,
-        outbox: Outbox,
+        parts: DeskParts,
         key: bytes,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.clock = clock
-        self.tickets = tickets
-        self.outbox = outbox
+        super().__init__(parts)
         self.links = LinkSigner(key, TASK_LINK_PURPOSE)
         # Where an owner's file goes instead of the task's own column (the ticket's package,
         # sealed): called in the answer's transaction; False: not taken, keep it here.
