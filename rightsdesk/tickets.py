@@ -38,7 +38,7 @@ from rightsdesk.ticket_errors import (
     UnknownAssignee,
 )
 from rightsdesk.ticket_reads import TicketDetail, TicketFilter, TicketReads
-from rightsdesk.ticket_rows import (
+from rightsdesk.ticket_writes import (
     LOCKED_TICKETS,
     NEWLY_UNREAD,
     Contact,

@@ -37,8 +37,11 @@ class Service:
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
-        # The web doors on free ports unless a test names one: tests run side by side.
-        self.env = {"RIGHTSDESK_CONSOLE__PORT": "0", "RIGHTSDESK_PORTAL__PORT": "0", **env}
+        # The web doors on free ports unless a test names one: tests run side by side. The
+        # test's own dict (it may change a variable before a restart).
+        env.setdefault("RIGHTSDESK_CONSOLE__PORT", "0")
+        env.setdefault("RIGHTSDESK_PORTAL__PORT", "0")
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -1,4 +1,4 @@
-"""The rows under the ticket rules (rightsdesk.tickets), inside the caller's transaction: a
+"""The write side under the ticket rules (rightsdesk.tickets), inside the caller's transaction: a
 ticket loaded and row-locked once per transaction (`load_ticket`, with the console's conflict
 check, `unchanged_since`), the year's gapless counter (`next_seq`), due dates (`apply_deadlines`,
 `deadline_fields`), the request types a ticket may have (`validated_types`), what a new ticket
