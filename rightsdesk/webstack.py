@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Generator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -231,11 +232,26 @@ def client_address(request: Request, trusted_proxies: list[str]) -> str:
     return peer
 
 
+class Attrs(dict[str, Any]):
+    """A dict whose keys are also its attributes, for templates: Jinja reads `row.id` as
+    `getattr(row, "id")` first and only after its AttributeError as `row["id"]`. On a plain
+    dict every such lookup raised and caught an exception; a queue page does about a
+    thousand (its rows, the interface strings), which was a tenth of its Python time. A key
+    named like a dict method would hide it: the views have none."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__ = self
+
+
 @cache
 def template_environment(folder: Path) -> Environment:
-    """HTML templates of one adapter: autoescaped, a missing value is an error."""
+    """HTML templates of one adapter: autoescaped, a missing value is an error. Compiled
+    once and never checked for changes on disk (`auto_reload` would stat each template,
+    and the ones it extends, on every page): a deployment restarts the service."""
     return Environment(
         loader=FileSystemLoader(folder),
+        auto_reload=False,
         autoescape=select_autoescape(["html", "j2"], default_for_string=True),
         undefined=StrictUndefined,  # a missing string is an error in the tests, not a blank
         trim_blocks=True,
