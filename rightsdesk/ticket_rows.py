@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -111,9 +112,12 @@ _TYPE_ORDER = {t.value: n for n, t in enumerate(RequestType)}
 _TYPES = {t.value: t for t in RequestType}
 
 
+@cache
 def row_select(sqlite: bool) -> Any:
     """A SELECT of the listing columns from the ticket table, its types as one comma-joined
-    value (a subquery per row returned: evaluated for the page's rows only, after the LIMIT)."""
+    value (a subquery per row returned: evaluated for the page's rows only, after the LIMIT).
+    Built once: a statement is never changed in place (`.where` makes a new one), and
+    building the subquery's columns again for every page was a cost of its own."""
     kind = col(TicketType.type)
     types = select(kind).where(col(TicketType.ticket_id) == col(Ticket.id))
     joined = func.group_concat(kind, ",") if sqlite else func.string_agg(kind, ",")
