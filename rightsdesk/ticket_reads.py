@@ -232,14 +232,17 @@ class TicketReads:
                 base(), dataclasses.replace(plain, statuses=tuple(active))
             ).order_by(col(Ticket.response_due).asc().nulls_last(), col(Ticket.id))
             if offset:
-                # How many active rows lie before this page (counted no further than needed).
-                before = await self.count(
-                    dataclasses.replace(plain, statuses=tuple(active)), cap=offset
-                )
-                if before >= offset:
-                    found = await read(own.offset(offset), limit)
+                # A later page: the active rows past the offset, if there are any (one round
+                # trip: most pages lie inside the active work). Any found means more active
+                # rows than the offset, so the finished ones start at their first; none, and
+                # a count (stopped at the offset) says how many finished rows to skip.
+                found = await read(own.offset(offset), limit)
+                if found:
                     offset = 0
                 else:
+                    before = await self.count(
+                        dataclasses.replace(plain, statuses=tuple(active)), cap=offset
+                    )
                     offset -= before
             else:
                 found = await read(own, limit)
