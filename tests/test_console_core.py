@@ -60,8 +60,8 @@ async def test_active_work_comes_first_and_pages_cross_the_boundary(
         assert paged == listed, size
     # The console's plain rows: the same tickets, order and types as the entities.
     found = await desk.tickets.find(everything)
-    rows = await desk.tickets.rows(everything)
-    assert [(r.public_id, r.types, r.status) for r in rows] == [
+    plain = await desk.tickets.rows(everything)
+    assert [(r.public_id, r.types, r.status) for r in plain] == [
         (t.public_id, t.types, t.status) for t in found
     ]
     # A search's hits (ids) are sorted in one statement: the same order, page by page.
@@ -69,8 +69,8 @@ async def test_active_work_comes_first_and_pages_cross_the_boundary(
     for size in (1, 2, 4):
         paged = []
         for page in range(0, 6, size):
-            batch = await desk.tickets.rows(dataclasses.replace(hits, offset=page, limit=size))
-            paged.extend(t.public_id for t in batch)
+            rows = await desk.tickets.rows(dataclasses.replace(hits, offset=page, limit=size))
+            paged.extend(t.public_id for t in rows)
         assert paged == listed, size
     two = dataclasses.replace(hits, ids=(found[4].id or 0, found[0].id or 0))
     assert [t.public_id for t in await desk.tickets.rows(two)] == [listed[0], listed[4]]
