@@ -86,10 +86,14 @@ class TicketReads:
     policy: DeadlinePolicy
 
     async def detail(self, public_id: str) -> TicketDetail:
-        async with self.db.reading() as session:
-            # The ticket, its types, its requester and their contacts in one statement (the
-            # console's ticket page reads this on every view; it was four).
-            key = public_id.strip().upper()
+        """The ticket with everything about it, in five statements that all name the ticket
+        by its public id (a subquery each), so they go at once on PostgreSQL
+        (Database.read_each): the ticket page waited for each in turn."""
+        key = public_id.strip().upper()
+        ticket_id = select(Ticket.id).where(Ticket.public_id == key).scalar_subquery()
+
+        async def ticket_and_requester(session: AsyncSession) -> Any:
+            # The ticket, its types, its requester and their contacts in one statement.
             result: Any = await session.exec(
                 select(Ticket, Requester)
                 .join(Requester, col(Requester.id) == col(Ticket.requester_id))
@@ -99,44 +103,45 @@ class TicketReads:
                     joinedload(Requester.contacts),  # type: ignore[arg-type]
                 )
             )
-            row = result.unique().first()  # joined collections: one row per ticket
-        if row is None:
-            raise TicketNotFound(f"no ticket {public_id}")
-        ticket, requester = row
-        ticket_id = ticket.id
+            return result.unique().first()  # joined collections: one row per ticket
 
         async def messages(session: AsyncSession) -> list[Message]:
             found = await session.exec(
                 select(Message)
-                .where(Message.ticket_id == ticket_id)
+                .where(col(Message.ticket_id) == ticket_id)
                 .order_by(col(Message.received_at), col(Message.id))
             )
             return list(found.all())
 
         async def events(session: AsyncSession) -> list[Event]:
             found = await session.exec(
-                select(Event).where(Event.ticket_id == ticket_id).order_by(col(Event.seq))
+                select(Event).where(col(Event.ticket_id) == ticket_id).order_by(col(Event.seq))
             )
             return list(found.all())
 
         async def account(session: AsyncSession) -> Account | None:
-            # The proven account, else the one the newest code went to: one statement.
-            wanted: Any = requester.account_id
-            if wanted is None:
-                wanted = (
-                    select(VerificationChallenge.account_id)
-                    .where(VerificationChallenge.ticket_id == ticket_id)
-                    .order_by(col(VerificationChallenge.id).desc())
-                    .limit(1)
-                    .scalar_subquery()
-                )
+            # The account the requester proved they hold, else the one the newest code of
+            # this ticket went to.
+            proven = (
+                select(Requester.account_id)
+                .join(Ticket, col(Ticket.requester_id) == col(Requester.id))
+                .where(Ticket.public_id == key)
+                .scalar_subquery()
+            )
+            coded = (
+                select(VerificationChallenge.account_id)
+                .where(col(VerificationChallenge.ticket_id) == ticket_id)
+                .order_by(col(VerificationChallenge.id).desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            wanted = func.coalesce(proven, coded)
             return (await session.exec(select(Account).where(col(Account.id) == wanted))).first()
 
         async def files(session: AsyncSession) -> list[tuple[StoredAttachment, bool]]:
             # Without the bytes: a listing needs the name, type, size, hash, and whether the
-            # bytes are there at all. The ticket's messages as a subquery, so this goes
-            # beside the messages' own query instead of after it.
-            of_ticket = select(Message.id).where(Message.ticket_id == ticket_id)
+            # bytes are there at all.
+            of_ticket = select(Message.id).where(col(Message.ticket_id) == ticket_id)
             found = await session.exec(
                 select(StoredAttachment, col(StoredAttachment.content).is_(None))
                 .where(col(StoredAttachment.message_id).in_(of_ticket.scalar_subquery()))
@@ -145,11 +150,12 @@ class TicketReads:
             )
             return list(found.all())
 
-        # Four independent reads, at once on PostgreSQL (Database.read_each): the ticket
-        # page waited for each in turn.
-        found_messages, found_events, found_account, found_files = await self.db.read_each(
-            messages, events, account, files
+        row, found_messages, found_events, found_account, found_files = await self.db.read_each(
+            ticket_and_requester, messages, events, account, files
         )
+        if row is None:
+            raise TicketNotFound(f"no ticket {public_id}")
+        ticket, requester = row
         attachments: dict[int, list[StoredAttachment]] = {}
         not_kept: set[int] = set()
         for attachment, missing in found_files:
