@@ -43,6 +43,12 @@ from rightsdesk.tickets import Contact, NewTicket  # noqa: E402
 PASSWORD = "bench-password-1"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -59,8 +65,9 @@ async def login(client: httpx.AsyncClient) -> None:
 
 
 async def hammer(
-    url: str, routes: dict[str, str], clients: int, requests: int
-) -> dict[str, list[float]]:
+    url: str, routes: dict[str, str], clients: int, requests: int, pid: int
+) -> tuple[dict[str, list[float]], float]:
+    """Each route's timings, and the service's CPU seconds meanwhile (after the logins)."""
     timings: dict[str, list[float]] = {name: [] for name in routes}
     sessions = [httpx.AsyncClient(base_url=url, timeout=60) for _ in range(clients)]
     try:
@@ -68,6 +75,7 @@ async def hammer(
         for s in sessions:  # warm every route once
             for path in routes.values():
                 (await s.get(path)).raise_for_status()
+        cpu_before = cpu_seconds(pid)
 
         async def client(session: httpx.AsyncClient, offset: int) -> None:
             names = list(routes)
@@ -79,10 +87,11 @@ async def hammer(
                 response.raise_for_status()
 
         await asyncio.gather(*(client(s, k) for k, s in enumerate(sessions)))
+        cpu = cpu_seconds(pid) - cpu_before
     finally:
         for s in sessions:
             await s.aclose()
-    return timings
+    return timings, cpu
 
 
 async def prepare(args: argparse.Namespace, scratch: pg_fixture.Scratch) -> str:
@@ -176,13 +185,17 @@ async def main() -> None:
             routes = {k: v for k, v in routes.items() if not k.startswith("search")}
         before = os.getloadavg()
         started = time.perf_counter()
-        timings = await hammer(base, routes, args.clients, args.requests)
+        timings, cpu = await hammer(base, routes, args.clients, args.requests, service.pid)
         elapsed = time.perf_counter() - started
         after = os.getloadavg()
         served = sum(len(v) for v in timings.values())
         print(f"load average (1, 5, 15 min) before {before[0]:.1f} {before[1]:.1f} "
               f"{before[2]:.1f}, after {after[0]:.1f} {after[1]:.1f} {after[2]:.1f}; "
               f"{served / elapsed:.1f} requests/s")  # fmt: skip
+        # What the host's other work changes least: the service's own CPU per request, and
+        # its share of a core meanwhile (the logins and the warm-up are before either).
+        print(f"service CPU {cpu / served * 1000:.2f} ms per request, "
+              f"{cpu / elapsed * 100:.0f} % of a core")  # fmt: skip
         trivial = percentile(timings["trivial (/healthz)"], 0.95)
         print(f"{args.tickets:,} tickets, {args.clients} concurrent clients, PostgreSQL")
         for name, values in timings.items():

@@ -90,7 +90,7 @@ async def list_tickets(request: Request, staff: Staff) -> Response:
         listing = await narrowed(request.app.state.search, query)
     except BadFilter as exc:
         return json_error(400, "bad_filter", str(exc), field=exc.name)
-    rows = await tickets.find(listing.filters)
+    rows = await tickets.rows(listing.filters)
     ttl = console.settings.count_cache_seconds
     total = await cached_count(tickets, listing.filters, ttl, cap=rules.COUNT_CAP + 1)
     items = await queue_items(request, listing, rows)

@@ -56,7 +56,7 @@ async def csv_export(request: Request) -> Response:
         today, tz = tickets.today(), tickets.policy.tz
         offset = 0
         while True:
-            batch = await tickets.find(dataclasses.replace(listing.filters, offset=offset))
+            batch = await tickets.rows(dataclasses.replace(listing.filters, offset=offset))
             for ticket in batch:
                 row = ticket_summary(ticket, today, tz)
                 row["types"] = " ".join(row["types"])

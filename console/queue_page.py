@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,13 +22,15 @@ from console.queues import (
     working_days_left,
 )
 from console.web import Console, console_of, error_page, guard, render, session_of
-from rightsdesk.models import RequestType, Ticket, TicketStatus
+from rightsdesk.models import RequestType, TicketStatus
+from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketService
 from rightsdesk.views import ticket_summary
+from rightsdesk.webstack import Attrs
 
 
 async def queue_items(
-    request: Request, listing: Listing, rows: list[Ticket]
+    request: Request, listing: Listing, rows: Sequence[TicketFields]
 ) -> list[dict[str, Any]]:
     """The rows of a queue (pages and API): the listing view, working days left, its version,
     and for a search what matched (id, email, phone, name, account, text) and where."""
@@ -35,13 +38,13 @@ async def queue_items(
     snippets = await listing.snippets(request.app.state.search, rows)
     today, tz = tickets.today(), tickets.policy.tz
     return [
-        {
-            **ticket_summary(ticket, today, tz),
-            "working_days_left": working_days_left(tickets, ticket),
-            "head": ticket.audit_head,
-            "matched": listing.matched.get(ticket.id or 0, []),
-            "snippet": snippets.get(ticket.id or 0),
-        }
+        Attrs(
+            ticket_summary(ticket, today, tz),
+            working_days_left=working_days_left(tickets, ticket),
+            head=ticket.audit_head,
+            matched=listing.matched.get(ticket.id or 0, []),
+            snippet=snippets.get(ticket.id or 0),
+        )
         for ticket in rows
     ]
 
@@ -58,7 +61,7 @@ async def queue_page(request: Request) -> Response:
     except BadFilter as exc:
         return error_page(request, 400, str(exc))
     ttl = console.settings.count_cache_seconds
-    rows = await tickets.find(listing.filters)
+    rows = await tickets.rows(listing.filters)
     total = await cached_count(tickets, listing.filters, ttl, cap=queues.COUNT_CAP + 1)
     items = await queue_items(request, listing, rows)
     pages = min(max(1, -(-min(total, queues.COUNT_CAP) // size)), max_page(size))

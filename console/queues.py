@@ -15,13 +15,14 @@ import asyncio
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rightsdesk.models import ACTIVE_STATUSES, Channel, RequestType, Ticket, TicketStatus
+from rightsdesk.models import ACTIVE_STATUSES, Channel, RequestType, TicketStatus
 from rightsdesk.search import TicketSearch
 from rightsdesk.staff import Staff
+from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketError, TicketFilter, TicketService
 
 QUEUES = ("triage", "unread", "mine", "unassigned", "due_soon", "overdue", "waiting", "all")
@@ -59,7 +60,9 @@ class Listing:
     matched: dict[int, list[str]]
     search: str = ""
 
-    async def snippets(self, search: TicketSearch | None, shown: list[Ticket]) -> dict[int, str]:
+    async def snippets(
+        self, search: TicketSearch | None, shown: Sequence[TicketFields]
+    ) -> dict[int, str]:
         """Where the words matched, for the tickets a page shows (not for every hit)."""
         wanted = [t.id for t in shown if t.id is not None and "text" in self.matched.get(t.id, ())]
         if search is None or not wanted:
@@ -234,7 +237,7 @@ def shown_count(count: int) -> str:
     return f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}"
 
 
-def working_days_left(tickets: TicketService, ticket: Ticket) -> int | None:
+def working_days_left(tickets: TicketService, ticket: TicketFields) -> int | None:
     """The digest's count: working days to the response due date; negative when late."""
     if ticket.response_due is None or TicketStatus(ticket.status) not in ACTIVE_STATUSES:
         return None

@@ -32,6 +32,7 @@ from rightsdesk.views import (
     ticket_summary,
     verification_hold,
 )
+from rightsdesk.webstack import Attrs
 
 # Event fields that are for the hash chain and the machines, not for the person reading.
 _EVENT_PLUMBING = frozenset({"messages", "message", "text_sha256", "attachments"})
@@ -46,7 +47,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     for message in detail.messages:
         view = message_view(message)
         order = 0 if message.direction == "in" else 2  # at one instant: what came, did, went
-        timeline.append({"kind": "message", "at": message.received_at, "order": order, **view})
+        timeline.append(Attrs(view, kind="message", at=message.received_at, order=order))
     for event in detail.events:
         view = event_view(event)
         # Only what changed (a transition repeats every deadline field before and after).
@@ -59,7 +60,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
             changes["attachments"] = ", ".join(
                 str(a.get("filename")) for a in view["after"]["attachments"]
             )
-        timeline.append({"kind": "event", **view, "at": event.at, "order": 1, "changes": changes})
+        timeline.append(Attrs(view, kind="event", at=event.at, order=1, changes=changes))
     timeline.sort(key=lambda item: (item["at"], item["order"]))
     for item in timeline:
         item["at_local"] = item["at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %z")
@@ -72,7 +73,7 @@ async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
         (classification.get("scores") or {}).items(), key=lambda kv: kv[1], reverse=True
     )
     links = await tickets.links_of([ticket])
-    summary = ticket_summary(ticket, today, tz, links=links)
+    summary = Attrs(ticket_summary(ticket, today, tz, links=links))
     hold = verification_hold(detail.events, tz)
     if hold is not None and (ticket.needs_review or ticket.unread):
         summary["review_reasons"] = review_reasons(ticket, hold)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.staff import LANGUAGES, SessionView, Staff, StaffService
-from rightsdesk.webstack import CSP, template_environment
+from rightsdesk.webstack import CSP, Attrs, template_environment
 from rightsdesk.webstack import SecurityHeaders as SharedHeaders
 from rightsdesk.webstack import client_address as shared_client_address
 
@@ -45,7 +45,7 @@ CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'non
 def strings(language: str) -> dict[str, str]:
     """The interface wording of one language (console/templates/strings/LANG.toml)."""
     with (TEMPLATES / "strings" / f"{language}.toml").open("rb") as handle:
-        return {k: str(v) for k, v in tomllib.load(handle).items()}
+        return Attrs({k: str(v) for k, v in tomllib.load(handle).items()})
 
 
 def environment() -> Environment:

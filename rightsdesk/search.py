@@ -77,12 +77,11 @@ class TicketSearch:
         reading the tickets: the console narrows its lists with them."""
         wanted = _wanted(query)
         found: dict[int, list[str]] = {}
-        async with self.db.reading() as session:
-            for kind, ids in await self._matches(session, wanted, limit):
-                for ticket_id in ids:
-                    kinds = found.setdefault(ticket_id, [])
-                    if kind not in kinds:
-                        kinds.append(kind)
+        for kind, ids in await self._matches(wanted, limit):
+            for ticket_id in ids:
+                kinds = found.setdefault(ticket_id, [])
+                if kind not in kinds:
+                    kinds.append(kind)
         newest = sorted(found, reverse=True)[:limit]
         return {ticket_id: found[ticket_id] for ticket_id in newest}
 
@@ -93,29 +92,21 @@ class TicketSearch:
         async with self.db.reading() as session:
             return await self._snippets(session, ticket_ids, _wanted(query))
 
-    async def _matches(
-        self, session: AsyncSession, q: str, limit: int
-    ) -> list[tuple[str, list[int]]]:
+    async def _matches(self, q: str, limit: int) -> list[tuple[str, list[int]]]:
         """Each kind of match as a small indexed query on literal values, newest first (a chain
         of IN subqueries lets the planner pick a scan of the ticket table). The ones that need
         nothing found before go to the server together, as one UNION ALL (one round trip for
-        every spelling of the words, where each was a trip of its own)."""
-        results: list[tuple[str, list[int]]] = []
+        every spelling of the words, where each was a trip of its own), beside the account
+        directory's lookup (Database.read_each: at once on PostgreSQL)."""
         branches: list[tuple[str, Any]] = []  # (kind, a query of ticket ids): sent together
 
-        async def ids(query: Any) -> list[Any]:
+        async def ids(session: AsyncSession, query: Any) -> list[Any]:
             return [r for r in (await session.exec(query.limit(limit))).all() if r is not None]
 
-        async def tickets_of(kind: str, requesters: list[int]) -> None:
-            if requesters:
-                found = await ids(select(Ticket.id).where(col(Ticket.requester_id).in_(requesters)))
-                results.append((kind, found))
-
         if _TICKET_ID.match(q):
-            results.append(
-                ("id", await ids(select(Ticket.id).where(Ticket.public_id == q.upper())))
-            )
-            return results
+            async with self.db.reading() as session:
+                by_id = select(Ticket.id).where(Ticket.public_id == q.upper())
+                return [("id", await ids(session, by_id))]
         is_email = "@" in q and " " not in q
         is_phone = bool(_PHONE_LIKE.match(q))
         variants = _phone_variants(q) if is_phone else []
@@ -126,36 +117,50 @@ class TicketSearch:
             conditions.append(Account.email == q.lower())
         if is_phone:
             conditions.append(col(Account.phone).in_([*variants, q]))
-        accounts = await ids(select(Account.id).where(or_(*conditions))) if len(q) <= 128 else []
-        if accounts:
-            proven = await ids(select(Requester.id).where(col(Requester.account_id).in_(accounts)))
-            await tickets_of("account", proven)
-            matched = select(VerificationChallenge.ticket_id).where(
-                col(VerificationChallenge.account_id).in_(accounts)
-            )
-            results.append(("account", await ids(matched)))
         if addresses:  # how the requester reached us
             kind = "email" if is_email else "phone"
             direct = select(Ticket.id).where(col(Ticket.contact_value).in_(addresses))
             branches.append((kind, direct))
-            contacts = await ids(
+            contacts = (
                 select(RequesterContact.requester_id)
                 .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
                 .where(col(RequesterContact.value).in_(addresses))
             )
-            await tickets_of(kind, contacts)
+            branches.append((f"requesters:{kind}", contacts))
         if is_phone:  # a number in what they wrote, however it was spaced
             digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
             branches.append(("phone", _inbound().where(col(Message.text).like(digits))))
-            return results + await self._together(session, branches, limit)
-        for written in scripts(q):  # 注销 finds 註銷 too, and the other way round
-            if not is_email:
-                named = select(Requester.id).where(self._contains(Requester.name, written))
-                branches.append(("requesters:name", named))
-                subject = select(Ticket.id).where(self._contains(Ticket.subject, written))
-                branches.append(("text", subject))
-            branches.append(("text", self._text_query(written)))
-        return results + await self._together(session, branches, limit)
+        else:
+            for written in scripts(q):  # 注销 finds 註銷 too, and the other way round
+                if not is_email:
+                    named = select(Requester.id).where(self._contains(Requester.name, written))
+                    branches.append(("requesters:name", named))
+                    subject = select(Ticket.id).where(self._contains(Ticket.subject, written))
+                    branches.append(("text", subject))
+                branches.append(("text", self._text_query(written)))
+
+        async def accounts(session: AsyncSession) -> list[tuple[str, list[int]]]:
+            if len(q) > 128:
+                return []
+            found = await ids(session, select(Account.id).where(or_(*conditions)))
+            if not found:
+                return []
+            holders = select(Requester.id).where(col(Requester.account_id).in_(found))
+            proven = await ids(session, holders)
+            results: list[tuple[str, list[int]]] = []
+            if proven:
+                owned = select(Ticket.id).where(col(Ticket.requester_id).in_(proven))
+                results.append(("account", await ids(session, owned)))
+            matched = select(VerificationChallenge.ticket_id).where(
+                col(VerificationChallenge.account_id).in_(found)
+            )
+            return [*results, ("account", await ids(session, matched))]
+
+        async def together(session: AsyncSession) -> list[tuple[str, list[int]]]:
+            return await self._together(session, branches, limit)
+
+        by_account, by_rest = await self.db.read_each(accounts, together)
+        return [*by_account, *by_rest]
 
     async def _together(
         self, session: AsyncSession, branches: list[tuple[str, Any]], limit: int

@@ -19,10 +19,10 @@ from rightsdesk.models import (
     Message,
     RequestType,
     StoredAttachment,
-    Ticket,
     TicketStatus,
 )
 from rightsdesk.search import SearchHit
+from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketDetail
 
 # What a terminal may act on instead of showing: C0 controls (ESC starts colour changes,
@@ -99,7 +99,7 @@ def hold_text(hold: dict[str, Any]) -> str:
     return f"verification locked{until} ({hold['reason']})"
 
 
-def review_reasons(ticket: Ticket, hold: dict[str, Any] | None = None) -> list[str]:
+def review_reasons(ticket: TicketFields, hold: dict[str, Any] | None = None) -> list[str]:
     """Why a ticket is in the DPO's queues, in words, instead of a bare flag. `hold`: the
     ticket's `verification_hold`, when the caller read its events."""
     reasons: list[str] = []
@@ -125,7 +125,7 @@ def review_reasons(ticket: Ticket, hold: dict[str, Any] | None = None) -> list[s
 
 
 def ticket_summary(
-    ticket: Ticket,
+    ticket: TicketFields,
     today: dt.date,
     tz: dt.tzinfo,
     calendar: WorkingCalendar | None = None,

@@ -58,6 +58,22 @@ async def test_active_work_comes_first_and_pages_cross_the_boundary(
             )
             paged.extend(t.public_id for t in batch)
         assert paged == listed, size
+    # The console's plain rows: the same tickets, order and types as the entities.
+    found = await desk.tickets.find(everything)
+    plain = await desk.tickets.rows(everything)
+    assert [(r.public_id, r.types, r.status) for r in plain] == [
+        (t.public_id, t.types, t.status) for t in found
+    ]
+    # A search's hits (ids) are sorted in one statement: the same order, page by page.
+    hits = dataclasses.replace(everything, ids=tuple(t.id or 0 for t in found))
+    for size in (1, 2, 4):
+        paged = []
+        for page in range(0, 6, size):
+            rows = await desk.tickets.rows(dataclasses.replace(hits, offset=page, limit=size))
+            paged.extend(t.public_id for t in rows)
+        assert paged == listed, size
+    two = dataclasses.replace(hits, ids=(found[4].id or 0, found[0].id or 0))
+    assert [t.public_id for t in await desk.tickets.rows(two)] == [listed[0], listed[4]]
     only_finished = dataclasses.replace(everything, statuses=("cancelled",), limit=2)  # type: ignore[arg-type]
     assert [t.public_id for t in await desk.tickets.find(only_finished)] == [done[2], done[1]]
     assert await desk.tickets.count(TicketFilter(statuses=tuple(ACTIVE_STATUSES))) == 2
