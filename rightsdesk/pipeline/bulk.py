@@ -436,9 +436,7 @@ class BulkOpening:
                     context=self.verifier.code_context(opening.code),
                     thread=thread,
                 )
-                row = self.outbox.out_row(
-                    code_mail.mime, code_mail.text, to=account.email, ticket_id=None
-                )
+                row = self.outbox.out_row(code_mail, to=account.email, ticket_id=None)
                 mails.append(("verification_code", account.email, row))
                 thread = [*thread, (code_mail.message_id, "out")]
             sender = routing.inbound.sender
@@ -452,7 +450,7 @@ class BulkOpening:
                     context=acknowledgement_context(ticket, routing.triage, routing.step),
                     thread=thread,
                 )
-                row = self.outbox.out_row(ack.mime, ack.text, to=sender, ticket_id=None)
+                row = self.outbox.out_row(ack, to=sender, ticket_id=None)
                 mails.append(("acknowledgement", sender, row))
             found.append(mails)
         return found
