@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ def mail_address(address: str, name: str | None = None) -> Address:
         raise UnmailableAddress("the address cannot be written in a mail header") from None
 
 
+@functools.lru_cache(maxsize=4096)  # asked of one sender several times while it is routed
 def can_mail(address: str) -> bool:
     try:
         mail_address(address)

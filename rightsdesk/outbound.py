@@ -422,6 +422,7 @@ class Outbox:
             raw=raw,
             raw_size=len(raw),
             parse_status="parsed",
+            details={},  # given: a default_factory costs a signature inspection an object
             received_at=now,
             processed_at=now,
         )

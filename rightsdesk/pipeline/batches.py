@@ -319,6 +319,8 @@ class IntakePipeline:
                 message_id=inbound.message_id,
                 subject=storable(inbound.subject[:998]),
                 acknowledge=True,
+                envelope_to=[],  # given: a default_factory costs a signature inspection
+                details={},
             )  # a stand-in, never added to a session
             if channel == Channel.EMAIL:
                 routings.append(Routing(session, row, inbound, classification=classification))

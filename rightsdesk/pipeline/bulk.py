@@ -29,7 +29,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -37,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel, col, func, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.audit import GENESIS_HASH, chain_link
+from rightsdesk.audit import GENESIS_HASH, link_values
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     Account,
@@ -83,7 +83,10 @@ class _Opening:
     account: Account | None = None
     method: str = "none"
     ticket: Ticket | None = None
-    events: list[Event] = field(default_factory=list)
+    # Its events as row values (`link_values`); none while composing ahead (`ahead`): the
+    # mails need the ticket, not its events, and those are made again in the lock.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ahead: bool = False
     code: str | None = None
     mails: list[tuple[str, str, Message]] = field(default_factory=list)  # (kind, to, row)
 
@@ -176,6 +179,7 @@ class BulkOpening:
         await self._number(session, openings, take=False)
         now = self.tickets.clock.now()
         for opening in openings:
+            opening.ahead = True
             self._ticket(opening, now)
         composed = await self.cpu.run(self._compose_all, openings)
         for opening, mails in zip(openings, composed, strict=True):
@@ -296,6 +300,7 @@ class BulkOpening:
                     )
                 ).scalar_one()
             for n, opening in enumerate(theirs, start=int(last) - taken + 1):
+                received = opening.new.received_at
                 opening.ticket = Ticket(
                     public_id=format_public_id(year, n),
                     year=year,
@@ -304,7 +309,13 @@ class BulkOpening:
                     requester_id=0,
                     contact_kind=opening.new.contact.kind,
                     contact_value=opening.new.contact.value,
-                    received_at=opening.new.received_at,
+                    received_at=received,
+                    # Every field with a default_factory given (`_ticket` sets the times):
+                    # pydantic inspects the factory's signature on each object otherwise,
+                    # which was a third of a new ticket's time on the event loop.
+                    created_at=received,
+                    updated_at=received,
+                    suggested_types=[],
                 )
 
     def _ticket(self, opening: _Opening, now: dt.datetime) -> None:
@@ -400,12 +411,14 @@ class BulkOpening:
     ) -> None:
         ticket = opening.ticket
         assert ticket is not None
+        if opening.ahead:
+            return
         last = opening.events[-1] if opening.events else None
-        event = chain_link(
+        event = link_values(
             0,  # the ticket's id once inserted
             ticket.public_id,
-            seq=last.seq + 1 if last else 1,
-            prev_hash=last.hash if last else GENESIS_HASH,
+            seq=last["seq"] + 1 if last else 1,
+            prev_hash=last["hash"] if last else GENESIS_HASH,
             at=now,
             actor=actor,
             action=action,
@@ -413,7 +426,7 @@ class BulkOpening:
             after=after,
         )
         opening.events.append(event)
-        ticket.audit_head = event.hash
+        ticket.audit_head = event["hash"]
 
     def _compose_all(self, openings: list[_Opening]) -> list[list[tuple[str, str, Message]]]:
         """In a pool thread: each one's code mail (first) and acknowledgement, threaded on
@@ -461,6 +474,7 @@ class BulkOpening:
         connection = await session.connection()
         # Requesters: the new ones inserted, the others' language brought up to date.
         new_requesters = [o for o in openings if o.requester_id is None]
+        new_ids = {id(o) for o in new_requesters}  # by identity: == compares every field
         if new_requesters:
             ids = await _insert(
                 session,
@@ -488,7 +502,7 @@ class BulkOpening:
         languages = [
             {"rid": o.requester_id, "language": o.new.language}
             for o in openings
-            if o not in new_requesters and o.new.language
+            if id(o) not in new_ids and o.new.language
         ]
         if languages:
             await connection.execute(
@@ -503,7 +517,7 @@ class BulkOpening:
             ticket.requester_id = opening.requester_id or 0
         ticket_ids = await _insert(session, Ticket, tickets)
         types: list[TicketType] = []
-        events: list[Event] = []
+        events: list[dict[str, Any]] = []
         challenges: list[VerificationChallenge] = []
         out: list[Message] = []
         kinds: list[tuple[str, str, int]] = []
@@ -513,7 +527,7 @@ class BulkOpening:
             opening.routing.row.ticket_id = ticket_id
             types += [TicketType(ticket_id=ticket_id, type=t) for t in opening.types]
             for event in opening.events:
-                event.ticket_id = ticket_id
+                event["ticket_id"] = ticket_id
             events += opening.events
             if opening.code is not None and opening.account is not None:
                 challenges.append(
@@ -592,18 +606,28 @@ async def _active(session: AsyncSession, requester_ids: set[int]) -> dict[int, l
 
 
 async def _insert(
-    session: AsyncSession, model: type[SQLModel], rows: Sequence[SQLModel], ids: bool = True
+    session: AsyncSession,
+    model: type[SQLModel],
+    rows: Sequence[SQLModel] | Sequence[dict[str, Any]],
+    ids: bool = True,
 ) -> list[int]:
-    """One INSERT for all `rows`; with `ids`, each is given its id first (`_new_ids`)."""
+    """One INSERT for all `rows` (objects, or their values: every column but the id); with
+    `ids`, each object is given its id first (`_new_ids`)."""
     if not rows:
         return []
     table: Table = model.__table__  # type: ignore[attr-defined]
+    if isinstance(rows[0], dict):
+        assert not ids
+        connection = await session.connection()
+        await connection.execute(insert(table), list(cast("Sequence[dict[str, Any]]", rows)))
+        return []
+    objects = cast("Sequence[SQLModel]", rows)
     given = await _new_ids(session, table, len(rows)) if ids else []
-    for row, row_id in zip(rows, given, strict=False):
+    for row, row_id in zip(objects, given, strict=False):
         row.id = row_id
     values = [
         {c.name: getattr(row, c.key) for c in table.columns if c.key != "id" or given}
-        for row in rows
+        for row in objects
     ]
     connection = await session.connection()
     await connection.execute(insert(table), values)
