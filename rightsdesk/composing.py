@@ -49,6 +49,7 @@ LINE = 78  # RFC 5322's "SHOULD" for a header line, and the default policy's fol
 _WORD_BYTES = 45  # an encoded-word's payload: 60 base64 characters, 75 with =?utf-8?b?...?=
 _SPECIALS = frozenset('()<>@,:;."[]\\')  # RFC 5322: a display name with one is quoted
 _TOKEN = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")  # type/subtype, RFC 2045
+_CHARSET = re.compile(r'charset\s*=\s*"?([A-Za-z0-9._:+-]{1,40})"?', re.IGNORECASE)
 # A file name that goes in a quoted-string as it is; any other is written as RFC 2231.
 _PLAIN_NAME = re.compile(r"^[\x20-\x7e]+$")
 
@@ -262,11 +263,16 @@ def _qp(data: bytes) -> bytes:
 
 
 def _attachment(attachment: OutgoingAttachment) -> bytes:
-    media = attachment.content_type.split(";", 1)[0].strip().lower()
+    media, _, params = attachment.content_type.partition(";")
+    media = media.strip().lower()
+    charset = _CHARSET.search(params)
     if "/" not in media:  # as add_attachment took "type" alone: type/octet-stream
         media = f"{media}/octet-stream"
-    if not _TOKEN.match(media):
+    if not _TOKEN.match(media) or media.startswith(("multipart/", "message/")):
+        # A file in base64 cannot be a multipart or a message/* part (RFC 2045, 2046).
         media = "application/octet-stream"
+    if charset is not None and media.startswith("text/"):  # the one parameter kept
+        media += f'; charset="{charset.group(1).lower()}"'
     head = [
         f"Content-Type: {media}",
         "Content-Transfer-Encoding: base64",

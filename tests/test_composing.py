@@ -306,6 +306,40 @@ def test_a_name_that_looks_encoded_is_read_as_written() -> None:
     assert b"\nBcc:" not in composed.raw
 
 
+def test_a_file_of_a_type_no_base64_part_may_have_goes_as_octet_stream() -> None:
+    """A file's type as given (a text file's charset kept), unless a part in base64 cannot be
+    of it (a multipart, a message/*) or it is not a type at all: then
+    application/octet-stream, with its bytes as they were."""
+    files = [
+        OutgoingAttachment("a.csv", "text/csv; charset=utf-8", b"a,b\n"),
+        OutgoingAttachment("b.eml", "message/rfc822", b"From: x\n\nhi\n"),
+        OutgoingAttachment("c.bin", "multipart/mixed", b"--x--\n"),
+        OutgoingAttachment("d.bin", "not a type\r\nBcc: x", b"\x00"),
+    ]
+    composed = compose_mail(
+        to=mail_address("user@example.com"),
+        sender=mail_address("privacy@localhost"),
+        subject="files",
+        date=NOW,
+        message_id="f@localhost",
+        kind="reply",
+        text="x\n",
+        html="<p>x</p>\n",
+        attachments=files,
+    )
+    found = _read(composed.raw)
+    assert [(name, kind) for name, kind, _ in found["files"]] == [
+        ("a.csv", "text/csv"),
+        ("b.eml", "application/octet-stream"),
+        ("c.bin", "application/octet-stream"),
+        ("d.bin", "application/octet-stream"),
+    ]
+    assert [content for _, _, content in found["files"]] == [f.content for f in files]
+    first = email.message_from_bytes(composed.raw, policy=email.policy.default)
+    assert isinstance(first, EmailMessage)
+    assert next(first.iter_attachments()).get_content_charset() == "utf-8"
+
+
 def test_internal_and_unthreaded_mail_has_no_thread_headers() -> None:
     """A mail outside any thread (the DPO's digest, the portal's code): no In-Reply-To or
     References, ASCII text in 7bit."""
