@@ -29,20 +29,18 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import SQLModel, col, func, select, text, update
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.audit import GENESIS_HASH, link_values
 from rightsdesk.models import (
-    ACTIVE_STATUSES,
     Account,
     Channel,
-    ContactKind,
     Event,
     Message,
     OutboxEntry,
@@ -57,6 +55,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox, can_mail
+from rightsdesk.pipeline.bulk_sql import active_of, insert_rows, requesters_of
 from rightsdesk.pipeline.opening import NOT_MAILABLE, acknowledgement_context, new_ticket
 from rightsdesk.pipeline.routing import SYSTEM, Routing
 from rightsdesk.tickets import (
@@ -119,13 +118,6 @@ def _key(opening: _Opening) -> tuple[object, ...]:
         routing.inbound.sender_name,
         opening.account.email if opening.account is not None else None,
     )
-
-
-@dataclass(frozen=True)
-class _Active:
-    id: int
-    merged_into: int | None
-    types: frozenset[str]
 
 
 class BulkOpening:
@@ -207,8 +199,8 @@ class BulkOpening:
             except Exception:  # opened alone, it fails there, alone
                 left.append(routing)
         senders = {new.contact.value for _, new, _ in news}
-        requesters = await _requesters(session, senders)
-        active = await _active(session, {rid for rid, _ in requesters.values()})
+        requesters = await requesters_of(session, senders)
+        active = await active_of(session, {rid for rid, _ in requesters.values()})
         openings: list[_Opening] = []
         seen: set[str] = set()
         for routing, new, types in news:
@@ -476,7 +468,7 @@ class BulkOpening:
         new_requesters = [o for o in openings if o.requester_id is None]
         new_ids = {id(o) for o in new_requesters}  # by identity: == compares every field
         if new_requesters:
-            ids = await _insert(
+            ids = await insert_rows(
                 session,
                 Requester,
                 [
@@ -486,7 +478,7 @@ class BulkOpening:
             )
             for opening, requester_id in zip(new_requesters, ids, strict=True):
                 opening.requester_id = requester_id
-            await _insert(
+            await insert_rows(
                 session,
                 RequesterContact,
                 [
@@ -515,7 +507,7 @@ class BulkOpening:
         tickets = [o.ticket for o in openings if o.ticket is not None]
         for opening, ticket in zip(openings, tickets, strict=True):
             ticket.requester_id = opening.requester_id or 0
-        ticket_ids = await _insert(session, Ticket, tickets)
+        ticket_ids = await insert_rows(session, Ticket, tickets)
         types: list[TicketType] = []
         events: list[dict[str, Any]] = []
         challenges: list[VerificationChallenge] = []
@@ -537,19 +529,19 @@ class BulkOpening:
                 row.ticket_id = ticket_id
                 out.append(row)
                 kinds.append((kind, to, ticket_id))
-        await _insert(session, TicketType, types, ids=False)
-        await _insert(session, Event, events, ids=False)
+        await insert_rows(session, TicketType, types, ids=False)
+        await insert_rows(session, Event, events, ids=False)
         if challenges:
-            await _insert(session, VerificationChallenge, challenges, ids=False)
+            await insert_rows(session, VerificationChallenge, challenges, ids=False)
         if out:
-            message_ids = await _insert(session, Message, out)
+            message_ids = await insert_rows(session, Message, out)
             entries = [
                 self.outbox.entry(
                     message_id, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
                 )
                 for message_id, (kind, to, ticket_id) in zip(message_ids, kinds, strict=True)
             ]
-            await _insert(session, OutboxEntry, entries, ids=False)
+            await insert_rows(session, OutboxEntry, entries, ids=False)
             self.outbox.wake_after_commit(session, Channel.EMAIL)
 
 
@@ -562,94 +554,3 @@ def _new_tickets(routings: list[Routing]) -> list[NewTicket]:
         assert routing.classification is not None
         found.append(new_ticket(routing, routing.classification))
     return found
-
-
-async def _requesters(
-    session: AsyncSession, senders: set[str]
-) -> dict[str, tuple[int, str | None]]:
-    """Requester id and language by email address."""
-    if not senders:
-        return {}
-    found = await session.exec(
-        select(RequesterContact.value, Requester.id, Requester.language)
-        .join(Requester, col(Requester.id) == col(RequesterContact.requester_id))
-        .where(RequesterContact.kind == ContactKind.EMAIL)
-        .where(col(RequesterContact.value).in_(sorted(senders)))
-    )
-    return {value: (rid, language) for value, rid, language in found.all() if rid is not None}
-
-
-async def _active(session: AsyncSession, requester_ids: set[int]) -> dict[int, list[_Active]]:
-    """Each requester's active tickets, oldest first, with their types."""
-    if not requester_ids:
-        return {}
-    found = await session.exec(
-        select(Ticket.id, Ticket.requester_id, Ticket.merged_into, TicketType.type)
-        .join(TicketType, col(TicketType.ticket_id) == col(Ticket.id))
-        .where(col(Ticket.requester_id).in_(sorted(requester_ids)))
-        .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
-        .order_by(col(Ticket.id))
-    )
-    types: dict[int, set[str]] = {}
-    owners: dict[int, tuple[int, int | None]] = {}
-    for ticket_id, requester_id, merged_into, kind in found.all():
-        assert ticket_id is not None
-        types.setdefault(ticket_id, set()).add(kind)
-        owners[ticket_id] = (requester_id, merged_into)
-    by_requester: dict[int, list[_Active]] = {}
-    for ticket_id in sorted(owners):
-        requester_id, merged_into = owners[ticket_id]
-        by_requester.setdefault(requester_id, []).append(
-            _Active(ticket_id, merged_into, frozenset(types[ticket_id]))
-        )
-    return by_requester
-
-
-async def _insert(
-    session: AsyncSession,
-    model: type[SQLModel],
-    rows: Sequence[SQLModel] | Sequence[dict[str, Any]],
-    ids: bool = True,
-) -> list[int]:
-    """One INSERT for all `rows` (objects, or their values: every column but the id); with
-    `ids`, each object is given its id first (`_new_ids`)."""
-    if not rows:
-        return []
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    if isinstance(rows[0], dict):
-        assert not ids
-        connection = await session.connection()
-        await connection.execute(insert(table), list(cast("Sequence[dict[str, Any]]", rows)))
-        return []
-    objects = cast("Sequence[SQLModel]", rows)
-    given = await _new_ids(session, table, len(rows)) if ids else []
-    for row, row_id in zip(objects, given, strict=False):
-        row.id = row_id
-    values = [
-        {c.name: getattr(row, c.key) for c in table.columns if c.key != "id" or given}
-        for row in objects
-    ]
-    connection = await session.connection()
-    await connection.execute(insert(table), values)
-    return given
-
-
-async def _new_ids(session: AsyncSession, table: Table, n: int) -> list[int]:
-    """`n` ids for new rows of `table`, known before the INSERT, so that one executemany
-    writes them all (an INSERT ... RETURNING of many rows is one statement per row on
-    SQLite when the ids must come back in order). PostgreSQL: from the column's sequence,
-    as its default would take them. SQLite: after the largest, which stays ours: the batch
-    holds the one write lock (BEGIN IMMEDIATE) until it commits."""
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        found = await connection.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
-            ),
-            {"table": table.name, "n": n},
-        )
-        return [int(row_id) for (row_id,) in found.all()]
-    largest = (
-        await connection.execute(select(func.coalesce(func.max(table.c.id), 0)))
-    ).scalar_one()
-    return list(range(int(largest) + 1, int(largest) + 1 + n))
