@@ -69,6 +69,8 @@ from rightsdesk.tickets import (
 from rightsdesk.verification import SYSTEM as VERIFICATION
 from rightsdesk.verification import Step, Verifier, new_code
 
+_Mail = tuple[str, str, Message]  # (kind, to, the row that keeps it)
+
 
 @dataclass
 class _Opening:
@@ -141,9 +143,11 @@ class BulkOpening:
             return left
         await self._number(session, openings)
         now = self.tickets.clock.now()
+        # CPU work (ORM objects, deadlines, hash chains): in the pool, where the loop gets the
+        # GIL back every few milliseconds, rather than in one stretch on the loop.
+        await self.cpu.run(self._tickets, openings, now)
         todo: list[_Opening] = []
         for opening in openings:
-            self._ticket(opening, now)
             ready = self._ready.pop(opening.routing.row.id or 0, None)
             if ready is not None and ready.key == _key(opening):
                 opening.code, opening.mails = ready.code, ready.mails
@@ -172,8 +176,7 @@ class BulkOpening:
         now = self.tickets.clock.now()
         for opening in openings:
             opening.ahead = True
-            self._ticket(opening, now)
-        composed = await self.cpu.run(self._compose_all, openings)
+        composed = await self.cpu.run(self._ahead, openings, now)
         for opening, mails in zip(openings, composed, strict=True):
             self._ready[opening.routing.row.id or 0] = _Ready(_key(opening), opening.code, mails)
 
@@ -310,6 +313,16 @@ class BulkOpening:
                     suggested_types=[],
                 )
 
+    def _tickets(self, openings: list[_Opening], now: dt.datetime) -> None:
+        """In a pool thread: each one's ticket and events (`_ticket`)."""
+        for opening in openings:
+            self._ticket(opening, now)
+
+    def _ahead(self, openings: list[_Opening], now: dt.datetime) -> list[list[_Mail]]:
+        """In a pool thread: the tickets as they would be opened now, and their mails."""
+        self._tickets(openings, now)
+        return self._compose_all(openings)
+
     def _ticket(self, opening: _Opening, now: dt.datetime) -> None:
         """The ticket as `open_in` and `Verifier.begin` leave it, with its events."""
         ticket, new, policy = opening.ticket, opening.new, self.tickets.policy
@@ -420,7 +433,7 @@ class BulkOpening:
         opening.events.append(event)
         ticket.audit_head = event["hash"]
 
-    def _compose_all(self, openings: list[_Opening]) -> list[list[tuple[str, str, Message]]]:
+    def _compose_all(self, openings: list[_Opening]) -> list[list[_Mail]]:
         """In a pool thread: each one's code mail (first) and acknowledgement, threaded on
         the request as `Outbox.enqueue` threads them, as the rows that keep them."""
         found = []
