@@ -17,7 +17,7 @@ from telegram.error import (
     TimedOut,
 )
 
-from rightsdesk.outbound import PermanentFailure, TemporaryFailure
+from rightsdesk.sending import PermanentFailure, TemporaryFailure
 
 
 class TelegramTransport:

@@ -85,19 +85,47 @@ def chain_link(
     after: dict[str, Any] | None = None,
 ) -> Event:
     """The event that follows `prev_hash` (GENESIS_HASH: the first) in a ticket's chain, not
-    stored yet: `append_event` adds it to the session, the pipeline's batches insert many at
-    once (rightsdesk.pipeline.bulk)."""
-    before, after = _jsonable(before or {}), _jsonable(after or {})
+    stored yet: `append_event` adds it to the session."""
     return Event(
-        ticket_id=ticket_id,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        before=before,
-        after=after,
-        prev_hash=prev_hash,
-        hash=event_hash(
+        **link_values(
+            ticket_id,
+            public_id,
+            seq=seq,
+            prev_hash=prev_hash,
+            at=at,
+            actor=actor,
+            action=action,
+            before=before,
+            after=after,
+        )
+    )
+
+
+def link_values(
+    ticket_id: int,
+    public_id: str,
+    *,
+    seq: int,
+    prev_hash: str,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`chain_link`'s event as the values of its row: the pipeline's batches insert many at
+    once (rightsdesk.pipeline.bulk) and need no ORM object for a row they only insert."""
+    before, after = _jsonable(before or {}), _jsonable(after or {})
+    return {
+        "ticket_id": ticket_id,
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "before": before,
+        "after": after,
+        "prev_hash": prev_hash,
+        "hash": event_hash(
             public_id=public_id,
             seq=seq,
             at=at,
@@ -107,7 +135,7 @@ def chain_link(
             after=after,
             prev_hash=prev_hash,
         ),
-    )
+    }
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ back over the whole run at every position). So what it reads is bounded twice:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 
 from rightsdesk.config import ClassifierSettings
@@ -58,3 +59,14 @@ class OffLoopClassifier:
     def classify_here(self, subject: str, text: str) -> Classification:
         """In the calling thread, which must not be the event loop's."""
         return self.classifier.classify(*bounded_input(subject, text, self.limits))
+
+    def classify_many_here(self, items: Sequence[tuple[str, str]]) -> list[Classification]:
+        """Many messages in one call, in the calling thread (off the loop): a model that
+        takes a batch (`classify_many`) runs its pipeline once for all of them, which costs
+        less a message than one call each; any other classifier is asked one at a time."""
+        bounded = [bounded_input(subject, text, self.limits) for subject, text in items]
+        many = getattr(self.classifier, "classify_many", None)
+        if many is None:
+            return [self.classifier.classify(subject, text) for subject, text in bounded]
+        found: list[Classification] = many(bounded)
+        return found

@@ -1,11 +1,14 @@
 """Everything we send: composed from templates, written to the outbox, then sent.
 
+    Outbox.compose      a mail about a ticket, rendered (rightsdesk.templating) and written
+                        as bytes (rightsdesk.composing): CPU work only, no database
     Outbox.enqueue      in the caller's transaction: the message row (raw MIME) + outbox entry
     Outbox.enqueue_chat the same for a chat message (the row's raw is the Bot API call, JSON)
     Outbox.tell_requester  a notice about a ticket, by mail or by chat, as the ticket came in
-    OutboundSender      claims due entries of one channel, hands them to that channel's
-                        Transport (MailTransport: relay or .eml files; the bot's for chat),
-                        marks them sent only when it succeeded, retries with back-off otherwise
+    OutboundSender      (rightsdesk.sending) claims due entries of one channel, hands them to
+                        that channel's Transport (MailTransport: relay or .eml files; the
+                        bot's for chat), marks them sent only when it succeeded, retries with
+                        back-off otherwise
 
 A state change and the mail that announces it commit together, so neither exists without the
 other; a relay outage delays mail, it never loses it.
@@ -15,23 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
+import functools
 import json
-import logging
-import os
-import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from email.errors import HeaderParseError
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
 from html import escape
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import aiosmtplib
 import zhconv
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -39,18 +33,23 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
+from rightsdesk.composing import Composed, can_mail, compose_mail, mail_address, one_line
 from rightsdesk.config import Settings
-from rightsdesk.db import Database
 from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, Ticket
 from rightsdesk.oversize import ANSWERING_KINDS, too_large_context
+from rightsdesk.sending import (
+    MailTransport,
+    OutboundSender,
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+)
 from rightsdesk.signing import MessageIdSigner
 from rightsdesk.templating import BUILTIN_TEMPLATES, OutgoingAttachment, Rendered, Templates
-from rightsdesk.waiting import wait_or_stop
-
-log = logging.getLogger("rightsdesk.outbound")
 
 __all__ = [
     "BUILTIN_TEMPLATES",
+    "Composed",
     "MailTransport",
     "OutboundSender",
     "Outbox",
@@ -64,51 +63,11 @@ __all__ = [
     "mail_address",
 ]
 
-LEASE = dt.timedelta(minutes=5)  # a claimed entry is retried after this if its sender died
-MAX_BACKOFF = dt.timedelta(hours=1)
 
-
-class UnmailableAddress(ValueError):
-    """An address that no standard mail header can carry: we cannot write to it."""
-
-
-def mail_address(address: str, name: str | None = None) -> Address:
-    """A header-safe address, or UnmailableAddress. A name that breaks the header is dropped;
-    an address that does is refused."""
-    try:
-        return Address(_one_line(name or ""), addr_spec=address)
-    except (ValueError, IndexError, HeaderParseError):
-        pass
-    try:
-        return Address(addr_spec=address)
-    except (ValueError, IndexError, HeaderParseError):
-        raise UnmailableAddress("the address cannot be written in a mail header") from None
-
-
-def can_mail(address: str) -> bool:
-    try:
-        mail_address(address)
-    except UnmailableAddress:
-        return False
-    return True
-
-
-def _one_line(value: str, limit: int = 200) -> str:
-    """Header text from anything a requester wrote: CR/LF and control characters cannot
-    survive, so nobody can add a header through a name or a subject."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", value).strip()[:limit]
-
-
-@dataclass(frozen=True)
-class Composed:
-    """A mail composed and not queued yet (`Outbox.compose`)."""
-
-    mime: EmailMessage
-    text: str
-
-    @property
-    def message_id(self) -> str:
-        return str(self.mime["Message-ID"]).strip("<>")
+@functools.lru_cache(maxsize=64)
+def _our_address(address: str, name: str | None) -> Address:
+    """Our own From and Reply-To: the same few for every mail, parsed once."""
+    return mail_address(address, name)
 
 
 def ticket_language(ticket: Ticket, lang: str | None, chosen: bool = False) -> str | None:
@@ -169,9 +128,7 @@ class Outbox:
             automatic=automatic,
             lang_chosen=lang_chosen,
         )
-        return await self._queue(
-            session, composed.mime, composed.text, kind=kind, to=to, ticket_id=ticket.id
-        )
+        return await self._queue(session, composed, kind=kind, to=to, ticket_id=ticket.id)
 
     def compose(
         self,
@@ -191,39 +148,31 @@ class Outbox:
         the pipeline's batches do it off the loop and before their write transaction.
         `thread`: (Message-ID, direction) of the ticket's mail so far, oldest first."""
         lang = ticket_language(ticket, lang, lang_chosen)
+        to_address = mail_address(to, to_name)  # first: refuses before anything is rendered
         rendered = self._render(kind, lang, ticket, context)
-        message_id = self.signer.new_message_id(ticket.public_id)
         theirs = [mid for mid, direction in thread if direction == "in"]
-        mime = EmailMessage()
-        sender = self.settings.outbound.from_address
-        mime["To"] = mail_address(to, to_name)  # first: refuses before anything is composed
-        mime["From"] = mail_address(sender, sender_name(self.settings.outbound.from_name, lang))
-        mime["Reply-To"] = mail_address(sender)
-        mime["Subject"] = _one_line(rendered.subject, 500)
-        mime["Date"] = format_datetime(self.clock.now())
-        mime["Message-ID"] = f"<{message_id}>"
+        in_reply_to, references = None, []
         if thread:
             # Answer the requester's latest mail; reference the thread, theirs first.
-            mime["In-Reply-To"] = f"<{(theirs or [thread[-1][0]])[-1]}>"
+            in_reply_to = (theirs or [thread[-1][0]])[-1]
             references = theirs[:1] + [mid for mid, _ in thread if mid not in theirs[:1]]
-            mime["References"] = " ".join(f"<{r}>" for r in references[-10:])
-        # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
-        if automatic:
-            mime["Auto-Submitted"] = "auto-replied"
-        mime["X-Auto-Response-Suppress"] = "All"
-        mime["X-Rightsdesk-Kind"] = kind
-        mime.set_content(rendered.text, charset="utf-8")
-        mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
-        for attachment in attachments:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            # The policy writes a non-ASCII name as RFC 2231 (filename*=utf-8''...).
-            mime.add_attachment(
-                attachment.content,
-                maintype=maintype,
-                subtype=subtype or "octet-stream",
-                filename=_one_line(attachment.filename, 255),
-            )
-        return Composed(mime, rendered.text)
+        sender = self.settings.outbound.from_address
+        return compose_mail(
+            to=to_address,
+            sender=_our_address(sender, sender_name(self.settings.outbound.from_name, lang)),
+            reply_to=_our_address(sender, None),
+            subject=one_line(rendered.subject, 500),
+            date=self.clock.now(),
+            message_id=self.signer.new_message_id(ticket.public_id),
+            in_reply_to=in_reply_to,
+            references=references[-10:],
+            # RFC 3834, and Exchange's own switch: automatic replies must not answer us.
+            auto_submitted="auto-replied" if automatic else None,
+            kind=kind,
+            text=rendered.text,
+            html=rendered.html,
+            attachments=attachments,
+        )
 
     def _render(
         self,
@@ -377,20 +326,18 @@ class Outbox:
         rendered = self.templates.render(kind, lang, context)
         settings = self.settings.outbound
         domain = settings.from_address.rsplit("@", 1)[-1]
-        mime = EmailMessage()
-        mime["To"] = mail_address(to)
-        mime["From"] = mail_address(settings.from_address, settings.from_name)
-        mime["Subject"] = _one_line(rendered.subject, 500)
-        mime["Date"] = format_datetime(self.clock.now())
-        mime["Message-ID"] = f"<rd-portal.{uuid.uuid4().hex}@{domain}>"
-        mime["Auto-Submitted"] = "auto-replied"
-        mime["X-Auto-Response-Suppress"] = "All"
-        mime["X-Rightsdesk-Kind"] = kind
-        mime.set_content(rendered.text, charset="utf-8")
-        mime.add_alternative(rendered.html, subtype="html", charset="utf-8")
-        return await self._queue(
-            session, mime, rendered.text, kind=kind, to=to, ticket_id=ticket_id
+        composed = compose_mail(
+            to=mail_address(to),
+            sender=_our_address(settings.from_address, settings.from_name),
+            subject=one_line(rendered.subject, 500),
+            date=self.clock.now(),
+            message_id=f"rd-portal.{uuid.uuid4().hex}@{domain}",
+            auto_submitted="auto-replied",
+            kind=kind,
+            text=rendered.text,
+            html=rendered.html,
         )
+        return await self._queue(session, composed, kind=kind, to=to, ticket_id=ticket_id)
 
     async def enqueue_internal(
         self,
@@ -408,19 +355,18 @@ class Outbox:
         a <pre>."""
         settings = self.settings.outbound
         domain = settings.from_address.rsplit("@", 1)[-1]
-        mime = EmailMessage()
-        mime["To"] = mail_address(to)
-        mime["From"] = mail_address(settings.from_address, "rightsdesk")
-        mime["Subject"] = _one_line(subject, 500)
-        mime["Date"] = format_datetime(self.clock.now())
-        mime["Message-ID"] = f"<rd-internal.{uuid.uuid4().hex}@{domain}>"
-        mime["Auto-Submitted"] = "auto-generated"
-        mime["X-Auto-Response-Suppress"] = "All"
-        mime["X-Rightsdesk-Kind"] = kind
-        mime.set_content(text, charset="utf-8")
-        html = html or f"<pre>{escape(text)}</pre>"
-        mime.add_alternative(html, subtype="html", charset="utf-8")
-        return await self._queue(session, mime, text, kind=kind, to=to, ticket_id=ticket_id)
+        composed = compose_mail(
+            to=mail_address(to),
+            sender=_our_address(settings.from_address, "rightsdesk"),
+            subject=one_line(subject, 500),
+            date=self.clock.now(),
+            message_id=f"rd-internal.{uuid.uuid4().hex}@{domain}",
+            auto_submitted="auto-generated",
+            kind=kind,
+            text=text,
+            html=html or f"<pre>{escape(text)}</pre>",
+        )
+        return await self._queue(session, composed, kind=kind, to=to, ticket_id=ticket_id)
 
     async def enqueue_internal_to_all(
         self,
@@ -448,35 +394,35 @@ class Outbox:
     async def _queue(
         self,
         session: AsyncSession,
-        mime: EmailMessage,
-        text: str,
+        composed: Composed,
         *,
         kind: str,
         to: str,
         ticket_id: int | None,
     ) -> OutboxEntry:
         """Keep the composed mail (a message row, direction out) and queue it for sending."""
-        row = self.out_row(mime, text, to=to, ticket_id=ticket_id)
+        row = self.out_row(composed, to=to, ticket_id=ticket_id)
         return await self._queue_row(
             session, row, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
         )
 
-    def out_row(self, mime: EmailMessage, text: str, *, to: str, ticket_id: int | None) -> Message:
+    def out_row(self, composed: Composed, *, to: str, ticket_id: int | None) -> Message:
         """The message row (direction out) that keeps a composed mail."""
-        raw = mime.as_bytes()
+        raw = composed.raw
         now = self.clock.now()
         return Message(
             ticket_id=ticket_id,
             direction="out",
             channel=Channel.EMAIL,
-            message_id=str(mime["Message-ID"]).strip("<>"),
+            message_id=composed.message_id,
             sender=self.settings.outbound.from_address,
             envelope_to=[to],
-            subject=mime["Subject"],
-            text=text,
+            subject=composed.subject,
+            text=composed.text,
             raw=raw,
             raw_size=len(raw),
             parse_status="parsed",
+            details={},  # given: a default_factory costs a signature inspection an object
             received_at=now,
             processed_at=now,
         )
@@ -545,202 +491,3 @@ async def _thread_of(session: AsyncSession, ticket: Ticket) -> list[tuple[str, s
         .order_by(col(Message.id))
     )
     return [(mid, direction) for mid, direction in found.all() if mid]
-
-
-class PermanentFailure(Exception):
-    """The far end will never take this one (a 5xx, a blocked bot): stop trying."""
-
-
-class TemporaryFailure(Exception):
-    """Try again later, with back-off."""
-
-
-class Transport(Protocol):
-    """Delivers one queued message of a channel; raises PermanentFailure or TemporaryFailure."""
-
-    async def deliver(self, entry_id: int, raw: bytes, recipient: str) -> None: ...
-
-
-class MailTransport:
-    """Mail through the configured relay, or as .eml files when no relay is configured."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings.outbound
-        self.password = settings.secret("outbound", "relay_password")
-
-    async def deliver(self, entry_id: int, raw: bytes, recipient: str) -> None:
-        settings = self.settings
-        if not settings.relay_host:
-            # fsync blocks: in a thread, or every SMTP session would wait on the disk.
-            try:
-                await asyncio.to_thread(_write_eml, Path(settings.outbox_dir), entry_id, raw)
-            except OSError as exc:  # full, read-only, gone: the folder may come back
-                raise TemporaryFailure(_os_error(exc)) from exc
-            return
-        try:
-            await aiosmtplib.send(
-                raw,
-                sender=settings.from_address,
-                recipients=[recipient],
-                hostname=settings.relay_host,
-                port=settings.relay_port,
-                start_tls=settings.relay_starttls,
-                username=settings.relay_username or None,
-                password=self.password,
-                timeout=30,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0] if exc.recipients else None
-            if refused is not None and 500 <= refused.code < 600:
-                raise PermanentFailure(f"{refused.code} {refused.message}"[:300]) from exc
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:  # the relay will never take it: say so, don't hammer
-                raise PermanentFailure(f"{exc.code} {exc.message}"[:300]) from exc
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300]) from exc
-
-
-class Quiet(Protocol):
-    async def wait_for_quiet(self, quiet_seconds: float, at_most: float) -> None: ...
-
-
-class OutboundSender:
-    """Sends one channel's queued messages through that channel's transport."""
-
-    def __init__(
-        self,
-        db: Database,
-        clock: Clock,
-        outbox: Outbox,
-        transport: Transport,
-        channel: Channel = Channel.EMAIL,
-        doors: Quiet | None = None,
-        replica: str | None = None,
-    ) -> None:
-        self.db = db
-        self.clock = clock
-        self.outbox = outbox
-        self.transport = transport
-        self.channel = channel
-        self.doors = doors  # replies wait while a burst of mail is arriving
-        self.replica = replica  # written on its claims: who holds them
-
-    async def send_due(self, limit: int = 50) -> int:
-        """Send what is due now; returns how many were sent."""
-        sent = 0
-        for entry_id, raw, recipient in await self._claim(limit):
-            try:
-                await self.transport.deliver(entry_id, raw, recipient)
-            except PermanentFailure as exc:
-                await self._failed(entry_id, str(exc), permanent=True)
-            except TemporaryFailure as exc:
-                await self._failed(entry_id, str(exc), permanent=False)
-            except Exception as exc:  # a transport's bug must not strand the entry's claim
-                await self._failed(entry_id, type(exc).__name__, permanent=False)
-            else:
-                await self._sent(entry_id)
-                sent += 1
-        return sent
-
-    async def run(self, stop: asyncio.Event, poll_seconds: float = 5.0) -> None:
-        enqueued = self.outbox.enqueued[self.channel.value]
-        while not stop.is_set():
-            enqueued.clear()
-            if self.doors is not None:
-                await self.doors.wait_for_quiet(0.05, 2.0)
-            await self.send_due()
-            await wait_or_stop(enqueued, stop, poll_seconds)
-
-    async def _claim(self, limit: int) -> list[tuple[int, bytes, str]]:
-        """Take due entries under a lease, so that a second sender (or replica) skips them."""
-        now = self.clock.now()
-        async with self.db.transaction() as session:
-            entries = (
-                await session.exec(
-                    select(OutboxEntry)
-                    .where(OutboxEntry.status == "pending")
-                    .where(OutboxEntry.channel == self.channel)
-                    .where(col(OutboxEntry.next_attempt_at) <= now)
-                    .order_by(col(OutboxEntry.id))
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            claimed = []
-            for entry in entries:
-                entry.next_attempt_at = now + LEASE
-                entry.claimed_by = self.replica
-                session.add(entry)
-                message = await session.get_one(Message, entry.message_id)
-                assert entry.id is not None
-                claimed.append((entry.id, message.raw or b"", entry.recipient))
-            return claimed
-
-    async def _sent(self, entry_id: int) -> None:
-        async with self.db.transaction() as session:
-            entry = await session.get_one(OutboxEntry, entry_id)
-            entry.status = "sent"
-            entry.sent_at = self.clock.now()
-            entry.attempts += 1
-            entry.last_error = None
-            entry.claimed_by = None
-            session.add(entry)
-
-    async def _failed(self, entry_id: int, error: str, *, permanent: bool) -> None:
-        async with self.db.transaction() as session:
-            entry = await session.get_one(OutboxEntry, entry_id)
-            entry.attempts += 1
-            entry.last_error = error
-            entry.claimed_by = None
-            if permanent:
-                entry.status = "failed"
-            else:
-                delay = min(dt.timedelta(seconds=30 * 2 ** (entry.attempts - 1)), MAX_BACKOFF)
-                entry.next_attempt_at = self.clock.now() + delay
-            session.add(entry)
-        log.warning(
-            "outbound #%d %s: %s",
-            entry_id,
-            "failed for good" if permanent else "will be retried",
-            error.split(":")[0],
-        )
-
-    async def pending(self) -> list[OutboxEntry]:
-        async with self.db.reading() as session:
-            found = await session.exec(
-                select(OutboxEntry)
-                .where(OutboxEntry.status != "sent")
-                .order_by(col(OutboxEntry.id))
-            )
-            return list(found.all())
-
-
-def _os_error(exc: OSError) -> str:
-    """The error without the path (which names nothing personal, but is noise)."""
-    if exc.errno is not None:
-        return f"{type(exc).__name__}: [Errno {exc.errno}] {os.strerror(exc.errno)}"
-    return type(exc).__name__
-
-
-def _write_eml(folder: Path, entry_id: int, raw: bytes) -> None:
-    """No relay configured: each mail becomes a file, written whole or not at all, once.
-
-    The file is named by the outbox entry, so a mail sent again after a crash (written, then
-    killed before it was marked sent) finds its file there and is not written twice. A write
-    that fails (a full disk) leaves no temporary file behind."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{entry_id:08d}.eml"
-    if final.exists():
-        return
-    temporary = folder / f".{entry_id:08d}.eml.tmp"
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -44,11 +44,12 @@ from rightsdesk.merging import TicketMerger
 from rightsdesk.models import Channel
 from rightsdesk.notices import DpoAlerts, RequesterNotices
 from rightsdesk.offload import CpuPool
-from rightsdesk.outbound import MailTransport, OutboundSender, Outbox
+from rightsdesk.outbound import Outbox
 from rightsdesk.package_access import PackageAccess
 from rightsdesk.packages import PackageService
 from rightsdesk.pipeline import Classifier, Inbox, IntakePipeline, IntakeWorker, TriageEverything
 from rightsdesk.search import TicketSearch
+from rightsdesk.sending import MailTransport, OutboundSender
 from rightsdesk.signing import MessageIdSigner, load_signing_key, signer_for
 from rightsdesk.staff import StaffService
 from rightsdesk.stray import StrayMail

@@ -78,6 +78,19 @@ def test_a_letter_citing_every_right_asks_for_one(model: RightsClassifier) -> No
 # ---- rules, doubt, language, entities ---------------------------------------------------------
 
 
+def test_a_batch_is_classified_as_each_message_alone(model: RightsClassifier) -> None:
+    """The intake classifies a batch in one call (#15): the same answers as one call each,
+    in order, long letters (several units) among short ones."""
+    items = [
+        ("删除", "请删除我在贵公司保存的全部个人信息。"),
+        ("Data", "I would like a copy of all the personal information you hold about me."),
+        ("", "123456"),
+        ("投诉与更正", "我的手机号码有误，请更正。另外，我要投诉你们的客服。" * 3),
+        ("Re: [PRIV-2026-000001]", "Thanks.\n\nAlso please close my account and erase my data."),
+    ]
+    assert model.classify_many(items) == [model.classify(s, t) for s, t in items]
+
+
 def test_rule_phrases_are_certain(model: RightsClassifier) -> None:
     assert "account_deletion" in model.predict("", "麻烦帮我注销账号").rules
     assert model.predict("", "麻烦帮我注销账号").scores["account_deletion"] >= 0.99

@@ -31,8 +31,8 @@ from rightsdesk.cli import app
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
 from rightsdesk.models import Channel, Message, OutboxEntry, TaskHeartbeat
-from rightsdesk.outbound import _write_eml
 from rightsdesk.pipeline import Delivery, IntakeWorker
+from rightsdesk.sending import _write_eml
 from rightsdesk.service import Desk, run_service
 from rightsdesk.supervision import read_heartbeats
 from rightsdesk.transient import is_transient

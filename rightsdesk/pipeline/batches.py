@@ -3,7 +3,8 @@
     claim      up to `batch_size` stored messages; on PostgreSQL FOR UPDATE SKIP LOCKED, so
                replicas share the queue and each routes its own batch
     parse      every message of the batch, and classify it, in one trip to the CPU pool: pure
-               CPU, off the loop and (on SQLite) before the write lock is taken
+               CPU, off the loop and (on SQLite) before the write lock is taken; the model
+               classifies the whole batch in one call (pipeline.parsing)
     prepare    lookups done once for the batch (how often each sender was answered lately)
     stages     each message through the stages (rightsdesk.pipeline: reading, replies,
                opening); a plain new request stops at OpenTicket, left for the bulk
@@ -40,7 +41,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
-from rightsdesk.followups import FollowUps, worth_reading
+from rightsdesk.followups import FollowUps
 from rightsdesk.inbound import InboundMessage
 from rightsdesk.models import Channel, Message, RequestType
 from rightsdesk.notices import DpoAlerts
@@ -49,6 +50,7 @@ from rightsdesk.outbound import Outbox
 from rightsdesk.pipeline.bulk import BulkOpening
 from rightsdesk.pipeline.classification import Classification, ClassifiesOffLoop
 from rightsdesk.pipeline.opening import Acknowledge, OpenTicket, StartVerification
+from rightsdesk.pipeline.parsing import parse_all, parse_and_classify
 from rightsdesk.pipeline.reading import (
     DecideAcknowledgement,
     FindThread,
@@ -286,7 +288,7 @@ class IntakePipeline:
         rest as parsed for an earlier try of this batch. One that the parser or the classifier
         fails on goes to `alone`: routed on its own, it raises there again, and fails alone."""
         if raws:
-            found = await self.cpu.run(self._parse_all, list(raws))
+            found = await self.cpu.run(parse_all, self.parsers, self.classifier, list(raws))
             for row_id, outcome in found.items():
                 if isinstance(outcome, Exception):
                     log.warning("message %d failed to parse: %s", row_id, type(outcome).__name__)
@@ -319,6 +321,8 @@ class IntakePipeline:
                 message_id=inbound.message_id,
                 subject=storable(inbound.subject[:998]),
                 acknowledge=True,
+                envelope_to=[],  # given: a default_factory costs a signature inspection
+                details={},
             )  # a stand-in, never added to a session
             if channel == Channel.EMAIL:
                 routings.append(Routing(session, row, inbound, classification=classification))
@@ -430,21 +434,6 @@ class IntakePipeline:
             )
             return [(i, channel, raw) for i, channel, raw in found.all() if i is not None]
 
-    def _parse_all(
-        self, raws: list[tuple[int, str, bytes | None]]
-    ) -> dict[int, Parsed | Exception]:
-        """In a pool thread."""
-        found: dict[int, Parsed | Exception] = {}
-        for row_id, channel, raw in raws:
-            parser = self.parsers.get(channel)
-            try:
-                if parser is None or raw is None:
-                    raise ValueError(f"no parser for channel {channel!r}")
-                found[row_id] = self._parse_and_classify(parser, raw)
-            except Exception as exc:  # a parser's bug: this message alone fails
-                found[row_id] = exc
-        return found
-
     # ---- one message ----------------------------------------------------------------------
 
     async def process(
@@ -490,7 +479,7 @@ class IntakePipeline:
         if parser is None or raw is None:
             raise ValueError(f"no parser for channel {channel!r}")
         inbound, classification, follow_up = await self.cpu.run(
-            self._parse_and_classify, parser, raw
+            parse_and_classify, self.classifier, parser, raw
         )
         async with self.db.transaction() as session:
             rows = await _claim(session, [message_row_id])
@@ -506,23 +495,6 @@ class IntakePipeline:
             )
             await self._run_stages(routing)
             return routing.outcome
-
-    def _parse_and_classify(self, parser: Parser, raw: bytes) -> Parsed:
-        """In a pool thread: nothing is classified inside the write transaction (it holds the
-        messages' row locks, and on SQLite the one write lock). Classifies mail that is not
-        automatic: a reply is classified for nothing, which costs less than classifying
-        inside the transaction; a mail without a From address too (UseEnvelopeSender may
-        find it one). Mail that may be a reply (it refers to other mail, or carries a ticket
-        tag) has its new text classified alone too, for ReadFollowUp."""
-        inbound = parser(raw)
-        if self.classifier is None or inbound.auto_generated:
-            return inbound, None, None
-        found = self.classifier.classify_here(inbound.subject, inbound.text)
-        follow_up = None
-        said = worth_reading(inbound.text)
-        if said is not None and (inbound.references or TICKET_TAG.search(inbound.subject)):
-            follow_up = self.classifier.classify_here("", said)
-        return inbound, found, follow_up
 
     async def _mark_failed(self, message_row_id: int, exc: Exception) -> None:
         async with self.db.transaction() as session:

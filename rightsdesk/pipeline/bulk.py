@@ -31,18 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import SQLModel, col, func, select, text, update
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.audit import GENESIS_HASH, chain_link
+from rightsdesk.audit import GENESIS_HASH, link_values
 from rightsdesk.models import (
-    ACTIVE_STATUSES,
     Account,
     Channel,
-    ContactKind,
     Event,
     Message,
     OutboxEntry,
@@ -57,6 +55,7 @@ from rightsdesk.models import (
 )
 from rightsdesk.offload import CpuPool
 from rightsdesk.outbound import Outbox, can_mail
+from rightsdesk.pipeline.bulk_sql import active_of, insert_rows, requesters_of
 from rightsdesk.pipeline.opening import NOT_MAILABLE, acknowledgement_context, new_ticket
 from rightsdesk.pipeline.routing import SYSTEM, Routing
 from rightsdesk.tickets import (
@@ -69,6 +68,8 @@ from rightsdesk.tickets import (
 )
 from rightsdesk.verification import SYSTEM as VERIFICATION
 from rightsdesk.verification import Step, Verifier, new_code
+
+_Mail = tuple[str, str, Message]  # (kind, to, the row that keeps it)
 
 
 @dataclass
@@ -83,7 +84,10 @@ class _Opening:
     account: Account | None = None
     method: str = "none"
     ticket: Ticket | None = None
-    events: list[Event] = field(default_factory=list)
+    # Its events as row values (`link_values`); none while composing ahead (`ahead`): the
+    # mails need the ticket, not its events, and those are made again in the lock.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ahead: bool = False
     code: str | None = None
     mails: list[tuple[str, str, Message]] = field(default_factory=list)  # (kind, to, row)
 
@@ -118,13 +122,6 @@ def _key(opening: _Opening) -> tuple[object, ...]:
     )
 
 
-@dataclass(frozen=True)
-class _Active:
-    id: int
-    merged_into: int | None
-    types: frozenset[str]
-
-
 class BulkOpening:
     def __init__(
         self, tickets: TicketService, verifier: Verifier, outbox: Outbox, cpu: CpuPool
@@ -146,9 +143,11 @@ class BulkOpening:
             return left
         await self._number(session, openings)
         now = self.tickets.clock.now()
+        # CPU work (ORM objects, deadlines, hash chains): in the pool, where the loop gets the
+        # GIL back every few milliseconds, rather than in one stretch on the loop.
+        await self.cpu.run(self._tickets, openings, now)
         todo: list[_Opening] = []
         for opening in openings:
-            self._ticket(opening, now)
             ready = self._ready.pop(opening.routing.row.id or 0, None)
             if ready is not None and ready.key == _key(opening):
                 opening.code, opening.mails = ready.code, ready.mails
@@ -176,8 +175,8 @@ class BulkOpening:
         await self._number(session, openings, take=False)
         now = self.tickets.clock.now()
         for opening in openings:
-            self._ticket(opening, now)
-        composed = await self.cpu.run(self._compose_all, openings)
+            opening.ahead = True
+        composed = await self.cpu.run(self._ahead, openings, now)
         for opening, mails in zip(openings, composed, strict=True):
             self._ready[opening.routing.row.id or 0] = _Ready(_key(opening), opening.code, mails)
 
@@ -203,8 +202,8 @@ class BulkOpening:
             except Exception:  # opened alone, it fails there, alone
                 left.append(routing)
         senders = {new.contact.value for _, new, _ in news}
-        requesters = await _requesters(session, senders)
-        active = await _active(session, {rid for rid, _ in requesters.values()})
+        requesters = await requesters_of(session, senders)
+        active = await active_of(session, {rid for rid, _ in requesters.values()})
         openings: list[_Opening] = []
         seen: set[str] = set()
         for routing, new, types in news:
@@ -296,6 +295,7 @@ class BulkOpening:
                     )
                 ).scalar_one()
             for n, opening in enumerate(theirs, start=int(last) - taken + 1):
+                received = opening.new.received_at
                 opening.ticket = Ticket(
                     public_id=format_public_id(year, n),
                     year=year,
@@ -304,8 +304,24 @@ class BulkOpening:
                     requester_id=0,
                     contact_kind=opening.new.contact.kind,
                     contact_value=opening.new.contact.value,
-                    received_at=opening.new.received_at,
+                    received_at=received,
+                    # Every field with a default_factory given (`_ticket` sets the times):
+                    # pydantic inspects the factory's signature on each object otherwise,
+                    # which was a third of a new ticket's time on the event loop.
+                    created_at=received,
+                    updated_at=received,
+                    suggested_types=[],
                 )
+
+    def _tickets(self, openings: list[_Opening], now: dt.datetime) -> None:
+        """In a pool thread: each one's ticket and events (`_ticket`)."""
+        for opening in openings:
+            self._ticket(opening, now)
+
+    def _ahead(self, openings: list[_Opening], now: dt.datetime) -> list[list[_Mail]]:
+        """In a pool thread: the tickets as they would be opened now, and their mails."""
+        self._tickets(openings, now)
+        return self._compose_all(openings)
 
     def _ticket(self, opening: _Opening, now: dt.datetime) -> None:
         """The ticket as `open_in` and `Verifier.begin` leave it, with its events."""
@@ -400,12 +416,14 @@ class BulkOpening:
     ) -> None:
         ticket = opening.ticket
         assert ticket is not None
+        if opening.ahead:
+            return
         last = opening.events[-1] if opening.events else None
-        event = chain_link(
+        event = link_values(
             0,  # the ticket's id once inserted
             ticket.public_id,
-            seq=last.seq + 1 if last else 1,
-            prev_hash=last.hash if last else GENESIS_HASH,
+            seq=last["seq"] + 1 if last else 1,
+            prev_hash=last["hash"] if last else GENESIS_HASH,
             at=now,
             actor=actor,
             action=action,
@@ -413,9 +431,9 @@ class BulkOpening:
             after=after,
         )
         opening.events.append(event)
-        ticket.audit_head = event.hash
+        ticket.audit_head = event["hash"]
 
-    def _compose_all(self, openings: list[_Opening]) -> list[list[tuple[str, str, Message]]]:
+    def _compose_all(self, openings: list[_Opening]) -> list[list[_Mail]]:
         """In a pool thread: each one's code mail (first) and acknowledgement, threaded on
         the request as `Outbox.enqueue` threads them, as the rows that keep them."""
         found = []
@@ -436,9 +454,7 @@ class BulkOpening:
                     context=self.verifier.code_context(opening.code),
                     thread=thread,
                 )
-                row = self.outbox.out_row(
-                    code_mail.mime, code_mail.text, to=account.email, ticket_id=None
-                )
+                row = self.outbox.out_row(code_mail, to=account.email, ticket_id=None)
                 mails.append(("verification_code", account.email, row))
                 thread = [*thread, (code_mail.message_id, "out")]
             sender = routing.inbound.sender
@@ -452,7 +468,7 @@ class BulkOpening:
                     context=acknowledgement_context(ticket, routing.triage, routing.step),
                     thread=thread,
                 )
-                row = self.outbox.out_row(ack.mime, ack.text, to=sender, ticket_id=None)
+                row = self.outbox.out_row(ack, to=sender, ticket_id=None)
                 mails.append(("acknowledgement", sender, row))
             found.append(mails)
         return found
@@ -463,8 +479,9 @@ class BulkOpening:
         connection = await session.connection()
         # Requesters: the new ones inserted, the others' language brought up to date.
         new_requesters = [o for o in openings if o.requester_id is None]
+        new_ids = {id(o) for o in new_requesters}  # by identity: == compares every field
         if new_requesters:
-            ids = await _insert(
+            ids = await insert_rows(
                 session,
                 Requester,
                 [
@@ -474,7 +491,7 @@ class BulkOpening:
             )
             for opening, requester_id in zip(new_requesters, ids, strict=True):
                 opening.requester_id = requester_id
-            await _insert(
+            await insert_rows(
                 session,
                 RequesterContact,
                 [
@@ -490,7 +507,7 @@ class BulkOpening:
         languages = [
             {"rid": o.requester_id, "language": o.new.language}
             for o in openings
-            if o not in new_requesters and o.new.language
+            if id(o) not in new_ids and o.new.language
         ]
         if languages:
             await connection.execute(
@@ -503,9 +520,9 @@ class BulkOpening:
         tickets = [o.ticket for o in openings if o.ticket is not None]
         for opening, ticket in zip(openings, tickets, strict=True):
             ticket.requester_id = opening.requester_id or 0
-        ticket_ids = await _insert(session, Ticket, tickets)
+        ticket_ids = await insert_rows(session, Ticket, tickets)
         types: list[TicketType] = []
-        events: list[Event] = []
+        events: list[dict[str, Any]] = []
         challenges: list[VerificationChallenge] = []
         out: list[Message] = []
         kinds: list[tuple[str, str, int]] = []
@@ -515,7 +532,7 @@ class BulkOpening:
             opening.routing.row.ticket_id = ticket_id
             types += [TicketType(ticket_id=ticket_id, type=t) for t in opening.types]
             for event in opening.events:
-                event.ticket_id = ticket_id
+                event["ticket_id"] = ticket_id
             events += opening.events
             if opening.code is not None and opening.account is not None:
                 challenges.append(
@@ -525,19 +542,19 @@ class BulkOpening:
                 row.ticket_id = ticket_id
                 out.append(row)
                 kinds.append((kind, to, ticket_id))
-        await _insert(session, TicketType, types, ids=False)
-        await _insert(session, Event, events, ids=False)
+        await insert_rows(session, TicketType, types, ids=False)
+        await insert_rows(session, Event, events, ids=False)
         if challenges:
-            await _insert(session, VerificationChallenge, challenges, ids=False)
+            await insert_rows(session, VerificationChallenge, challenges, ids=False)
         if out:
-            message_ids = await _insert(session, Message, out)
+            message_ids = await insert_rows(session, Message, out)
             entries = [
                 self.outbox.entry(
                     message_id, kind=kind, to=to, ticket_id=ticket_id, channel=Channel.EMAIL
                 )
                 for message_id, (kind, to, ticket_id) in zip(message_ids, kinds, strict=True)
             ]
-            await _insert(session, OutboxEntry, entries, ids=False)
+            await insert_rows(session, OutboxEntry, entries, ids=False)
             self.outbox.wake_after_commit(session, Channel.EMAIL)
 
 
@@ -550,84 +567,3 @@ def _new_tickets(routings: list[Routing]) -> list[NewTicket]:
         assert routing.classification is not None
         found.append(new_ticket(routing, routing.classification))
     return found
-
-
-async def _requesters(
-    session: AsyncSession, senders: set[str]
-) -> dict[str, tuple[int, str | None]]:
-    """Requester id and language by email address."""
-    if not senders:
-        return {}
-    found = await session.exec(
-        select(RequesterContact.value, Requester.id, Requester.language)
-        .join(Requester, col(Requester.id) == col(RequesterContact.requester_id))
-        .where(RequesterContact.kind == ContactKind.EMAIL)
-        .where(col(RequesterContact.value).in_(sorted(senders)))
-    )
-    return {value: (rid, language) for value, rid, language in found.all() if rid is not None}
-
-
-async def _active(session: AsyncSession, requester_ids: set[int]) -> dict[int, list[_Active]]:
-    """Each requester's active tickets, oldest first, with their types."""
-    if not requester_ids:
-        return {}
-    found = await session.exec(
-        select(Ticket.id, Ticket.requester_id, Ticket.merged_into, TicketType.type)
-        .join(TicketType, col(TicketType.ticket_id) == col(Ticket.id))
-        .where(col(Ticket.requester_id).in_(sorted(requester_ids)))
-        .where(col(Ticket.status).in_([str(s) for s in ACTIVE_STATUSES]))
-        .order_by(col(Ticket.id))
-    )
-    types: dict[int, set[str]] = {}
-    owners: dict[int, tuple[int, int | None]] = {}
-    for ticket_id, requester_id, merged_into, kind in found.all():
-        assert ticket_id is not None
-        types.setdefault(ticket_id, set()).add(kind)
-        owners[ticket_id] = (requester_id, merged_into)
-    by_requester: dict[int, list[_Active]] = {}
-    for ticket_id in sorted(owners):
-        requester_id, merged_into = owners[ticket_id]
-        by_requester.setdefault(requester_id, []).append(
-            _Active(ticket_id, merged_into, frozenset(types[ticket_id]))
-        )
-    return by_requester
-
-
-async def _insert(
-    session: AsyncSession, model: type[SQLModel], rows: Sequence[SQLModel], ids: bool = True
-) -> list[int]:
-    """One INSERT for all `rows`; with `ids`, each is given its id first (`_new_ids`)."""
-    if not rows:
-        return []
-    table: Table = model.__table__  # type: ignore[attr-defined]
-    given = await _new_ids(session, table, len(rows)) if ids else []
-    for row, row_id in zip(rows, given, strict=False):
-        row.id = row_id
-    values = [
-        {c.name: getattr(row, c.key) for c in table.columns if c.key != "id" or given}
-        for row in rows
-    ]
-    connection = await session.connection()
-    await connection.execute(insert(table), values)
-    return given
-
-
-async def _new_ids(session: AsyncSession, table: Table, n: int) -> list[int]:
-    """`n` ids for new rows of `table`, known before the INSERT, so that one executemany
-    writes them all (an INSERT ... RETURNING of many rows is one statement per row on
-    SQLite when the ids must come back in order). PostgreSQL: from the column's sequence,
-    as its default would take them. SQLite: after the largest, which stays ours: the batch
-    holds the one write lock (BEGIN IMMEDIATE) until it commits."""
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        found = await connection.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
-            ),
-            {"table": table.name, "n": n},
-        )
-        return [int(row_id) for (row_id,) in found.all()]
-    largest = (
-        await connection.execute(select(func.coalesce(func.max(table.c.id), 0)))
-    ).scalar_one()
-    return list(range(int(largest) + 1, int(largest) + 1 + n))

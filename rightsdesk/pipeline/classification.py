@@ -3,6 +3,7 @@ when no model is installed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +33,10 @@ class ClassifiesOffLoop(Protocol):
 
     def classify_here(self, subject: str, text: str) -> Classification:
         """The same, in the calling thread: for a caller already off the loop."""
+        ...
+
+    def classify_many_here(self, items: Sequence[tuple[str, str]]) -> list[Classification]:
+        """Many (subject, text) at once, in the calling thread, in their order."""
         ...
 
 
