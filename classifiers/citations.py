@@ -27,6 +27,9 @@ _GDPR: dict[int, str] = {
 _PIPL: dict[int, str] = {
     15: "withdraw_consent",
     24: "restriction",
+    # 第四十四条: 限制或者拒绝他人对其个人信息进行处理 (cited in an ask: "依据第四十四条，
+    # 本人拒绝…"); the preamble's range 第四十四条至第五十条 is no ask (_RANGE).
+    44: "restriction",
     45: "access",
     46: "rectification",
     47: "erasure",
@@ -62,6 +65,18 @@ _ACCOUNT = re.compile(
     r"|\b(closure|deletion|termination|cancellation|deactivation) of (my|the|our|his|her) account"
     r"|\baccount (closure|deletion|termination|cancellation)\b"
 )
+# PIPL 第四十九条 says who asks (a close relative of a deceased user); what they ask is in
+# the sentence's own words, after the article ("根据第四十九条，本人请求删除母亲账号中的照片").
+_RELATIVE_ASKS = (
+    ("access", re.compile(r"查阅|复制|副本|查看")),
+    ("rectification", re.compile(r"更正|补充")),
+    ("account_deletion", re.compile(r"注销|销户")),
+    ("erasure", re.compile(r"删除")),
+)
+# An article that opens or closes a range ("第四十四条至第五十条", "Articles 15 to 22") lists the
+# rights of the preamble, not what is asked.
+_RANGE_AFTER = re.compile(r"\s*(至|到|~|～|-|–|—|to\b|through\b)\s*(第|art)?")
+_RANGE_BEFORE = re.compile(r"(条|\d|\))\s*(至|到|~|～|-|–|—|to|through)\s*$")
 _MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
 _GDPR_ANYWHERE = re.compile(_GDPR_LAW)
 
@@ -85,6 +100,8 @@ def cited_labels(sentence: str) -> set[str]:
     found: set[str] = set()
     gdpr_named = bool(_GDPR_ANYWHERE.search(sentence))
     for match in _EN_ARTICLE.finditer(sentence):
+        if _in_range(sentence, match):
+            continue
         number, paragraph, law = int(match.group(1)), match.group(2), match.group(3) or ""
         pipl_named = bool(re.fullmatch(_PIPL_LAW, law))
         if number == 7 and paragraph == "(3)":  # only the GDPR has a 7(3): withdrawal
@@ -95,6 +112,8 @@ def cited_labels(sentence: str) -> set[str]:
             found |= _gdpr(number, paragraph, sentence)
     taiwan, hong_kong = bool(_TW_LAW.search(sentence)), bool(_HK_LAW.search(sentence))
     for match in _ZH_ARTICLE.finditer(sentence):
+        if _in_range(sentence, match):
+            continue
         number = _zh_number(match.group(1))
         clause = match.group(2)
         third = clause in ("三", "3")
@@ -106,7 +125,18 @@ def cited_labels(sentence: str) -> set[str]:
             found |= _gdpr(number, None, sentence)
         else:
             found |= _pipl(number, third, sentence)
+            if number == 49:
+                after = sentence[match.end() :]
+                found |= {label for label, words in _RELATIVE_ASKS if words.search(after)}
+    if "account_deletion" in found:
+        found.discard("erasure")  # closing the account deletes its data: one ask
     return found
+
+
+def _in_range(sentence: str, match: re.Match[str]) -> bool:
+    return bool(
+        _RANGE_AFTER.match(sentence, match.end()) or _RANGE_BEFORE.search(sentence[: match.start()])
+    )
 
 
 def _taiwan(number: int, sentence: str) -> set[str]:

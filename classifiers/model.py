@@ -37,6 +37,7 @@ from classifiers.text import (
     normalise,
     rights_signal,
     statements,
+    tells_a_past_request,
 )
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
@@ -252,7 +253,16 @@ class RightsClassifier:
                     continue
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
-            cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()
+            for label, pattern in ASK_PATTERNS:
+                hit = pattern.search(text)
+                if hit and not how and not hypothetical(text, hit.start(), hit.end()):
+                    rules.add(label)
+                    unit[label] = max(unit[label], RULE_SCORE)
+            cites = (
+                cited_labels(text)
+                if _may_cite(text) and is_ask(text) and not tells_a_past_request(text)
+                else set()
+            )
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)
@@ -277,6 +287,18 @@ class RightsClassifier:
             raw = {
                 label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
                 for label in LABELS
+            }
+        if (
+            not whole
+            and raw[ACCOUNT_DELETION] < CITED_SCORE  # not asked in words, nor by its article
+            and any(keeps_account(sentence) for sentence in statements(plain))
+        ):
+            # A letter says in one sentence that the account stays and asks in another to
+            # erase ("please erase the data listed above"): an erasure, not a closure.
+            raw = {
+                **raw,
+                ERASURE: max(raw[ERASURE], raw[ACCOUNT_DELETION]),
+                ACCOUNT_DELETION: min(raw[ACCOUNT_DELETION], 0.05),
             }
         if not whole and _states_a_child(plain):
             # Who asks (a guardian) is often said outside the sentence that asks.
@@ -348,10 +370,17 @@ class RightsClassifier:
                 # PIPL 第四十九条 says who asks (a relative), not what: the sentence's own
                 # words (查阅、复制, 注销) say that, as in a sentence with no article.
                 continue
+            requests = [label for label in REQUEST_LABELS if label not in WHO_ASKS]
+            top = max(requests, key=lambda label: unit[label])
             for label in LABELS:
                 if label == NOT_A_REQUEST or label in cites or label in rule_labels(unit):
                     continue
-                weak = unit[label] < SECOND_ASK
+                # A sentence beside the cited ask adds at most its own best label: the items
+                # of an access request ("a copy of that data, including call recordings…")
+                # also score erasure, whose words they share.
+                weak = unit[label] < SECOND_ASK or (
+                    not cites and label != top and label not in WHO_ASKS
+                )
                 if weak or (label == "inquiry" and "access" in all_cited):
                     unit[label] = min(unit[label], 0.9 * self.thresholds[label])
 
@@ -359,6 +388,21 @@ class RightsClassifier:
 def rule_labels(unit: dict[str, float]) -> set[str]:
     """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
     return {label for label, score in unit.items() if score >= RULE_SCORE}
+
+
+# Asks in Chinese whose words stand apart (撤回上述同意, 注销本人账号): the rule layer's
+# phrases match jieba's tokens, which split these; read in the unit, never in a question or
+# a supposition (the same checks as the phrases), nor in a negation (不撤回, 暂不注销).
+ASK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("withdraw_consent", re.compile(r"(?<![不未无])撤回[^，。,；;！？!?]{0,12}?(同意|授权)")),
+    (
+        "account_deletion",
+        re.compile(
+            r"(?<![不未无暂别])注销(本人|我|其|委托人|当事人|他|她|该|此|这个)?"
+            r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
+        ),
+    ),
+)
 
 
 def _may_cite(text: str) -> bool:

@@ -81,6 +81,10 @@ _CHILD = (
     r"(儿子|女儿|孩子|小孩|儿童|娃|侄子|侄女|孙子|孙女|外孙|外甥"
     r"|son|daughter|child|kid|boy|girl|nephew|niece)"
 )
+_PARENT = (
+    r"(?:\b(?:mother|father|parent|guardian|mum|mom|dad) of\b"
+    r"|的(?:母亲|父亲|妈妈|爸爸|家长|监护人)|(?:我|本人)是[^，。,]{0,8}(?:母亲|父亲|妈妈|爸爸|家长|监护人))"
+)
 _AGE = (
     r"(?:\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九])\s*(?:周岁|岁|歲|週歲)"
     r"|(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen)"
@@ -91,6 +95,10 @@ _AGE = (
 CHILD_AGE = re.compile(
     rf"{_CHILD}[^。.!?！？;；]{{0,12}}?(?:{_AGE})|(?:{_AGE})[^。.!?！？;；]{{0,12}}?{_CHILD}"
     rf"|\bmy (?:{_AGE})|未满(?:14|十四)|不满(?:14|十四)|under (?:14|fourteen)\b.{{0,20}}{_CHILD}"
+    # The writer's role, then the child's name and age: "I am the mother of Leo Martin, who
+    # is 12 years old", "legal guardian of Emma Novak, aged 13",
+    # "本人是高一凡的父亲，一凡今年十三岁".
+    rf"|{_PARENT}[^。.!?！？;；]{{0,40}}?(?:{_AGE}|\bwho is \d{{1,2}}\b)"
 )
 _AGE_VALUE = re.compile(
     r"\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九]"

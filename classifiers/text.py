@@ -67,7 +67,7 @@ _CITATION = re.compile(
     r"|\b(policy|notice) (also )?(states|says)"
 )
 _ASKS_HERE = re.compile(
-    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
+    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回|拒绝|反对)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
@@ -161,6 +161,8 @@ def asks(text: str) -> list[str] | None:
         plain = _undotted(sentence)
         if _boilerplate(sentence) or _NOT_ASKING.search(plain):
             continue
+        if listing is not None and paragraph == listing + 1 and _LIST_ITEM.match(sentence):
+            listing = paragraph  # the next item of the same list, after a blank line
         if not (_ASKS.search(plain) or paragraph == listing):
             continue
         if sentence.endswith(":"):
@@ -185,6 +187,10 @@ def asks(text: str) -> list[str] | None:
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
+# A list item's opening: "(b)", "2.", "3)", "一、", "（二）", "- ", "• ".
+_LIST_ITEM = re.compile(
+    r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"
+)
 # An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
 # ask of twenty characters, which says what it asks, stands alone.
 SHORT_ASK = 30
@@ -346,8 +352,28 @@ _KEEPS_ACCOUNT = re.compile(
     r"\b(except|apart from|but not|other than) (for )?(the|my) (account|login)\b"
     r"|\b(keep|keeping|leave|leaving) (the|my) (account|login)\b|\b(account|login) (open|active)\b"
     r"|\bnot (close|delete|cancel) (the|my) account\b|\bstill (use|using|need) (the|my) account\b"
-    r"|(账号|帐号|账户)[^,，。]{0,4}(保留|留着|还要|继续|不注销|不用注销|不要注销|别注销)|不(需要|要|用)?注销"
+    # "I want my user account itself to remain open", "her account is to remain active".
+    r"|\baccount\b[^.;!?]{0,25}?\b(remain|stay)s?\b[^.;!?]{0,12}?\b(open|active|as it is|in place)"
+    r"|\b(i will|i'll|i want to|i'd like to|i wish to) keep (using )?(the|my) account\b"
+    r"|(账号|帐号|账户)[^,，。]{0,6}(保留|留着|还要|还会|继续|不注销|不用注销|不要注销|别注销|保持不变)"
+    r"|不(需要|要|用)?注销"
 )
+
+
+# A sentence that tells of a request made before ("On 2 September I sent you a request under
+# Article 15", "本人于十月八日提交了删除申请"): its article is history, not what is asked now.
+_PAST_REQUEST = re.compile(
+    r"\b(i|we|my client|our client)( have| had)? (sent|submitted|made|filed|lodged|emailed|"
+    r"raised)\b[^.;!?]{0,25}?\b(request|application|letter)"
+    r"|\b(my|our|the) (earlier|previous|original|first|last) (request|letter|application)\b"
+    r"|(本人|我|委托人)[^，。,；;]{0,20}?(已|曾)?(于|在)[^，。,；;]{0,25}?(提交|提出|发送|发出)了?"
+    r"|(此前|之前|上次|曾经)[^，。,；;]{0,10}(提交|提出|发送|发出)"
+)
+
+
+def tells_a_past_request(text: str) -> bool:
+    """The normalised sentence tells of a request made before."""
+    return bool(_PAST_REQUEST.search(text))
 
 
 def keeps_account(text: str) -> bool:

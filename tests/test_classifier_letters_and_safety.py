@@ -8,7 +8,7 @@ import pytest
 from classifiers.citations import cited_labels
 from classifiers.labels import LABELS
 from classifiers.model import RightsClassifier, decide
-from classifiers.text import asks, normalise, rights_signal, sentences
+from classifiers.text import asks, normalise, rights_signal, sentences, tells_a_past_request
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,12 @@ from classifiers.text import asks, normalise, rights_signal, sentences
         ("依据第四十五条第三款，请将本人信息转移。", {"portability"}),
         ("本人依据第四十六条申请更正。", {"rectification"}),
         ("本人依据第四十七条要求删除。", {"erasure"}),
-        ("依据第四十九条，本人作为近亲属申请查阅。", {"deceased"}),
+        ("依据第四十九条，本人作为近亲属申请查阅。", {"deceased", "access"}),
+        ("根据第四十九条，本人作为近亲属请求删除母亲账号中的照片。", {"deceased", "erasure"}),
+        ("本人依据第四十四条，拒绝贵公司对本人的会议录像进行分析。", {"restriction"}),
+        # A range of articles is the preamble's list of rights, not the ask.
+        ("根据第四十四条至第五十条的规定，本人要求查阅。", set()),
+        ("Under Articles 15 to 22 GDPR I have many rights.", set()),
         ("本人依据第十五条撤回同意。", {"withdraw_consent"}),
         ("I ask for a copy of my data.", set()),
     ],
@@ -205,3 +210,50 @@ def test_a_death_stated_in_a_letter_says_who_asks(model: RightsClassifier) -> No
         "I ask you to close his account under Article 17 GDPR.",
     )
     assert set(model.predict("", letter).labels) == {"deceased", "account_deletion"}
+
+
+_PAD = "I have used your meeting service for several years, for work and family calls alike. " * 3
+
+
+def test_the_items_of_a_lettered_list_are_asks_across_blank_lines(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear DPO,\n\n{_PAD}\n\nOur client instructs us to make the following requests:\n\n"
+        "(a) that you erase, under Article 17 GDPR, her voice samples; her account is to "
+        "remain active;\n\n(b) that, under Article 21(3) GDPR, her data is no longer processed "
+        "for direct marketing.\n\nYours faithfully,\nR. Adeyemi"
+    )
+    assert sorted(model.predict("", letter).labels) == ["erasure", "withdraw_consent"]
+
+
+def test_the_account_kept_in_another_sentence_makes_an_erasure(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear team,\n\n{_PAD}\n\nI want my user account itself to remain open, since I still "
+        "use it.\n\nPlease erase the webinar recordings listed above and confirm once done."
+    )
+    found = model.predict("", letter)
+    assert "account_deletion" not in found.labels
+    assert found.scores["account_deletion"] <= 0.05
+
+
+def test_a_request_told_of_is_no_ask_of_its_article() -> None:
+    told = normalise("On 2 September I sent you a request under Article 15 GDPR (PRIV-1).")
+    assert tells_a_past_request(told)
+    assert not tells_a_past_request(normalise("I hereby request access under Article 15 GDPR."))
+    assert tells_a_past_request(normalise("本人于十月八日通过隐私邮箱提交了删除申请"))
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("本人特此撤回上述同意，请不要再用于训练。", "withdraw_consent"),
+        ("导出完成后，请注销本人在贵平台的账号。", "account_deletion"),
+    ],
+)
+def test_chinese_asks_whose_words_stand_apart_are_rules(
+    model: RightsClassifier, text: str, label: str
+) -> None:
+    assert label in model.predict("", text).rules
+    assert (
+        label
+        not in model.predict("", text.replace("撤回", "不撤回").replace("注销", "暂不注销")).rules
+    )
