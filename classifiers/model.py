@@ -258,11 +258,14 @@ class RightsClassifier:
                 if hit and not how and not hypothetical(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
-            cites = (
-                cited_labels(text)
-                if _may_cite(text) and is_ask(text) and not tells_a_past_request(text)
-                else set()
-            )
+            told = not whole and tells_a_past_request(text)
+            if told:
+                # A letter's history ("In October I asked you to delete my recordings"): that
+                # request was made then; what the letter asks now is in its other sentences.
+                for label in REQUEST_LABELS:
+                    if label not in WHO_ASKS and unit[label] < RULE_SCORE:
+                        unit[label] = min(unit[label], 0.9 * self.thresholds[label])
+            cites = cited_labels(text) if _may_cite(text) and is_ask(text) and not told else set()
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)

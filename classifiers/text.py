@@ -51,6 +51,7 @@ _ASKS = re.compile(
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
     r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
+    r"|^\W*(formal )?(request|application|demand)s? (for|of)\b"  # a subject: "request for erasure"
 )
 # "I reserve the right to complain": names a right and asks for none, whatever else it says.
 # Only a reservation of rights: "保留" alone also keeps things ("本人账号继续保留使用"), and
@@ -163,7 +164,16 @@ def asks(text: str) -> list[str] | None:
             continue
         if listing is not None and paragraph == listing + 1 and _LIST_ITEM.match(sentence):
             listing = paragraph  # the next item of the same list, after a blank line
-        if not (_ASKS.search(plain) or paragraph == listing):
+        # The second half of an ask parted by a semicolon ("…a copy of her files; and
+        # second, once I have them, to close her account").
+        goes_on = bool(
+            found
+            and k
+            and flat[k - 1][0] == paragraph
+            and flat[k - 1][1] == found[-1][0]
+            and flat[k - 1][1].endswith((";", "；"))
+        )
+        if not (_ASKS.search(plain) or paragraph == listing or goes_on):
             continue
         if sentence.endswith(":"):
             last = k + 1 == len(flat) or flat[k + 1][0] != paragraph
@@ -239,6 +249,13 @@ def is_ask(unit: str) -> bool:
     return bool(_ASKS.search(plain) or _ASKS_HERE.search(plain))
 
 
+# A subject that names what is asked: "Request for erasure…", "…access request", "删除申请".
+_SUBJECT_ASKS = re.compile(
+    r"\b(request|application|demand)s? (for|of|to)\b|\b(access|erasure|deletion|rectification"
+    r"|portability|restriction|withdrawal|objection) request\b|(申请|请求|要求)(书|函)?$"
+)
+
+
 def model_units(subject: str, text: str) -> tuple[list[str], bool]:
     """What the textcat reads, one or more units per message, and whether it found the ask.
     A short message is one unit (subject and body). A long one is each sentence that asks for
@@ -250,6 +267,11 @@ def model_units(subject: str, text: str) -> tuple[list[str], bool]:
     found = asks(body)
     if found:
         return found, True
+    title = normalise(subject).strip()
+    if found == [] and title and _SUBJECT_ASKS.search(title):
+        # A letter whose body only explains and whose subject is the ask ("Request for
+        # erasure of meeting recordings - Article 17 GDPR").
+        return [title], True
     return [joined(normalise(subject), body)], found is None
 
 
@@ -332,7 +354,8 @@ _HOW = re.compile(
 
 # A sentence that says it adds an ask of its own beside the one before it.
 _ANOTHER_ASK = re.compile(
-    r"^\W*(in addition|additionally|also|furthermore|moreover|separately|secondly|second,"
+    r"^\W*(and )?(second|secondly|third|thirdly|finally|lastly)\b|\b(please|kindly) also\b"
+    r"|^\W*(in addition|additionally|also|furthermore|moreover|separately|secondly|second,"
     r"|另外|此外|同时|其次|第二|还请|并请|此外还)"
     r"|\b(i also|we also|also (ask|request|want|like)|as well as this)\b"
 )
@@ -365,15 +388,21 @@ _KEEPS_ACCOUNT = re.compile(
 _PAST_REQUEST = re.compile(
     r"\b(i|we|my client|our client)( have| had)? (sent|submitted|made|filed|lodged|emailed|"
     r"raised)\b[^.;!?]{0,25}?\b(request|application|letter)"
+    r"|\b(i|we|my client|our client)( have| had)? (asked|requested) (you|your)\b"
+    r"|(曾|已)(经)?(于|在)?[^，。,；;]{0,20}?(申请|提出|提交)"
     r"|\b(my|our|the) (earlier|previous|original|first|last) (request|letter|application)\b"
     r"|(本人|我|委托人)[^，。,；;]{0,20}?(已|曾)?(于|在)[^，。,；;]{0,25}?(提交|提出|发送|发出)了?"
     r"|(此前|之前|上次|曾经)[^，。,；;]{0,10}(提交|提出|发送|发出)"
 )
 
 
+# …unless it asks again in the same breath ("I asked you in May and I now ask again").
+_ASKS_AGAIN = re.compile(r"\b(hereby|again|now|please|repeat)\b|再次|重新|现|特此")
+
+
 def tells_a_past_request(text: str) -> bool:
     """The normalised sentence tells of a request made before."""
-    return bool(_PAST_REQUEST.search(text))
+    return bool(_PAST_REQUEST.search(text)) and not _ASKS_AGAIN.search(text)
 
 
 def keeps_account(text: str) -> bool:

@@ -257,3 +257,32 @@ def test_chinese_asks_whose_words_stand_apart_are_rules(
         label
         not in model.predict("", text.replace("撤回", "不撤回").replace("注销", "暂不注销")).rules
     )
+
+
+def test_a_letter_whose_subject_is_the_ask_is_read_by_its_subject(model: RightsClassifier) -> None:
+    body = (
+        f"Dear Sir or Madam,\n\n{_PAD}\n\nAttached is a copy of my passport, as your form "
+        "requires. The recordings are those of 3 and 10 May. My account should remain open."
+    )
+    found = model.predict("Request for erasure of meeting recordings - Article 17 GDPR", body)
+    assert found.labels == ["erasure"]
+    assert not found.needs_review
+
+
+def test_a_request_made_before_is_history_in_a_complaint_letter(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear DPO,\n\n{_PAD}\n\nIn October I asked you to delete my recordings under Article 17 "
+        "GDPR. Your agent closed the ticket without deleting anything.\n\nI hereby make a formal "
+        "complaint about the handling of that request."
+    )
+    assert model.predict("", letter).labels == ["complaint"]
+
+
+def test_the_second_half_of_an_ask_after_a_semicolon_is_an_ask(model: RightsClassifier) -> None:
+    letter = (
+        "Dear Sirs,\n\nI am the executor of my mother's estate; she died on 1 October.\n\n"
+        f"{_PAD}\n\n"
+        "I ask you, first, to provide me with a copy of the files she stored in her account; "
+        "and second, once I have received them, to close her account.\n\nDaniel Shaw"
+    )
+    assert "account_deletion" in model.predict("", letter).labels
