@@ -22,7 +22,7 @@ from classifiers.citations import cited_labels
 from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import TEXTCAT, adapt_tokenizer, clause_doc
-from classifiers.rules import CHILD_AGE, RULES, states_child_under_14
+from classifiers.rules import RULES, child_ages, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
@@ -253,8 +253,8 @@ class RightsClassifier:
                     continue
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
-            for label, pattern in ASK_PATTERNS:
-                hit = pattern.search(text)
+            for label, word, pattern in ASK_PATTERNS:
+                hit = pattern.search(text) if word in text else None
                 if hit and not how and not hypothetical(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
@@ -396,10 +396,15 @@ def rule_labels(unit: dict[str, float]) -> set[str]:
 # Asks in Chinese whose words stand apart (撤回上述同意, 注销本人账号): the rule layer's
 # phrases match jieba's tokens, which split these; read in the unit, never in a question or
 # a supposition (the same checks as the phrases), nor in a negation (不撤回, 暂不注销).
-ASK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("withdraw_consent", re.compile(r"(?<![不未无])撤回[^，。,；;！？!?]{0,12}?(同意|授权)")),
+ASK_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        "withdraw_consent",
+        "撤回",
+        re.compile(r"(?<![不未无])撤回[^，。,；;！？!?]{0,12}?(同意|授权)"),
+    ),
     (
         "account_deletion",
+        "注销",
         re.compile(
             r"(?<![不未无暂别])注销(本人|我|其|委托人|当事人|他|她|该|此|这个)?"
             r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
@@ -419,7 +424,7 @@ def _states_a_child(text: str) -> bool:
     return any(
         states_child_under_14(found)
         for sentence in statements(text)
-        for found in CHILD_AGE.finditer(sentence)
+        for found in child_ages(sentence)
     )
 
 
