@@ -255,7 +255,7 @@ class RightsClassifier:
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
             for label, word, pattern in ASK_PATTERNS:
                 hit = pattern.search(text) if word in text else None
-                if hit and not how and not hypothetical(text, hit.start(), hit.end()):
+                if hit and not how and not _not_asked(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
             told = not whole and tells_a_past_request(text)
@@ -410,7 +410,30 @@ ASK_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
             r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
         ),
     ),
+    # "能不能把他的账号关掉", "把我账号删了吧": the account itself, closed.
+    (
+        "account_deletion",
+        "把",
+        re.compile(
+            r"把[^，。,；;]{0,6}(账号|帐号|账户|帐户)(给)?(关掉|关了|关闭|删掉|删了|删除|注销)"
+        ),
+    ),
 )
+
+
+# Before an ask pattern in its clause: a negation (我不想注销账号) or a supposition (如果我把
+# 账号注销了，…?).
+_NOT_ASKED_BEFORE = re.compile(
+    r"((?<![能可行要是])不(?![能可行要是])|别|没|无需|暂|如果|若|假如|要是|万一|一旦)"
+    r"[^，。,；;！？!?]{0,6}$"
+)
+
+
+def _not_asked(text: str, start: int, end: int) -> bool:
+    clause_start = max(text.rfind(mark, 0, start) for mark in "，。,；;！？!?") + 1
+    return bool(
+        _NOT_ASKED_BEFORE.search(text, clause_start, start) or hypothetical(text, start, end)
+    )
 
 
 def _may_cite(text: str) -> bool:

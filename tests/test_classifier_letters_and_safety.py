@@ -8,7 +8,14 @@ import pytest
 from classifiers.citations import cited_labels
 from classifiers.labels import LABELS
 from classifiers.model import RightsClassifier, decide
-from classifiers.text import asks, normalise, rights_signal, sentences, tells_a_past_request
+from classifiers.text import (
+    asks,
+    clauses,
+    normalise,
+    rights_signal,
+    sentences,
+    tells_a_past_request,
+)
 
 
 @pytest.mark.parametrize(
@@ -243,20 +250,22 @@ def test_a_request_told_of_is_no_ask_of_its_article() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "label"),
+    ("text", "negated", "label"),
     [
-        ("本人特此撤回上述同意，请不要再用于训练。", "withdraw_consent"),
-        ("导出完成后，请注销本人在贵平台的账号。", "account_deletion"),
+        ("本人特此撤回上述同意，请不要再用于训练。", "本人不撤回上述同意。", "withdraw_consent"),
+        (
+            "导出完成后，请注销本人在贵平台的账号。",
+            "本人暂不注销本人在贵平台的账号。",
+            "account_deletion",
+        ),
+        ("我爸走了，能不能把他的账号关掉？", "我爸走了，别把他的账号关掉。", "account_deletion"),
     ],
 )
 def test_chinese_asks_whose_words_stand_apart_are_rules(
-    model: RightsClassifier, text: str, label: str
+    model: RightsClassifier, text: str, negated: str, label: str
 ) -> None:
     assert label in model.predict("", text).rules
-    assert (
-        label
-        not in model.predict("", text.replace("撤回", "不撤回").replace("注销", "暂不注销")).rules
-    )
+    assert label not in model.predict("", negated).rules
 
 
 def test_a_letter_whose_subject_is_the_ask_is_read_by_its_subject(model: RightsClassifier) -> None:
@@ -286,3 +295,15 @@ def test_the_second_half_of_an_ask_after_a_semicolon_is_an_ask(model: RightsClas
         "and second, once I have received them, to close her account.\n\nDaniel Shaw"
     )
     assert "account_deletion" in model.predict("", letter).labels
+
+
+def test_a_supposed_or_refused_closure_in_chinese_is_no_rule(model: RightsClassifier) -> None:
+    for text in ("如果我把账号注销了，数据还在吗？", "我暂时不想注销本人的账号，只删聊天记录"):
+        assert "account_deletion" not in model.predict("", text).rules
+
+
+def test_and_then_to_close_it_is_a_second_ask() -> None:
+    text = normalise(
+        "I ask you to give me access to the files in his account and then to close it."
+    )
+    assert len(clauses(text)) == 2
