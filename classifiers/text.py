@@ -44,6 +44,7 @@ _ASKS = re.compile(
     r"like|requires|instructs|withdraws|objects)\b|\bwe are instructed to (ask|request)\b"
     r"|(本律师|本所|我所|我司|我们公司)[^，。,；;]{0,15}?(申请|要求|请求)|代(其|表当事人|当事人)"
     r"|(受|经)[^，。,；;]{0,20}委托|(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
+    r"|(^|[，,])\s*[\u4e00-\u9fff]{2,4}(要求|请求|申请)(贵|你们|平台)"  # "…，刘畅要求贵公司删除…"
     # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
     r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
     r"(撤回|请求|要求|申请|拒绝|反对)"
@@ -149,6 +150,9 @@ def asks(text: str) -> list[str] | None:
     """
     if weight(text) <= FOCUS_OVER:
         return None
+    quote = _QUOTED.search(text)
+    if quote:  # the mail this one answers, quoted below it: asked before, not now
+        text = text[: quote.start()]
     flat = [
         (number, sentence)
         for number, paragraph in enumerate(_PARAGRAPH.split(text))
@@ -197,6 +201,12 @@ def asks(text: str) -> list[str] | None:
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
+# Where a reply quotes the mail it answers (not a forwarded letter, which is the message).
+_QUOTED = re.compile(
+    r"^\s*>|^-{2,}\s*original message|^—{2,}\s*原始邮件|^on [^\n]{0,80}wrote:\s*$"
+    r"|^在[^\n]{0,60}写道[:：]\s*$",
+    re.MULTILINE,
+)
 # A list item's opening: "(b)", "2.", "3)", "一、", "（二）", "- ", "• ".
 _LIST_ITEM = re.compile(
     r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"

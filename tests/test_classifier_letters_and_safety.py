@@ -39,6 +39,8 @@ from classifiers.text import (
         # A range of articles is the preamble's list of rights, not the ask.
         ("根据第四十四条至第五十条的规定，本人要求查阅。", set()),
         ("Under Articles 15 to 22 GDPR I have many rights.", set()),
+        # 《民法典》第一千零三十七条 names its rights by the sentence's words.
+        ("本人依据《民法典》第一千零三十七条，请求删除本人的家庭住址。", {"erasure"}),
         ("本人依据第十五条撤回同意。", {"withdraw_consent"}),
         ("I ask for a copy of my data.", set()),
     ],
@@ -307,3 +309,13 @@ def test_and_then_to_close_it_is_a_second_ask() -> None:
         "I ask you to give me access to the files in his account and then to close it."
     )
     assert len(clauses(text)) == 2
+
+
+def test_the_mail_a_reply_quotes_is_not_read_as_its_ask() -> None:
+    reply = normalise(
+        f"Hi again,\n\n{_PAD}\n\nNow please delete the recordings of my calls (Article 17 GDPR)."
+        "\n\n> On 20 Nov, Meetly wrote:\n> please find attached your export under Article 15 GDPR."
+    )
+    found = asks(reply) or []
+    assert found
+    assert not any("article 15" in unit for unit in found)
