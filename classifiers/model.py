@@ -22,7 +22,7 @@ from classifiers.citations import cited_labels
 from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import TEXTCAT, adapt_tokenizer, clause_doc
-from classifiers.rules import RULES, child_ages, states_child_under_14
+from classifiers.rules import RULES, child_ages, guardian_then_age, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
@@ -448,7 +448,7 @@ def _states_a_child(text: str) -> bool:
         states_child_under_14(found)
         for sentence in statements(text)
         for found in child_ages(sentence)
-    )
+    ) or any(states_child_under_14(found) for found in guardian_then_age(text))
 
 
 _DEATH = re.compile(

@@ -118,6 +118,19 @@ _GUARDIAN_WORDS = (
 )
 
 
+# The role in one sentence, the child's age in the next: "我是陈乐乐的父亲。乐乐今年9岁".
+_GUARDIAN_THEN_AGE = re.compile(
+    rf"{_PARENT}[^。.!?！？;；]{{0,20}}[。.]\s*[^。.!?！？;；]{{0,12}}?(?:{_AGE})"
+)
+
+
+def guardian_then_age(text: str) -> Iterator[re.Match[str]]:
+    """Where the normalised text states a guardian's role, then a child's age in the next
+    sentence (for a letter, whose statements are read one by one)."""
+    if any(word in text for word in _GUARDIAN_WORDS):
+        yield from _GUARDIAN_THEN_AGE.finditer(text)
+
+
 def child_ages(text: str) -> Iterator[re.Match[str]]:
     """Where the normalised text states a child's age (CHILD_AGE, or a guardian's role then the
     child's name and age); `states_child_under_14` says whether it is under 14."""

@@ -31,7 +31,8 @@ _ASKS = re.compile(
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
-    r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
+    r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing)"
+    r"|would (also|further) like)\b"
     r"|\bcomplaint\b|\b(my|our|the) (request|ask|application) (is|here is|today is)\b"
     r"|\b(this|the present) (letter|email|e-mail|message|mail)? ?is (a|my) (formal )?(request|"
     r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b"
@@ -48,7 +49,8 @@ _ASKS = re.compile(
     # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
     r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
     r"(撤回|请求|要求|申请|拒绝|反对)"
-    r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d like\b|\bi (need|want)\b"
+    r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d (also )?like\b"
+    r"|\bi (also )?(need|want)\b"
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
     r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
@@ -148,7 +150,7 @@ def asks(text: str) -> list[str] | None:
     to delete…", "本人不申请注销"), and a short ask ("please stop.") with the sentence before
     it, which says what to stop.
     """
-    if weight(text) <= FOCUS_OVER:
+    if weight(text) <= FOCUS_OVER and not letter_shaped(text):
         return None
     quote = _QUOTED.search(text)
     if quote:  # the mail this one answers, quoted below it: asked before, not now
@@ -177,7 +179,9 @@ def asks(text: str) -> list[str] | None:
             and flat[k - 1][1] == found[-1][0]
             and flat[k - 1][1].endswith((";", "；"))
         )
-        if not (_ASKS.search(plain) or paragraph == listing or goes_on):
+        opens = sentence.endswith(":") and bool(_OPENS_LIST.search(plain))
+        heard = _ASKS.search(plain) or _MAKES_COMPLAINT.search(plain)
+        if not (heard or paragraph == listing or goes_on or opens):
             continue
         if sentence.endswith(":"):
             last = k + 1 == len(flat) or flat[k + 1][0] != paragraph
@@ -201,6 +205,23 @@ def asks(text: str) -> list[str] | None:
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
+# A sentence that opens a list of asks without a verb of asking ("现依…第四十五条提出：",
+# "想提几件事：", "the following:"): each item after it is an ask (issue #14: numbered demands
+# 一、二、三 asking different rights, of which only the first was heard).
+_OPENS_LIST = re.compile(
+    r"(提出|如下|以下|下列|几件事|几点|事项|诉求|几项)[^，。,；;]{0,6}:$"
+    r"|\b(the following|as follows)\W*:$"
+)
+# A short message written as a letter (salutation, body, signature in paragraphs of their own):
+# read sentence by sentence like a long one. Read whole, a greeting and a name beside one ask
+# left every score near 0 ("致平台隐私团队：…请把频道里的这份简历删除。…马晨").
+LETTER_MIN = 100  # weight
+
+
+def letter_shaped(text: str) -> bool:
+    return weight(text) > LETTER_MIN and len(_PARAGRAPH.split(text.strip())) >= 3
+
+
 # Where a reply quotes the mail it answers (not a forwarded letter, which is the message).
 _QUOTED = re.compile(
     r"^\s*>|^-{2,}\s*original message|^—{2,}\s*原始邮件|^on [^\n]{0,80}wrote:\s*$"
@@ -234,10 +255,17 @@ def statements(text: str) -> list[str]:
     return [sentence for sentence in sentences(text) if not _boilerplate(sentence)]
 
 
+# "本人现依据上述规定，请求贵司…": the law as the ground of the writer's own ask, not a
+# citation of what it allows (the preamble that lists the rights of 第四章 is the citation).
+_GROUND = re.compile(
+    r"(依据|根据|依照|按照|基于|依)[^，。,；;]{0,30}?规定(的)?|\bunder the above\b"
+)
+
+
 def _boilerplate(sentence: str) -> bool:
     if _RESERVATION.search(sentence):
         return True
-    if not _CITATION.search(sentence):
+    if not _CITATION.search(_GROUND.sub("", sentence)):
         return False
     return not (
         _ASKS_HERE.search(_undotted(sentence)) and (cited_labels(sentence) or "特此" in sentence)
@@ -399,6 +427,7 @@ _PAST_REQUEST = re.compile(
     r"\b(i|we|my client|our client)( have| had)? (sent|submitted|made|filed|lodged|emailed|"
     r"raised)\b[^.;!?]{0,25}?\b(request|application|letter)"
     r"|\b(i|we|my client|our client)( have| had)? (asked|requested) (you|your)\b"
+    r"|\b(i|we)( have| had)? (wrote|written) to you\b[^.;!?]{0,40}?\b(request|ask)"
     r"|(曾|已)(经)?(于|在)?[^，。,；;]{0,20}?(申请|提出|提交)"
     r"|\b(my|our|the) (earlier|previous|original|first|last) (request|letter|application)\b"
     r"|(本人|我|委托人)[^，。,；;]{0,20}?(已|曾)?(于|在)[^，。,；;]{0,25}?(提交|提出|发送|发出)了?"
