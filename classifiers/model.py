@@ -26,6 +26,7 @@ from classifiers.rules import RULES, child_ages, guardian_then_age, states_child
 from classifiers.text import (
     adds_an_ask,
     asks_how,
+    business_letter,
     clauses,
     detect_language,
     hypothetical,
@@ -255,6 +256,8 @@ class RightsClassifier:
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
             for label, word, pattern in ASK_PATTERNS:
                 hit = pattern.search(text) if word in text else None
+                if label == "inquiry" and makes_complaint(text):
+                    continue  # the explanation a complaint demands is the complaint's
                 if hit and not how and not _not_asked(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
@@ -316,6 +319,10 @@ class RightsClassifier:
         if ACCOUNT_DELETION in labels and ERASURE in labels:
             # Closing the account deletes its data: one ask, not two (LABELS.md).
             labels = [label for label in labels if label != ERASURE]
+        if not whole and business_letter(plain):
+            # Its best label is "not a request"; a person still reads it (safety before
+            # accuracy: the sender's words are all the rule has to go on).
+            labels, needs_review = [NOT_A_REQUEST], True
         if only_codes:
             labels, needs_review = [NOT_A_REQUEST], False
         # When the model read parts of the message, identifiers come from all of it.
@@ -409,6 +416,22 @@ ASK_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
             r"(?<![不未无暂别])注销(本人|我|其|委托人|当事人|他|她|该|此|这个)?"
             r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
         ),
+    ),
+    # "I would also like an explanation of the logic involved", "请就…作出书面说明": asked to
+    # explain a processing (inquiry), which the bag of words, seeing an objection or a leak
+    # beside it, missed. "An explanation of why my request was ignored" is the complaint's.
+    (
+        "inquiry",
+        "expla",
+        re.compile(
+            r"\b(an explanation|explain)\b[^.;!?]{0,30}?\b(the logic|how (you|your|my|the|it)\b"
+            r"|which (data|information|of my)|what (data|information)|whether (any|my|the)\b)"
+        ),
+    ),
+    (
+        "inquiry",
+        "说明",
+        re.compile(r"(作出|做出|给出|给予|予以)[^，。,；;]{0,4}(书面)?(说明|解释)"),
     ),
     # "能不能把他的账号关掉", "把我账号删了吧": the account itself, closed.
     (

@@ -444,6 +444,26 @@ def tells_a_past_request(text: str) -> bool:
     return bool(_PAST_REQUEST.search(text)) and not _ASKS_AGAIN.search(text)
 
 
+# A letter an organisation writes about its business with us (a vendor questionnaire, a DPA,
+# an impact assessment, a police or court request for another account, a renewal, an invoice)
+# and in which no person speaks of their own data: not a rights request, however much of PIPL
+# or GDPR it cites (#14: these came out inquiry, erasure or withdraw_consent).
+_BUSINESS = re.compile(
+    r"我司|我局|我院|我队|我大队|我方|贵我双方|供应商|采购|合作伙伴|代理商|协助调(取|查)|调查函"
+    r"|调取|续签|发票|报价|\b(vendor|supplier|procurement|sub-?processors?|data processing "
+    r"agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
+)
+_PERSONAL = re.compile(
+    r"本人|我(?![司局院队方们大])|委托人|当事人|员工|职工|监护|孩子|家属|近亲属|去世|过世"
+    r"|\b(i|my|me|mine|our client|employee|on (his|her|their) behalf|passed away)\b"
+)
+
+
+def business_letter(text: str) -> bool:
+    """The normalised letter is an organisation's business, no person's own data."""
+    return bool(_BUSINESS.search(text)) and not _PERSONAL.search(text)
+
+
 def keeps_account(text: str) -> bool:
     """The normalised unit says the account stays (an erasure, not an account deletion)."""
     return bool(_KEEPS_ACCOUNT.search(text))
