@@ -219,7 +219,8 @@ LETTER_MIN = 100  # weight
 
 
 def letter_shaped(text: str) -> bool:
-    return weight(text) > LETTER_MIN and len(_PARAGRAPH.split(text.strip())) >= 3
+    # "\n" first: every short chat message pays for this look.
+    return "\n" in text and weight(text) > LETTER_MIN and len(_PARAGRAPH.split(text.strip())) >= 3
 
 
 # Where a reply quotes the mail it answers (not a forwarded letter, which is the message).
