@@ -137,6 +137,7 @@ def child_ages(text: str) -> Iterator[re.Match[str]]:
     yield from CHILD_AGE.finditer(text)
     if any(word in text for word in _GUARDIAN_WORDS):
         yield from _GUARDIAN_AGE.finditer(text)
+        yield from _GUARDIAN_THEN_AGE.finditer(text)
 
 
 _AGE_VALUE = re.compile(
