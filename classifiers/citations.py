@@ -27,6 +27,9 @@ _GDPR: dict[int, str] = {
 _PIPL: dict[int, str] = {
     15: "withdraw_consent",
     24: "restriction",
+    # 第四十四条: 限制或者拒绝他人对其个人信息进行处理 (cited in an ask: "依据第四十四条，
+    # 本人拒绝…"); the preamble's range 第四十四条至第五十条 is no ask (_RANGE).
+    44: "restriction",
     45: "access",
     46: "rectification",
     47: "erasure",
@@ -55,13 +58,33 @@ _EN_ARTICLE = re.compile(
     rf"(?:\s+(?:of\s+)?(?:the\s+)?(?:eu\s+)?({_GDPR_LAW}|{_PIPL_LAW}))?"
 )
 # "第四十五条", "第45条", "第四十五条第三款", optionally after 《个人信息保护法》.
-_ZH_ARTICLE = re.compile(r"第([一二三四五六七八九十百零\d]{1,5})条(?:第([一-九\d])款)?")
+_ZH_ARTICLE = re.compile(r"第([一二三四五六七八九十百千零\d]{1,8})条(?:第([一-九\d])款)?")
+# 《民法典》第一千零三十七条 (查阅、复制; 更正; 删除) and 第一千零三十五条 / 第一千零三十八条
+# name rights in the sentence's own words, like Taiwan's Art. 11.
+_CIVIL_CODE = re.compile(r"民法典")
+_CIVIL_WORDS = (
+    ("access", re.compile(r"查阅|复制|副本")),
+    ("rectification", re.compile(r"更正|补充|改正")),
+    ("erasure", re.compile(r"删除")),
+)
 # Erasure articles (GDPR 17, PIPL 47) also ground closing the account, which covers the data.
 _ACCOUNT = re.compile(
     r"注销|销户|\b(close|delete|terminate|cancel|deactivate)\w*\s+(\S+\s+){0,2}account\b"
     r"|\b(closure|deletion|termination|cancellation|deactivation) of (my|the|our|his|her) account"
     r"|\baccount (closure|deletion|termination|cancellation)\b"
 )
+# PIPL 第四十九条 says who asks (a close relative of a deceased user); what they ask is in
+# the sentence's own words, after the article ("根据第四十九条，本人请求删除母亲账号中的照片").
+_RELATIVE_ASKS = (
+    ("access", re.compile(r"查阅|复制|副本|查看")),
+    ("rectification", re.compile(r"更正|补充")),
+    ("account_deletion", re.compile(r"注销|销户")),
+    ("erasure", re.compile(r"删除")),
+)
+# An article that opens or closes a range ("第四十四条至第五十条", "Articles 15 to 22") lists the
+# rights of the preamble, not what is asked.
+_RANGE_AFTER = re.compile(r"\s*(至|到|~|～|-|–|—|to\b|through\b)\s*(第|art)?")
+_RANGE_BEFORE = re.compile(r"(条|\d|\))\s*(至|到|~|～|-|–|—|to|through)\s*$")
 _MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
 _GDPR_ANYWHERE = re.compile(_GDPR_LAW)
 
@@ -69,10 +92,17 @@ _GDPR_ANYWHERE = re.compile(_GDPR_LAW)
 def _zh_number(text: str) -> int:
     if text.isdigit():
         return int(text)
-    if "十" not in text:
-        return _ZH_DIGITS.get(text, 0)
-    tens, _, ones = text.partition("十")
-    return (_ZH_DIGITS.get(tens, 1) if tens else 1) * 10 + (_ZH_DIGITS.get(ones, 0) if ones else 0)
+    total, digit = 0, None
+    for char in text:
+        if char in _ZH_UNITS:
+            total += (1 if digit is None else digit) * _ZH_UNITS[char]
+            digit = None
+        else:
+            digit = _ZH_DIGITS.get(char, 0)
+    return total + (digit or 0)
+
+
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
 
 
 def cited_labels(sentence: str) -> set[str]:
@@ -85,6 +115,8 @@ def cited_labels(sentence: str) -> set[str]:
     found: set[str] = set()
     gdpr_named = bool(_GDPR_ANYWHERE.search(sentence))
     for match in _EN_ARTICLE.finditer(sentence):
+        if _in_range(sentence, match):
+            continue
         number, paragraph, law = int(match.group(1)), match.group(2), match.group(3) or ""
         pipl_named = bool(re.fullmatch(_PIPL_LAW, law))
         if number == 7 and paragraph == "(3)":  # only the GDPR has a 7(3): withdrawal
@@ -94,11 +126,19 @@ def cited_labels(sentence: str) -> set[str]:
         else:
             found |= _gdpr(number, paragraph, sentence)
     taiwan, hong_kong = bool(_TW_LAW.search(sentence)), bool(_HK_LAW.search(sentence))
+    civil = bool(_CIVIL_CODE.search(sentence))
     for match in _ZH_ARTICLE.finditer(sentence):
+        if _in_range(sentence, match):
+            continue
         number = _zh_number(match.group(1))
         clause = match.group(2)
         third = clause in ("三", "3")
-        if taiwan:
+        if civil and 1030 <= number <= 1039:
+            after = sentence[match.end() :]
+            found |= {label for label, words in _CIVIL_WORDS if words.search(after)}
+        elif civil:
+            continue
+        elif taiwan:
             found |= _taiwan(number, sentence)
         elif hong_kong:
             found |= {"access"} if number == 18 else {"rectification"} if number == 22 else set()
@@ -106,7 +146,18 @@ def cited_labels(sentence: str) -> set[str]:
             found |= _gdpr(number, None, sentence)
         else:
             found |= _pipl(number, third, sentence)
+            if number == 49:
+                after = sentence[match.end() :]
+                found |= {label for label, words in _RELATIVE_ASKS if words.search(after)}
+    if "account_deletion" in found:
+        found.discard("erasure")  # closing the account deletes its data: one ask
     return found
+
+
+def _in_range(sentence: str, match: re.Match[str]) -> bool:
+    return bool(
+        _RANGE_AFTER.match(sentence, match.end()) or _RANGE_BEFORE.search(sentence[: match.start()])
+    )
 
 
 def _taiwan(number: int, sentence: str) -> set[str]:

@@ -15,7 +15,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
 from classifiers.labels import NOT_A_REQUEST
-from classifiers.rules import CHILD_AGE, CODE_WORDS, RULES, SHORT_MESSAGE, states_child_under_14
+from classifiers.rules import CODE_WORDS, RULES, SHORT_MESSAGE, child_ages, states_child_under_14
 from rightsdesk.identifiers import Identifier, find_identifiers
 
 MINOR = "minor"
@@ -101,7 +101,7 @@ class RequestRules:
             # mentioned later ("I only got an auto-reply") is a person writing.
             if match_id != self.not_a_request or start <= AUTOMATIC_WITHIN
         ]
-        for found in CHILD_AGE.finditer(text):
+        for found in child_ages(text):
             if states_child_under_14(found) and (
                 span := doc.char_span(found.start(), found.end(), MINOR, alignment_mode="expand")
             ):

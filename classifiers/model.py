@@ -22,10 +22,11 @@ from classifiers.citations import cited_labels
 from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
 from classifiers.pipeline import TEXTCAT, adapt_tokenizer, clause_doc
-from classifiers.rules import CHILD_AGE, RULES, states_child_under_14
+from classifiers.rules import RULES, child_ages, guardian_then_age, states_child_under_14
 from classifiers.text import (
     adds_an_ask,
     asks_how,
+    business_letter,
     clauses,
     detect_language,
     hypothetical,
@@ -37,6 +38,7 @@ from classifiers.text import (
     normalise,
     rights_signal,
     statements,
+    tells_a_past_request,
 )
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
@@ -259,7 +261,21 @@ class RightsClassifier:
                     continue
                 rules.add(span.label_)
                 unit[span.label_] = max(unit[span.label_], RULE_SCORE)
-            cites = cited_labels(text) if _may_cite(text) and is_ask(text) else set()
+            for label, word, pattern in ASK_PATTERNS:
+                hit = pattern.search(text) if word in text else None
+                if label == "inquiry" and makes_complaint(text):
+                    continue  # the explanation a complaint demands is the complaint's
+                if hit and not how and not _not_asked(text, hit.start(), hit.end()):
+                    rules.add(label)
+                    unit[label] = max(unit[label], RULE_SCORE)
+            told = not whole and tells_a_past_request(text)
+            if told:
+                # A letter's history ("In October I asked you to delete my recordings"): that
+                # request was made then; what the letter asks now is in its other sentences.
+                for label in REQUEST_LABELS:
+                    if label not in WHO_ASKS and unit[label] < RULE_SCORE:
+                        unit[label] = min(unit[label], 0.9 * self.thresholds[label])
+            cites = cited_labels(text) if _may_cite(text) and is_ask(text) and not told else set()
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)
@@ -285,6 +301,18 @@ class RightsClassifier:
                 label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
                 for label in LABELS
             }
+        if (
+            not whole
+            and raw[ACCOUNT_DELETION] < CITED_SCORE  # not asked in words, nor by its article
+            and any(keeps_account(sentence) for sentence in statements(plain))
+        ):
+            # A letter says in one sentence that the account stays and asks in another to
+            # erase ("please erase the data listed above"): an erasure, not a closure.
+            raw = {
+                **raw,
+                ERASURE: max(raw[ERASURE], raw[ACCOUNT_DELETION]),
+                ACCOUNT_DELETION: min(raw[ACCOUNT_DELETION], 0.05),
+            }
         if not whole and _states_a_child(plain):
             # Who asks (a guardian) is often said outside the sentence that asks.
             raw = {**raw, MINOR: max(raw[MINOR], RULE_SCORE)}
@@ -298,6 +326,10 @@ class RightsClassifier:
         if ACCOUNT_DELETION in labels and ERASURE in labels:
             # Closing the account deletes its data: one ask, not two (LABELS.md).
             labels = [label for label in labels if label != ERASURE]
+        if not whole and business_letter(plain):
+            # Its best label is "not a request"; a person still reads it (safety before
+            # accuracy: the sender's words are all the rule has to go on).
+            labels, needs_review = [NOT_A_REQUEST], True
         if only_codes:
             labels, needs_review = [NOT_A_REQUEST], False
         # When the model read parts of the message, identifiers come from all of it.
@@ -355,10 +387,17 @@ class RightsClassifier:
                 # PIPL 第四十九条 says who asks (a relative), not what: the sentence's own
                 # words (查阅、复制, 注销) say that, as in a sentence with no article.
                 continue
+            requests = [label for label in REQUEST_LABELS if label not in WHO_ASKS]
+            top = max(requests, key=lambda label: unit[label])
             for label in LABELS:
                 if label == NOT_A_REQUEST or label in cites or label in rule_labels(unit):
                     continue
-                weak = unit[label] < SECOND_ASK
+                # A sentence beside the cited ask adds at most its own best label: the items
+                # of an access request ("a copy of that data, including call recordings…")
+                # also score erasure, whose words they share.
+                weak = unit[label] < SECOND_ASK or (
+                    not cites and label != top and label not in WHO_ASKS
+                )
                 if weak or (label == "inquiry" and "access" in all_cited):
                     unit[label] = min(unit[label], 0.9 * self.thresholds[label])
 
@@ -366,6 +405,65 @@ class RightsClassifier:
 def rule_labels(unit: dict[str, float]) -> set[str]:
     """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
     return {label for label, score in unit.items() if score >= RULE_SCORE}
+
+
+# Asks in Chinese whose words stand apart (撤回上述同意, 注销本人账号): the rule layer's
+# phrases match jieba's tokens, which split these; read in the unit, never in a question or
+# a supposition (the same checks as the phrases), nor in a negation (不撤回, 暂不注销).
+ASK_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        "withdraw_consent",
+        "撤回",
+        re.compile(r"(?<![不未无])撤回[^，。,；;！？!?]{0,12}?(同意|授权)"),
+    ),
+    (
+        "account_deletion",
+        "注销",
+        re.compile(
+            r"(?<![不未无暂别])注销(本人|我|其|委托人|当事人|他|她|该|此|这个)?"
+            r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
+        ),
+    ),
+    # "I would also like an explanation of the logic involved", "请就…作出书面说明": asked to
+    # explain a processing (inquiry), which the bag of words, seeing an objection or a leak
+    # beside it, missed. "An explanation of why my request was ignored" is the complaint's.
+    (
+        "inquiry",
+        "expla",
+        re.compile(
+            r"\b(an explanation|explain)\b[^.;!?]{0,30}?\b(the logic|how (you|your|my|the|it)\b"
+            r"|which (data|information|of my)|what (data|information)|whether (any|my|the)\b)"
+        ),
+    ),
+    (
+        "inquiry",
+        "说明",
+        re.compile(r"(作出|做出|给出|给予|予以)[^，。,；;]{0,4}(书面)?(说明|解释)"),
+    ),
+    # "能不能把他的账号关掉", "把我账号删了吧": the account itself, closed.
+    (
+        "account_deletion",
+        "把",
+        re.compile(
+            r"把[^，。,；;]{0,6}(账号|帐号|账户|帐户)(给)?(关掉|关了|关闭|删掉|删了|删除|注销)"
+        ),
+    ),
+)
+
+
+# Before an ask pattern in its clause: a negation (我不想注销账号) or a supposition (如果我把
+# 账号注销了，…?).
+_NOT_ASKED_BEFORE = re.compile(
+    r"((?<![能可行要是])不(?![能可行要是])|别|没|无需|暂|如果|若|假如|要是|万一|一旦)"
+    r"[^，。,；;！？!?]{0,6}$"
+)
+
+
+def _not_asked(text: str, start: int, end: int) -> bool:
+    clause_start = max(text.rfind(mark, 0, start) for mark in "，。,；;！？!?") + 1
+    return bool(
+        _NOT_ASKED_BEFORE.search(text, clause_start, start) or hypothetical(text, start, end)
+    )
 
 
 def _may_cite(text: str) -> bool:
@@ -379,8 +477,8 @@ def _states_a_child(text: str) -> bool:
     return any(
         states_child_under_14(found)
         for sentence in statements(text)
-        for found in CHILD_AGE.finditer(sentence)
-    )
+        for found in child_ages(sentence)
+    ) or any(states_child_under_14(found) for found in guardian_then_age(text))
 
 
 _DEATH = re.compile(

@@ -8,6 +8,7 @@ What is *not* here is deliberate: 投诉/complaint (letters "reserve the right t
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 RULES: dict[str, tuple[str, ...]] = {
     "account_deletion": (
@@ -81,6 +82,10 @@ _CHILD = (
     r"(儿子|女儿|孩子|小孩|儿童|娃|侄子|侄女|孙子|孙女|外孙|外甥"
     r"|son|daughter|child|kid|boy|girl|nephew|niece)"
 )
+_PARENT = (
+    r"(?:\b(?:mother|father|parent|guardian|mum|mom|dad) of\b"
+    r"|的(?:母亲|父亲|妈妈|爸爸|家长|监护人)|(?:我|本人)是[^，。,]{0,8}(?:母亲|父亲|妈妈|爸爸|家长|监护人))"
+)
 _AGE = (
     r"(?:\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九])\s*(?:周岁|岁|歲|週歲)"
     r"|(?:\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen)"
@@ -92,6 +97,49 @@ CHILD_AGE = re.compile(
     rf"{_CHILD}[^。.!?！？;；]{{0,12}}?(?:{_AGE})|(?:{_AGE})[^。.!?！？;；]{{0,12}}?{_CHILD}"
     rf"|\bmy (?:{_AGE})|未满(?:14|十四)|不满(?:14|十四)|under (?:14|fourteen)\b.{{0,20}}{_CHILD}"
 )
+# The writer's role, then the child's name and age: "I am the mother of Leo Martin, who is 12
+# years old", "legal guardian of Emma Novak, aged 13", "本人是高一凡的父亲，一凡今年十三岁".
+# Apart from CHILD_AGE and behind a look for its words (`child_ages`): it runs on every message.
+_GUARDIAN_AGE = re.compile(rf"{_PARENT}[^。.!?！？;；]{{0,40}}?(?:{_AGE}|\bwho is \d{{1,2}}\b)")
+_GUARDIAN_WORDS = (
+    "mother",
+    "father",
+    "parent",
+    "guardian",
+    "mum",
+    "mom",
+    "dad",
+    "母亲",
+    "父亲",
+    "妈妈",
+    "爸爸",
+    "家长",
+    "监护人",
+)
+
+
+# The role in one sentence, the child's age in the next: "我是陈乐乐的父亲。乐乐今年9岁".
+_GUARDIAN_THEN_AGE = re.compile(
+    rf"{_PARENT}[^。.!?！？;；]{{0,20}}[。.]\s*[^。.!?！？;；]{{0,12}}?(?:{_AGE})"
+)
+
+
+def guardian_then_age(text: str) -> Iterator[re.Match[str]]:
+    """Where the normalised text states a guardian's role, then a child's age in the next
+    sentence (for a letter, whose statements are read one by one)."""
+    if any(word in text for word in _GUARDIAN_WORDS):
+        yield from _GUARDIAN_THEN_AGE.finditer(text)
+
+
+def child_ages(text: str) -> Iterator[re.Match[str]]:
+    """Where the normalised text states a child's age (CHILD_AGE, or a guardian's role then the
+    child's name and age); `states_child_under_14` says whether it is under 14."""
+    yield from CHILD_AGE.finditer(text)
+    if any(word in text for word in _GUARDIAN_WORDS):
+        yield from _GUARDIAN_AGE.finditer(text)
+        yield from _GUARDIAN_THEN_AGE.finditer(text)
+
+
 _AGE_VALUE = re.compile(
     r"\d{1,2}|十[一二三四五六七八九]?|(?<!十)[一二三四五六七八九]"
     r"|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen)\b"

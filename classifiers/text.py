@@ -26,12 +26,14 @@ _SENTENCE_END = re.compile(
 # are in normalised form (lower case, simplified).
 _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
-    r"|(^|[，,：:])\W*(现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此|(亦|也|还|并|另|再)请"
+    r"|(^|[，,：:])\W*(现在|现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此"
+    r"|(亦|也|还|并|另|再)请"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
-    r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing))\b"
+    r"require|demand|object|refuse|complain\w*|hereby|making|lodg\w*|fil(e|ing)"
+    r"|would (also|further) like)\b"
     r"|\bcomplaint\b|\b(my|our|the) (request|ask|application) (is|here is|today is)\b"
     r"|\b(this|the present) (letter|email|e-mail|message|mail)? ?is (a|my) (formal )?(request|"
     r"application|notice)\b|\bexercis\w* (my|our|his|her) rights?\b"
@@ -44,13 +46,16 @@ _ASKS = re.compile(
     r"like|requires|instructs|withdraws|objects)\b|\bwe are instructed to (ask|request)\b"
     r"|(本律师|本所|我所|我司|我们公司)[^，。,；;]{0,15}?(申请|要求|请求)|代(其|表当事人|当事人)"
     r"|(受|经)[^，。,；;]{0,20}委托|(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
+    r"|(^|[，,])\s*[\u4e00-\u9fff]{2,4}(要求|请求|申请)(贵|你们|平台)"  # "…，刘畅要求贵公司删除…"
     # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
     r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
     r"(撤回|请求|要求|申请|拒绝|反对)"
-    r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d like\b|\bi (need|want)\b"
+    r"|\b(please|kindly)\b|\b(could|can|would|will) you\b|\bi'?d (also )?like\b"
+    r"|\bi (also )?(need|want)\b"
     r"|\bmy (late |deceased )?(father|mother|parent|husband|wife|child|son|daughter|kid)\b"
     r"|\b(died|passed away)\b"
     r"|[?？]\W*$"  # a question asks too (an inquiry, "can you …?")
+    r"|^\W*(formal )?(request|application|demand)s? (for|of)\b"  # a subject: "request for erasure"
 )
 # "I reserve the right to complain": names a right and asks for none, whatever else it says.
 # Only a reservation of rights: "保留" alone also keeps things ("本人账号继续保留使用"), and
@@ -67,7 +72,7 @@ _CITATION = re.compile(
     r"|\b(policy|notice) (also )?(states|says)"
 )
 _ASKS_HERE = re.compile(
-    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回)|\bhereby\b"
+    r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回|拒绝|反对)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
@@ -146,8 +151,11 @@ def asks(text: str) -> list[str] | None:
     to delete…", "本人不申请注销"), and a short ask ("please stop.") with the sentence before
     it, which says what to stop.
     """
-    if weight(text) <= FOCUS_OVER:
+    if weight(text) <= FOCUS_OVER and not letter_shaped(text):
         return None
+    quote = _QUOTED.search(text)
+    if quote:  # the mail this one answers, quoted below it: asked before, not now
+        text = text[: quote.start()]
     flat = [
         (number, sentence)
         for number, paragraph in enumerate(_PARAGRAPH.split(text))
@@ -161,7 +169,20 @@ def asks(text: str) -> list[str] | None:
         plain = _undotted(sentence)
         if _boilerplate(sentence) or _NOT_ASKING.search(plain):
             continue
-        if not (_ASKS.search(plain) or paragraph == listing):
+        if listing is not None and paragraph == listing + 1 and _LIST_ITEM.match(sentence):
+            listing = paragraph  # the next item of the same list, after a blank line
+        # The second half of an ask parted by a semicolon ("…a copy of her files; and
+        # second, once I have them, to close her account").
+        goes_on = bool(
+            found
+            and k
+            and flat[k - 1][0] == paragraph
+            and flat[k - 1][1] == found[-1][0]
+            and flat[k - 1][1].endswith((";", "；"))
+        )
+        opens = sentence.endswith(":") and bool(_OPENS_LIST.search(plain))
+        heard = _ASKS.search(plain) or _MAKES_COMPLAINT.search(plain)
+        if not (heard or paragraph == listing or goes_on or opens):
             continue
         if sentence.endswith(":"):
             last = k + 1 == len(flat) or flat[k + 1][0] != paragraph
@@ -185,6 +206,34 @@ def asks(text: str) -> list[str] | None:
 
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
+# A sentence that opens a list of asks without a verb of asking ("现依…第四十五条提出：",
+# "想提几件事：", "the following:"): each item after it is an ask (issue #14: numbered demands
+# 一、二、三 asking different rights, of which only the first was heard).
+_OPENS_LIST = re.compile(
+    r"(提出|如下|以下|下列|几件事|几点|事项|诉求|几项)[^，。,；;]{0,6}:$"
+    r"|\b(the following|as follows)\W*:$"
+)
+# A short message written as a letter (salutation, body, signature in paragraphs of their own):
+# read sentence by sentence like a long one. Read whole, a greeting and a name beside one ask
+# left every score near 0 ("致平台隐私团队：…请把频道里的这份简历删除。…马晨").
+LETTER_MIN = 100  # weight
+
+
+def letter_shaped(text: str) -> bool:
+    # "\n" first: every short chat message pays for this look.
+    return "\n" in text and weight(text) > LETTER_MIN and len(_PARAGRAPH.split(text.strip())) >= 3
+
+
+# Where a reply quotes the mail it answers (not a forwarded letter, which is the message).
+_QUOTED = re.compile(
+    r"^\s*>|^-{2,}\s*original message|^—{2,}\s*原始邮件|^on [^\n]{0,80}wrote:\s*$"
+    r"|^在[^\n]{0,60}写道[:：]\s*$",
+    re.MULTILINE,
+)
+# A list item's opening: "(b)", "2.", "3)", "一、", "（二）", "- ", "• ".
+_LIST_ITEM = re.compile(
+    r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"
+)
 # An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
 # ask of twenty characters, which says what it asks, stands alone.
 SHORT_ASK = 30
@@ -208,10 +257,17 @@ def statements(text: str) -> list[str]:
     return [sentence for sentence in sentences(text) if not _boilerplate(sentence)]
 
 
+# "本人现依据上述规定，请求贵司…": the law as the ground of the writer's own ask, not a
+# citation of what it allows (the preamble that lists the rights of 第四章 is the citation).
+_GROUND = re.compile(
+    r"(依据|根据|依照|按照|基于|依)[^，。,；;]{0,30}?规定(的)?|\bunder the above\b"
+)
+
+
 def _boilerplate(sentence: str) -> bool:
     if _RESERVATION.search(sentence):
         return True
-    if not _CITATION.search(sentence):
+    if not _CITATION.search(_GROUND.sub("", sentence)):
         return False
     return not (
         _ASKS_HERE.search(_undotted(sentence)) and (cited_labels(sentence) or "特此" in sentence)
@@ -233,6 +289,13 @@ def is_ask(unit: str) -> bool:
     return bool(_ASKS.search(plain) or _ASKS_HERE.search(plain))
 
 
+# A subject that names what is asked: "Request for erasure…", "…access request", "删除申请".
+_SUBJECT_ASKS = re.compile(
+    r"\b(request|application|demand)s? (for|of|to)\b|\b(access|erasure|deletion|rectification"
+    r"|portability|restriction|withdrawal|objection) request\b|(申请|请求|要求)(书|函)?$"
+)
+
+
 def model_units(subject: str, text: str) -> tuple[list[str], bool]:
     """What the textcat reads, one or more units per message, and whether it found the ask.
     A short message is one unit (subject and body). A long one is each sentence that asks for
@@ -244,6 +307,11 @@ def model_units(subject: str, text: str) -> tuple[list[str], bool]:
     found = asks(body)
     if found:
         return found, True
+    title = normalise(subject).strip()
+    if found == [] and title and _SUBJECT_ASKS.search(title):
+        # A letter whose body only explains and whose subject is the ask ("Request for
+        # erasure of meeting recordings - Article 17 GDPR").
+        return [title], True
     return [joined(normalise(subject), body)], found is None
 
 
@@ -258,8 +326,8 @@ _CLAUSE_BREAK = re.compile(
     r"|[，,]\s*(?=请|麻烦|帮|把|再|也|还|别|不要|能不能|能否|可否|给我|发我|我(?:要|想|希望)|以后|同时|然后|之后|随后|接着)"
     r"|,\s*(?=(?:and|also|plus|but|then|please|pls|plz|could|can|would|and also|oh and|btw)\b)"
     r"|(?<=[\w)\]'\"])(?<!\byou)(?<!\bplease)(?<!\bcan)(?<!\bpls)"
-    r"\s+(?=(?:and|also|plus|then|but also|and also|and then)\s+"
-    r"(?:please|pls|plz|kindly|could|can|would|stop|delete|remove|erase|wipe|send|give|tell|"
+    r"\s+(?=(?:and|also|plus|then|but also|and also|and then)\s+(?:to\s+)?"
+    r"(?:please|pls|plz|kindly|could|can|would|stop|delete|remove|erase|wipe|send|give|tell|have|"
     r"fix|correct|update|change|close|export|transfer|unsubscribe|opt|let|make|don'?t|do not|"
     r"i (?:want|need|would|'d)|i'd|explain|show|provide|cancel|deactivate|restrict|pause)\b)"
     r"|(?=另外|顺便|此外|还有就是|同时请|同时麻烦|然后(?:请|把|帮|麻烦))"
@@ -326,7 +394,8 @@ _HOW = re.compile(
 
 # A sentence that says it adds an ask of its own beside the one before it.
 _ANOTHER_ASK = re.compile(
-    r"^\W*(in addition|additionally|also|furthermore|moreover|separately|secondly|second,"
+    r"^\W*(and )?(second|secondly|third|thirdly|finally|lastly)\b|\b(please|kindly) also\b"
+    r"|^\W*(in addition|additionally|also|furthermore|moreover|separately|secondly|second,"
     r"|另外|此外|同时|其次|第二|还请|并请|此外还)"
     r"|\b(i also|we also|also (ask|request|want|like)|as well as this)\b"
 )
@@ -346,8 +415,55 @@ _KEEPS_ACCOUNT = re.compile(
     r"\b(except|apart from|but not|other than) (for )?(the|my) (account|login)\b"
     r"|\b(keep|keeping|leave|leaving) (the|my) (account|login)\b|\b(account|login) (open|active)\b"
     r"|\bnot (close|delete|cancel) (the|my) account\b|\bstill (use|using|need) (the|my) account\b"
-    r"|(账号|帐号|账户)[^,，。]{0,4}(保留|留着|还要|继续|不注销|不用注销|不要注销|别注销)|不(需要|要|用)?注销"
+    # "I want my user account itself to remain open", "her account is to remain active".
+    r"|\baccount\b[^.;!?]{0,25}?\b(remain|stay)s?\b[^.;!?]{0,12}?\b(open|active|as it is|in place)"
+    r"|\b(i will|i'll|i want to|i'd like to|i wish to) keep (using )?(the|my) account\b"
+    r"|(账号|帐号|账户)[^,，。]{0,6}(保留|留着|还要|还会|继续|不注销|不用注销|不要注销|别注销|保持不变)"
+    r"|不(需要|要|用)?注销"
 )
+
+
+# A sentence that tells of a request made before ("On 2 September I sent you a request under
+# Article 15", "本人于十月八日提交了删除申请"): its article is history, not what is asked now.
+_PAST_REQUEST = re.compile(
+    r"\b(i|we|my client|our client)( have| had)? (sent|submitted|made|filed|lodged|emailed|"
+    r"raised)\b[^.;!?]{0,25}?\b(request|application|letter)"
+    r"|\b(i|we|my client|our client)( have| had)? (asked|requested) (you|your)\b"
+    r"|\b(i|we)( have| had)? (wrote|written) to you\b[^.;!?]{0,40}?\b(request|ask)"
+    r"|(曾|已)(经)?(于|在)?[^，。,；;]{0,20}?(申请|提出|提交)"
+    r"|\b(my|our|the) (earlier|previous|original|first|last) (request|letter|application)\b"
+    r"|(本人|我|委托人)[^，。,；;]{0,20}?(已|曾)?(于|在)[^，。,；;]{0,25}?(提交|提出|发送|发出)了?"
+    r"|(此前|之前|上次|曾经)[^，。,；;]{0,10}(提交|提出|发送|发出)"
+)
+
+
+# …unless it asks again in the same breath ("I asked you in May and I now ask again").
+_ASKS_AGAIN = re.compile(r"\b(hereby|again|now|please|repeat)\b|再次|重新|现|特此")
+
+
+def tells_a_past_request(text: str) -> bool:
+    """The normalised sentence tells of a request made before."""
+    return bool(_PAST_REQUEST.search(text)) and not _ASKS_AGAIN.search(text)
+
+
+# A letter an organisation writes about its business with us (a vendor questionnaire, a DPA,
+# an impact assessment, a police or court request for another account, a renewal, an invoice)
+# and in which no person speaks of their own data: not a rights request, however much of PIPL
+# or GDPR it cites (#14: these came out inquiry, erasure or withdraw_consent).
+_BUSINESS = re.compile(
+    r"我司|我局|我院|我队|我大队|我方|贵我双方|供应商|采购|合作伙伴|代理商|协助调(取|查)|调查函"
+    r"|调取|续签|发票|报价|\b(vendor|supplier|procurement|sub-?processors?|data processing "
+    r"agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
+)
+_PERSONAL = re.compile(
+    r"本人|我(?![司局院队方们大])|委托人|当事人|员工|职工|监护|孩子|家属|近亲属|去世|过世"
+    r"|\b(i|my|me|mine|our client|employee|on (his|her|their) behalf|passed away)\b"
+)
+
+
+def business_letter(text: str) -> bool:
+    """The normalised letter is an organisation's business, no person's own data."""
+    return bool(_BUSINESS.search(text)) and not _PERSONAL.search(text)
 
 
 def keeps_account(text: str) -> bool:

@@ -109,6 +109,10 @@ def test_a_code_or_an_emoji_alone_is_not_a_request(model: RightsClassifier, repl
         ("我儿子12岁，请删除他的账号", True),
         ("My daughter is 9 and made an account, delete it", True),
         ("我儿子十五岁了，请删除他的账号", False),  # 14 or older: not the guardian's procedure
+        # The writer's role, then the child's name and age.
+        ("I am the mother of Leo Martin, who is 12 years old. Please delete his data.", True),
+        ("本人是高一凡的父亲，一凡今年十三岁，请删除他的信息。", True),
+        ("I am the father of Sam, who is 19. Please delete his data.", False),
     ],
 )
 def test_a_child_under_14_is_found_by_age(model: RightsClassifier, text: str, minor: bool) -> None:

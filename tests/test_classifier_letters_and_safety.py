@@ -8,7 +8,14 @@ import pytest
 from classifiers.citations import cited_labels
 from classifiers.labels import LABELS
 from classifiers.model import RightsClassifier, decide
-from classifiers.text import asks, normalise, rights_signal, sentences
+from classifiers.text import (
+    asks,
+    clauses,
+    normalise,
+    rights_signal,
+    sentences,
+    tells_a_past_request,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,7 +33,14 @@ from classifiers.text import asks, normalise, rights_signal, sentences
         ("依据第四十五条第三款，请将本人信息转移。", {"portability"}),
         ("本人依据第四十六条申请更正。", {"rectification"}),
         ("本人依据第四十七条要求删除。", {"erasure"}),
-        ("依据第四十九条，本人作为近亲属申请查阅。", {"deceased"}),
+        ("依据第四十九条，本人作为近亲属申请查阅。", {"deceased", "access"}),
+        ("根据第四十九条，本人作为近亲属请求删除母亲账号中的照片。", {"deceased", "erasure"}),
+        ("本人依据第四十四条，拒绝贵公司对本人的会议录像进行分析。", {"restriction"}),
+        # A range of articles is the preamble's list of rights, not the ask.
+        ("根据第四十四条至第五十条的规定，本人要求查阅。", set()),
+        ("Under Articles 15 to 22 GDPR I have many rights.", set()),
+        # 《民法典》第一千零三十七条 names its rights by the sentence's words.
+        ("本人依据《民法典》第一千零三十七条，请求删除本人的家庭住址。", {"erasure"}),
         ("本人依据第十五条撤回同意。", {"withdraw_consent"}),
         ("I ask for a copy of my data.", set()),
     ],
@@ -205,3 +219,103 @@ def test_a_death_stated_in_a_letter_says_who_asks(model: RightsClassifier) -> No
         "I ask you to close his account under Article 17 GDPR.",
     )
     assert set(model.predict("", letter).labels) == {"deceased", "account_deletion"}
+
+
+_PAD = "I have used your meeting service for several years, for work and family calls alike. " * 3
+
+
+def test_the_items_of_a_lettered_list_are_asks_across_blank_lines(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear DPO,\n\n{_PAD}\n\nOur client instructs us to make the following requests:\n\n"
+        "(a) that you erase, under Article 17 GDPR, her voice samples; her account is to "
+        "remain active;\n\n(b) that, under Article 21(3) GDPR, her data is no longer processed "
+        "for direct marketing.\n\nYours faithfully,\nR. Adeyemi"
+    )
+    assert sorted(model.predict("", letter).labels) == ["erasure", "withdraw_consent"]
+
+
+def test_the_account_kept_in_another_sentence_makes_an_erasure(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear team,\n\n{_PAD}\n\nI want my user account itself to remain open, since I still "
+        "use it.\n\nPlease erase the webinar recordings listed above and confirm once done."
+    )
+    found = model.predict("", letter)
+    assert "account_deletion" not in found.labels
+    assert found.scores["account_deletion"] <= 0.05
+
+
+def test_a_request_told_of_is_no_ask_of_its_article() -> None:
+    told = normalise("On 2 September I sent you a request under Article 15 GDPR (PRIV-1).")
+    assert tells_a_past_request(told)
+    assert not tells_a_past_request(normalise("I hereby request access under Article 15 GDPR."))
+    assert tells_a_past_request(normalise("本人于十月八日通过隐私邮箱提交了删除申请"))
+
+
+@pytest.mark.parametrize(
+    ("text", "negated", "label"),
+    [
+        ("本人特此撤回上述同意，请不要再用于训练。", "本人不撤回上述同意。", "withdraw_consent"),
+        (
+            "导出完成后，请注销本人在贵平台的账号。",
+            "本人暂不注销本人在贵平台的账号。",
+            "account_deletion",
+        ),
+        ("我爸走了，能不能把他的账号关掉？", "我爸走了，别把他的账号关掉。", "account_deletion"),
+    ],
+)
+def test_chinese_asks_whose_words_stand_apart_are_rules(
+    model: RightsClassifier, text: str, negated: str, label: str
+) -> None:
+    assert label in model.predict("", text).rules
+    assert label not in model.predict("", negated).rules
+
+
+def test_a_letter_whose_subject_is_the_ask_is_read_by_its_subject(model: RightsClassifier) -> None:
+    body = (
+        f"Dear Sir or Madam,\n\n{_PAD}\n\nAttached is a copy of my passport, as your form "
+        "requires. The recordings are those of 3 and 10 May. My account should remain open."
+    )
+    found = model.predict("Request for erasure of meeting recordings - Article 17 GDPR", body)
+    assert found.labels == ["erasure"]
+    assert not found.needs_review
+
+
+def test_a_request_made_before_is_history_in_a_complaint_letter(model: RightsClassifier) -> None:
+    letter = (
+        f"Dear DPO,\n\n{_PAD}\n\nIn October I asked you to delete my recordings under Article 17 "
+        "GDPR. Your agent closed the ticket without deleting anything.\n\nI hereby make a formal "
+        "complaint about the handling of that request."
+    )
+    assert model.predict("", letter).labels == ["complaint"]
+
+
+def test_the_second_half_of_an_ask_after_a_semicolon_is_an_ask(model: RightsClassifier) -> None:
+    letter = (
+        "Dear Sirs,\n\nI am the executor of my mother's estate; she died on 1 October.\n\n"
+        f"{_PAD}\n\n"
+        "I ask you, first, to provide me with a copy of the files she stored in her account; "
+        "and second, once I have received them, to close her account.\n\nDaniel Shaw"
+    )
+    assert "account_deletion" in model.predict("", letter).labels
+
+
+def test_a_supposed_or_refused_closure_in_chinese_is_no_rule(model: RightsClassifier) -> None:
+    for text in ("如果我把账号注销了，数据还在吗？", "我暂时不想注销本人的账号，只删聊天记录"):
+        assert "account_deletion" not in model.predict("", text).rules
+
+
+def test_and_then_to_close_it_is_a_second_ask() -> None:
+    text = normalise(
+        "I ask you to give me access to the files in his account and then to close it."
+    )
+    assert len(clauses(text)) == 2
+
+
+def test_the_mail_a_reply_quotes_is_not_read_as_its_ask() -> None:
+    reply = normalise(
+        f"Hi again,\n\n{_PAD}\n\nNow please delete the recordings of my calls (Article 17 GDPR)."
+        "\n\n> On 20 Nov, Meetly wrote:\n> please find attached your export under Article 15 GDPR."
+    )
+    found = asks(reply) or []
+    assert found
+    assert not any("article 15" in unit for unit in found)
