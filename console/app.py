@@ -22,7 +22,7 @@ from console import (
     users,
 )
 from console.actions import Core
-from console.web import STATIC, Console, SecurityHeaders
+from console.web import STATIC, Console, SecurityHeaders, error_page, language_of, strings
 from rightsdesk.answers import Answers
 from rightsdesk.config import ConsoleSettings
 from rightsdesk.fulfilment import FulfilmentService
@@ -36,6 +36,12 @@ from rightsdesk.tickets import TicketService
 async def health(request: Request) -> Response:
     """The trivial route: no database, no template (load balancers, and the benchmark)."""
     return PlainTextResponse("ok")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """A page that is not there (or a method a page does not take): the console's own error
+    page in the reader's language, not a bare "Not Found"."""
+    return error_page(request, 404, strings(language_of(request, None))["not_found"])
 
 
 def build_app(
@@ -83,7 +89,11 @@ def build_app(
         Mount("/api/v1", routes=api.routes()),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders, settings=settings)])
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, settings=settings)],
+        exception_handlers={404: not_found, 405: not_found},
+    )
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
     app.state.core = Core(tickets, answers, merger)

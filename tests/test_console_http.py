@@ -101,6 +101,11 @@ def test_every_page_needs_a_login_and_logout_ends_the_session(server: ConsoleUnd
         assert dora.get(path).status_code == 200, path
     assert dora.get("/tickets/PRIV-2026-999999").status_code == 404
     assert dora.get("/dashboard/nothing.svg").status_code == 404
+    # A page that is not there is the console's own page, not a bare "Not Found".
+    missing = dora.get("/search?q=13800138000")
+    assert missing.status_code == 404
+    assert "没有这个页面" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
 
     page = dora.get("/").text
     assert dora.post("/logout", data={"csrf": csrf_of(page)}).status_code == 303
