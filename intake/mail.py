@@ -20,7 +20,13 @@ from email.message import Message as MimePart
 from inscriptis import get_text
 
 from intake.charsets import MAX_HEADER_CHARS, decode_bytes, decode_header_value
-from rightsdesk.inbound import Attachment, Authentication, Bounce, InboundMessage
+from rightsdesk.inbound import (
+    DERIVED_ID_DOMAIN,
+    Attachment,
+    Authentication,
+    Bounce,
+    InboundMessage,
+)
 from rightsdesk.models import Channel
 from rightsdesk.pipeline import Delivery
 
@@ -43,7 +49,7 @@ _BARE_ADDR = re.compile(r"[^\s<>\"()]+@[^\s<>\"()]+")
 
 def derived_message_id(raw: bytes) -> str:
     """A stable id for mail without a Message-ID: the hash of its content."""
-    return f"sha256-{hashlib.sha256(raw).hexdigest()[:40]}@rightsdesk.invalid"
+    return f"sha256-{hashlib.sha256(raw).hexdigest()[:40]}@{DERIVED_ID_DOMAIN}"
 
 
 _HEADER_BLOCK_END = re.compile(rb"\r?\n\r?\n")

@@ -67,5 +67,14 @@ class InboundMessage:
         return any(d in PARSER_CUTS for d in self.defects)
 
 
+# The domain of the Message-ID given to mail that had none (intake.mail.derived_message_id):
+# no one's real Message-ID, so our mail never quotes it in In-Reply-To or References.
+DERIVED_ID_DOMAIN = "rightsdesk.invalid"
+
+
+def is_derived_message_id(message_id: str) -> bool:
+    return message_id.endswith("@" + DERIVED_ID_DOMAIN)
+
+
 # The defects (intake.mail) that mean part of the mail was left unread.
 PARSER_CUTS = frozenset({"MimeTooDeepDefect", "HeaderTooLongDefect"})

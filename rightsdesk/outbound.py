@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rightsdesk.clock import Clock
 from rightsdesk.composing import Composed, can_mail, compose_mail, mail_address, one_line
 from rightsdesk.config import Settings
+from rightsdesk.inbound import is_derived_message_id
 from rightsdesk.models import Channel, ContactKind, Message, OutboxEntry, Ticket
 from rightsdesk.oversize import ANSWERING_KINDS, too_large_context
 from rightsdesk.sending import (
@@ -150,6 +151,7 @@ class Outbox:
         lang = ticket_language(ticket, lang, lang_chosen)
         to_address = mail_address(to, to_name)  # first: refuses before anything is rendered
         rendered = self._render(kind, lang, ticket, context)
+        thread = [(mid, way) for mid, way in thread if not is_derived_message_id(mid)]
         theirs = [mid for mid, direction in thread if direction == "in"]
         in_reply_to, references = None, []
         if thread:

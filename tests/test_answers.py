@@ -106,6 +106,24 @@ async def outbox_count(desk: Desk) -> int:
 # ---- replies by mail -------------------------------------------------------------------------
 
 
+async def test_mail_without_a_message_id_is_answered_without_quoting_our_derived_id(
+    world: World,
+) -> None:
+    raw = mail("请把我的个人信息副本发给我。").replace(b"Message-ID: <req-1@example.com>\r\n", b"")
+    assert b"Message-ID" not in raw
+    await world.send(raw)
+    public_id = await only(world.desk)
+    await world.desk.answers.reply(public_id, actor="cli:dpo", text="您好。")
+    await world.desk.sender.send_due()
+    [ack] = received(world, "acknowledgement")
+    [reply] = received(world, "reply")
+    # The id we derived for it (sha256-…@rightsdesk.invalid) is no one's: never quoted back.
+    assert ack["In-Reply-To"] is None
+    assert ack["References"] is None
+    assert reply["In-Reply-To"] == ack["Message-ID"]
+    assert "rightsdesk.invalid" not in str(reply["References"])
+
+
 async def test_a_reply_with_two_files_arrives_threaded_and_byte_exact(world: World) -> None:
     await world.send(mail("请把我的个人信息副本发给我。", message_id="req-1@example.com"))
     public_id = await only(world.desk)
