@@ -240,7 +240,8 @@ class TicketSearch:
         branches) in a second statement: two round trips for every spelling of the words."""
         if plan.union is None:
             return []
-        rows = (await session.exec(plan.union, params=params)).all()
+        connection = await session.connection()  # Core: no ORM execution for plain ids
+        rows = (await connection.execute(plan.union, params)).all()
         found: list[list[int]] = [[] for _ in plan.kinds]
         for branch, value in rows:
             if value is not None:
@@ -248,7 +249,7 @@ class TicketSearch:
         via = {n for n, kind in enumerate(plan.kinds) if kind.startswith("requesters:")}
         requesters = sorted({r for n in via for r in found[n]})
         if requesters:
-            owned = await session.exec(plan.owned, params={"requesters": requesters})
+            owned = await connection.execute(plan.owned, {"requesters": requesters})
             tickets: dict[int, list[int]] = {}
             for ticket_id, requester_id in owned.all():
                 if ticket_id is not None:
@@ -344,7 +345,9 @@ class _AccountPlan:
 
 
 async def _ids(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
-    return [r for r in (await session.exec(statement, params=params)).all() if r is not None]
+    connection = await session.connection()  # Core: no ORM execution for plain ids
+    found = (await connection.execute(statement, params)).scalars().all()
+    return [r for r in found if r is not None]
 
 
 def _contains(column: Any, style: str, value: Any) -> Any:

@@ -154,10 +154,11 @@ class TicketReads:
             return list(found.all())
 
         async with self.db.reading() as session:
-            row, found_messages, found_events, found_account, found_files = [
-                await read(session)
-                for read in (ticket_and_requester, messages, events, account, files)
-            ]
+            row = await ticket_and_requester(session)
+            found_messages = await messages(session)
+            found_events = await events(session)
+            found_account = await account(session)
+            found_files = await files(session)
         if row is None:
             raise TicketNotFound(f"no ticket {public_id}")
         ticket, requester = row
@@ -277,8 +278,7 @@ class TicketReads:
     async def _plain_rows(self, query: Any, limit: int | None) -> list[TicketRow]:
         if limit is not None:
             query = query.limit(limit)
-        async with self.db.reading() as session:
-            connection = await session.connection()
+        async with self.db.reading_connection() as connection:
             return [ticket_row(values) for values in await connection.execute(query)]
 
     async def count(self, filters: TicketFilter = TicketFilter(), cap: int | None = None) -> int:
