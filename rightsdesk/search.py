@@ -19,6 +19,7 @@ from typing import Any
 import zhconv
 from sqlalchemy import Text, bindparam, cast, column, literal, literal_column, table, union_all
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -66,7 +67,9 @@ class TicketSearch:
                 )
             ).all()
             texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
-            snippets = await self._snippets(session, texts, wanted) if texts else {}
+            snippets = (
+                await self._snippets(await session.connection(), texts, wanted) if texts else {}
+            )
         return [
             SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
             for t in tickets
@@ -90,8 +93,8 @@ class TicketSearch:
         """The first matching passage of each ticket's inbound messages, masked."""
         if not ticket_ids:
             return {}
-        async with self.db.reading() as session:
-            return await self._snippets(session, ticket_ids, _wanted(query))
+        async with self.db.reading_connection() as connection:
+            return await self._snippets(connection, ticket_ids, _wanted(query))
 
     async def _matches(self, q: str, limit: int) -> list[tuple[str, list[int]]]:
         """Each kind of match as a small indexed query, newest first (a chain of IN subqueries
@@ -267,11 +270,12 @@ class TicketSearch:
         return "like"
 
     async def _snippets(
-        self, session: AsyncSession, ticket_ids: list[int], q: str
+        self, connection: AsyncConnection, ticket_ids: list[int], q: str
     ) -> dict[int, str]:
-        """The first matching passage of each ticket's messages, masked."""
+        """The first matching passage of each ticket's messages, masked (plain rows: no
+        ORM execution)."""
         found: dict[int, str] = {}
-        rows = await session.exec(
+        rows = await connection.execute(
             select(Message.ticket_id, Message.text)
             .where(col(Message.ticket_id).in_(ticket_ids))
             .where(Message.direction == "in")
