@@ -62,7 +62,11 @@ async def queue_page(request: Request) -> Response:
         return error_page(request, 400, str(exc))
     ttl = console.settings.count_cache_seconds
     rows = await tickets.rows(listing.filters)
-    total = await cached_count(tickets, listing.filters, ttl, cap=queues.COUNT_CAP + 1)
+    if len(rows) < size and (rows or query.page == 1):
+        # The last page is in hand (a search's few hits, most often): its rows are the count.
+        total = (query.page - 1) * size + len(rows)
+    else:
+        total = await cached_count(tickets, listing.filters, ttl, cap=queues.COUNT_CAP + 1)
     items = await queue_items(request, listing, rows)
     pages = min(max(1, -(-min(total, queues.COUNT_CAP) // size)), max_page(size))
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import zhconv
-from sqlalchemy import Text, cast, column, literal, literal_column, table, union_all
+from sqlalchemy import Text, bindparam, cast, column, literal, literal_column, table, union_all
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,6 +50,7 @@ class SearchHit:
 class TicketSearch:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._plans: dict[Any, Any] = {}  # statements built once per shape of query
 
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         wanted = _wanted(query)
@@ -65,7 +67,9 @@ class TicketSearch:
                 )
             ).all()
             texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
-            snippets = await self._snippets(session, texts, wanted) if texts else {}
+            snippets = (
+                await self._snippets(await session.connection(), texts, wanted) if texts else {}
+            )
         return [
             SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
             for t in tickets
@@ -89,143 +93,189 @@ class TicketSearch:
         """The first matching passage of each ticket's inbound messages, masked."""
         if not ticket_ids:
             return {}
-        async with self.db.reading() as session:
-            return await self._snippets(session, ticket_ids, _wanted(query))
+        async with self.db.reading_connection() as connection:
+            return await self._snippets(connection, ticket_ids, _wanted(query))
 
     async def _matches(self, q: str, limit: int) -> list[tuple[str, list[int]]]:
-        """Each kind of match as a small indexed query on literal values, newest first (a chain
-        of IN subqueries lets the planner pick a scan of the ticket table). The ones that need
-        nothing found before go to the server together, as one UNION ALL (one round trip for
-        every spelling of the words, where each was a trip of its own), beside the account
-        directory's lookup (Database.read_each: at once on PostgreSQL)."""
-        branches: list[tuple[str, Any]] = []  # (kind, a query of ticket ids): sent together
-
-        async def ids(session: AsyncSession, query: Any) -> list[Any]:
-            return [r for r in (await session.exec(query.limit(limit))).all() if r is not None]
-
+        """Each kind of match as a small indexed query, newest first (a chain of IN subqueries
+        lets the planner pick a scan of the ticket table). The ones that need nothing found
+        before go to the server together, as one UNION ALL (one round trip for every
+        spelling of the words, where each was a trip of its own), beside the account
+        directory's lookup (Database.read_each: at once on PostgreSQL). Each statement is
+        built once per shape of query (what kind of query, how many spellings, which index
+        answers each) with its values as parameters: building a six-branch UNION ALL cost
+        more CPU than the rest of the search."""
         if _TICKET_ID.match(q):
             async with self.db.reading() as session:
-                by_id = select(Ticket.id).where(Ticket.public_id == q.upper())
-                return [("id", await ids(session, by_id))]
+                by_id = select(Ticket.id).where(Ticket.public_id == q.upper()).limit(limit)
+                return [("id", [r for r in (await session.exec(by_id)).all() if r is not None])]
         is_email = "@" in q and " " not in q
         is_phone = bool(_PHONE_LIKE.match(q))
         variants = _phone_variants(q) if is_phone else []
         addresses = [q.lower()] if is_email else variants
-        # The account directory: its id, registered email or phone.
-        conditions: list[Any] = [Account.id == q]
-        if is_email:
-            conditions.append(Account.email == q.lower())
-        if is_phone:
-            conditions.append(col(Account.phone).in_([*variants, q]))
+        params: dict[str, Any] = {"q": q, "email": q.lower(), "addresses": addresses}
+        params["phones"] = [*variants, q]
+        shape: list[tuple[str, str, str]] = []  # (kind, form, its parameter)
         if addresses:  # how the requester reached us
             kind = "email" if is_email else "phone"
-            direct = select(Ticket.id).where(col(Ticket.contact_value).in_(addresses))
-            branches.append((kind, direct))
-            contacts = (
-                select(RequesterContact.requester_id)
-                .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
-                .where(col(RequesterContact.value).in_(addresses))
-            )
-            branches.append((f"requesters:{kind}", contacts))
+            shape += [(kind, "contact", "addresses"), (f"requesters:{kind}", "contacts", "")]
         if is_phone:  # a number in what they wrote, however it was spaced
-            digits = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
-            branches.append(("phone", _inbound().where(col(Message.text).like(digits))))
+            params["digits"] = "%" + "".join(ch for ch in q if ch.isdigit()) + "%"
+            shape.append(("phone", "digits", "digits"))
         else:
-            for written in scripts(q):  # 注销 finds 註銷 too, and the other way round
+            for n, written in enumerate(scripts(q)):  # 注销 finds 註銷 too, and the other way
+                style = self._style(written)
+                params[f"w{n}"] = _pattern(style, written)
                 if not is_email:
-                    named = select(Requester.id).where(self._contains(Requester.name, written))
-                    branches.append(("requesters:name", named))
-                    subject = select(Ticket.id).where(self._contains(Ticket.subject, written))
-                    branches.append(("text", subject))
-                branches.append(("text", self._text_query(written)))
+                    shape.append(("requesters:name", f"name:{style}", f"w{n}"))
+                    shape.append(("text", f"subject:{style}", f"w{n}"))
+                text_style = "fts" if self.db.is_sqlite and len(written) >= 3 else style
+                if text_style != style:
+                    params[f"t{n}"] = _pattern(text_style, written)
+                shape.append(
+                    ("text", f"text:{text_style}", f"t{n}" if text_style != style else f"w{n}")
+                )
+        plan = self._plan(tuple(shape), limit)
+        lookup = self._account_plan(is_email, is_phone, limit)
 
         async def accounts(session: AsyncSession) -> list[tuple[str, list[int]]]:
             if len(q) > 128:
                 return []
-            found = await ids(session, select(Account.id).where(or_(*conditions)))
+            found = await _ids(session, lookup.accounts, params)
             if not found:
                 return []
-            holders = select(Requester.id).where(col(Requester.account_id).in_(found))
-            proven = await ids(session, holders)
+            proven = await _ids(session, lookup.holders, {"found": found})
             results: list[tuple[str, list[int]]] = []
             if proven:
-                owned = select(Ticket.id).where(col(Ticket.requester_id).in_(proven))
-                results.append(("account", await ids(session, owned)))
-            matched = select(VerificationChallenge.ticket_id).where(
-                col(VerificationChallenge.account_id).in_(found)
-            )
-            return [*results, ("account", await ids(session, matched))]
+                results.append(("account", await _ids(session, lookup.owned, {"found": proven})))
+            matched = await _ids(session, lookup.challenged, {"found": found})
+            return [*results, ("account", matched)]
 
         async def together(session: AsyncSession) -> list[tuple[str, list[int]]]:
-            return await self._together(session, branches, limit)
+            return await self._together(session, plan, params, limit)
 
         by_account, by_rest = await self.db.read_each(accounts, together)
         return [*by_account, *by_rest]
 
-    async def _together(
-        self, session: AsyncSession, branches: list[tuple[str, Any]], limit: int
-    ) -> list[tuple[str, list[int]]]:
-        """Every branch's first `limit` ids in one statement (each branch a subquery of its
-        own with its LIMIT, tagged with its place), then the tickets of the requesters found
-        ("requesters:KIND" branches) in a second: two round trips for every spelling of the
-        words, where each query was a trip of its own. No ORDER BY inside: a trigram match
-        is read from its index and stopped at the limit; asked for the newest, PostgreSQL
-        walked the primary key backwards through a million rows for a word that was not
-        there."""
-        if not branches:
-            return []
+    def _plan(self, shape: tuple[tuple[str, str, str], ...], limit: int) -> _Plan:
+        """The UNION ALL of a shape of query, built once: every branch's first `limit` ids,
+        each a subquery of its own with its LIMIT, tagged with its place. No ORDER BY inside:
+        a trigram match is read from its index and stopped at the limit; asked for the
+        newest, PostgreSQL walked the primary key backwards through a million rows for a
+        word that was not there."""
+        key = (shape, limit)
+        if (known := self._plans.get(key)) is not None:
+            assert isinstance(known, _Plan)
+            return known
         parts = []
-        for n, (_, query) in enumerate(branches):
-            inner = query.limit(limit).subquery(f"b{n}")
+        for n, (_, form, name) in enumerate(shape):
+            inner = self._branch(form, name).limit(limit).subquery(f"b{n}")
             parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
-        rows = (await session.exec(union_all(*parts))).all()  # type: ignore[call-overload]
-        found: list[list[int]] = [[] for _ in branches]
+        owned = (
+            select(Ticket.id, Ticket.requester_id)
+            .where(col(Ticket.requester_id).in_(bindparam("requesters", expanding=True)))
+            .limit(limit * sum(kind.startswith("requesters:") for kind, _, _ in shape))
+        )
+        plan = _Plan(
+            tuple(kind for kind, _, _ in shape), union_all(*parts) if parts else None, owned
+        )
+        if len(self._plans) > 1000:  # shapes are few; a bound in case
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    def _branch(self, form: str, name: str) -> Any:
+        """One branch's query of ids, its value the parameter `name`."""
+        what, _, style = form.partition(":")
+        value: Any = bindparam(name)
+        if what == "contact":
+            return select(Ticket.id).where(
+                col(Ticket.contact_value).in_(bindparam(name, expanding=True))
+            )
+        if what == "contacts":
+            return (
+                select(RequesterContact.requester_id)
+                .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
+                .where(col(RequesterContact.value).in_(bindparam("addresses", expanding=True)))
+            )
+        if what == "digits":
+            return _inbound().where(col(Message.text).like(value))
+        if what == "name":
+            return select(Requester.id).where(_contains(Requester.name, style, value))
+        if what == "subject":
+            return select(Ticket.id).where(_contains(Ticket.subject, style, value))
+        if style == "fts":  # SQLite: a phrase of trigrams, the text contains it, case aside
+            fts = table("message_fts", column("rowid"))
+            matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(value))
+            return _inbound().where(col(Message.id).in_(matching))
+        # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
+        # query under three characters is a scan.
+        return _inbound().where(_contains(Message.text, style, value))
+
+    def _account_plan(self, is_email: bool, is_phone: bool, limit: int) -> _AccountPlan:
+        """The account directory's statements (its id, registered email or phone; who holds
+        the accounts found, their tickets, the tickets they were proven on), built once."""
+        key = ("accounts", is_email, is_phone, limit)
+        if (plan := self._plans.get(key)) is not None:
+            assert isinstance(plan, _AccountPlan)
+            return plan
+        conditions: list[Any] = [Account.id == bindparam("q")]
+        if is_email:
+            conditions.append(Account.email == bindparam("email"))
+        if is_phone:
+            conditions.append(col(Account.phone).in_(bindparam("phones", expanding=True)))
+        found: Any = bindparam("found", expanding=True)
+        made = _AccountPlan(
+            select(Account.id).where(or_(*conditions)).limit(limit),
+            select(Requester.id).where(col(Requester.account_id).in_(found)).limit(limit),
+            select(Ticket.id).where(col(Ticket.requester_id).in_(found)).limit(limit),
+            select(VerificationChallenge.ticket_id)
+            .where(col(VerificationChallenge.account_id).in_(found))
+            .limit(limit),
+        )
+        self._plans[key] = made
+        return made
+
+    async def _together(
+        self, session: AsyncSession, plan: _Plan, params: dict[str, Any], limit: int
+    ) -> list[tuple[str, list[int]]]:
+        """The plan's UNION ALL, then the tickets of the requesters found ("requesters:KIND"
+        branches) in a second statement: two round trips for every spelling of the words."""
+        if plan.union is None:
+            return []
+        connection = await session.connection()  # Core: no ORM execution for plain ids
+        rows = (await connection.execute(plan.union, params)).all()
+        found: list[list[int]] = [[] for _ in plan.kinds]
         for branch, value in rows:
             if value is not None:
                 found[branch].append(value)
-        via = {n for n, (kind, _) in enumerate(branches) if kind.startswith("requesters:")}
+        via = {n for n, kind in enumerate(plan.kinds) if kind.startswith("requesters:")}
         requesters = sorted({r for n in via for r in found[n]})
         if requesters:
-            owned = await session.exec(
-                select(Ticket.id, Ticket.requester_id)
-                .where(col(Ticket.requester_id).in_(requesters))
-                .limit(limit * len(via))
-            )
+            owned = await connection.execute(plan.owned, {"requesters": requesters})
             tickets: dict[int, list[int]] = {}
             for ticket_id, requester_id in owned.all():
                 if ticket_id is not None:
                     tickets.setdefault(requester_id, []).append(ticket_id)
             for n in via:
                 found[n] = [t for r in found[n] for t in tickets.get(r, [])][:limit]
-        kinds = [kind.removeprefix("requesters:") for kind, _ in branches]
+        kinds = [kind.removeprefix("requesters:") for kind in plan.kinds]
         return list(zip(kinds, found, strict=True))
 
-    def _contains(self, column: Any, q: str) -> Any:
-        """`column` contains q, case aside, in a form the trigram indexes answer: on
-        PostgreSQL a two-character q goes through the bigram indexes (rd_bigrams)."""
+    def _style(self, q: str) -> str:
+        """Which index answers "contains q": on PostgreSQL a two-character q goes through the
+        bigram indexes (rd_bigrams), else a trigram ILIKE."""
         if not self.db.is_sqlite and len(q) == 2 and not any(ch.isspace() for ch in q):
-            pairs = func.rd_bigrams(col(column), type_=postgresql.ARRAY(Text))
-            return pairs.contains(postgresql.array([cast(q.lower(), Text)]))
-        return col(column).ilike("%" + _escape_like(q) + "%", escape="\\")
-
-    def _text_query(self, q: str) -> Any:
-        if self.db.is_sqlite and len(q) >= 3:
-            # A phrase of trigrams: the text contains q, case aside.
-            phrase = '"' + q.replace('"', '""') + '"'
-            fts = table("message_fts", column("rowid"))
-            # An anonymous parameter: every spelling's phrase goes in one statement.
-            matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(phrase))
-            return _inbound().where(col(Message.id).in_(matching))
-        # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
-        # query under three characters is a scan.
-        return _inbound().where(self._contains(Message.text, q))
+            return "pairs"
+        return "like"
 
     async def _snippets(
-        self, session: AsyncSession, ticket_ids: list[int], q: str
+        self, connection: AsyncConnection, ticket_ids: list[int], q: str
     ) -> dict[int, str]:
-        """The first matching passage of each ticket's messages, masked."""
+        """The first matching passage of each ticket's messages, masked (plain rows: no
+        ORM execution)."""
         found: dict[int, str] = {}
-        rows = await session.exec(
+        rows = await connection.execute(
             select(Message.ticket_id, Message.text)
             .where(col(Message.ticket_id).in_(ticket_ids))
             .where(Message.direction == "in")
@@ -278,6 +328,48 @@ def _inbound() -> Any:
         .where(Message.direction == "in")
         .where(col(Message.ticket_id).is_not(None))
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A shape of query's statements: the kinds of its branches, their UNION ALL and the
+    tickets of the requesters found."""
+
+    kinds: tuple[str, ...]
+    union: Any
+    owned: Any
+
+
+@dataclass(frozen=True)
+class _AccountPlan:
+    accounts: Any
+    holders: Any
+    owned: Any
+    challenged: Any
+
+
+async def _ids(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
+    connection = await session.connection()  # Core: no ORM execution for plain ids
+    found = (await connection.execute(statement, params)).scalars().all()
+    return [r for r in found if r is not None]
+
+
+def _contains(column: Any, style: str, value: Any) -> Any:
+    """`column` contains the parameter `value`, case aside, in the form the indexes answer
+    (`TicketSearch._style`; `_pattern` gives the value for each)."""
+    if style == "pairs":
+        pairs = func.rd_bigrams(col(column), type_=postgresql.ARRAY(Text))
+        return pairs.contains(postgresql.array([cast(value, Text)]))
+    return col(column).ilike(value, escape="\\")
+
+
+def _pattern(style: str, q: str) -> str:
+    """The parameter of a "contains q" in each style."""
+    if style == "pairs":
+        return q.lower()
+    if style == "fts":
+        return '"' + q.replace('"', '""') + '"'
+    return "%" + _escape_like(q) + "%"
 
 
 def _escape_like(value: str) -> str:

@@ -375,9 +375,8 @@ class StaffService:
             return None
         now = self.clock.now()
         session_id = _sha256(token)
-        async with self.db.reading() as session:
+        async with self.db.reading_connection() as connection:
             # One statement (every page asks this first), built once, read as a plain row.
-            connection = await session.connection()
             found = (await connection.execute(_SESSION_OF, {"session_id": session_id})).first()
         if found is None or found.revoked_at is not None:
             return None
