@@ -15,7 +15,11 @@ registered accounts, so verification starts and a code mail is queued). Printed:
 - the limit: the rows the run wrote (tickets, their types, requesters and contacts, events,
   challenges, outbound mail and outbox entries, the messages' marks) written again by the
   simplest loop of plain INSERTs, one transaction per batch of `--batch` messages, into a
-  fresh database of the same kind on the same disk, with the same pragmas and indexes.
+  fresh database of the same kind on the same disk, with the same pragmas and indexes;
+- from inside the desk's process, during the burst: the event loop's lag (a 1 ms sleep's
+  overshoot), the garbage collector's pauses, and on SQLite who held the writer lock how long
+  (the door's group commit, routing's batches). `ROUTE_BENCH_STACKS=1`: every thread's stack
+  in each stall of the loop over 25 ms, to stderr.
 
 `--sustained`: `--messages` over `--minutes` at a steady rate; the backlog (stored, not yet
 routed) and the desk's RSS every 30 s, at start and at the end.
