@@ -15,7 +15,11 @@ registered accounts, so verification starts and a code mail is queued). Printed:
 - the limit: the rows the run wrote (tickets, their types, requesters and contacts, events,
   challenges, outbound mail and outbox entries, the messages' marks) written again by the
   simplest loop of plain INSERTs, one transaction per batch of `--batch` messages, into a
-  fresh database of the same kind on the same disk, with the same pragmas and indexes.
+  fresh database of the same kind on the same disk, with the same pragmas and indexes;
+- from inside the desk's process, during the burst: the event loop's lag (a 1 ms sleep's
+  overshoot), the garbage collector's pauses, and on SQLite who held the writer lock how long
+  (the door's group commit, routing's batches). `ROUTE_BENCH_STACKS=1`: every thread's stack
+  in each stall of the loop over 25 ms, to stderr.
 
 `--sustained`: `--messages` over `--minutes` at a steady rate; the backlog (stored, not yet
 routed) and the desk's RSS every 30 s, at start and at the end.
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import random
 import signal
@@ -104,13 +110,16 @@ async def _serve(door: bool) -> None:
     from intake.smtp import SmtpReceiver
     from rightsdesk.config import Settings
     from rightsdesk.pipeline import IntakeWorker
-    from rightsdesk.service import Desk
+    from rightsdesk.service import Desk, warm_up
 
     settings = Settings()
     desk = Desk.build(settings)
+    await warm_up(desk)  # as `rightsdesk run` does before its doors open
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    probe = Probe(desk.db)
+    lag = asyncio.create_task(probe.lag(stop))
     receiver = None
     if door:
         receiver = SmtpReceiver(settings.smtp, settings.mail, desk.inbox, [PRIVACY], cpu=desk.cpu)
@@ -119,9 +128,130 @@ async def _serve(door: bool) -> None:
     print("ready", flush=True)
     await stop.wait()
     await worker
+    await lag
     if receiver is not None:
         await receiver.stop()
     await desk.close()
+    probe.save(Path(settings.desk.data_dir) / PROBE_FILE)
+
+
+PROBE_FILE = "probe.json"
+STACKS_ENV = "ROUTE_BENCH_STACKS"
+
+
+class Probe:
+    """In the desk's process: the event loop's lag (a 1 ms sleep's overshoot: what a 250
+    ready to go waits for) and, on SQLite, who held the in-process writer lock how long, and
+    how long the door's group commit waited for it; each with the wall time it ended."""
+
+    def __init__(self, db: Any) -> None:
+        self.lags: list[tuple[float, float]] = []
+        self.holds: list[tuple[float, str, float, float]] = []  # (end, holder, waited, held)
+        self.collections: list[tuple[float, int, float]] = []  # (end, generation, seconds)
+        self._collecting = 0.0
+        gc.callbacks.append(self._collected)
+        if db._sqlite_writer is not None:
+            db._sqlite_writer = _TimedLock(self.holds)
+
+    def _collected(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        else:
+            seconds = time.perf_counter() - self._collecting
+            self.collections.append((time.time(), info["generation"], seconds))
+
+    async def lag(self, stop: asyncio.Event) -> None:
+        if os.environ.get(STACKS_ENV):
+            threading.Thread(target=self._watch, daemon=True).start()
+        while not stop.is_set():
+            begun = time.perf_counter()
+            self._beat = begun
+            await asyncio.sleep(0.001)
+            self.lags.append((time.time(), time.perf_counter() - begun - 0.001))
+
+    _beat = 0.0
+
+    def _watch(self) -> None:
+        """`--stacks`: the loop thread's stack 25 ms into each stall, to stderr."""
+        import traceback
+
+        main = threading.main_thread().ident
+        seen = 0.0
+        while True:
+            time.sleep(0.005)
+            beat = self._beat
+            if beat and beat != seen and time.perf_counter() - beat > 0.025:
+                seen = beat
+                late = (time.perf_counter() - beat) * 1000
+                names = {t.ident: t.name for t in threading.enumerate()}
+                for ident, frame in sys._current_frames().items():
+                    if ident == threading.get_ident():
+                        continue
+                    stack = "".join(traceback.format_stack(frame, limit=10))
+                    print(
+                        f"---- stall {late:.0f} ms, thread {names.get(ident)}"
+                        f"{' (loop)' if ident == main else ''}\n{stack}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        found = {"lags": self.lags, "holds": self.holds, "gc": self.collections}
+        path.write_text(json.dumps(found))
+
+
+class _TimedLock(asyncio.Lock):
+    def __init__(self, holds: list[tuple[float, str, float, float]]) -> None:
+        super().__init__()
+        self._holds = holds
+        self._asked = 0.0
+        self._taken = 0.0
+
+    async def acquire(self) -> bool:  # type: ignore[override]
+        asked = time.perf_counter()
+        await super().acquire()
+        self._asked, self._taken = asked, time.perf_counter()
+        return True
+
+    def release(self) -> None:
+        task = asyncio.current_task()
+        holder = "door" if task is not None and task.get_name() == "inbox-writer" else "routing"
+        self._holds.append(
+            (time.time(), holder, self._taken - self._asked, time.perf_counter() - self._taken)
+        )
+        super().release()
+
+
+def probed(data_dir: Path, first: float, last: float) -> str:
+    """The probe's figures between `first` and `last` (wall times), one line each."""
+    found = json.loads((data_dir / PROBE_FILE).read_text())
+    lags = [lag for at, lag in found["lags"] if first <= at <= last]
+    lines = []
+    if lags:
+        lines.append(
+            f"  loop lag (1 ms sleep's overshoot, {len(lags)} samples): p50 "
+            f"{statistics.median(lags) * 1000:.1f} ms, p99 {percentile(lags, 0.99) * 1000:.1f}"
+            f" ms, max {max(lags) * 1000:.1f} ms, > 20 ms: {sum(lag > 0.02 for lag in lags)}"
+        )
+    for generation in (0, 1, 2):
+        pauses = [s for at, g, s in found["gc"] if g == generation and first <= at <= last]
+        if pauses:
+            lines.append(
+                f"  garbage collections, generation {generation}: {len(pauses)}, "
+                f"max {max(pauses) * 1000:.1f} ms, total {sum(pauses) * 1000:.0f} ms"
+            )
+    for holder in ("door", "routing"):
+        mine = [(w, h) for at, who, w, h in found["holds"] if who == holder and first <= at <= last]
+        if mine:
+            waits, helds = [w for w, _ in mine], [h for _, h in mine]
+            lines.append(
+                f"  writer lock, {holder} ({len(mine)}): waited p50 "
+                f"{statistics.median(waits) * 1000:.1f} / p99 {percentile(waits, 0.99) * 1000:.1f}"
+                f" ms, held p50 {statistics.median(helds) * 1000:.1f} / p99 "
+                f"{percentile(helds, 0.99) * 1000:.1f} / max {max(helds) * 1000:.1f} ms"
+            )
+    return "\n".join(lines)
 
 
 def start(env: dict[str, str], door: bool) -> subprocess.Popen[str]:
@@ -522,6 +652,8 @@ def burst(kind: str, messages: int, clients: int, replicas: int, batch: int) -> 
             f"{statistics.median(latencies) * 1000:.1f} ms, p99 "
             f"{percentile(latencies, 0.99) * 1000:.1f} ms"
         )
+        if door_probe := probed(folder / "var", first, last):
+            print(door_probe)
         print(
             f"  limit: {routed / seconds:7.1f} msg/s  (the same rows by plain INSERTs, "
             f"{batch} messages a transaction: {seconds:.1f} s)  ->  end to end is "

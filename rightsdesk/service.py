@@ -338,6 +338,20 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+async def warm_up(desk: Desk) -> Classifier:
+    """Before the first message: the classifier loaded (off the loop: spaCy and jieba take
+    seconds, and loading one in the CPU pool mid-burst held the GIL from the doors for tens of
+    milliseconds at a time), then everything alive frozen out of the collector's reach. The
+    model is hundreds of thousands of objects that live as long as the service: a full
+    collection over them paused every thread for 150-350 ms. Returns the classifier."""
+    if isinstance(lazy := desk.classifier, LazyRightsClassifier):
+        await asyncio.to_thread(lambda: lazy.model)
+        log.info("classifier loaded from %s", lazy.path)
+    gc.collect()
+    gc.freeze()
+    return desk.classifier
+
+
 async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Migrate, start every configured channel, and run until SIGTERM/SIGINT (or `stop`)."""
     stop = stop or asyncio.Event()
@@ -354,14 +368,7 @@ async def run_service(settings: Settings, stop: asyncio.Event | None = None) -> 
             await desk.db.migrate()
         except (OSError, OperationalError, InterfaceError) as exc:
             raise StartupError(f"database unreachable: {first_line(exc)}") from None
-        if isinstance(lazy := desk.classifier, LazyRightsClassifier):
-            # Load spaCy and jieba now, off the loop, not on the first message.
-            await asyncio.to_thread(lambda: lazy.model)
-            log.info("classifier loaded from %s", lazy.path)
-            # The model is hundreds of thousands of objects that live as long as the service:
-            # out of the collector's reach, a full collection no longer pauses the loop on them.
-            gc.collect()
-            gc.freeze()
+        if isinstance(lazy := await warm_up(desk), LazyRightsClassifier):
             # SIGHUP: load a new model now (it is also noticed within seconds on its own).
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, lazy.reload))
         changed = await desk.tickets.recompute_provisional_deadlines()

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -279,3 +280,21 @@ async def test_stored_mail_reads_back_exactly_as_the_orm_writes_it(
                 text("SELECT DISTINCT length(received_at) FROM message")
             )
             assert len(lengths.all()) == 1
+
+
+async def test_routing_waits_while_a_delivery_waits_for_its_commit(desk: Desk) -> None:
+    """Clients that all wait for one slow commit send nothing: not quiet (routing would take
+    the write lock before their 250s)."""
+    if desk.db._sqlite_writer is None:
+        pytest.skip("the in-process writer lock is SQLite's")
+    raw = mail("delete my data", message_id="slow-commit@example.com")
+    async with desk.db._sqlite_writer:  # the commit cannot happen yet
+        accepting = asyncio.create_task(
+            desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
+        )
+        quiet = asyncio.create_task(desk.inbox.wait_for_quiet(0.01, at_most=60))
+        await asyncio.sleep(0.2)  # many times quiet_seconds
+        assert not quiet.done()
+    await quiet
+    assert accepting.done()
+    assert not accepting.result().duplicate
