@@ -110,9 +110,9 @@ class FollowUps:
                 "status": ticket.status,
                 "assignee": ticket.assignee or "",
                 "finished": finished,
-                "suggested": {
-                    "zh": names(asked, "zh") if added else "",
-                    "en": names(asked, "en") if added else "",
+                "suggested": {  # named for staff, not in the requester's words (您的…)
+                    "zh": names(asked, "zh", "staff_type") if added else "",
+                    "en": names(asked, "en", "staff_type") if added else "",
                 },
             },
         )

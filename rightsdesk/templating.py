@@ -81,11 +81,13 @@ class Templates:
         """A type's or a status's name (block `type_access`, `status_open` of names.<lang>.j2)."""
         return self._block("names", _one_of(lang), f"{group}_{key}", {})
 
-    def type_names(self, types: list[RequestType | str], lang: str) -> str:
+    def type_names(self, types: list[RequestType | str], lang: str, group: str = "type") -> str:
+        """The types' names joined: as said to the requester (`type_*`: "删除您的个人信息"),
+        or to our own people with group "staff_type" ("删除")."""
         template = self.text_env.get_template(f"names.{_one_of(lang)}.j2")
         # Not stripped: the English separator is "; ".
         separator = "".join(template.blocks["separator"](template.new_context({})))
-        return separator.join(self.name("type", str(t), lang) for t in types)
+        return separator.join(self.name(group, str(t), lang) for t in types)
 
     def canned(self, name: str, lang: str, context: dict[str, Any]) -> str:
         """The text of canned reply `name` (replies/NAME.<lang>.j2), to go inside reply.j2."""

@@ -181,7 +181,8 @@ async def test_a_new_ask_in_a_reply_is_suggested_never_dropped(with_model: World
     assert ticket.types == [RequestType.ACCESS]  # suggested, not added
     assert ticket.needs_review is True
     [told] = with_model.relay.mails("requester_wrote")
-    assert "删除您的个人信息" in text_of(told)
+    assert "：删除。" in text_of(told)  # the staff's name for the type, not the requester's
+    assert "您的" not in text_of(told)
     # The DPO's relabel decides, and the suggestion is gone.
     await desk.tickets.relabel(public_id, DPO, [RequestType.ACCESS, RequestType.ERASURE])
     assert (await desk.tickets.get(public_id)).suggested_types == []
