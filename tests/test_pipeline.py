@@ -298,3 +298,34 @@ async def test_routing_waits_while_a_delivery_waits_for_its_commit(desk: Desk) -
     await quiet
     assert accepting.done()
     assert not accepting.result().duplicate
+
+
+async def test_after_a_full_batch_routing_goes_on_without_waiting_for_quiet(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """The sustained test of #15 (33 deliveries a second for 10 minutes): a door that is never
+    quiet for 50 ms made routing wait `max_deferral` before every batch, at most a batch per
+    2 s, and the backlog grew without bound. Now it waits before the first batch only, then
+    goes on while batches come back full."""
+    settings.mail.route_batch_size = 4
+    desk = Desk.build(settings, clock)
+    try:
+        for i in range(10):
+            raw = mail(f"delete my data {i}", sender=f"u{i}@example.com", message_id=f"s{i}@x")
+            await desk.inbox.accept(Delivery(Channel.EMAIL, raw, mail_dedupe_key(raw)))
+        waits: list[float] = []
+        real_wait = desk.inbox.wait_for_quiet
+
+        async def counted(quiet_seconds: float, at_most: float) -> None:
+            waits.append(at_most)
+            await real_wait(quiet_seconds, at_most)
+
+        desk.inbox.wait_for_quiet = counted  # type: ignore[method-assign]
+        worker = IntakeWorker(desk.pipeline, desk.inbox, max_deferral=0.2)
+        assert await worker.drain() == 10
+        # Before the first batch (4), none before the second (4) or third (2, short), and
+        # once more before finding nothing left: not once a batch.
+        assert len(waits) == 2
+        assert await count(desk, Ticket) == 10
+    finally:
+        await desk.close()
