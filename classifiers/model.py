@@ -135,6 +135,11 @@ class RightsClassifier:
         self.meta = meta
         self.sure_not = float(meta.get("sure_not", 0.0))
         self.clause_gate = float(meta.get("clause_gate", 1.01))
+        # spaCy's vocabulary keeps every string it meets (addresses, numbers, names): in a
+        # service that classifies for months it grew without bound (20,000 messages: 8,762 ->
+        # 89,042 strings, +37 MB). Each chunk is read in a memory zone, which forgets the new
+        # strings when it closes; zones share the vocabulary, so one chunk at a time.
+        self._zone = threading.Lock()
 
     @property
     def version(self) -> str | None:
@@ -182,14 +187,18 @@ class RightsClassifier:
             parts, understood = model_units(subject, text)
             pending.append((original, plain, len(parts), parts == [plain], understood))
             units.extend(parts)
-        docs = list(self.nlp.pipe(units, batch_size=batch_size))
-        parts_of = self._clauses(docs, batch_size)
-        at = 0
-        for original, plain, count, whole, understood in pending:
-            group, group_clauses = docs[at : at + count], parts_of[at : at + count]
-            at += count
-            found = self._prediction(original, plain, group, group_clauses, whole)
-            yield found if understood else replace(found, needs_review=True)
+        found: list[Prediction] = []
+        with self._zone, self.nlp.memory_zone():  # no Doc or Span outlives it
+            docs = list(self.nlp.pipe(units, batch_size=batch_size))
+            parts_of = self._clauses(docs, batch_size)
+            at = 0
+            for original, plain, count, whole, understood in pending:
+                group, group_clauses = docs[at : at + count], parts_of[at : at + count]
+                at += count
+                one = self._prediction(original, plain, group, group_clauses, whole)
+                found.append(one if understood else replace(one, needs_review=True))
+            del docs
+        yield from found
 
     def _clauses(
         self, docs: list[Doc], batch_size: int
