@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,19 +12,16 @@ from starlette.responses import Response
 from console import queues
 from console.pages import nav_context
 from console.queues import (
-    MAX_QUERY_CHARS,
-    SEARCH_LIMIT,
     BadFilter,
     Listing,
     cached_count,
     max_page,
     narrowed,
     parse_query,
-    search_words,
     shown_count,
     working_days_left,
 )
-from console.web import Console, console_of, error_page, guard, read_ahead, render, session_of
+from console.web import Console, console_of, error_page, guard, render, session_of
 from rightsdesk.models import RequestType, TicketStatus
 from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketService
@@ -53,18 +49,7 @@ async def queue_items(
     ]
 
 
-def _search_ahead(request: Request) -> Awaitable[Any] | None:
-    """A search's matches, read beside the session check (`guard`): the same words and
-    limit `narrowed` asks for."""
-    words = search_words(request.query_params)
-    search = request.app.state.search
-    if not words or search is None or len(words) > MAX_QUERY_CHARS:
-        return None
-    matches: Awaitable[Any] = search.matches(words, SEARCH_LIMIT)
-    return matches
-
-
-@guard("read", ahead=_search_ahead)
+@guard("read")
 async def queue_page(request: Request) -> Response:
     tickets: TicketService = request.app.state.tickets
     console: Console = console_of(request)
@@ -72,7 +57,7 @@ async def queue_page(request: Request) -> Response:
     size = console.settings.page_size
     try:
         query = parse_query(tickets, dict(request.query_params), me, size)
-        listing = await narrowed(request.app.state.search, query, partial(read_ahead, request))
+        listing = await narrowed(request.app.state.search, query)
     except BadFilter as exc:
         return error_page(request, 400, str(exc))
     ttl = console.settings.count_cache_seconds

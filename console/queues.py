@@ -126,7 +126,7 @@ def parse_query(
         last = max_page(page_size)
         if page > last:
             raise BadFilter("page", value, f"at most {last} (narrow the filters to see further)")
-    search = search_words(params)
+    search = " ".join(params.get("q", "").split())
     if len(search) > MAX_QUERY_CHARS:
         raise BadFilter("q", search[:20] + "…", f"at most {MAX_QUERY_CHARS} characters")
     changes["limit"] = page_size
@@ -139,29 +139,14 @@ def max_page(page_size: int) -> int:
     return max(1, -(-COUNT_CAP // page_size))
 
 
-def search_words(params: Mapping[str, str]) -> str:
-    """What `q` asks for, as the search reads it (spaces folded)."""
-    return " ".join(params.get("q", "").split())
-
-
-async def narrowed(
-    search: TicketSearch | None,
-    query: Query,
-    ahead: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None,
-) -> Listing:
-    """The query with its search done: the filters limited to the newest SEARCH_LIMIT hits.
-    `ahead` may answer the matches from a read already made (the console's `read_ahead`,
-    given the read to make otherwise)."""
+async def narrowed(search: TicketSearch | None, query: Query) -> Listing:
+    """The query with its search done: the filters limited to the newest SEARCH_LIMIT hits."""
     if not query.search:
         return Listing(query.filters, {})
     if search is None:
         raise BadFilter("q", query.search, "searchable on this desk (no search service)")
     try:
-        matches = search.matches
-        if ahead is None:
-            matched = await matches(query.search, SEARCH_LIMIT)
-        else:
-            matched = await ahead(lambda: matches(query.search, SEARCH_LIMIT))
+        matched = await search.matches(query.search, SEARCH_LIMIT)
     except TicketError as exc:
         raise BadFilter("q", query.search, str(exc)) from None
     filters = dataclasses.replace(query.filters, ids=tuple(matched))

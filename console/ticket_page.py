@@ -14,7 +14,7 @@ from console.fulfil_page import fulfilment_context
 from console.package_page import package_context
 from console.pages import nav_context
 from console.queues import working_days_left
-from console.web import error_page, form_of, guard, read_ahead, render, session_of, strings
+from console.web import error_page, form_of, guard, render, session_of, strings
 from rightsdesk.answers import Attachment
 from rightsdesk.models import ACTIVE_STATUSES, RequestType, TicketStatus
 from rightsdesk.tickets import (
@@ -40,7 +40,7 @@ _EVENT_PLUMBING = frozenset({"messages", "message", "text_sha256", "attachments"
 
 async def ticket_context(request: Request, public_id: str) -> dict[str, Any]:
     tickets: TicketService = request.app.state.tickets
-    detail = await read_ahead(request, lambda: tickets.detail(public_id))
+    detail = await tickets.detail(public_id)
     today, tz = tickets.today(), tickets.policy.tz
     ticket = detail.ticket
     timeline: list[dict[str, Any]] = []
@@ -146,12 +146,7 @@ def allowed_actions(status: str, merged: bool = False) -> set[str]:
     return moves | {"assign", "relabel", "reply", "note"}
 
 
-def _detail(request: Request) -> Any:
-    tickets: TicketService = request.app.state.tickets
-    return tickets.detail(request.path_params["public_id"])
-
-
-@guard("read", ahead=_detail)
+@guard("read")
 async def ticket_page(request: Request) -> Response:
     public_id = request.path_params["public_id"]
     try:

@@ -7,7 +7,6 @@ a form field; the JSON API takes bearer tokens only (no cookies), so it needs no
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tomllib
 from collections.abc import Awaitable, Callable
@@ -114,41 +113,15 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
     return render(request, "error.html.j2", {"message": message, "code": status_code}, status_code)
 
 
-def guard(
-    need: Need, ahead: Callable[[Request], Awaitable[Any] | None] | None = None
-) -> Callable[[Handler], Handler]:
+def guard(need: Need) -> Callable[[Handler], Handler]:
     """Logged in (else to the login page), allowed by role (else 403), and for a POST the
-    session's CSRF token in the form (else 403). The session is in `request.scope`.
-
-    `ahead` is a GET page's first read (reading only, and allowed to every role): it goes
-    to the database beside the session check, so the page waits once for both instead of
-    once for each (with twenty clients every wait is a turn behind the others' work on the
-    event loop). It may answer None for a page that has no such read. Nothing of it is used
-    before the session is good (`read_ahead`); without a good session it is cancelled."""
+    session's CSRF token in the form (else 403). The session is in `request.scope`."""
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def wrapped(request: Request) -> Response:
             console: Console = console_of(request)
-            token = request.cookies.get(SESSION_COOKIE, "")
-            early = None
-            started = ahead(request) if ahead is not None and request.method == "GET" else None
-            if started is not None and token:
-                early = asyncio.ensure_future(started)
-                early.add_done_callback(_retrieved)  # its error is the handler's to raise
-            elif started is not None:
-                asyncio.ensure_future(started).cancel()  # never awaited: not even begun
-            try:
-                session = await console.staff.session(token)
-            except BaseException:
-                if early is not None:
-                    early.cancel()
-                raise
-            if early is not None:
-                if session is None:
-                    early.cancel()
-                else:
-                    request.scope["rd_ahead"] = early
+            session = await console.staff.session(request.cookies.get(SESSION_COOKIE, ""))
             if session is None:
                 if request.method == "GET":
                     return RedirectResponse("/login?next=" + request.url.path, status_code=303)
@@ -167,18 +140,6 @@ def guard(
         return wrapped
 
     return decorate
-
-
-async def read_ahead(request: Request, make: Callable[[], Awaitable[Any]]) -> Any:
-    """The read `guard` started beside the session check (its result, or its error), once;
-    else `make()` now (a POST's page again, or a page without a read ahead)."""
-    early: asyncio.Future[Any] | None = request.scope.pop("rd_ahead", None)
-    return await (early if early is not None else make())
-
-
-def _retrieved(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled():
-        done.exception()
 
 
 def allowed(staff: Staff, need: Need) -> bool:
