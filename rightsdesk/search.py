@@ -57,19 +57,17 @@ class TicketSearch:
         found = await self.matches(wanted, limit)
         if not found:
             return []
-        async with self.db.reading() as session:
-            tickets = (
-                await session.exec(
-                    select(Ticket)
-                    .where(col(Ticket.id).in_(list(found)))
-                    .order_by(col(Ticket.id).desc())
-                    .limit(limit)
-                )
-            ).all()
-            texts = [t.id for t in tickets if t.id is not None and "text" in found[t.id]]
-            snippets = (
-                await self._snippets(await session.connection(), texts, wanted) if texts else {}
-            )
+        texts = [ticket_id for ticket_id, kinds in found.items() if "text" in kinds]
+
+        async def read_tickets(session: AsyncSession) -> list[Ticket]:
+            listed = select(Ticket).where(col(Ticket.id).in_(list(found)))
+            return list((await session.exec(listed.order_by(col(Ticket.id).desc()))).all())
+
+        async def read_snippets(session: AsyncSession) -> dict[int, str]:
+            # Needs only the ids found, so it goes beside the tickets (one wait, not two).
+            return await self._snippets(await session.connection(), texts, wanted) if texts else {}
+
+        tickets, snippets = await self.db.read_each(read_tickets, read_snippets)
         return [
             SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
             for t in tickets
@@ -152,7 +150,7 @@ class TicketSearch:
             return [*results, ("account", matched)]
 
         async def together(session: AsyncSession) -> list[tuple[str, list[int]]]:
-            return await self._together(session, plan, params, limit)
+            return await self._together(session, plan, params)
 
         by_account, by_rest = await self.db.read_each(accounts, together)
         return [*by_account, *by_rest]
@@ -168,16 +166,21 @@ class TicketSearch:
             assert isinstance(known, _Plan)
             return known
         parts = []
-        for n, (_, form, name) in enumerate(shape):
-            inner = self._branch(form, name).limit(limit).subquery(f"b{n}")
+        for n, (kind, form, name) in enumerate(shape):
+            branch = self._branch(form, name).limit(limit)
+            if kind.startswith("requesters:"):
+                # The tickets of the requesters found, in the same statement: a second one
+                # was a second wait for the server (behind the other clients' turns).
+                branch = (
+                    select(Ticket.id)
+                    .where(col(Ticket.requester_id).in_(branch.scalar_subquery()))
+                    .limit(limit)
+                )
+            inner = branch.subquery(f"b{n}")
             parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
-        owned = (
-            select(Ticket.id, Ticket.requester_id)
-            .where(col(Ticket.requester_id).in_(bindparam("requesters", expanding=True)))
-            .limit(limit * sum(kind.startswith("requesters:") for kind, _, _ in shape))
-        )
         plan = _Plan(
-            tuple(kind for kind, _, _ in shape), union_all(*parts) if parts else None, owned
+            tuple(kind.removeprefix("requesters:") for kind, _, _ in shape),
+            union_all(*parts) if parts else None,
         )
         if len(self._plans) > 1000:  # shapes are few; a bound in case
             self._plans.clear()
@@ -237,10 +240,10 @@ class TicketSearch:
         return made
 
     async def _together(
-        self, session: AsyncSession, plan: _Plan, params: dict[str, Any], limit: int
+        self, session: AsyncSession, plan: _Plan, params: dict[str, Any]
     ) -> list[tuple[str, list[int]]]:
-        """The plan's UNION ALL, then the tickets of the requesters found ("requesters:KIND"
-        branches) in a second statement: two round trips for every spelling of the words."""
+        """The plan's UNION ALL: one round trip for every spelling of the words, the
+        requesters' tickets included."""
         if plan.union is None:
             return []
         connection = await session.connection()  # Core: no ORM execution for plain ids
@@ -249,18 +252,7 @@ class TicketSearch:
         for branch, value in rows:
             if value is not None:
                 found[branch].append(value)
-        via = {n for n, kind in enumerate(plan.kinds) if kind.startswith("requesters:")}
-        requesters = sorted({r for n in via for r in found[n]})
-        if requesters:
-            owned = await connection.execute(plan.owned, {"requesters": requesters})
-            tickets: dict[int, list[int]] = {}
-            for ticket_id, requester_id in owned.all():
-                if ticket_id is not None:
-                    tickets.setdefault(requester_id, []).append(ticket_id)
-            for n in via:
-                found[n] = [t for r in found[n] for t in tickets.get(r, [])][:limit]
-        kinds = [kind.removeprefix("requesters:") for kind in plan.kinds]
-        return list(zip(kinds, found, strict=True))
+        return list(zip(plan.kinds, found, strict=True))
 
     def _style(self, q: str) -> str:
         """Which index answers "contains q": on PostgreSQL a two-character q goes through the
@@ -332,12 +324,10 @@ def _inbound() -> Any:
 
 @dataclass(frozen=True)
 class _Plan:
-    """A shape of query's statements: the kinds of its branches, their UNION ALL and the
-    tickets of the requesters found."""
+    """A shape of query's statements: the kinds of its branches and their UNION ALL."""
 
     kinds: tuple[str, ...]
     union: Any
-    owned: Any
 
 
 @dataclass(frozen=True)
