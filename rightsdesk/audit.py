@@ -54,42 +54,10 @@ async def append_event(
             )
         ).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-    event = chain_link(
-        ticket.id,
-        ticket.public_id,
-        seq=seq,
-        prev_hash=prev_hash,
-        at=at,
-        actor=actor,
-        action=action,
-        before=before,
-        after=after,
-    )
-    session.add(event)
-    links[ticket.id] = (seq, event.hash)
-    ticket.audit_head = event.hash
-    session.add(ticket)
-    return event
-
-
-def chain_link(
-    ticket_id: int,
-    public_id: str,
-    *,
-    seq: int,
-    prev_hash: str,
-    at: dt.datetime,
-    actor: str,
-    action: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Event:
-    """The event that follows `prev_hash` (GENESIS_HASH: the first) in a ticket's chain, not
-    stored yet: `append_event` adds it to the session."""
-    return Event(
+    event = Event(
         **link_values(
-            ticket_id,
-            public_id,
+            ticket.id,
+            ticket.public_id,
             seq=seq,
             prev_hash=prev_hash,
             at=at,
@@ -99,6 +67,11 @@ def chain_link(
             after=after,
         )
     )
+    session.add(event)
+    links[ticket.id] = (seq, event.hash)
+    ticket.audit_head = event.hash
+    session.add(ticket)
+    return event
 
 
 def link_values(
@@ -113,7 +86,8 @@ def link_values(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`chain_link`'s event as the values of its row: the pipeline's batches insert many at
+    """The row values of the event that follows `prev_hash` (GENESIS_HASH: the first) in a
+    ticket's chain: `append_event` makes it an Event, the pipeline's batches insert many at
     once (rightsdesk.pipeline.bulk) and need no ORM object for a row they only insert."""
     before, after = _jsonable(before or {}), _jsonable(after or {})
     return {

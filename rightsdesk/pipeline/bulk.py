@@ -15,7 +15,7 @@ after the stages, `BulkOpening.open_all` opens them all in the batch's transacti
                mail, outbox entries); the inbound rows' marks go with the session's one flush
 
 It does what OpenTicket, StartVerification and Acknowledge do for a message alone, with the
-same helpers (`new_ticket`, `acknowledgement_context`, `Outbox.compose`, `chain_link`,
+same helpers (`new_ticket`, `acknowledgement_context`, `Outbox.compose`, `link_values`,
 `Verifier.first_challenge`), and `tests/test_routing_bulk.py` holds the two ways to the same
 rows. What is not plain goes back to those stages, one message at a time, after this:
 the same request again (it joins), a second request of one sender in the batch, a
