@@ -187,18 +187,25 @@ class RightsClassifier:
             parts, understood = model_units(subject, text)
             pending.append((original, plain, len(parts), parts == [plain], understood))
             units.extend(parts)
-        found: list[Prediction] = []
-        with self._zone, self.nlp.memory_zone():  # no Doc or Span outlives it
-            docs = list(self.nlp.pipe(units, batch_size=batch_size))
-            parts_of = self._clauses(docs, batch_size)
-            at = 0
-            for original, plain, count, whole, understood in pending:
-                group, group_clauses = docs[at : at + count], parts_of[at : at + count]
-                at += count
-                one = self._prediction(original, plain, group, group_clauses, whole)
-                found.append(one if understood else replace(one, needs_review=True))
-            del docs
+        with self._zone, self.nlp.memory_zone():
+            found = self._read(pending, units, batch_size)
         yield from found
+
+    def _read(
+        self, pending: list[tuple[str, str, int, bool, bool]], units: list[str], batch_size: int
+    ) -> list[Prediction]:
+        """The chunk's predictions, as plain values: its Docs and Spans end with this call,
+        inside the memory zone (what they point at is forgotten when the zone closes)."""
+        docs = list(self.nlp.pipe(units, batch_size=batch_size))
+        parts_of = self._clauses(docs, batch_size)
+        found: list[Prediction] = []
+        at = 0
+        for original, plain, count, whole, understood in pending:
+            group, group_clauses = docs[at : at + count], parts_of[at : at + count]
+            at += count
+            one = self._prediction(original, plain, group, group_clauses, whole)
+            found.append(one if understood else replace(one, needs_review=True))
+        return found
 
     def _clauses(
         self, docs: list[Doc], batch_size: int
