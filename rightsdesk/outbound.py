@@ -444,7 +444,7 @@ class Outbox:
         assert row.id is not None
         entry = self.entry(row.id, kind=kind, to=to, ticket_id=ticket_id, channel=channel)
         session.add(entry)
-        self._wake_after_commit(session, channel)
+        self.wake_after_commit(session, channel)
         return entry
 
     def entry(
@@ -463,12 +463,9 @@ class Outbox:
         )
 
     def wake_after_commit(self, session: AsyncSession, channel: Channel) -> None:
-        """Entries of `channel` were written in this transaction (by rows, in bulk)."""
-        self._wake_after_commit(session, channel)
-
-    def _wake_after_commit(self, session: AsyncSession, channel: Channel) -> None:
-        """Wake the channel's sender once the entry is visible: woken before the commit, it
-        finds nothing and sleeps until its next poll."""
+        """Entries of `channel` were written in this transaction (one here, or rows in bulk):
+        wake the channel's sender once they are visible. Woken before the commit, it finds
+        nothing and sleeps until its next poll."""
         sync_session = session.sync_session
         flag = f"rightsdesk.wake.{channel.value}"
         if sync_session.info.get(flag):
