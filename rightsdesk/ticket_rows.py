@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -21,62 +21,9 @@ from sqlmodel import col
 from rightsdesk.models import RequestType, Ticket, TicketType
 
 
-class TicketFields(Protocol):
-    """What a listing row needs of a ticket: `Ticket` and `TicketRow` both have it."""
-
-    @property
-    def id(self) -> int | None: ...
-    @property
-    def public_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def channel(self) -> str: ...
-    @property
-    def contact_kind(self) -> str: ...
-    @property
-    def contact_value(self) -> str: ...
-    @property
-    def subject(self) -> str | None: ...
-    @property
-    def language(self) -> str | None: ...
-    @property
-    def received_at(self) -> dt.datetime: ...
-    @property
-    def response_due(self) -> dt.date | None: ...
-    @property
-    def completion_due(self) -> dt.date | None: ...
-    @property
-    def deadlines_provisional(self) -> bool: ...
-    @property
-    def needs_review(self) -> bool: ...
-    @property
-    def classification(self) -> dict[str, Any] | None: ...
-    @property
-    def assignee(self) -> str | None: ...
-    @property
-    def verification(self) -> str | None: ...
-    @property
-    def unread(self) -> bool: ...
-    @property
-    def unread_since(self) -> dt.datetime | None: ...
-    @property
-    def suggested_types(self) -> list[str]: ...
-    @property
-    def duplicate_of(self) -> int | None: ...
-    @property
-    def merged_into(self) -> int | None: ...
-    @property
-    def withdrawal_final_at(self) -> dt.datetime | None: ...
-    @property
-    def audit_head(self) -> str: ...
-    @property
-    def types(self) -> list[RequestType]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class TicketRow:
-    """A ticket's listing fields (see `TicketFields`), read only."""
+    """A ticket's listing fields, read only, named as `Ticket` names them."""
 
     id: int | None
     public_id: str
@@ -103,6 +50,9 @@ class TicketRow:
     audit_head: str
     types: list[RequestType]
 
+
+# What a view of a ticket in a list takes: the entity, or its listing row.
+TicketFields = Ticket | TicketRow
 
 # The columns in `TicketRow`'s order (all but the types, aggregated after them).
 _COLUMNS = [Ticket.__table__.c[name] for name in TicketRow.__slots__ if name != "types"]  # type: ignore[attr-defined]
