@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import zhconv
@@ -50,7 +51,6 @@ class SearchHit:
 class TicketSearch:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._plans: dict[Any, Any] = {}  # statements built once per shape of query
 
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         wanted = _wanted(query)
@@ -133,8 +133,8 @@ class TicketSearch:
                 shape.append(
                     ("text", f"text:{text_style}", f"t{n}" if text_style != style else f"w{n}")
                 )
-        plan = self._plan(tuple(shape), limit)
-        lookup = self._account_plan(is_email, is_phone, limit)
+        plan = _plan(tuple(shape), limit)
+        lookup = _account_plan(is_email, is_phone, limit)
 
         async def accounts(session: AsyncSession) -> list[tuple[str, list[int]]]:
             if len(q) > 128:
@@ -154,90 +154,6 @@ class TicketSearch:
 
         by_account, by_rest = await self.db.read_each(accounts, together)
         return [*by_account, *by_rest]
-
-    def _plan(self, shape: tuple[tuple[str, str, str], ...], limit: int) -> _Plan:
-        """The UNION ALL of a shape of query, built once: every branch's first `limit` ids,
-        each a subquery of its own with its LIMIT, tagged with its place. No ORDER BY inside:
-        a trigram match is read from its index and stopped at the limit; asked for the
-        newest, PostgreSQL walked the primary key backwards through a million rows for a
-        word that was not there."""
-        key = (shape, limit)
-        if (known := self._plans.get(key)) is not None:
-            assert isinstance(known, _Plan)
-            return known
-        parts = []
-        for n, (kind, form, name) in enumerate(shape):
-            branch = self._branch(form, name).limit(limit)
-            if kind.startswith("requesters:"):
-                # The tickets of the requesters found, in the same statement: a second one
-                # was a second wait for the server (behind the other clients' turns).
-                branch = (
-                    select(Ticket.id)
-                    .where(col(Ticket.requester_id).in_(branch.scalar_subquery()))
-                    .limit(limit)
-                )
-            inner = branch.subquery(f"b{n}")
-            parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
-        plan = _Plan(
-            tuple(kind.removeprefix("requesters:") for kind, _, _ in shape),
-            union_all(*parts) if parts else None,
-        )
-        if len(self._plans) > 1000:  # shapes are few; a bound in case
-            self._plans.clear()
-        self._plans[key] = plan
-        return plan
-
-    def _branch(self, form: str, name: str) -> Any:
-        """One branch's query of ids, its value the parameter `name`."""
-        what, _, style = form.partition(":")
-        value: Any = bindparam(name)
-        if what == "contact":
-            return select(Ticket.id).where(
-                col(Ticket.contact_value).in_(bindparam(name, expanding=True))
-            )
-        if what == "contacts":
-            return (
-                select(RequesterContact.requester_id)
-                .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
-                .where(col(RequesterContact.value).in_(bindparam("addresses", expanding=True)))
-            )
-        if what == "digits":
-            return _inbound().where(col(Message.text).like(value))
-        if what == "name":
-            return select(Requester.id).where(_contains(Requester.name, style, value))
-        if what == "subject":
-            return select(Ticket.id).where(_contains(Ticket.subject, style, value))
-        if style == "fts":  # SQLite: a phrase of trigrams, the text contains it, case aside
-            fts = table("message_fts", column("rowid"))
-            matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(value))
-            return _inbound().where(col(Message.id).in_(matching))
-        # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
-        # query under three characters is a scan.
-        return _inbound().where(_contains(Message.text, style, value))
-
-    def _account_plan(self, is_email: bool, is_phone: bool, limit: int) -> _AccountPlan:
-        """The account directory's statements (its id, registered email or phone; who holds
-        the accounts found, their tickets, the tickets they were proven on), built once."""
-        key = ("accounts", is_email, is_phone, limit)
-        if (plan := self._plans.get(key)) is not None:
-            assert isinstance(plan, _AccountPlan)
-            return plan
-        conditions: list[Any] = [Account.id == bindparam("q")]
-        if is_email:
-            conditions.append(Account.email == bindparam("email"))
-        if is_phone:
-            conditions.append(col(Account.phone).in_(bindparam("phones", expanding=True)))
-        found: Any = bindparam("found", expanding=True)
-        made = _AccountPlan(
-            select(Account.id).where(or_(*conditions)).limit(limit),
-            select(Requester.id).where(col(Requester.account_id).in_(found)).limit(limit),
-            select(Ticket.id).where(col(Ticket.requester_id).in_(found)).limit(limit),
-            select(VerificationChallenge.ticket_id)
-            .where(col(VerificationChallenge.account_id).in_(found))
-            .limit(limit),
-        )
-        self._plans[key] = made
-        return made
 
     async def _together(
         self, session: AsyncSession, plan: _Plan, params: dict[str, Any]
@@ -319,6 +235,81 @@ def _inbound() -> Any:
         select(Message.ticket_id)
         .where(Message.direction == "in")
         .where(col(Message.ticket_id).is_not(None))
+    )
+
+
+@lru_cache(maxsize=1024)  # shapes are few; a bound in case
+def _plan(shape: tuple[tuple[str, str, str], ...], limit: int) -> _Plan:
+    """The UNION ALL of a shape of query, built once: every branch's first `limit` ids,
+    each a subquery of its own with its LIMIT, tagged with its place. No ORDER BY inside:
+    a trigram match is read from its index and stopped at the limit; asked for the
+    newest, PostgreSQL walked the primary key backwards through a million rows for a
+    word that was not there."""
+    parts = []
+    for n, (kind, form, name) in enumerate(shape):
+        branch = _branch(form, name).limit(limit)
+        if kind.startswith("requesters:"):
+            # The tickets of the requesters found, in the same statement: a second one
+            # was a second wait for the server (behind the other clients' turns).
+            branch = (
+                select(Ticket.id)
+                .where(col(Ticket.requester_id).in_(branch.scalar_subquery()))
+                .limit(limit)
+            )
+        inner = branch.subquery(f"b{n}")
+        parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
+    return _Plan(
+        tuple(kind.removeprefix("requesters:") for kind, _, _ in shape),
+        union_all(*parts) if parts else None,
+    )
+
+
+def _branch(form: str, name: str) -> Any:
+    """One branch's query of ids, its value the parameter `name`."""
+    what, _, style = form.partition(":")
+    value: Any = bindparam(name)
+    if what == "contact":
+        return select(Ticket.id).where(
+            col(Ticket.contact_value).in_(bindparam(name, expanding=True))
+        )
+    if what == "contacts":
+        return (
+            select(RequesterContact.requester_id)
+            .where(col(RequesterContact.kind).in_(["email", "phone", "telegram"]))
+            .where(col(RequesterContact.value).in_(bindparam("addresses", expanding=True)))
+        )
+    if what == "digits":
+        return _inbound().where(col(Message.text).like(value))
+    if what == "name":
+        return select(Requester.id).where(_contains(Requester.name, style, value))
+    if what == "subject":
+        return select(Ticket.id).where(_contains(Ticket.subject, style, value))
+    if style == "fts":  # SQLite: a phrase of trigrams, the text contains it, case aside
+        fts = table("message_fts", column("rowid"))
+        matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(value))
+        return _inbound().where(col(Message.id).in_(matching))
+    # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
+    # query under three characters is a scan.
+    return _inbound().where(_contains(Message.text, style, value))
+
+
+@lru_cache(maxsize=64)
+def _account_plan(is_email: bool, is_phone: bool, limit: int) -> _AccountPlan:
+    """The account directory's statements (its id, registered email or phone; who holds
+    the accounts found, their tickets, the tickets they were proven on), built once."""
+    conditions: list[Any] = [Account.id == bindparam("q")]
+    if is_email:
+        conditions.append(Account.email == bindparam("email"))
+    if is_phone:
+        conditions.append(col(Account.phone).in_(bindparam("phones", expanding=True)))
+    found: Any = bindparam("found", expanding=True)
+    return _AccountPlan(
+        select(Account.id).where(or_(*conditions)).limit(limit),
+        select(Requester.id).where(col(Requester.account_id).in_(found)).limit(limit),
+        select(Ticket.id).where(col(Ticket.requester_id).in_(found)).limit(limit),
+        select(VerificationChallenge.ticket_id)
+        .where(col(VerificationChallenge.account_id).in_(found))
+        .limit(limit),
     )
 
 
