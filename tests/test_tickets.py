@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 import pytest
+from sqlmodel import select
 
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
@@ -357,3 +358,33 @@ async def test_assign_takes_only_an_enabled_console_user(desk: Desk) -> None:
     by_mail = await desk.tickets.assign(t, ACTOR, "Wang.Fang@example.com")
     assert by_mail.assignee == "Wang.Fang@example.com"
     assert (await desk.tickets.assign(t, ACTOR, None)).assignee is None
+
+
+async def test_detail_reads_each_message_once_with_its_files_and_without_its_bytes(
+    desk: Desk,
+) -> None:
+    from sqlalchemy import inspect
+
+    from rightsdesk.models import Message, StoredAttachment
+
+    opened = await desk.tickets.open(request())
+    async with desk.db.transaction() as session:
+        first = (await session.exec(select(Message).where(Message.ticket_id == opened.id))).one()
+        first.raw, first.raw_size = b"R" * 2048, 2048
+        second = Message(ticket_id=opened.id, direction="in", channel=Channel.EMAIL,
+                         text="two files", raw=b"r" * 10, raw_size=10,
+                         received_at=first.received_at + dt.timedelta(minutes=5))  # fmt: skip
+        session.add_all([first, second])
+        await session.flush()
+        kept = StoredAttachment.of(second.id or 0, "a.pdf", "application/pdf", b"%PDF")
+        emptied = StoredAttachment.of(second.id or 0, "b.png", "image/png", b"\x89PNG")
+        emptied.content = None  # over the size kept, or emptied by retention
+        session.add_all([kept, emptied])
+    detail = await desk.tickets.detail(opened.public_id)
+    assert [m.text for m in detail.messages] == [first.text, "two files"]
+    assert [m.raw_size for m in detail.messages] == [2048, 10]
+    assert all("raw" in inspect(m).unloaded for m in detail.messages)
+    files = detail.attachments[second.id or 0]
+    assert [f.filename for f in files] == ["a.pdf", "b.png"]
+    assert first.id not in detail.attachments
+    assert detail.not_kept == frozenset({emptied.id})
