@@ -35,7 +35,7 @@ async def queue_items(
     """The rows of a queue (pages and API): the listing view, working days left, its version,
     and for a search what matched (id, email, phone, name, account, text) and where."""
     tickets: TicketService = request.app.state.tickets
-    snippets = await listing.snippets(request.app.state.search, rows)
+    snippets = listing.snippets(rows)
     today, tz = tickets.today(), tickets.policy.tz
     return [
         Attrs(

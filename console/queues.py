@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rightsdesk.models import ACTIVE_STATUSES, Channel, RequestType, TicketStatus
-from rightsdesk.search import TicketSearch
+from rightsdesk.search import Hits, TicketSearch
 from rightsdesk.staff import Staff
 from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketError, TicketFilter, TicketService
@@ -54,20 +54,20 @@ class Query:
 @dataclass(frozen=True)
 class Listing:
     """A query with its search done: the filters (narrowed to the hits), and for each hit
-    what matched (id, email, phone, name, account, text)."""
+    what matched (id, email, phone, name, account, text) and where (`Hits`)."""
 
     filters: TicketFilter
-    matched: dict[int, list[str]]
-    search: str = ""
+    hits: Hits | None = None
 
-    async def snippets(
-        self, search: TicketSearch | None, shown: Sequence[TicketFields]
-    ) -> dict[int, str]:
+    @property
+    def matched(self) -> dict[int, list[str]]:
+        return self.hits.matched if self.hits is not None else {}
+
+    def snippets(self, shown: Sequence[TicketFields]) -> dict[int, str]:
         """Where the words matched, for the tickets a page shows (not for every hit)."""
-        wanted = [t.id for t in shown if t.id is not None and "text" in self.matched.get(t.id, ())]
-        if search is None or not wanted:
+        if self.hits is None:
             return {}
-        return await search.snippets(wanted, self.search)
+        return self.hits.snippets(t.id for t in shown if t.id is not None)
 
 
 def queue_filter(tickets: TicketService, queue: str, me: Staff) -> TicketFilter:
@@ -142,15 +142,14 @@ def max_page(page_size: int) -> int:
 async def narrowed(search: TicketSearch | None, query: Query) -> Listing:
     """The query with its search done: the filters limited to the newest SEARCH_LIMIT hits."""
     if not query.search:
-        return Listing(query.filters, {})
+        return Listing(query.filters)
     if search is None:
         raise BadFilter("q", query.search, "searchable on this desk (no search service)")
     try:
-        matched = await search.matches(query.search, SEARCH_LIMIT)
+        hits = await search.matches(query.search, SEARCH_LIMIT)
     except TicketError as exc:
         raise BadFilter("q", query.search, str(exc)) from None
-    filters = dataclasses.replace(query.filters, ids=tuple(matched))
-    return Listing(filters, matched, query.search)
+    return Listing(dataclasses.replace(query.filters, ids=tuple(hits.matched)), hits)
 
 
 def _split(value: str) -> list[str]:

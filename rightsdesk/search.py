@@ -13,14 +13,28 @@ two-character query (注销, 张三) uses GIN indexes over the texts' sets of ch
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import zhconv
-from sqlalchemy import Text, bindparam, cast, column, literal, literal_column, table, union_all
+from sqlalchemy import (
+    Integer,
+    Text,
+    bindparam,
+    case,
+    cast,
+    column,
+    literal,
+    literal_column,
+    null,
+    table,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col, func, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,53 +62,89 @@ class SearchHit:
     snippet: str | None = None  # around the first match in a message, masked
 
 
+@dataclass(frozen=True)
+class Hits:
+    """What a search found: the newest matching ticket ids (highest first) with what matched
+    each, and for the ones whose messages matched, the passage of text around the match as
+    the database cut it (`Window`): a snippet needs no statement of its own."""
+
+    matched: dict[int, list[str]]
+    windows: dict[int, Window]
+    query: str
+
+    def snippets(self, ticket_ids: Iterable[int]) -> dict[int, str]:
+        """The first matching passage of each of these tickets' inbound messages, masked."""
+        needles = [written.lower() for written in scripts(self.query)]
+        found: dict[int, str] = {}
+        for ticket_id in ticket_ids:
+            window = self.windows.get(ticket_id)
+            if window is not None and (snippet := window.snippet(needles)) is not None:
+                found[ticket_id] = snippet
+        return found
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of a message's text around a match: `text` starts at character `start`
+    (from 0) of a text `length` characters long."""
+
+    text: str
+    start: int
+    length: int
+
+    def snippet(self, needles: Sequence[str]) -> str | None:
+        lowered = self.text.lower()
+        at = next((i for i in (lowered.find(n) for n in needles) if i >= 0), -1)
+        if at < 0:  # the database's lower() is not Python's (SQLite folds ASCII only)
+            return None
+        at += self.start  # where in the whole text
+        start = max(0, at - SNIPPET_CHARS)
+        end = min(self.length, at + len(needles[0]) + SNIPPET_CHARS)
+        passage = " ".join(self.text[start - self.start : end - self.start].split())
+        before = "…" if start else ""
+        after = "…" if end < self.length else ""
+        return before + mask_for_display(passage) + after
+
+
 class TicketSearch:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def search(self, query: str, limit: int = 50) -> list[SearchHit]:
-        wanted = _wanted(query)
-        found = await self.matches(wanted, limit)
-        if not found:
+        hits = await self.matches(query, limit)
+        if not hits.matched:
             return []
-        texts = [ticket_id for ticket_id, kinds in found.items() if "text" in kinds]
-
-        async def read_tickets(session: AsyncSession) -> list[Ticket]:
-            listed = select(Ticket).where(col(Ticket.id).in_(list(found)))
-            return list((await session.exec(listed.order_by(col(Ticket.id).desc()))).all())
-
-        async def read_snippets(session: AsyncSession) -> dict[int, str]:
-            # Needs only the ids found, so it goes beside the tickets (one wait, not two).
-            return await self._snippets(await session.connection(), texts, wanted) if texts else {}
-
-        tickets, snippets = await self.db.read_each(read_tickets, read_snippets)
+        async with self.db.reading() as session:
+            listed = select(Ticket).where(col(Ticket.id).in_(list(hits.matched)))
+            tickets = list((await session.exec(listed.order_by(col(Ticket.id).desc()))).all())
+        snippets = hits.snippets(hits.windows)
         return [
-            SearchHit(t, found[t.id or 0], snippets.get(t.id or 0))
+            SearchHit(t, hits.matched[t.id or 0], snippets.get(t.id or 0))
             for t in tickets
             if t.id is not None
         ]
 
-    async def matches(self, query: str, limit: int = 50) -> dict[int, list[str]]:
-        """The newest `limit` matching ticket ids (highest first) and what matched each, without
-        reading the tickets: the console narrows its lists with them."""
+    async def matches(self, query: str, limit: int = 50) -> Hits:
+        """The newest `limit` matching ticket ids (highest first), what matched each and where,
+        without reading the tickets: the console narrows its lists with them."""
         wanted = _wanted(query)
         found: dict[int, list[str]] = {}
-        for kind, ids in await self._matches(wanted, limit):
-            for ticket_id in ids:
+        windows: dict[int, Window] = {}
+        for kind, ids, passages in await self._matches(wanted, limit):
+            for ticket_id, window in zip(ids, passages, strict=True):
                 kinds = found.setdefault(ticket_id, [])
                 if kind not in kinds:
                     kinds.append(kind)
+                if window is not None:
+                    windows.setdefault(ticket_id, window)
         newest = sorted(found, reverse=True)[:limit]
-        return {ticket_id: found[ticket_id] for ticket_id in newest}
+        return Hits(
+            {ticket_id: found[ticket_id] for ticket_id in newest},
+            {ticket_id: windows[ticket_id] for ticket_id in newest if ticket_id in windows},
+            wanted,
+        )
 
-    async def snippets(self, ticket_ids: list[int], query: str) -> dict[int, str]:
-        """The first matching passage of each ticket's inbound messages, masked."""
-        if not ticket_ids:
-            return {}
-        async with self.db.reading_connection() as connection:
-            return await self._snippets(connection, ticket_ids, _wanted(query))
-
-    async def _matches(self, q: str, limit: int) -> list[tuple[str, list[int]]]:
+    async def _matches(self, q: str, limit: int) -> list[_Found]:
         """Each kind of match as a small indexed query, newest first (a chain of IN subqueries
         lets the planner pick a scan of the ticket table). The ones that need nothing found
         before go to the server together, as one UNION ALL (one round trip for every
@@ -102,11 +152,14 @@ class TicketSearch:
         directory's lookup (Database.read_each: at once on PostgreSQL). Each statement is
         built once per shape of query (what kind of query, how many spellings, which index
         answers each) with its values as parameters: building a six-branch UNION ALL cost
-        more CPU than the rest of the search."""
+        more CPU than the rest of the search. A match in a message's text comes with the
+        stretch of text around it (`Window`): the snippets were a statement and a wait of
+        their own, after the page's rows."""
         if _TICKET_ID.match(q):
             async with self.db.reading() as session:
                 by_id = select(Ticket.id).where(Ticket.public_id == q.upper()).limit(limit)
-                return [("id", [r for r in (await session.exec(by_id)).all() if r is not None])]
+                found = [r for r in (await session.exec(by_id)).all() if r is not None]
+                return [("id", found, [None] * len(found))]
         is_email = "@" in q and " " not in q
         is_phone = bool(_PHONE_LIKE.match(q))
         variants = _phone_variants(q) if is_phone else []
@@ -124,32 +177,30 @@ class TicketSearch:
             for n, written in enumerate(scripts(q)):  # 注销 finds 註銷 too, and the other way
                 style = self._style(written)
                 params[f"w{n}"] = _pattern(style, written)
+                params[f"n{n}"] = written.lower()  # where in the text: the window's middle
                 if not is_email:
                     shape.append(("requesters:name", f"name:{style}", f"w{n}"))
                     shape.append(("text", f"subject:{style}", f"w{n}"))
                 text_style = "fts" if self.db.is_sqlite and len(written) >= 3 else style
                 if text_style != style:
                     params[f"t{n}"] = _pattern(text_style, written)
-                shape.append(
-                    ("text", f"text:{text_style}", f"t{n}" if text_style != style else f"w{n}")
-                )
+                pattern = f"t{n}" if text_style != style else f"w{n}"
+                shape.append(("text", f"text:{text_style}:n{n}", pattern))
         plan = _plan(tuple(shape), limit)
         lookup = _account_plan(is_email, is_phone, limit)
 
-        async def accounts(session: AsyncSession) -> list[tuple[str, list[int]]]:
+        async def accounts(session: AsyncSession) -> list[_Found]:
             if len(q) > 128:
                 return []
             found = await _ids(session, lookup.accounts, params)
             if not found:
                 return []
             proven = await _ids(session, lookup.holders, {"found": found})
-            results: list[tuple[str, list[int]]] = []
-            if proven:
-                results.append(("account", await _ids(session, lookup.owned, {"found": proven})))
+            owned = await _ids(session, lookup.owned, {"found": proven}) if proven else []
             matched = await _ids(session, lookup.challenged, {"found": found})
-            return [*results, ("account", matched)]
+            return [("account", ids, [None] * len(ids)) for ids in (owned, matched)]
 
-        async def together(session: AsyncSession) -> list[tuple[str, list[int]]]:
+        async def together(session: AsyncSession) -> list[_Found]:
             return await self._together(session, plan, params)
 
         by_account, by_rest = await self.db.read_each(accounts, together)
@@ -157,18 +208,20 @@ class TicketSearch:
 
     async def _together(
         self, session: AsyncSession, plan: _Plan, params: dict[str, Any]
-    ) -> list[tuple[str, list[int]]]:
+    ) -> list[_Found]:
         """The plan's UNION ALL: one round trip for every spelling of the words, the
-        requesters' tickets included."""
+        requesters' tickets included, the windows of text beside the text matches."""
         if plan.union is None:
             return []
         connection = await session.connection()  # Core: no ORM execution for plain ids
         rows = (await connection.execute(plan.union, params)).all()
-        found: list[list[int]] = [[] for _ in plan.kinds]
-        for branch, value in rows:
+        found: list[_Found] = [(kind, [], []) for kind in plan.kinds]
+        for branch, value, text, start, length in rows:
             if value is not None:
-                found[branch].append(value)
-        return list(zip(plan.kinds, found, strict=True))
+                found[branch][1].append(value)
+                window = Window(text, start, length) if text is not None else None
+                found[branch][2].append(window)
+        return found
 
     def _style(self, q: str) -> str:
         """Which index answers "contains q": on PostgreSQL a two-character q goes through the
@@ -176,35 +229,6 @@ class TicketSearch:
         if not self.db.is_sqlite and len(q) == 2 and not any(ch.isspace() for ch in q):
             return "pairs"
         return "like"
-
-    async def _snippets(
-        self, connection: AsyncConnection, ticket_ids: list[int], q: str
-    ) -> dict[int, str]:
-        """The first matching passage of each ticket's messages, masked (plain rows: no
-        ORM execution)."""
-        found: dict[int, str] = {}
-        rows = await connection.execute(
-            select(Message.ticket_id, Message.text)
-            .where(col(Message.ticket_id).in_(ticket_ids))
-            .where(Message.direction == "in")
-            .where(col(Message.text).is_not(None))
-            .order_by(col(Message.id))
-        )
-        needles = [written.lower() for written in scripts(q)]
-        for ticket_id, text in rows.all():
-            if ticket_id is None or ticket_id in found or not text:
-                continue
-            lowered = text.lower()
-            at = next((i for i in (lowered.find(n) for n in needles) if i >= 0), -1)
-            if at < 0:
-                continue
-            start = max(0, at - SNIPPET_CHARS)
-            end = min(len(text), at + len(q) + SNIPPET_CHARS)
-            passage = " ".join(text[start:end].split())
-            before = "…" if start else ""
-            after = "…" if end < len(text) else ""
-            found[ticket_id] = before + mask_for_display(passage) + after
-        return found
 
 
 def scripts(q: str) -> list[str]:
@@ -257,7 +281,12 @@ def _plan(shape: tuple[tuple[str, str, str], ...], limit: int) -> _Plan:
                 .limit(limit)
             )
         inner = branch.subquery(f"b{n}")
-        parts.append(select(literal(n).label("branch"), inner.c[0].label("found")))
+        window = (
+            list(inner.c)[1:]
+            if form.startswith("text:")
+            else [cast(null(), Text), cast(null(), Integer), cast(null(), Integer)]
+        )
+        parts.append(select(literal(n).label("branch"), inner.c[0].label("found"), *window))
     return _Plan(
         tuple(kind.removeprefix("requesters:") for kind, _, _ in shape),
         union_all(*parts) if parts else None,
@@ -265,8 +294,10 @@ def _plan(shape: tuple[tuple[str, str, str], ...], limit: int) -> _Plan:
 
 
 def _branch(form: str, name: str) -> Any:
-    """One branch's query of ids, its value the parameter `name`."""
+    """One branch's query of ids, its value the parameter `name`; a branch of message texts
+    ("text:STYLE:NEEDLE") selects each match's `_window` too."""
     what, _, style = form.partition(":")
+    style, _, needle = style.partition(":")
     value: Any = bindparam(name)
     if what == "contact":
         return select(Ticket.id).where(
@@ -284,13 +315,47 @@ def _branch(form: str, name: str) -> Any:
         return select(Requester.id).where(_contains(Requester.name, style, value))
     if what == "subject":
         return select(Ticket.id).where(_contains(Ticket.subject, style, value))
+    texts = _inbound().add_columns(*_window(needle))
     if style == "fts":  # SQLite: a phrase of trigrams, the text contains it, case aside
         fts = table("message_fts", column("rowid"))
         matching = select(fts.c.rowid).where(literal_column("message_fts").op("MATCH")(value))
-        return _inbound().where(col(Message.id).in_(matching))
+        return texts.where(col(Message.id).in_(matching))
     # PostgreSQL: the partial trigram indexes (direction = 'in') answer this; on SQLite a
     # query under three characters is a scan.
-    return _inbound().where(_contains(Message.text, style, value))
+    return texts.where(_contains(Message.text, style, value))
+
+
+class _position(FunctionElement[int]):
+    """Where `needle` first occurs in `text`, from 1 (0: nowhere): strpos on PostgreSQL,
+    instr on SQLite."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_position, "postgresql")
+def _strpos(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "sqlite")
+def _instr(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
+def _window(needle: str) -> list[Any]:
+    """The stretch of a matching text that a snippet needs (SNIPPET_CHARS each side of the
+    parameter `needle`, lower-cased), where it starts (from 0) and the text's length: the
+    snippet is cut from it in Python (`Window.snippet`), the text never leaves the server."""
+    text_ = col(Message.text)
+    at = _position(func.lower(text_), bindparam(needle))
+    first = case((at > SNIPPET_CHARS, at - SNIPPET_CHARS), else_=1)
+    wide = 2 * SNIPPET_CHARS + func.length(bindparam(needle))
+    return [
+        func.substr(text_, first, wide).label("window"),
+        (first - 1).label("window_start"),
+        func.length(text_).label("text_length"),
+    ]
 
 
 @lru_cache(maxsize=64)
@@ -311,6 +376,11 @@ def _account_plan(is_email: bool, is_phone: bool, limit: int) -> _AccountPlan:
         .where(col(VerificationChallenge.account_id).in_(found))
         .limit(limit),
     )
+
+
+# One kind of match: its ticket ids, and beside each the window of text it matched in (None
+# where what matched was not a message's text).
+_Found = tuple[str, list[int], list["Window | None"]]
 
 
 @dataclass(frozen=True)

@@ -140,3 +140,22 @@ async def test_simplified_and_traditional_characters_find_each_other(desk: Desk)
     ]
     assert hit.snippet is not None
     assert "註銷帳號" in hit.snippet
+
+
+async def test_a_snippet_is_the_forty_characters_each_side_of_the_match(desk: Desk) -> None:
+    # The database cuts the window around the match; the snippet is the same as one cut
+    # from the whole text: ellipses only where the text goes on, spaces folded.
+    long_text = "前" * 100 + " 营销短信 " + "后" * 100
+    short_text = "Stop the MARKETING   texts now"
+    for text in (long_text, short_text):
+        await desk.tickets.open(
+            NewTicket(channel=Channel.MANUAL, contact=Contact.email("w@example.com"),
+                      types=[RequestType.WITHDRAW_CONSENT], received_at=at("2026-02-10 10:00"),
+                      text=text)
+        )  # fmt: skip
+    [far] = await desk.search.search("营销短信")
+    assert far.snippet == "…" + "前" * 39 + " 营销短信 " + "后" * 39 + "…"
+    [near] = await desk.search.search("marketing")
+    assert near.snippet == "Stop the MARKETING texts now"
+    [hant] = await desk.search.search("營銷短信")  # the other spelling finds the same passage
+    assert hant.snippet == far.snippet
