@@ -49,7 +49,7 @@ async def queue_items(
     ]
 
 
-@guard("read")
+@guard("read", reads_only=True)
 async def queue_page(request: Request) -> Response:
     tickets: TicketService = request.app.state.tickets
     console: Console = console_of(request)

@@ -146,7 +146,7 @@ def allowed_actions(status: str, merged: bool = False) -> set[str]:
     return moves | {"assign", "relabel", "reply", "note"}
 
 
-@guard("read")
+@guard("read", reads_only=True)
 async def ticket_page(request: Request) -> Response:
     public_id = request.path_params["public_id"]
     try:

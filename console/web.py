@@ -7,10 +7,11 @@ a form field; the JSON API takes bearer tokens only (no cookies), so it needs no
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tomllib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, wraps
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,9 @@ class Console:
 
     settings: ConsoleSettings
     staff: StaffService
+    # The sessions that passed their check on a recent page, by cookie: for them a reading
+    # page starts beside the check (`guard`). Only ever a hint: every page is still checked.
+    checked: dict[str, SessionView] = field(default_factory=dict)
 
     @property
     def secure_cookies(self) -> bool:
@@ -113,19 +117,50 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
     return render(request, "error.html.j2", {"message": message, "code": status_code}, status_code)
 
 
-def guard(need: Need) -> Callable[[Handler], Handler]:
+# How many sessions `Console.checked` remembers (past it, it starts again: only a hint).
+CHECKED_SESSIONS = 1024
+
+
+def guard(need: Need, reads_only: bool = False) -> Callable[[Handler], Handler]:
     """Logged in (else to the login page), allowed by role (else 403), and for a POST the
-    session's CSRF token in the form (else 403). The session is in `request.scope`."""
+    session's CSRF token in the form (else 403). The session is in `request.scope`.
+
+    `reads_only`: the page changes nothing (the queues, a ticket). For a GET with a cookie
+    whose session passed on an earlier page, the page starts at once, beside the check of
+    the session: one wait for the database instead of two, on the pages people load most.
+    Nothing is sent before the check passes; a session that fails it (revoked, expired,
+    disabled) gets the login page, and one that changed (another role, another language)
+    gets the page made again for what it is now. A cookie not seen passing starts nothing
+    before its check: a stranger's request costs one lookup, as before."""
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def wrapped(request: Request) -> Response:
             console: Console = console_of(request)
-            session = await console.staff.session(request.cookies.get(SESSION_COOKIE, ""))
+            token = request.cookies.get(SESSION_COOKIE, "")
+            hint = console.checked.get(token) if reads_only and request.method == "GET" else None
+            if hint is not None and allowed(hint.staff, need):
+                request.scope["rd_session"] = hint
+                page = asyncio.ensure_future(handler(request))
+                try:
+                    session = await console.staff.session(token)
+                except BaseException:
+                    _abandon(page)
+                    raise
+                if session == hint:
+                    return await page
+                _abandon(page)
+            else:
+                session = await console.staff.session(token)
             if session is None:
+                console.checked.pop(token, None)
                 if request.method == "GET":
                     return RedirectResponse("/login?next=" + request.url.path, status_code=303)
                 return error_page(request, 401, strings(language_of(request, None))["expired"])
+            if request.method == "GET":
+                if len(console.checked) >= CHECKED_SESSIONS:
+                    console.checked.clear()
+                console.checked[token] = session
             request.scope["rd_session"] = session
             t = strings(session.staff.language)
             if not allowed(session.staff, need):
@@ -140,6 +175,12 @@ def guard(need: Need) -> Callable[[Handler], Handler]:
         return wrapped
 
     return decorate
+
+
+def _abandon(page: asyncio.Future[Response]) -> None:
+    """Stop a page made for a session that did not pass; what it raised is of no interest."""
+    page.cancel()
+    page.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def allowed(staff: Staff, need: Need) -> bool:
