@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import ConsoleSettings
+from rightsdesk.config_sections import ConsoleSettings
 from rightsdesk.db import Database
 from rightsdesk.models import (
     ApiToken,

@@ -59,7 +59,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import VerificationSettings
+from rightsdesk.config_sections import VerificationSettings
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import (
     Account,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import select
 
-from rightsdesk.config import SystemSettings
+from rightsdesk.config_systems import SystemSettings
 from rightsdesk.models import Account, Channel, FulfilmentRun, Requester, RequestType
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket

@@ -17,7 +17,8 @@ from sqlmodel import col, select
 
 from rightsdesk.audit import verify_chains
 from rightsdesk.clock import FrozenClock
-from rightsdesk.config import Settings, SystemSettings
+from rightsdesk.config import Settings
+from rightsdesk.config_systems import SystemSettings
 from rightsdesk.fulfilment import FulfilmentError, TaskFile
 from rightsdesk.fulfilment.register import pseudonym
 from rightsdesk.models import (

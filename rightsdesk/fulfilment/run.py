@@ -29,7 +29,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import ConfigError, Settings, SystemSettings
+from rightsdesk.config import ConfigError, Settings
+from rightsdesk.config_systems import SystemSettings
 from rightsdesk.db import Database
 from rightsdesk.fulfilment.plan import CHANGE_ACTIONS, Plan, read_access
 from rightsdesk.fulfilment.register import (
