@@ -21,16 +21,8 @@ from rightsdesk.config import Settings
 from rightsdesk.config_systems import SystemSettings
 from rightsdesk.fulfilment import FulfilmentError, TaskFile
 from rightsdesk.fulfilment.register import pseudonym
-from rightsdesk.models import (
-    Account,
-    Channel,
-    Event,
-    FulfilmentStep,
-    Message,
-    OutboxEntry,
-    Requester,
-    RequestType,
-)
+from rightsdesk.models import Account, Channel, Event, Message, OutboxEntry, Requester, RequestType
+from rightsdesk.models_fulfilment import FulfilmentStep
 from rightsdesk.service import Desk
 from rightsdesk.signing import LinkExpired, LinkInvalid, load_signing_key
 from rightsdesk.tickets import Contact, NewTicket, TicketError

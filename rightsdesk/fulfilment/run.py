@@ -42,7 +42,8 @@ from rightsdesk.fulfilment.register import (
     error_line,
     statement_body,
 )
-from rightsdesk.models import FulfilmentRun, FulfilmentStep, Ticket
+from rightsdesk.models import Ticket
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep
 from rightsdesk.tickets import TicketService
 
 log = logging.getLogger("rightsdesk.fulfilment")
