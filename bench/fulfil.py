@@ -28,7 +28,8 @@ import asyncpg
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from rightsdesk.config import Settings, SystemSettings  # noqa: E402
+from rightsdesk.config import Settings  # noqa: E402
+from rightsdesk.config_systems import SystemSettings  # noqa: E402
 from rightsdesk.models import RequestType  # noqa: E402
 from rightsdesk.service import Desk  # noqa: E402
 from tests.company import SCHEMA, example_systems  # noqa: E402

@@ -27,7 +27,7 @@ import httpx
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from rightsdesk.clock import FrozenClock  # noqa: E402
-from rightsdesk.config import DatabaseSettings  # noqa: E402
+from rightsdesk.config_sections import DatabaseSettings  # noqa: E402
 from rightsdesk.db import Database  # noqa: E402
 from tests.portal_server import PortalUnderTest, csrf_of, path_of, portal_settings  # noqa: E402
 

@@ -363,7 +363,7 @@ async def prepare(url: str, folder: Path, messages: int) -> None:
     """Migrated, with a third of the senders registered (verification starts for them)."""
     from rightsdesk.accounts import AccountDirectory
     from rightsdesk.clock import SystemClock
-    from rightsdesk.config import DatabaseSettings
+    from rightsdesk.config_sections import DatabaseSettings
     from rightsdesk.db import Database
 
     db = Database(DatabaseSettings(url=url))
@@ -667,7 +667,7 @@ def burst(kind: str, messages: int, clients: int, replicas: int, batch: int) -> 
 
 
 async def _migrate(url: str) -> None:
-    from rightsdesk.config import DatabaseSettings
+    from rightsdesk.config_sections import DatabaseSettings
     from rightsdesk.db import Database
 
     db = Database(DatabaseSettings(url=url))

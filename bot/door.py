@@ -29,7 +29,7 @@ from tornado.httpserver import HTTPServer
 from bot.handlers import register
 from rightsdesk.chat import ChatDesk, update_key
 from rightsdesk.clock import Clock
-from rightsdesk.config import TelegramSettings
+from rightsdesk.config_sections import TelegramSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, Message
 from rightsdesk.pipeline import Delivery, Inbox

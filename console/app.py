@@ -24,7 +24,7 @@ from console import (
 from console.actions import Core
 from console.web import STATIC, Console, SecurityHeaders, error_page, language_of, strings
 from rightsdesk.answers import Answers
-from rightsdesk.config import ConsoleSettings
+from rightsdesk.config_sections import ConsoleSettings
 from rightsdesk.fulfilment import FulfilmentService
 from rightsdesk.merging import TicketMerger
 from rightsdesk.packages import PackageService

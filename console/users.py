@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from console.pages import nav_context
 from console.web import Console, console_of, form_of, guard, render, session_of, strings
-from rightsdesk.models import StaffRole
+from rightsdesk.models_staff import StaffRole
 from rightsdesk.staff import StaffError, generate_password
 
 

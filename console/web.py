@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp
 
-from rightsdesk.config import ConsoleSettings
+from rightsdesk.config_sections import ConsoleSettings
 from rightsdesk.staff import LANGUAGES, SessionView, Staff, StaffService
 from rightsdesk.webstack import CSP, Attrs, template_environment
 from rightsdesk.webstack import SecurityHeaders as SharedHeaders

@@ -21,7 +21,7 @@ from sqlmodel import select
 
 from intake.mail import OFFLOAD_OVER_BYTES, mail_delivery
 from rightsdesk.clock import Clock
-from rightsdesk.config import ImapSettings, MailSettings
+from rightsdesk.config_sections import ImapSettings, MailSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, MailboxState, Message
 from rightsdesk.pipeline import Inbox

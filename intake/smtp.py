@@ -21,7 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from intake.mail import OFFLOAD_OVER_BYTES, clean_text, mail_delivery
-from rightsdesk.config import MailSettings, SmtpSettings
+from rightsdesk.config_sections import MailSettings, SmtpSettings
 from rightsdesk.offload import CpuPool
 from rightsdesk.pipeline import Delivery, Inbox
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
-from rightsdesk.config import ClassifierSettings
+from rightsdesk.config_sections import ClassifierSettings
 from rightsdesk.offload import CpuPool
 from rightsdesk.pipeline import Classification, Classifier
 

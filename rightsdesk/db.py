@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk.config import DatabaseSettings
+from rightsdesk.config_sections import DatabaseSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from rightsdesk.calendar import WorkingCalendar
-from rightsdesk.config import DeadlineSettings
+from rightsdesk.config_sections import DeadlineSettings
 from rightsdesk.models import COMPLETION_TYPES, RequestType
 
 

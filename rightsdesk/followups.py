@@ -20,7 +20,7 @@ from rightsdesk.config import Settings
 from rightsdesk.models import Message, RequestType, Ticket, TicketStatus
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.tickets import FINISHED_STATUSES, TicketService
-from rightsdesk.verification import find_code
+from rightsdesk.verification_codes import find_code
 from rightsdesk.withdrawal_words import says_cancel, says_undo
 
 if TYPE_CHECKING:

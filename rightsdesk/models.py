@@ -1,4 +1,8 @@
-"""The desk's tables. Schema changes go through an Alembic migration in rightsdesk/migrations."""
+"""The desk's tables: requests, tickets, messages, the audit trail, the outbox, verification
+and the portal's codes, chats, notices and the service's heartbeats. Carrying requests out
+(fulfilment runs, packages) is in rightsdesk.models_fulfilment, the console's people in
+rightsdesk.models_staff; rightsdesk/migrations/env.py imports all three, so SQLModel.metadata
+holds every table. Schema changes go through an Alembic migration in rightsdesk/migrations."""
 
 import datetime as dt
 import hashlib
@@ -404,117 +408,6 @@ class ChatConversation(SQLModel, table=True):
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
-class FulfilmentRun(SQLModel, table=True):
-    """An approved plan for a ticket (rightsdesk.fulfilment): what was approved, by whom, and
-    whether every system has done its part."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    plan_hash: str = Field(max_length=64)
-    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    approved_by: str = Field(max_length=200)
-    status: str = Field(default="running", max_length=16, index=True)  # running | done
-    started_at: dt.datetime = Field(default_factory=utcnow)
-    finished_at: dt.datetime | None = None
-    notified_at: dt.datetime | None = None  # the requester was told what was done
-
-
-class FulfilmentStep(SQLModel, table=True):
-    """One system's part of a run: its statements (sql) or the task of its owners (manual).
-
-    status: pending → running → done | failed (retried with back-off) | marked (a person said
-    it is done, or the DPO overrode it with a reason); a manual task is open until its owners
-    answer."""
-
-    __table_args__ = (
-        UniqueConstraint("run_id", "system"),
-        Index("ix_fulfilmentstep_status_next_attempt_at", "status", "next_attempt_at"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="fulfilmentrun.id", index=True)
-    ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    system: str = Field(max_length=40)
-    kind: str = Field(max_length=16)  # sql | manual
-    status: str = Field(default="pending", max_length=16)
-    attempts: int = 0
-    next_attempt_at: dt.datetime | None = None
-    last_error: str | None = None
-    # Rows per statement ("action.name": n), from the first run that committed.
-    rows: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # The access sections read from the system before anything was changed (package input).
-    export: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    exported_at: dt.datetime | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    # manual tasks: the link's nonce (a new one revokes older links), the owners' answer
-    link_nonce: str | None = Field(default=None, max_length=32)
-    outcome: str | None = Field(default=None, max_length=16)  # done | file | nothing
-    note: str | None = None
-    file_name: str | None = Field(default=None, max_length=255)
-    file_type: str | None = Field(default=None, max_length=200)
-    file_content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    done_by: str | None = Field(default=None, max_length=200)
-
-
-# ---- response packages and the requester portal (rightsdesk.packages, rightsdesk.webforms) ----
-
-
-class Package(SQLModel, table=True):
-    """What a ticket's requester receives through the portal: files, a summary, the data as
-    JSON and CSV, each sealed (AES-GCM) with the package's own key, which is stored only
-    wrapped by the desk's package key. Delivered as a link whose token is stored as a hash.
-
-    status: draft (being put together) -> delivered -> revoked (by the DPO; files kept, may be
-    delivered again) | locked (too many wrong codes) | expired | exhausted (the last download);
-    the files of an expired or exhausted package are deleted (`files_deleted_at`)."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    status: str = Field(default="draft", max_length=16, index=True)
-    note: str | None = None  # the DPO's words on the summary page
-    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    created_at: dt.datetime
-    created_by: str = Field(max_length=200)
-    # SHA-256 of the link's 128-bit token: the token itself is only in the message sent.
-    token_hash: str | None = Field(default=None, max_length=64, unique=True)
-    delivered_at: dt.datetime | None = None
-    delivered_by: str | None = Field(default=None, max_length=200)
-    deliveries: int = 0
-    expires_at: dt.datetime | None = Field(default=None, index=True)
-    max_downloads: int = 0
-    downloads: int = 0
-    opened_at: dt.datetime | None = None
-    last_download_at: dt.datetime | None = None
-    # The one-time code of the current link (HMAC bound to the package and the link)
-    code_hash: str | None = Field(default=None, max_length=64)
-    code_expires_at: dt.datetime | None = None
-    code_mails: int = 0
-    wrong_codes: int = 0
-    # A requester who typed the code downloads for a while without another (cookie's SHA-256).
-    session_hash: str | None = Field(default=None, max_length=64)
-    session_expires_at: dt.datetime | None = None
-    files_deleted_at: dt.datetime | None = None
-
-
-class PackageFile(SQLModel, table=True):
-    __tablename__ = "package_file"
-
-    id: int | None = Field(default=None, primary_key=True)
-    package_id: int = Field(foreign_key="package.id", index=True)
-    name: str = Field(max_length=255)  # a plain file name, no folders
-    content_type: str = Field(max_length=200)
-    size: int
-    sha256: str = Field(max_length=64)  # of the plaintext
-    # Where it came from: "dpo" (tickets package --add), "system:NAME" (fulfilment),
-    # "summary" (the readable page), "data" (JSON, CSV)
-    source: str = Field(max_length=80)
-    nonce: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    added_at: dt.datetime
-    added_by: str = Field(max_length=200)
-
-
 class PortalCode(SQLModel, table=True):
     """A one-time code of the portal's forms (`request`: confirm an address before it becomes a
     ticket; `status`: see a ticket's status). Found by its handle's SHA-256; the code is an
@@ -540,94 +433,6 @@ class PortalCode(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
     # request: what the form said, until the address is confirmed (then it is the ticket's)
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-
-
-# ---- the console's people (rightsdesk.staff) -------------------------------------------------
-
-
-class StaffRole(StrEnum):
-    DPO = "dpo"  # everything: tickets, users, settings
-    AGENT = "agent"  # works tickets
-    AUDITOR = "auditor"  # reads everything, changes nothing
-
-
-class StaffUser(SQLModel, table=True):
-    """A person who logs in to the console (or uses its API). Not a requester."""
-
-    __tablename__ = "staff_user"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, max_length=100)  # the login, and the actor of audit events
-    email: str = Field(max_length=320)
-    role: str = Field(max_length=16)  # StaffRole
-    password_hash: str = Field(max_length=200)  # argon2id, with its parameters
-    totp_secret: str | None = Field(default=None, max_length=64)
-    language: str = Field(default="zh", max_length=8)  # the console's interface language
-    disabled: bool = False
-    created_at: dt.datetime = Field(default_factory=utcnow)
-    password_changed_at: dt.datetime = Field(default_factory=utcnow)
-
-
-class StaffSession(SQLModel, table=True):
-    """A console login. The cookie holds a random token; only its SHA-256 is stored here."""
-
-    __tablename__ = "staff_session"
-
-    id: str = Field(primary_key=True, max_length=64)  # sha256 hex of the cookie's token
-    user_id: int = Field(foreign_key="staff_user.id", index=True)
-    csrf_token: str = Field(max_length=64)
-    address: str | None = Field(default=None, max_length=64)
-    created_at: dt.datetime
-    last_seen_at: dt.datetime
-    revoked_at: dt.datetime | None = None
-
-
-class ApiToken(SQLModel, table=True):
-    """A bearer token of the JSON API, stored as its SHA-256; shown once, revocable."""
-
-    __tablename__ = "api_token"
-
-    id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="staff_user.id", index=True)
-    token_hash: str = Field(unique=True, max_length=64)
-    label: str = Field(default="", max_length=100)
-    created_at: dt.datetime = Field(default_factory=utcnow)
-    last_used_at: dt.datetime | None = None
-    revoked_at: dt.datetime | None = None
-
-
-class LoginThrottle(SQLModel, table=True):
-    """Failed logins per key ("user:NAME" for any name typed, known or not, "addr:IP")."""
-
-    __tablename__ = "login_throttle"
-
-    key: str = Field(primary_key=True, max_length=200)
-    failures: int = 0
-    first_failure_at: dt.datetime | None = None
-    locked_until: dt.datetime | None = None
-
-
-class StaffSetting(SQLModel, table=True):
-    """Desk-wide console settings a DPO changes at run time (e.g. TOTP required for all)."""
-
-    __tablename__ = "staff_setting"
-
-    key: str = Field(primary_key=True, max_length=64)
-    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-class StaffEvent(SQLModel, table=True):
-    """Who changed the console's people and settings, and who logged in: the staff's own trail
-    (ticket actions are in each ticket's hash chain)."""
-
-    __tablename__ = "staff_event"
-
-    id: int | None = Field(default=None, primary_key=True)
-    at: dt.datetime = Field(index=True)
-    actor: str = Field(max_length=200)
-    action: str = Field(max_length=64)  # user_added, disabled, password_reset, login, ...
-    subject: str = Field(default="", max_length=100)  # the user acted on
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 # Database objects that the migrations create but the models cannot describe: the search

@@ -28,7 +28,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clients import Client
 from rightsdesk.desk_parts import DeskParts, OnDeskParts
-from rightsdesk.models import Package, PackageFile, Requester, Ticket
+from rightsdesk.models import Requester, Ticket
+from rightsdesk.models_fulfilment import Package, PackageFile
 from rightsdesk.offload import CpuPool
 from rightsdesk.packages import LIVE, PackageService, end_package, token_hash
 from rightsdesk.sealing import unseal

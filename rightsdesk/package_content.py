@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from rightsdesk.config import ConfigError, Settings
 from rightsdesk.languages import LANGS
-from rightsdesk.models import PackageFile, Ticket
+from rightsdesk.models import Ticket
+from rightsdesk.models_fulfilment import PackageFile
 from rightsdesk.templating import Templates
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.filenames import safe_name
-from rightsdesk.models import Package, PackageFile, Ticket
+from rightsdesk.models import Ticket
+from rightsdesk.models_fulfilment import Package, PackageFile
 from rightsdesk.sealing import seal
 from rightsdesk.tickets import TicketService
 

@@ -29,16 +29,8 @@ from rightsdesk.config import ConfigError
 from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.filenames import safe_name
 from rightsdesk.fulfilment import FulfilmentError, FulfilmentService
-from rightsdesk.models import (
-    Account,
-    ContactKind,
-    FulfilmentStep,
-    Package,
-    PackageFile,
-    Requester,
-    RequestType,
-    Ticket,
-)
+from rightsdesk.models import Account, ContactKind, Requester, RequestType, Ticket
+from rightsdesk.models_fulfilment import FulfilmentStep, Package, PackageFile
 from rightsdesk.offload import CpuPool
 from rightsdesk.package_content import generated_files
 from rightsdesk.package_rows import (

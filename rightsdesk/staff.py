@@ -25,9 +25,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import ConsoleSettings
+from rightsdesk.config_sections import ConsoleSettings
 from rightsdesk.db import Database
-from rightsdesk.models import (
+from rightsdesk.models_staff import (
     ApiToken,
     LoginThrottle,
     StaffEvent,

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, delete, select, update
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import ServiceSettings
+from rightsdesk.config_sections import ServiceSettings
 from rightsdesk.db import Database
 from rightsdesk.models import OutboxEntry, TaskHeartbeat
 from rightsdesk.waiting import sleep_or_stop

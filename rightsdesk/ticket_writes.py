@@ -26,10 +26,10 @@ from rightsdesk.models import (
     ContactKind,
     Requester,
     RequestType,
-    StaffUser,
     Ticket,
     TicketCounter,
 )
+from rightsdesk.models_staff import StaffUser
 from rightsdesk.ticket_errors import TicketConflict, TicketError, TicketNotFound, UnknownAssignee
 
 

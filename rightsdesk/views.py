@@ -14,13 +14,12 @@ from rightsdesk.models import (
     Account,
     Channel,
     Event,
-    FulfilmentRun,
-    FulfilmentStep,
     Message,
     RequestType,
     StoredAttachment,
     TicketStatus,
 )
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep
 from rightsdesk.search import SearchHit
 from rightsdesk.ticket_rows import TicketFields
 from rightsdesk.tickets import TicketDetail

@@ -14,13 +14,13 @@ from sqlmodel import col, func, select
 from rightsdesk.calendar import WorkingCalendar
 from rightsdesk.models import (
     ACTIVE_STATUSES,
-    FulfilmentStep,
     SentNotice,
     TaskHeartbeat,
     Ticket,
     TicketStatus,
     TicketType,
 )
+from rightsdesk.models_fulfilment import FulfilmentStep
 from rightsdesk.supervision import stale_after
 from rightsdesk.templating import Templates
 

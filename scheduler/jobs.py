@@ -20,16 +20,14 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from rightsdesk.models import (
     ACTIVE_STATUSES,
-    FulfilmentRun,
-    FulfilmentStep,
     Message,
-    Package,
     SentNotice,
     StoredAttachment,
     Ticket,
     TicketStatus,
     TicketType,
 )
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep, Package
 from rightsdesk.tickets import TicketError
 from scheduler.digest import DIGEST_LANGS, build_digest, render_digest
 

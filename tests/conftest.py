@@ -28,7 +28,8 @@ from sqlmodel import SQLModel, func, select
 from classifiers.model import MODEL_DIR, RightsClassifier, model_exists
 from intake.mail import mail_dedupe_key
 from rightsdesk.clock import FrozenClock
-from rightsdesk.config import DatabaseSettings, Settings
+from rightsdesk.config import Settings
+from rightsdesk.config_sections import DatabaseSettings
 from rightsdesk.db import Database
 from rightsdesk.models import Channel, Message, Ticket
 from rightsdesk.pipeline import Delivery, IntakeWorker

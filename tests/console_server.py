@@ -22,7 +22,8 @@ from console.app import build_app
 from console.server import ConsoleServer
 from rightsdesk.clock import FrozenClock
 from rightsdesk.config import Settings
-from rightsdesk.models import Channel, LoginThrottle, RequestType
+from rightsdesk.models import Channel, RequestType
+from rightsdesk.models_staff import LoginThrottle
 from rightsdesk.service import Desk
 from rightsdesk.templating import Templates
 from rightsdesk.tickets import Contact, NewTicket

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rightsdesk.accounts import AccountImportError
-from rightsdesk.config import DatabaseSettings
+from rightsdesk.config_sections import DatabaseSettings
 from rightsdesk.db import Database
 from rightsdesk.service import Desk
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from rightsdesk.cli import app
-from rightsdesk.config import DatabaseSettings
+from rightsdesk.config_sections import DatabaseSettings
 from rightsdesk.db import Database
 
 runner = CliRunner()

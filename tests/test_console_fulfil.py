@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import select
 
-from rightsdesk.config import SystemSettings
-from rightsdesk.models import Account, Channel, FulfilmentRun, Requester, RequestType
+from rightsdesk.config_systems import SystemSettings
+from rightsdesk.models import Account, Channel, Requester, RequestType
+from rightsdesk.models_fulfilment import FulfilmentRun
 from rightsdesk.service import Desk
 from rightsdesk.tickets import Contact, NewTicket
 from tests.company import create_company, drop_company, email_of, example_systems

@@ -826,7 +826,7 @@ def test_the_listening_socket_is_tcp_so_responses_are_not_delayed() -> None:
     import socket
 
     from console.server import ConsoleServer
-    from rightsdesk.config import ConsoleSettings
+    from rightsdesk.config_sections import ConsoleSettings
 
     server = ConsoleServer(ConsoleSettings(port=0), app=None)  # type: ignore[arg-type]
     server.bind()

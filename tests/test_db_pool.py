@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from rightsdesk import db as db_module
-from rightsdesk.config import DatabaseSettings
+from rightsdesk.config_sections import DatabaseSettings
 from rightsdesk.db import Database
 from tests.conftest import PG_DSN
 

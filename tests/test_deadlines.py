@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from rightsdesk.calendar import WorkingCalendar
-from rightsdesk.config import DeadlineSettings
+from rightsdesk.config_sections import DeadlineSettings
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import RequestType
 from tests.conftest import at

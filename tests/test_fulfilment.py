@@ -17,19 +17,12 @@ from sqlmodel import col, select
 
 from rightsdesk.audit import verify_chains
 from rightsdesk.clock import FrozenClock
-from rightsdesk.config import Settings, SystemSettings
+from rightsdesk.config import Settings
+from rightsdesk.config_systems import SystemSettings
 from rightsdesk.fulfilment import FulfilmentError, TaskFile
 from rightsdesk.fulfilment.register import pseudonym
-from rightsdesk.models import (
-    Account,
-    Channel,
-    Event,
-    FulfilmentStep,
-    Message,
-    OutboxEntry,
-    Requester,
-    RequestType,
-)
+from rightsdesk.models import Account, Channel, Event, Message, OutboxEntry, Requester, RequestType
+from rightsdesk.models_fulfilment import FulfilmentStep
 from rightsdesk.service import Desk
 from rightsdesk.signing import LinkExpired, LinkInvalid, load_signing_key
 from rightsdesk.tickets import Contact, NewTicket, TicketError

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel, col, select
 
-from rightsdesk.models import Account, Message, Package, PackageFile, PortalCode, Ticket
+from rightsdesk.models import Account, Message, PortalCode, Ticket
+from rightsdesk.models_fulfilment import Package, PackageFile
 from rightsdesk.service import Desk
 from tests.conftest import SHANGHAI
 from tests.portal_server import PortalUnderTest, csrf_of, path_of, portal_settings

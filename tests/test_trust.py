@@ -24,7 +24,7 @@ from rightsdesk.config import Settings
 from rightsdesk.evidence import build_pack
 from rightsdesk.models import Event, Message, Requester, RequestType, TicketStatus
 from rightsdesk.service import Desk
-from rightsdesk.verification import UNPROVEN_ATTEMPTS
+from rightsdesk.verification_codes import UNPROVEN_ATTEMPTS
 from rightsdesk.views import message_view
 from rightsdesk.withdrawal_words import says_undo
 from scheduler.jobs import run_due_jobs

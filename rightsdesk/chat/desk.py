@@ -29,7 +29,7 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.tickets import Contact, NewTicket, TicketError
-from rightsdesk.verification import find_code
+from rightsdesk.verification_codes import find_code
 from rightsdesk.withdrawal_words import says_cancel
 
 log = logging.getLogger("rightsdesk.chat")

@@ -36,16 +36,8 @@ from rightsdesk.fulfilment.run import (
     steps_of,
 )
 from rightsdesk.fulfilment.tasks import TaskDesk, TaskFile, action_types, per_language
-from rightsdesk.models import (
-    ACTIVE_STATUSES,
-    Account,
-    ContactKind,
-    FulfilmentRun,
-    FulfilmentStep,
-    Requester,
-    Ticket,
-    TicketStatus,
-)
+from rightsdesk.models import ACTIVE_STATUSES, Account, ContactKind, Requester, Ticket, TicketStatus
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep
 from rightsdesk.outbound import can_mail
 from rightsdesk.tickets import TicketError
 from rightsdesk.views import fulfilment_run_view

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 
-from rightsdesk.config import SystemSettings, SystemStatement
+from rightsdesk.config_systems import SystemSettings, SystemStatement
 from rightsdesk.fulfilment.register import (
     Identity,
     SystemRegister,

@@ -13,13 +13,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from rightsdesk.config import (
-    SYSTEM_PARAMETERS,
-    Settings,
-    SystemSettings,
-    statement_parameters,
-    system_url_variable,
-)
+from rightsdesk.config import Settings, system_url_variable
+from rightsdesk.config_systems import SYSTEM_PARAMETERS, SystemSettings, statement_parameters
 from rightsdesk.tickets import TicketError
 
 # The async drivers we reach a company's database with. MySQL needs aiomysql installed.

@@ -29,7 +29,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clock import Clock
-from rightsdesk.config import ConfigError, Settings, SystemSettings
+from rightsdesk.config import ConfigError, Settings
+from rightsdesk.config_systems import SystemSettings
 from rightsdesk.db import Database
 from rightsdesk.fulfilment.plan import CHANGE_ACTIONS, Plan, read_access
 from rightsdesk.fulfilment.register import (
@@ -41,7 +42,8 @@ from rightsdesk.fulfilment.register import (
     error_line,
     statement_body,
 )
-from rightsdesk.models import FulfilmentRun, FulfilmentStep, Ticket
+from rightsdesk.models import Ticket
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep
 from rightsdesk.tickets import TicketService
 
 log = logging.getLogger("rightsdesk.fulfilment")

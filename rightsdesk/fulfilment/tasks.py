@@ -22,7 +22,8 @@ from rightsdesk.desk_parts import DeskParts, OnDeskParts
 from rightsdesk.fulfilment.register import FulfilmentError
 from rightsdesk.fulfilment.run import _locked_step
 from rightsdesk.languages import LANGS
-from rightsdesk.models import FulfilmentRun, FulfilmentStep, RequestType, Ticket
+from rightsdesk.models import RequestType, Ticket
+from rightsdesk.models_fulfilment import FulfilmentRun, FulfilmentStep
 from rightsdesk.signing import LinkInvalid, LinkSigner
 
 TASK_LINK_PURPOSE = "fulfilment-task"

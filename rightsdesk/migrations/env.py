@@ -9,7 +9,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import rightsdesk.models  # registers the tables on SQLModel.metadata
+# Each registers its tables on SQLModel.metadata: all of them, or autogenerate and the
+# comparison would see the others' tables as ones to drop.
+import rightsdesk.models
+import rightsdesk.models_fulfilment
+import rightsdesk.models_staff
 from rightsdesk.config import load_settings
 
 target_metadata = SQLModel.metadata

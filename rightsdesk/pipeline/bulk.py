@@ -66,8 +66,9 @@ from rightsdesk.tickets import (
     format_public_id,
     validated_types,
 )
-from rightsdesk.verification import SYSTEM as VERIFICATION
-from rightsdesk.verification import Step, Verifier, new_code
+from rightsdesk.verification import Step, Verifier
+from rightsdesk.verification_codes import SYSTEM as VERIFICATION
+from rightsdesk.verification_codes import new_code
 
 _Mail = tuple[str, str, Message]  # (kind, to, the row that keeps it)
 
