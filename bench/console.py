@@ -136,6 +136,7 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=30, help="per client and route")
     parser.add_argument("--port", type=int, default=18631)
+    parser.add_argument("--pool-size", type=int, default=20, help="the service's database pool")
     parser.add_argument("--load-only", action="store_true", help="fill the database and stop")
     parser.add_argument("--no-search", action="store_true", help="leave the search routes out")
     pg_fixture.add_arguments(parser, "bench_console")
@@ -151,7 +152,7 @@ async def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSDESK_")}
         env.update(
             RIGHTSDESK_DATABASE__URL=url,
-            RIGHTSDESK_DATABASE__POOL_SIZE="20",
+            RIGHTSDESK_DATABASE__POOL_SIZE=str(args.pool_size),
             RIGHTSDESK_SMTP__ENABLED="false",
             RIGHTSDESK_SCHEDULER__ENABLED="false",
             RIGHTSDESK_CLASSIFIER__ENABLED="false",
