@@ -139,7 +139,7 @@ class BulkOpening:
             ready = self._ready.pop(opening.routing.row.id or 0, None)
             if ready is not None and _same(ready, opening):
                 opening.ticket, opening.events = ready.ticket, ready.events
-                opening.code, opening.mails = ready.code, ready.mails
+                opening.code, opening.step, opening.mails = ready.code, ready.step, ready.mails
                 _routed(opening)
             else:
                 todo.append(opening)
