@@ -22,7 +22,9 @@ registered accounts, so verification starts and a code mail is queued). Printed:
   in each stall of the loop over 25 ms, to stderr.
 
 `--sustained`: `--messages` over `--minutes` at a steady rate; the backlog (stored, not yet
-routed) and the desk's RSS every 30 s, at start and at the end.
+routed) and the desk's RSS every 30 s, at start and at the end (the desk runs without the
+burst's probe, which keeps every sample). `--memory`: where the desk's memory went, from
+inside it (bench/memory_probe.py).
 """
 
 from __future__ import annotations
