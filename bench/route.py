@@ -22,7 +22,9 @@ registered accounts, so verification starts and a code mail is queued). Printed:
   in each stall of the loop over 25 ms, to stderr.
 
 `--sustained`: `--messages` over `--minutes` at a steady rate; the backlog (stored, not yet
-routed) and the desk's RSS every 30 s, at start and at the end.
+routed) and the desk's RSS every 30 s, at start and at the end (the desk runs without the
+burst's probe, which keeps every sample). `--memory`: where the desk's memory went, from
+inside it (bench/memory_probe.py).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 PRIVACY = "privacy@localhost"
 DRAIN_SECONDS = 300  # --sustained: how long to wait for the backlog after the last 250
 SESSION_SECONDS = 300  # a new connection after this long: the door closes one at 600 s
+TRACE_ENV = "ROUTE_BENCH_TRACEMALLOC"  # read by bench/memory_probe.py
 PG_ADMIN = os.environ.get("RIGHTSDESK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 ZH = [
     "您好，请删除我在贵公司保存的全部个人信息。",
@@ -118,25 +121,39 @@ async def _serve(door: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    probe = Probe(desk.db)
-    lag = asyncio.create_task(probe.lag(stop))
+    # The burst's figures only: the probe keeps every sample (a loop lag a millisecond, 112
+    # bytes each), which over --sustained's 10 minutes was 4-5 MB a minute of the desk's RSS.
+    probe = Probe(desk.db) if os.environ.get(PROBE_ENV) else None
+    lag = asyncio.create_task(probe.lag(stop)) if probe is not None else None
     receiver = None
     if door:
         receiver = SmtpReceiver(settings.smtp, settings.mail, desk.inbox, [PRIVACY], cpu=desk.cpu)
         await receiver.start()
     worker = asyncio.create_task(IntakeWorker(desk.pipeline, desk.inbox).run(stop))
+    memory = None
+    if path := os.environ.get(MEMORY_ENV):
+        from memory_probe import MemoryProbe  # bench/memory_probe.py
+
+        memory = asyncio.create_task(MemoryProbe(Path(path)).run(stop, MEMORY_EVERY))
     print("ready", flush=True)
     await stop.wait()
     await worker
-    await lag
+    if lag is not None:
+        await lag
+    if memory is not None:
+        await memory
     if receiver is not None:
         await receiver.stop()
     await desk.close()
-    probe.save(Path(settings.desk.data_dir) / PROBE_FILE)
+    if probe is not None:
+        probe.save(Path(settings.desk.data_dir) / PROBE_FILE)
 
 
 PROBE_FILE = "probe.json"
+PROBE_ENV = "ROUTE_BENCH_PROBE"  # set for a burst: the desk runs the Probe
 STACKS_ENV = "ROUTE_BENCH_STACKS"
+MEMORY_ENV = "ROUTE_BENCH_MEMORY"  # --memory: where the desk writes its memory's lines
+MEMORY_EVERY = 30.0  # seconds between two of them
 
 
 class Probe:
@@ -619,7 +636,7 @@ def burst(kind: str, messages: int, clients: int, replicas: int, batch: int) -> 
         url = store.new("run")
         asyncio.run(prepare(url, folder, messages))
         port = free_port()
-        env = _env(url, folder / "var", port)
+        env = _env(url, folder / "var", port) | {PROBE_ENV: "1"}
         processes.append(start(env, door=True))
         processes += [start(env, door=False) for _ in range(replicas - 1)]
         indexes = list(range(messages))
@@ -677,7 +694,7 @@ async def _migrate(url: str) -> None:
         await db.dispose()
 
 
-def sustained(kind: str, messages: int, clients: int, minutes: float) -> None:
+def sustained(kind: str, messages: int, clients: int, minutes: float, memory: bool) -> None:
     folder = Path(tempfile.mkdtemp(prefix="rightsdesk-route-"))
     store = Store(kind, folder)
     processes: list[subprocess.Popen[str]] = []
@@ -686,6 +703,8 @@ def sustained(kind: str, messages: int, clients: int, minutes: float) -> None:
         asyncio.run(prepare(url, folder, messages))
         port = free_port()
         env = _env(url, folder / "var", port)
+        if memory:
+            env[MEMORY_ENV] = str(folder / "memory.jsonl")
         desk = start(env, door=True)
         processes.append(desk)
         rate = messages / (minutes * 60)
@@ -726,6 +745,10 @@ def sustained(kind: str, messages: int, clients: int, minutes: float) -> None:
         )
         desk.send_signal(signal.SIGTERM)
         desk.wait(timeout=60)
+        if memory:
+            from memory_probe import report  # bench/memory_probe.py
+
+            print(report(folder / "memory.jsonl"))
     finally:
         for process in processes:
             if process.poll() is None:
@@ -744,6 +767,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="messages a transaction (limit)")
     parser.add_argument("--sustained", action="store_true")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="--sustained: where the desk's memory went, from inside it (bench/memory_probe.py;"
+        f" {TRACE_ENV}=1 adds tracemalloc's growth by traceback)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--route", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -751,7 +780,7 @@ def main() -> None:
         asyncio.run(_serve(door=args.serve))
         return
     if args.sustained:
-        sustained(args.database, args.messages or 20000, args.clients, args.minutes)
+        sustained(args.database, args.messages or 20000, args.clients, args.minutes, args.memory)
         return
     for replicas in [int(n) for n in args.replicas.split(",")]:
         if replicas > 1 and args.database == "sqlite":

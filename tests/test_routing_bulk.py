@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from intake.mail import mail_dedupe_key
 from rightsdesk.audit import verify_chains
@@ -22,9 +23,11 @@ from rightsdesk.models import (
     Message,
     OutboxEntry,
     Ticket,
+    TicketCounter,
     VerificationChallenge,
 )
 from rightsdesk.pipeline import Classification, Delivery
+from rightsdesk.pipeline.bulk import BulkOpening
 from rightsdesk.service import Desk
 from tests.conftest import mail
 
@@ -283,3 +286,71 @@ async def test_replicas_opening_in_bulk_share_the_numbers(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_ticket_built_ahead_of_the_lock_is_not_built_again(
+    settings: Settings, clock: FrozenClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain new requests: each ticket (and its events and mails) is built once, before the
+    write lock, and taken as it is inside it; and a ticket number taken meanwhile by another
+    writer has the batch's tickets built again for their new numbers, in the lock."""
+    built: list[str] = []
+    build = BulkOpening._ticket
+
+    def counted(self: BulkOpening, opening: Any, now: Any) -> None:
+        build(self, opening, now)
+        built.append(opening.ticket.public_id)
+
+    monkeypatch.setattr(BulkOpening, "_ticket", counted)
+    desk = await _desk(settings, clock, tmp_path, bulk=True)
+    year = clock.now().year
+    try:
+        await _store(
+            desk,
+            [
+                mail(f"please delete {i}", sender=f"b{i}@example.com", message_id=f"b{i}@x")
+                for i in range(12)
+            ],
+        )
+        batch = await desk.pipeline.route_next()
+        assert set(batch.outcomes.values()) == {"opened"}
+        assert built == [f"PRIV-{year}-{n:06d}" for n in range(1, 13)]  # once each
+
+        ahead = desk.pipeline.bulk.compose_ahead  # type: ignore[union-attr]
+
+        async def then_a_number_taken(session: Any, routings: Any) -> None:
+            await ahead(session, routings)
+            async with desk.db.transaction() as writing:  # another writer's ticket number
+                await writing.exec(
+                    update(TicketCounter)
+                    .where(col(TicketCounter.year) == year)
+                    .values(last_seq=col(TicketCounter.last_seq) + 1)
+                )
+
+        monkeypatch.setattr(desk.pipeline.bulk, "compose_ahead", then_a_number_taken)
+        await _store(
+            desk,
+            [
+                mail(f"please delete {i}", sender=f"c{i}@example.com", message_id=f"c{i}@x")
+                for i in range(3)
+            ],
+        )
+        built.clear()
+        batch = await desk.pipeline.route_next()
+        assert set(batch.outcomes.values()) == {"opened"}
+        again = [f"PRIV-{year}-{n:06d}" for n in range(14, 17)]  # 13 is the other writer's
+        assert built == [f"PRIV-{year}-{n:06d}" for n in range(13, 16)] + again
+        async with desk.db.reading() as session:
+            tickets = dict((await session.exec(select(Ticket.id, Ticket.public_id))).all())
+            acks = (
+                await session.exec(
+                    select(Message.ticket_id, Message.text).where(Message.direction == "out")
+                )
+            ).all()
+            assert (await verify_chains(session)).ok
+        assert sorted(tickets.values())[-3:] == again
+        assert len(acks) == 15
+        for ticket_id, text in acks:  # each mail names its own ticket's number
+            assert tickets[ticket_id] in (text or "")
+    finally:
+        await desk.close()

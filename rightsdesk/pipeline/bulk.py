@@ -86,42 +86,32 @@ class _Opening:
     method: str = "none"
     number: tuple[int, int] = (0, 0)  # (year, sequence), from `_number`
     ticket: Ticket | None = None  # built in the pool from the number (`_ticket`)
-    # Its events as row values (`link_values`); none while composing ahead (`ahead`): the
-    # mails need the ticket, not its events, and those are made again in the lock.
-    events: list[dict[str, Any]] = field(default_factory=list)
-    ahead: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)  # as row values (`link_values`)
     code: str | None = None
+    step: Step = "none"  # the verification's first step (`_begin`)
     mails: list[tuple[str, str, Message]] = field(default_factory=list)  # (kind, to, row)
 
 
-@dataclass(frozen=True)
-class _Ready:
-    """A message's mails composed ahead (`BulkOpening.compose_ahead`), and from what."""
-
-    key: tuple[object, ...]
-    code: str | None
-    mails: list[tuple[str, str, Message]]
-
-
-def _key(opening: _Opening) -> tuple[object, ...]:
-    """Everything the mails of a new ticket are composed from but the code."""
-    ticket, routing = opening.ticket, opening.routing
-    assert ticket is not None
+def _same(ahead: _Opening, now: _Opening) -> bool:
+    """Whether the ticket, events and mails built ahead for a message are what it takes in
+    the lock: everything `_ticket` and `_compose_all` read but the time (a ticket taken from
+    ahead keeps the time it was built, a few milliseconds before the lock)."""
     return (
-        ticket.public_id,
-        ticket.channel,
-        tuple(opening.types),
-        ticket.response_due,
-        ticket.completion_due,
-        routing.language,
-        routing.triage,
-        routing.step,
-        routing.row.acknowledge,
-        routing.row.message_id,
-        routing.inbound.sender,
-        routing.inbound.sender_name,
-        opening.account.email if opening.account is not None else None,
+        ahead.number == now.number
+        and ahead.new is now.new  # read ahead (`_plain`): the same text and classification
+        and ahead.routing.inbound is now.routing.inbound
+        and ahead.types == now.types
+        and ahead.duplicate_of == now.duplicate_of
+        and ahead.method == now.method
+        and _account(ahead) == _account(now)
+        and ahead.routing.row.acknowledge == now.routing.row.acknowledge
+        and ahead.routing.row.message_id == now.routing.row.message_id
     )
+
+
+def _account(opening: _Opening) -> tuple[str, str] | None:
+    account = opening.account
+    return None if account is None else (account.id, account.email)
 
 
 class BulkOpening:
@@ -132,7 +122,7 @@ class BulkOpening:
         self.verifier = verifier
         self.outbox = outbox
         self.cpu = cpu
-        self._ready: dict[int, _Ready] = {}  # mails composed ahead, by message row id
+        self._ready: dict[int, _Opening] = {}  # built and composed ahead, by message row id
         self._news: dict[int, NewTicket] = {}  # tickets read ahead, by message row id
 
     async def open_all(self, session: AsyncSession, routings: Sequence[Routing]) -> list[Routing]:
@@ -145,19 +135,20 @@ class BulkOpening:
             return left
         await self._number(session, openings)
         now = self.tickets.clock.now()
-        # CPU work (ORM objects, deadlines, hash chains): in the pool, where the loop gets the
-        # GIL back every few milliseconds, rather than in one stretch on the loop.
-        await self.cpu.run(self._tickets, openings, now)
         todo: list[_Opening] = []
         for opening in openings:
             ready = self._ready.pop(opening.routing.row.id or 0, None)
-            if ready is not None and ready.key == _key(opening):
-                opening.code, opening.mails = ready.code, ready.mails
+            if ready is not None and _same(ready, opening):
+                opening.ticket, opening.events = ready.ticket, ready.events
+                opening.code, opening.step, opening.mails = ready.code, ready.step, ready.mails
+                _routed(opening)
             else:
                 todo.append(opening)
         self._ready.clear()
-        if todo:  # not composed ahead, or composed for another number: now, in the lock
-            composed = await self.cpu.run(self._compose_all, todo)
+        if todo:  # not built ahead, or for another number: now, in the lock
+            # CPU work (ORM objects, deadlines, hash chains, mails): in the pool, where the
+            # loop gets the GIL back every few milliseconds, not in one stretch on the loop.
+            composed = await self.cpu.run(self._ahead, todo, now)
             for opening, mails in zip(todo, composed, strict=True):
                 opening.mails = mails
         await self._write(session, openings, now)
@@ -165,10 +156,10 @@ class BulkOpening:
 
     async def compose_ahead(self, session: AsyncSession, routings: Sequence[Routing]) -> None:
         """Before the batch's write transaction (SQLite: before its write lock; PostgreSQL:
-        before it takes the ticket counter's row lock): compose the mails of the messages
-        that look like plain new requests, for the numbers they would take now. `open_all`
-        uses each only if what it was composed from is still so (`_key`: the number, the
-        step, the types, ...): never a guess, at worst work done twice."""
+        before it takes the ticket counter's row lock): build the tickets, events and mails
+        of the messages that look like plain new requests, for the numbers they would take
+        now. `open_all` takes each only if what it was built from is still so (`_same`: the
+        number, the types, the account, ...): never a guess, at worst work done twice."""
         self._ready.clear()
         openings = await self._plain(session, routings, [], ahead=True)
         openings = await self._verification(session, openings, [])
@@ -176,11 +167,10 @@ class BulkOpening:
             return
         await self._number(session, openings, take=False)
         now = self.tickets.clock.now()
-        for opening in openings:
-            opening.ahead = True
         composed = await self.cpu.run(self._ahead, openings, now)
         for opening, mails in zip(openings, composed, strict=True):
-            self._ready[opening.routing.row.id or 0] = _Ready(_key(opening), opening.code, mails)
+            opening.mails = mails
+            self._ready[opening.routing.row.id or 0] = opening
 
     # ---- which are plain --------------------------------------------------------------------
 
@@ -305,7 +295,7 @@ class BulkOpening:
             self._ticket(opening, now)
 
     def _ahead(self, openings: list[_Opening], now: dt.datetime) -> list[list[_Mail]]:
-        """In a pool thread: the tickets as they would be opened now, and their mails."""
+        """In a pool thread: the tickets as they are opened now, and their mails."""
         self._tickets(openings, now)
         return self._compose_all(openings)
 
@@ -357,16 +347,8 @@ class BulkOpening:
                 **({"duplicate_of": ticket.duplicate_of} if ticket.duplicate_of else {}),
             },
         )
-        step = self._begin(opening, now)
-        routing = opening.routing
-        routing.ticket = ticket.public_id
-        routing.opened = True
-        routing.language = ticket.language
-        routing.triage = new.needs_review
-        routing.step = step
-        routing.outcome = "opened"
-        if routing.row.acknowledge and not can_mail(routing.inbound.sender or ""):
-            routing.outcome += NOT_MAILABLE
+        opening.step = self._begin(opening, now)
+        _routed(opening)
 
     def _begin(self, opening: _Opening, now: dt.datetime) -> Step:
         """`Verifier.begin` for a new ticket, in the cases `_verification` left here."""
@@ -419,8 +401,6 @@ class BulkOpening:
     ) -> None:
         ticket = opening.ticket
         assert ticket is not None
-        if opening.ahead:
-            return
         last = opening.events[-1] if opening.events else None
         event = link_values(
             0,  # the ticket's id once inserted
@@ -562,6 +542,21 @@ class BulkOpening:
 
 
 _ACCOUNT_METHODS = ("registered_email", "code")
+
+
+def _routed(opening: _Opening) -> None:
+    """What the stages after OpenTicket read of the ticket opened, on the message's routing
+    (also for a ticket built ahead, for a stand-in of it)."""
+    ticket, routing = opening.ticket, opening.routing
+    assert ticket is not None
+    routing.ticket = ticket.public_id
+    routing.opened = True
+    routing.language = ticket.language
+    routing.triage = opening.new.needs_review
+    routing.step = opening.step
+    routing.outcome = "opened"
+    if routing.row.acknowledge and not can_mail(routing.inbound.sender or ""):
+        routing.outcome += NOT_MAILABLE
 
 
 def _new_tickets(routings: list[Routing]) -> list[NewTicket]:
