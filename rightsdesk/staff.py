@@ -36,6 +36,7 @@ from rightsdesk.models_staff import (
     StaffSetting,
     StaffUser,
 )
+from rightsdesk.refusals import Refusal
 
 LANGUAGES = ("zh", "en")
 MIN_PASSWORD_LENGTH = 10
@@ -67,7 +68,7 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
-class StaffError(Exception):
+class StaffError(Refusal):
     """A refused change to the console's people; the message is for the person who asked."""
 
 

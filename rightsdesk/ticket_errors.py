@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rightsdesk.models import RequestType
+from rightsdesk.refusals import Refusal
 
 
-class TicketError(Exception):
+class TicketError(Refusal):
     """A request the ticket rules refuse; the message is meant for the person who asked."""
 
 

@@ -252,3 +252,10 @@ def test_help_agrees_with_the_readme_and_names_no_issue_numbers() -> None:
 
     walk(command)
     assert not [h for h in seen if re.search(r"issue #\d", h)]
+
+
+@pytest.mark.parametrize("month", ["0001-01", "9999-12"])
+def test_a_report_month_out_of_range_is_one_line(config: Path, month: str) -> None:
+    result = cli(config, "report", "--month", month, code=2)
+    assert "a report covers 1970-01 to 2999-12" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -80,3 +80,19 @@ def test_the_ticket_page_shows_the_start_of_a_long_text_masked(server: ConsoleUn
     assert len(note["text"]) == 100_000
     assert note["text_chars"] == len(text)
     assert ID_NUMBER[:8] not in note["text"]
+
+
+# ---- 2. a month out of range --------------------------------------------------------------
+
+
+def test_a_month_out_of_range_is_a_400_in_the_readers_language(server: ConsoleUnderTest) -> None:
+    dora = logged_in(server, "dora")  # English
+    audrey = logged_in(server, "audrey")  # Chinese
+    for month in ("0001-01", "9999-12"):
+        for path in ("/reports/monthly", "/reports/monthly.pdf"):
+            page = dora.get(path, params={"month": month})
+            assert page.status_code == 400, (path, month)
+            assert "A report covers a month from 1970-01 to 2999-12" in page.text
+            assert "报告只能覆盖" in audrey.get(path, params={"month": month}).text
+    assert "must be written like 2026-11" in dora.get("/reports/monthly?month=soon").text
+    assert dora.get("/reports/monthly?month=2026-11").status_code == 200
