@@ -12,8 +12,16 @@ from collections.abc import Iterator
 import pytest
 
 from rightsdesk.service import Desk
+from rightsdesk.staff import StaffError
 from tests.conftest import SHANGHAI
-from tests.console_server import ConsoleUnderTest, clean_after_test, logged_in, serve
+from tests.console_server import (
+    PASSWORD,
+    ConsoleUnderTest,
+    clean_after_test,
+    csrf_of,
+    logged_in,
+    serve,
+)
 
 START = dt.datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)  # a Monday
 ID_NUMBER = "11010519491231002X"  # the GB 11643 example: checksum-valid
@@ -96,3 +104,68 @@ def test_a_month_out_of_range_is_a_400_in_the_readers_language(server: ConsoleUn
             assert "报告只能覆盖" in audrey.get(path, params={"month": month}).text
     assert "must be written like 2026-11" in dora.get("/reports/monthly?month=soon").text
     assert dora.get("/reports/monthly?month=2026-11").status_code == 200
+
+
+# ---- 3. the last DPO ------------------------------------------------------------------------
+
+
+def _role_of(server: ConsoleUnderTest, name: str) -> str:
+    async def work(desk: Desk) -> str:
+        return (await desk.staff.get(name)).role.value
+
+    return server.call(work)
+
+
+def test_the_last_active_dpo_cannot_demote_or_disable_itself(server: ConsoleUnderTest) -> None:
+    dora = logged_in(server, "dora")
+    csrf = csrf_of(dora.get("/users").text)
+    refused = dora.post("/users/dora/role", data={"csrf": csrf, "role": "auditor"})
+    assert refused.status_code == 400
+    assert "dora is the last active DPO" in refused.text
+    assert _role_of(server, "dora") == "dpo"
+
+    async def disable(desk: Desk) -> str:
+        try:
+            await desk.staff.set_disabled("dora", True)
+        except StaffError as exc:
+            return exc.code
+        return "disabled"
+
+    assert server.call(disable) == "last_dpo"  # the CLI's door is the same core
+
+    async def second(desk: Desk) -> None:
+        await desk.staff.add("dana", "dana@example.com", "dpo", PASSWORD, "en")
+
+    server.call(second)
+    # With a second DPO, either may step down; then the other is the last again.
+    assert dora.post("/users/dana/role", data={"csrf": csrf, "role": "agent"}).status_code == 303
+    assert _role_of(server, "dana") == "agent"
+    assert dora.post("/users/dora/role", data={"csrf": csrf, "role": "agent"}).status_code == 400
+    assert server.call(disable) == "last_dpo"
+
+
+# ---- 4. user names and emails -------------------------------------------------------------
+
+
+def test_user_names_are_a_safe_set_and_emails_look_like_addresses(
+    server: ConsoleUnderTest,
+) -> None:
+    dora = logged_in(server, "dora")
+    csrf = csrf_of(dora.get("/users").text)
+
+    def add(name: str, email: str = "x@example.com") -> str:
+        form = {"csrf": csrf, "name": name, "email": email, "role": "agent", "language": "en"}
+        response = dora.post("/users/add", data=form)
+        assert response.status_code in (200, 400), response.status_code
+        return response.text if response.status_code == 400 else "added"
+
+    for bad in ("a/b", "..", "x?y#z", "<b>x</b>", "-dash", "a" * 65, "has space"):
+        assert "cannot be a user name" in add(bad), bad
+    assert "does not look like an email address" in add("goodname", "bad")
+    assert "does not look like an email address" in add("goodname", "a@b")
+    assert add("Mixed.Case_9") == "added"
+    # Stored case-folded, and its row's forms reach it.
+    assert _role_of(server, "mixed.case_9") == "agent"
+    moved = dora.post("/users/mixed.case_9/role", data={"csrf": csrf, "role": "auditor"})
+    assert moved.status_code == 303
+    assert "already a user named mixed.case_9" in add("MIXED.case_9").replace("There is", "")
