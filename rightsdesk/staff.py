@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -44,6 +44,7 @@ from rightsdesk.staff_rules import StaffError as StaffError
 from rightsdesk.staff_rules import (
     check_password,
     keep_a_dpo,
+    totp_step,
     valid_email,
     valid_language,
     valid_name,
@@ -258,6 +259,7 @@ class StaffService:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             user.totp_secret = secret
+            user.totp_last_step = None  # a new secret: its codes have never been used
             session.add(user)
             self._record(session, actor, "totp_enrolled", name)
         return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="rightsdesk")
@@ -307,18 +309,22 @@ class StaffService:
                     session, "system", "login_failed", name, address=address[:64], locked=True
                 )
             raise LoginRefused("login refused")
+        step: int | None = None
         if user is not None and user.totp_secret is not None and good:
-            good = pyotp.TOTP(user.totp_secret).verify(
-                (totp_code or "").strip(), for_time=now, valid_window=1
-            )
+            step = totp_step(user.totp_secret, totp_code or "", now, user.totp_last_step)
+            good = step is not None
         if not good or user is None or user.disabled:
             await self._failed(name, address, now)
             raise LoginRefused("login refused")
         if user.totp_secret is None and required is not None and required.value.get("on"):
             raise TotpEnrolmentNeeded("a second factor is required: ask a DPO to enrol you")
+        assert user.id is not None
+        if step is not None and not await self._claim_step(user.id, step):
+            # Another login took this code first (the same code twice, at once or later).
+            await self._failed(name, address, now)
+            raise LoginRefused("login refused")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         async with self.db.transaction() as session:
-            assert user.id is not None
             session.add(
                 StaffSession(
                     id=_sha256(token),
@@ -332,6 +338,23 @@ class StaffService:
             await _clear_throttle(session, keys[0])
             self._record(session, f"console:{user.name}", "login", user.name, address=address)
         return LoggedIn(Staff.of(user), token, csrf)
+
+    async def _claim_step(self, user_id: int, step: int) -> bool:
+        """Record `step` as the user's last accepted TOTP step, if it is later than the one
+        recorded: one conditional UPDATE, so of two logins with one code only one wins."""
+        async with self.db.transaction() as session:
+            claimed = await session.exec(
+                update(StaffUser)
+                .where(col(StaffUser.id) == user_id)
+                .where(
+                    or_(
+                        col(StaffUser.totp_last_step).is_(None),
+                        col(StaffUser.totp_last_step) < step,
+                    )
+                )
+                .values(totp_last_step=step)
+            )
+            return bool(claimed.rowcount == 1)
 
     async def _failed(self, name: str, address: str, now: dt.datetime) -> None:
         """Count a refused login against the typed name and the address, and record it (the

@@ -1,5 +1,6 @@
 """What the console's people must be: a name that is safe in a URL and a log line, an email
-that looks like an address, a known role and language, and always one active DPO.
+that looks like an address, a known role and language, always one active DPO, and a TOTP
+code that has not logged in before.
 
 Every door that adds or changes people (the console's users page, the CLI's `users`) goes
 through StaffService, which applies these; each refusal carries a code the console words in
@@ -8,8 +9,11 @@ its own language (rightsdesk.refusals).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import secrets
 
+import pyotp
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -110,3 +114,17 @@ async def keep_a_dpo(
             "last_dpo",
             name=user.name,
         )
+
+
+def totp_step(secret: str, code: str, now: dt.datetime, last: int | None) -> int | None:
+    """The time-step `code` is good for (this one or its neighbours, for clock drift), if
+    it is later than `last`, the step of the last code accepted; else None."""
+    totp = pyotp.TOTP(secret)
+    typed = code.strip()
+    current = totp.timecode(now)
+    for counter in (current - 1, current, current + 1):
+        if last is not None and counter <= last:
+            continue
+        if secrets.compare_digest(typed, totp.generate_otp(counter)):
+            return counter
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import pyotp
 import pytest
 
 from rightsdesk.service import Desk
@@ -20,6 +21,7 @@ from tests.console_server import (
     clean_after_test,
     csrf_of,
     logged_in,
+    login,
     serve,
 )
 
@@ -169,3 +171,28 @@ def test_user_names_are_a_safe_set_and_emails_look_like_addresses(
     moved = dora.post("/users/mixed.case_9/role", data={"csrf": csrf, "role": "auditor"})
     assert moved.status_code == 303
     assert "already a user named mixed.case_9" in add("MIXED.case_9").replace("There is", "")
+
+
+# ---- 5. a TOTP code logs in once ----------------------------------------------------------
+
+
+def test_a_totp_code_cannot_be_replayed_in_its_window(server: ConsoleUnderTest) -> None:
+    async def add(desk: Desk) -> str:
+        await desk.staff.add("otto", "otto@example.com", "agent", PASSWORD, "en")
+        return await desk.staff.enrol_totp("otto")
+
+    totp = pyotp.TOTP(pyotp.parse_uri(server.call(add)).secret)
+    code = totp.at(server.clock.now())
+    assert login(server.client(), "otto", PASSWORD, code).status_code == 303
+    assert login(server.client(), "otto", PASSWORD, code).status_code == 401  # the same code
+    # Ten seconds on, still in the code's window (and the drift allowed): still refused.
+    server.clock.advance(dt.timedelta(seconds=10))
+    assert login(server.client(), "otto", PASSWORD, code).status_code == 401
+    # An earlier step's code is at or before the one used: refused too.
+    earlier = totp.at(server.clock.now() - dt.timedelta(seconds=30))
+    if earlier != code:
+        assert login(server.client(), "otto", PASSWORD, earlier).status_code == 401
+    server.clock.advance(dt.timedelta(seconds=30))
+    later = totp.at(server.clock.now())
+    assert later != code
+    assert login(server.client(), "otto", PASSWORD, later).status_code == 303
