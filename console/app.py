@@ -94,6 +94,9 @@ def build_app(
         middleware=[Middleware(SecurityHeaders, settings=settings)],
         exception_handlers={404: not_found, 405: not_found},
     )
+    # No redirect to the path without its trailing slash: Starlette builds it from the Host
+    # header, so a forged Host sent people elsewhere. Such a path is this app's own 404.
+    app.router.redirect_slashes = False
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
     app.state.core = Core(tickets, answers, merger)

@@ -61,5 +61,8 @@ def build_portal(core: PortalCore) -> Starlette:
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers={404: not_found, 405: not_found}
     )
+    # No redirect to the path without its trailing slash: Starlette builds it from the Host
+    # header, so a forged Host sent people elsewhere. Such a path is this app's own 404.
+    app.router.redirect_slashes = False
     app.state.portal = core
     return app

@@ -196,3 +196,19 @@ def test_a_totp_code_cannot_be_replayed_in_its_window(server: ConsoleUnderTest) 
     later = totp.at(server.clock.now())
     assert later != code
     assert login(server.client(), "otto", PASSWORD, later).status_code == 303
+
+
+# ---- 6. no redirect built from the Host header ---------------------------------------------
+
+
+def test_a_trailing_slash_is_the_consoles_404_not_a_redirect_to_the_host_header(
+    server: ConsoleUnderTest,
+) -> None:
+    ticket = server.open_ticket(subject="slash")
+    dora = logged_in(server, "dora")
+    for path in (f"/tickets/{ticket}/", "/users/", "/login/", "/reports/monthly/"):
+        response = dora.get(path, headers={"host": "evil.example"})
+        assert response.status_code == 404, path
+        assert "location" not in response.headers
+        assert "evil.example" not in response.text
+        assert "没有这个页面" in response.text  # the 404 page, in the cookie-less language

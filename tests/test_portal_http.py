@@ -615,3 +615,14 @@ def test_the_scheduler_ends_expired_links_and_deletes_their_files(server: Portal
     assert server.call(left) == (0, 0)
     assert server.client().get(link).status_code == 404
     assert "package_expired" in [e["action"] for e in ticket_events(server, ended)]
+
+
+def test_a_trailing_slash_is_the_portals_404_not_a_redirect_to_the_host_header(
+    server: PortalUnderTest,
+) -> None:
+    client = server.client()
+    for path in ("/task/abc/", "/request/", "/p/abc/", "/status/"):
+        response = client.get(path, headers={"host": "evil.example"})
+        assert response.status_code == 404, path
+        assert "location" not in response.headers
+        assert "evil.example" not in response.text
