@@ -65,7 +65,12 @@ def _date(value: str, name: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise TicketError(f"{name}: expected a date like 2026-12-24, got {value!r}") from None
+        raise TicketError(
+            f"{name}: expected a date like 2026-12-24, got {value[:30]!r}",
+            "bad_date",
+            field=name,
+            value=value[:30],
+        ) from None
 
 
 def _types(values: Sequence[str]) -> list[RequestType]:

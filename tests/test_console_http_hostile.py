@@ -212,3 +212,41 @@ def test_a_trailing_slash_is_the_consoles_404_not_a_redirect_to_the_host_header(
         assert "location" not in response.headers
         assert "evil.example" not in response.text
         assert "没有这个页面" in response.text  # the 404 page, in the cookie-less language
+
+
+# ---- 7. an extension has a limit -----------------------------------------------------------
+
+
+def test_an_extension_past_the_allowed_maximum_is_refused(server: ConsoleUnderTest) -> None:
+    ticket = server.open_ticket(subject="extend")
+    alan = _token(server, "alan")
+    client = server.client()
+    url = f"/api/v1/tickets/{ticket}/extend"
+    far = client.post(url, headers=alan, json={"until": "2099-01-01", "reason": "busy"})
+    assert far.status_code == 400
+    assert far.json()["error"]["code"] == "refused"
+    assert "at the latest" in far.json()["error"]["message"]
+    # Received Monday 2026-11-30: due 15 working days on, and at most 15 more after that.
+    data = client.get(f"/api/v1/tickets/{ticket}", headers=alan).json()
+    due = dt.date.fromisoformat(data["response_due"])
+    assert due == dt.date(2026, 12, 21)
+
+    async def latest(desk: Desk) -> dt.date:
+        return desk.policy.latest_extension(due)
+
+    last = server.call(latest)
+    assert (last - due).days >= 15 + 4  # fifteen working days, and their weekends
+    ok = client.post(url, headers=alan, json={"until": last.isoformat(), "reason": "busy"})
+    assert ok.status_code == 200, ok.text
+    beyond = (last + dt.timedelta(days=1)).isoformat()
+    again = client.post(url, headers=alan, json={"until": beyond, "reason": "busy"})
+    assert again.status_code == 400  # measured from the first date, not the extended one
+    dora = logged_in(server, "dora")
+    page = dora.get(f"/tickets/{ticket}").text
+    csrf = csrf_of(page)
+    head = data["head"]
+    form = {"csrf": csrf, "until": "2099-01-01", "reason": "busy"}
+    refused = dora.post(f"/tickets/{ticket}/extend", data=form)
+    assert refused.status_code == 400
+    assert f"may move this date to {last.isoformat()} at the latest" in refused.text
+    assert head  # the form needs no head to be refused
