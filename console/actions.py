@@ -175,7 +175,13 @@ def refusal(t: dict[str, str], exc: Exception) -> str:
             ticket=exc.public_id, types=", ".join(t.get("type_" + ty, ty) for ty in exc.types)
         )
     if isinstance(exc, UnknownAssignee):
-        key = "refused_assignee_disabled" if exc.disabled else "refused_assignee_unknown"
+        key = (
+            "refused_assignee_disabled"
+            if exc.disabled
+            else "refused_assignee_cannot_work"
+            if exc.cannot_work
+            else "refused_assignee_unknown"
+        )
         return t[key].format(name=exc.name)
     if isinstance(exc, Refusal) and exc.code and "refused_" + exc.code in t:
         return t["refused_" + exc.code].format(**exc.values)

@@ -164,8 +164,11 @@ async def act(request: Request, staff: Staff) -> Response:
     values: dict[str, list[str]] = {}
     for key, value in body.items():
         items = value if isinstance(value, list) else [value]
-        values[key] = ["" if v is None else str(v) for v in items]
-    head = body.get("head")
+        texts = [_field_text(v) for v in items]
+        if any(t is None for t in texts):
+            return json_error(400, "bad_field", f"{key[:40]}: expected a string", field=key[:40])
+        values[key] = [t for t in texts if t is not None]
+    head = values.get("head", [""])[0] or None
     try:
         ticket = await perform(
             request.app.state.core,
@@ -189,6 +192,16 @@ async def act(request: Request, staff: Staff) -> Response:
     data = ticket_summary(ticket, tickets.today(), tickets.policy.tz)
     data["head"] = ticket.audit_head
     return JSONResponse(data)
+
+
+def _field_text(value: object) -> str | None:
+    """A field's value as the forms would send it; None for what no form sends (a number
+    for a note's text, an object): the caller refuses it, naming the field."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):  # `confirm_rights_request: true`
+        return "yes" if value else ""
+    return value if isinstance(value, str) else None
 
 
 @api("read")

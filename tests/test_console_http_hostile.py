@@ -250,3 +250,45 @@ def test_an_extension_past_the_allowed_maximum_is_refused(server: ConsoleUnderTe
     assert refused.status_code == 400
     assert f"may move this date to {last.isoformat()} at the latest" in refused.text
     assert head  # the form needs no head to be refused
+
+
+# ---- 8. who may be assigned, and what a field is --------------------------------------------
+
+
+def test_a_ticket_goes_only_to_someone_who_works_tickets(server: ConsoleUnderTest) -> None:
+    ticket = server.open_ticket(subject="assign")
+    alan = _token(server, "alan")
+    client = server.client()
+    url = f"/api/v1/tickets/{ticket}/assign"
+    auditor = client.post(url, headers=alan, json={"assignee": "audrey"})
+    assert auditor.status_code == 400
+    assert auditor.json()["error"]["code"] == "unknown_assignee"
+    assert "may not work tickets" in auditor.json()["error"]["message"]
+    by_email = client.post(url, headers=alan, json={"assignee": "audrey@example.com"})
+    assert by_email.status_code == 400
+    assert client.post(url, headers=alan, json={"assignee": "alan"}).status_code == 200
+    dora = logged_in(server, "dora")
+    csrf = csrf_of(dora.get(f"/tickets/{ticket}").text)
+    page = dora.post(f"/tickets/{ticket}/assign", data={"csrf": csrf, "assignee": "audrey"})
+    assert page.status_code == 400
+    assert "audrey reads tickets but may not work them" in page.text
+
+
+def test_the_api_refuses_a_field_that_is_not_a_string_naming_it(
+    server: ConsoleUnderTest,
+) -> None:
+    ticket = server.open_ticket(subject="types")
+    alan = _token(server, "alan")
+    client = server.client()
+    for body, name in (({"text": 123}, "text"), ({"text": "ok", "head": {"a": 1}}, "head")):
+        refused = client.post(f"/api/v1/tickets/{ticket}/note", headers=alan, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "code": "bad_field",
+            "message": f"{name}: expected a string",
+            "field": name,
+        }
+    listed = client.post(f"/api/v1/tickets/{ticket}/note", headers=alan, json={"text": ["x", 1]})
+    assert listed.status_code == 400
+    fine = client.post(f"/api/v1/tickets/{ticket}/note", headers=alan, json={"text": "fine"})
+    assert fine.status_code == 200
