@@ -292,3 +292,72 @@ def test_the_api_refuses_a_field_that_is_not_a_string_naming_it(
     assert listed.status_code == 400
     fine = client.post(f"/api/v1/tickets/{ticket}/note", headers=alan, json={"text": "fine"})
     assert fine.status_code == 200
+
+
+# ---- 9. the core's refusals and the framework's in the interface's language ------------------
+
+
+def _chinese_dpo(server: ConsoleUnderTest) -> None:
+    async def work(desk: Desk) -> None:
+        if "zhou" not in {s.name for s in await desk.staff.everyone()}:
+            await desk.staff.add("zhou", "zhou@example.com", "dpo", PASSWORD, "zh")
+
+    server.call(work)
+
+
+def test_the_users_page_words_the_cores_refusals_in_chinese(server: ConsoleUnderTest) -> None:
+    _chinese_dpo(server)
+    zhou = logged_in(server, "zhou")
+    csrf = csrf_of(zhou.get("/users").text)
+
+    def add(**fields: str) -> str:
+        form = {"csrf": csrf, "name": "newbie", "email": "n@example.com", "role": "agent"}
+        form["language"] = "zh"
+        response = zhou.post("/users/add", data={**form, **fields})
+        assert response.status_code == 400, fields
+        return response.text
+
+    assert "已经有名为 alan 的用户" in add(name="alan")
+    assert "没有“root”这个角色" in add(role="root")
+    assert "界面语言只能是 zh, en 之一" in add(language="fr")
+    assert "不能用作用户名" in add(name="a b")
+    assert "不像是一个邮箱地址" in add(email="bad")
+    moved = zhou.post("/users/alan/role", data={"csrf": csrf, "role": "root"})
+    assert "没有“root”这个角色" in moved.text
+    for page in (add(name="alan"), moved.text):
+        assert "already" not in page
+        assert "unknown role" not in page
+
+
+def test_a_replys_attachments_over_the_limit_are_refused_in_chinese(
+    server: ConsoleUnderTest,
+) -> None:
+    _chinese_dpo(server)
+    ticket = server.open_ticket(subject="attachments")
+    zhou = logged_in(server, "zhou")
+    csrf = csrf_of(zhou.get(f"/tickets/{ticket}").text)
+    big = b"x" * (10 * 1024 * 1024 + 1)
+    response = zhou.post(
+        f"/tickets/{ticket}/reply",
+        data={"csrf": csrf, "text": "see attached"},
+        files={"attachments": ("big.bin", big, "application/octet-stream")},
+    )
+    assert response.status_code == 400
+    assert "而一封答复最多可带 10,485,760 字节" in response.text
+    assert "max_attachment_bytes" not in response.text
+
+
+def test_the_frameworks_form_refusals_are_the_consoles_page(server: ConsoleUnderTest) -> None:
+    _chinese_dpo(server)
+    ticket = server.open_ticket(subject="field size")
+    zhou = logged_in(server, "zhou")
+    csrf = csrf_of(zhou.get(f"/tickets/{ticket}").text)
+    response = zhou.post(
+        f"/tickets/{ticket}/note",
+        data={"csrf": csrf, "text": "x" * (1024 * 1024 + 1)},
+        files={"attachments": ("a.txt", b"a", "text/plain")},  # multipart: the 1 MB a field
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert "有一个字段超过 1 MB" in response.text
+    assert "exceeded" not in response.text
