@@ -361,3 +361,21 @@ def test_the_frameworks_form_refusals_are_the_consoles_page(server: ConsoleUnder
     assert response.headers["content-type"].startswith("text/html")
     assert "有一个字段超过 1 MB" in response.text
     assert "exceeded" not in response.text
+
+
+# ---- 10. a refused filter is not echoed whole --------------------------------------------------
+
+
+def test_a_refused_filter_repeats_only_the_start_of_its_value(server: ConsoleUnderTest) -> None:
+    dora = logged_in(server, "dora")
+    long = "v" * 60_000
+    for params in ({"colour": long}, {"status": long}, {"k" * 5000: "x"}, {"due_before": long}):
+        page = dora.get("/", params=params)
+        assert page.status_code == 400, list(params)
+        assert len(page.text) < 20_000
+        assert "v" * 41 not in page.text
+        assert "k" * 41 not in page.text
+    api = dora.get("/api/v1/tickets", params={"colour": long}, headers=_token(server, "dora"))
+    assert api.status_code == 400
+    assert len(api.text) < 1000
+    assert api.json()["error"]["field"] == "colour"
