@@ -66,7 +66,7 @@ async def user_action(request: Request) -> Response:
     actor = session_of(request).staff.actor
     try:
         if action == "disable":
-            if name == session_of(request).staff.name:
+            if name.strip().lower() == session_of(request).staff.name.lower():  # names fold
                 raise StaffError(t["cannot_disable_self"])
             await console.staff.set_disabled(name, True, actor)
         elif action == "enable":

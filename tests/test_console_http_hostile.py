@@ -379,3 +379,14 @@ def test_a_refused_filter_repeats_only_the_start_of_its_value(server: ConsoleUnd
     assert api.status_code == 400
     assert len(api.text) < 1000
     assert api.json()["error"]["field"] == "colour"
+
+
+def test_a_dpo_cannot_disable_itself_by_another_case_of_its_name(
+    server: ConsoleUnderTest,
+) -> None:
+    _chinese_dpo(server)  # a second DPO: the last-DPO rule alone would not refuse it
+    dora = logged_in(server, "dora")
+    csrf = csrf_of(dora.get("/users").text)
+    refused = dora.post("/users/DORA/disable", data={"csrf": csrf})
+    assert refused.status_code == 400
+    assert "You cannot disable yourself." in refused.text
