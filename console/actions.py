@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rightsdesk.answers import Answers, Attachment
 from rightsdesk.merging import TicketMerger
 from rightsdesk.models import RequestType, Ticket
+from rightsdesk.refusals import Refusal
 from rightsdesk.staff import Staff
 from rightsdesk.tickets import (
     DismissingRightsRequest,
@@ -64,7 +65,12 @@ def _date(value: str, name: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise TicketError(f"{name}: expected a date like 2026-12-24, got {value!r}") from None
+        raise TicketError(
+            f"{name}: expected a date like 2026-12-24, got {value[:30]!r}",
+            "bad_date",
+            field=name,
+            value=value[:30],
+        ) from None
 
 
 def _types(values: Sequence[str]) -> list[RequestType]:
@@ -161,16 +167,24 @@ async def _dismiss(c: Core, tid: str, actor: str, f: Fields) -> object:
     return await c.tickets.dismiss(tid, actor, f.text("reason"), despite_types=confirmed)
 
 
-def refusal(t: dict[str, str], exc: TicketError) -> str:
+def refusal(t: dict[str, str], exc: Exception) -> str:
     """What a person reads when the core refuses: in the interface's language where the
-    console has the wording, else the core's own sentence."""
+    console has the wording (`refused_CODE` for a Refusal's code), else the core's sentence."""
     if isinstance(exc, DismissingRightsRequest):
         return t["refused_dismiss_rights_request"].format(
             ticket=exc.public_id, types=", ".join(t.get("type_" + ty, ty) for ty in exc.types)
         )
     if isinstance(exc, UnknownAssignee):
-        key = "refused_assignee_disabled" if exc.disabled else "refused_assignee_unknown"
+        key = (
+            "refused_assignee_disabled"
+            if exc.disabled
+            else "refused_assignee_cannot_work"
+            if exc.cannot_work
+            else "refused_assignee_unknown"
+        )
         return t[key].format(name=exc.name)
+    if isinstance(exc, Refusal) and exc.code and "refused_" + exc.code in t:
+        return t["refused_" + exc.code].format(**exc.values)
     return str(exc)
 
 

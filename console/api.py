@@ -30,7 +30,7 @@ from console.queues import (
     queue_counts,
     working_days_left,
 )
-from console.web import Console, Need, allowed, console_of, json_error
+from console.web import MAX_FIELD_BYTES, Console, Need, allowed, console_of, json_error
 from rightsdesk.fulfilment import FulfilmentError
 from rightsdesk.fulfilment.plan import actions_for
 from rightsdesk.packages import PackageError
@@ -67,6 +67,39 @@ def api(need: Need) -> Callable[[ApiHandler], Callable[[Request], Awaitable[Resp
         return wrapped
 
     return decorate
+
+
+class BodyRefused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read no further than MAX_FIELD_BYTES (by its Content-Length
+    or as it streams); BodyRefused carries the error to answer."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FIELD_BYTES:
+        raise BodyRefused(_too_large())
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > MAX_FIELD_BYTES:
+            raise BodyRefused(_too_large())
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        raise BodyRefused(json_error(400, "bad_json", "the body is not JSON")) from None
+    if not isinstance(body, dict):
+        raise BodyRefused(json_error(400, "bad_json", "the body must be a JSON object"))
+    return body
+
+
+def _too_large() -> Response:
+    return json_error(
+        413, "too_large", f"the body is over {MAX_FIELD_BYTES} bytes", limit=MAX_FIELD_BYTES
+    )
 
 
 @api("read")
@@ -125,16 +158,17 @@ async def act(request: Request, staff: Staff) -> Response:
     tickets: TicketService = request.app.state.tickets
     public_id = request.path_params["public_id"]
     try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        return json_error(400, "bad_json", "the body is not JSON")
-    if not isinstance(body, dict):
-        return json_error(400, "bad_json", "the body must be a JSON object")
+        body = await json_body(request)
+    except BodyRefused as refused:
+        return refused.response
     values: dict[str, list[str]] = {}
     for key, value in body.items():
         items = value if isinstance(value, list) else [value]
-        values[key] = ["" if v is None else str(v) for v in items]
-    head = body.get("head")
+        texts = [_field_text(v) for v in items]
+        if any(t is None for t in texts):
+            return json_error(400, "bad_field", f"{key[:40]}: expected a string", field=key[:40])
+        values[key] = [t for t in texts if t is not None]
+    head = values.get("head", [""])[0] or None
     try:
         ticket = await perform(
             request.app.state.core,
@@ -158,6 +192,16 @@ async def act(request: Request, staff: Staff) -> Response:
     data = ticket_summary(ticket, tickets.today(), tickets.policy.tz)
     data["head"] = ticket.audit_head
     return JSONResponse(data)
+
+
+def _field_text(value: object) -> str | None:
+    """A field's value as the forms would send it; None for what no form sends (a number
+    for a note's text, an object): the caller refuses it, naming the field."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):  # `confirm_rights_request: true`
+        return "yes" if value else ""
+    return value if isinstance(value, str) else None
 
 
 @api("read")
@@ -192,10 +236,10 @@ async def approve_plan(request: Request, staff: Staff) -> Response:
     if fulfilment is None:
         return json_error(404, "not_configured", "fulfilment is not configured on this desk")
     try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        return json_error(400, "bad_json", "the body is not JSON")
-    plan_hash = body.get("plan_hash") if isinstance(body, dict) else None
+        body = await json_body(request)
+    except BodyRefused as refused:
+        return refused.response
+    plan_hash = body.get("plan_hash")
     if not isinstance(plan_hash, str) or not plan_hash.strip():
         return json_error(400, "bad_request", "plan_hash: the hash of the dry run is required")
     try:

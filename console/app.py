@@ -44,6 +44,22 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return error_page(request, 404, strings(language_of(request, None))["not_found"])
 
 
+async def bad_request(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals of a form (a field over its size, too many fields or files,
+    a broken body) in the console's words, not its plain English text."""
+    detail = str(getattr(exc, "detail", ""))
+    key = (
+        "form_field_too_large"
+        if "maximum size" in detail
+        else "form_too_many_fields"
+        if detail.startswith("Too many")
+        else "error_400"
+    )
+    session = request.scope.get("rd_session")
+    t = strings(language_of(request, session.staff if session is not None else None))
+    return error_page(request, 400, t[key])
+
+
 def build_app(
     settings: ConsoleSettings,
     tickets: TicketService,
@@ -92,8 +108,11 @@ def build_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders, settings=settings)],
-        exception_handlers={404: not_found, 405: not_found},
+        exception_handlers={400: bad_request, 404: not_found, 405: not_found},
     )
+    # No redirect to the path without its trailing slash: Starlette builds it from the Host
+    # header, so a forged Host sent people elsewhere. Such a path is this app's own 404.
+    app.router.redirect_slashes = False
     app.state.console = Console(settings, staff)
     app.state.tickets = tickets
     app.state.core = Core(tickets, answers, merger)

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from console.actions import refusal
 from console.pages import nav_context
 from console.queues import BadFilter, narrowed, parse_query, working_days_left
-from console.web import Console, console_of, error_page, guard, render, session_of
+from console.web import Console, console_of, error_page, guard, render, session_of, strings
 from rightsdesk.evidence import build_pack
 from rightsdesk.reports import ReportError, monthly_report, report_pdf, report_text
 from rightsdesk.tickets import TicketNotFound, TicketService
@@ -46,7 +47,7 @@ async def csv_export(request: Request) -> Response:
         query = parse_query(tickets, dict(request.query_params), me, _BATCH)
         listing = await narrowed(request.app.state.search, query)
     except BadFilter as exc:
-        return error_page(request, 400, str(exc))
+        return error_page(request, 400, refusal(strings(session_of(request).staff.language), exc))
 
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
@@ -115,7 +116,7 @@ async def monthly_page(request: Request) -> Response:
     try:
         report = await monthly_report(tickets.db, tickets.policy, _month(request, tickets))
     except ReportError as exc:
-        return error_page(request, 400, str(exc))
+        return error_page(request, 400, refusal(strings(session_of(request).staff.language), exc))
     return render(request, "report.html.j2", {**(await nav_context(request)), "r": report})
 
 
@@ -130,7 +131,7 @@ async def monthly_pdf(request: Request) -> Response:
         )
         data = await asyncio.to_thread(report_pdf, text, console.settings.pdf_font_file)
     except ReportError as exc:
-        return error_page(request, 400, str(exc))
+        return error_page(request, 400, refusal(strings(session_of(request).staff.language), exc))
     return Response(
         data,
         media_type="application/pdf",

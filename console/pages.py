@@ -90,7 +90,8 @@ async def set_language(request: Request) -> Response:
     console: Console = console_of(request)
     language = str(form_of(request).get("language", ""))
     if language not in LANGUAGES:
-        return error_page(request, 400, f"language: {language!r}")
+        t = strings(language_of(request, session_of(request).staff))
+        return error_page(request, 400, t["refused_language_unknown"].format(languages="zh, en"))
     await console.staff.set_language(session_of(request).staff.id, language)
     response = RedirectResponse(_safe_next(str(form_of(request).get("next", ""))), 303)
     _set_cookie(request, response, LANGUAGE_COOKIE, language, max_age=365 * 86400)

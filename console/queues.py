@@ -35,8 +35,18 @@ SEARCH_LIMIT = 200  # the newest hits of a search; the filters then apply to the
 MAX_QUERY_CHARS = 200
 
 
+# How much of a refused parameter's name and value an error repeats: enough to recognise it;
+# a 60 KB value made a 61 KB error page.
+SHOWN_FILTER_CHARS = 40
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_FILTER_CHARS else text[:SHOWN_FILTER_CHARS] + "…"
+
+
 class BadFilter(ValueError):
     def __init__(self, name: str, value: str, expected: str) -> None:
+        name, value = _cut(name), _cut(value)
         super().__init__(f"filter {name!r}: {value!r} is not {expected}")
         self.name = name
         self.value = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from console.actions import refusal
 from console.pages import nav_context
 from console.web import Console, console_of, form_of, guard, render, session_of, strings
 from rightsdesk.models_staff import StaffRole
@@ -50,7 +51,7 @@ async def add_user(request: Request) -> Response:
             actor=session_of(request).staff.actor,
         )
     except StaffError as exc:
-        return await _page(request, error=str(exc), status=400)
+        return await _page(request, error=refusal(t, exc), status=400)
     # Shown once, on this page only; never stored in clear.
     return await _page(request, notice=t["user_added"].format(name=added.name, password=password))
 
@@ -65,7 +66,7 @@ async def user_action(request: Request) -> Response:
     actor = session_of(request).staff.actor
     try:
         if action == "disable":
-            if name == session_of(request).staff.name:
+            if name.strip().lower() == session_of(request).staff.name.lower():  # names fold
                 raise StaffError(t["cannot_disable_self"])
             await console.staff.set_disabled(name, True, actor)
         elif action == "enable":
@@ -83,7 +84,7 @@ async def user_action(request: Request) -> Response:
         else:
             return await _page(request, error=f"no action {action!r}", status=404)
     except StaffError as exc:
-        return await _page(request, error=str(exc), status=400)
+        return await _page(request, error=refusal(t, exc), status=400)
     return RedirectResponse("/users", status_code=303)
 
 

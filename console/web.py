@@ -35,6 +35,10 @@ LOGIN_CSRF_COOKIE = "rd_login_csrf"
 LANGUAGE_COOKIE = "rd_lang"
 
 Need = Literal["read", "work", "dpo"]
+
+# The most one form field may carry (Starlette's `max_part_size` default, which the forms
+# keep); the API's JSON bodies have the same limit, so no door takes a larger note.
+MAX_FIELD_BYTES = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
 
 # No inline script anywhere, no framing, no referrer: rightsdesk.webstack.CSP.

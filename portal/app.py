@@ -25,6 +25,12 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return message_page(request, 404, "link_title", "link_unavailable")
 
 
+async def bad_request(request: Request, exc: Exception) -> Response:
+    # Starlette's refusal of a form (too many fields, a part too large) in the portal's
+    # words and the reader's language, not its plain English text.
+    return message_page(request, 400, "refused_title", "form_refused")
+
+
 def build_portal(core: PortalCore) -> Starlette:
     settings: Settings = core.settings
     routes = [
@@ -59,7 +65,12 @@ def build_portal(core: PortalCore) -> Starlette:
         Middleware(BodyLimit, limit_for=limit_for),
     ]
     app = Starlette(
-        routes=routes, middleware=middleware, exception_handlers={404: not_found, 405: not_found}
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={400: bad_request, 404: not_found, 405: not_found},
     )
+    # No redirect to the path without its trailing slash: Starlette builds it from the Host
+    # header, so a forged Host sent people elsewhere. Such a path is this app's own 404.
+    app.router.redirect_slashes = False
     app.state.portal = core
     return app

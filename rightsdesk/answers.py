@@ -105,7 +105,7 @@ class Answers(OnDeskParts):
         if text is not None and not text.strip():
             text = None
         if text is None and template is None:
-            raise TicketError("a reply needs a text or a template")
+            raise TicketError("a reply needs a text or a template", "reply_empty")
         if lang is not None and normalise(lang) is None:
             raise TicketError(f"--lang {lang!r}: we answer in {', '.join(LANGS)}")
         files = [a.outgoing() for a in attachments]
@@ -114,7 +114,10 @@ class Answers(OnDeskParts):
         if total > cap:
             raise TicketError(
                 f"the attachments are {total:,} bytes; a reply may carry {cap:,} "
-                "(outbound.max_attachment_bytes)"
+                "(outbound.max_attachment_bytes)",
+                "attachments_too_large",
+                total=f"{total:,}",
+                cap=f"{cap:,}",
             )
         async with self.db.transaction() as session:
             ticket = await self.tickets.load_in(session, public_id, lock=True)

@@ -74,6 +74,11 @@ class DeskSettings(Section):
 class DeadlineSettings(Section):
     response_working_days: int = Field(default=15, ge=1, le=60)
     completion_calendar_days: int = Field(default=30, ge=1, le=365)
+    # How far an extension may move a date: the answer date by at most this many working days
+    # past the first one promised (the privacy policy's 15 working days, once more), the
+    # completion date by at most this many calendar days past its first.
+    max_extension_working_days: int = Field(default=15, ge=0, le=60)
+    max_completion_extension_days: int = Field(default=30, ge=0, le=365)
     # "receipt": the clock starts when the request arrives (the policy's promise);
     # "verification": it starts when the requester's identity is verified.
     clock_starts: Literal["receipt", "verification"] = "receipt"

@@ -49,6 +49,17 @@ class DeadlinePolicy:
             completion_due = start + dt.timedelta(days=self.settings.completion_calendar_days)
         return Deadlines(start, response_due, completion_due, provisional)
 
+    def latest_extension(self, first_due: dt.date) -> dt.date:
+        """The latest answer date an extension may set, from the first one promised."""
+        latest, _ = self.calendar.add_working_days(
+            first_due, self.settings.max_extension_working_days
+        )
+        return latest
+
+    def latest_completion(self, first_due: dt.date) -> dt.date:
+        """The latest completion date an extension may set, from the first one promised."""
+        return first_due + dt.timedelta(days=self.settings.max_completion_extension_days)
+
     def shift_for_pause(
         self, deadlines: Deadlines, paused_at: dt.datetime, resumed_at: dt.datetime
     ) -> Deadlines:

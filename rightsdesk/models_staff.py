@@ -5,7 +5,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
 from rightsdesk.models import utcnow
@@ -28,6 +28,9 @@ class StaffUser(SQLModel, table=True):
     role: str = Field(max_length=16)  # StaffRole
     password_hash: str = Field(max_length=200)  # argon2id, with its parameters
     totp_secret: str | None = Field(default=None, max_length=64)
+    # The time-step (30 s) of the last TOTP code accepted: a code at or before it is refused,
+    # so one code logs in once, not as often as its window allows (migration 0018).
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     language: str = Field(default="zh", max_length=8)  # the console's interface language
     disabled: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)

@@ -15,6 +15,7 @@ from sqlmodel import col, func, select
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy
 from rightsdesk.models import Ticket, TicketStatus, TicketType
+from rightsdesk.refusals import Refusal
 from rightsdesk.templating import Templates
 from rightsdesk.views import local_time
 
@@ -23,8 +24,14 @@ TEMPLATES = Path(__file__).parent / "templates" / "reports"
 DEFAULT_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 
 
-class ReportError(Exception):
+class ReportError(Refusal):
     pass
+
+
+# The months a report can cover: a desk's years, with room on both sides. Past them the
+# month's bounds in the desk's time zone overflow Python's dates (0001-01, 9999-12).
+FIRST_MONTH = "1970-01"
+LAST_MONTH = "2999-12"
 
 
 @dataclass
@@ -50,7 +57,19 @@ def parse_month(value: str) -> tuple[dt.date, dt.date]:
     try:
         first = dt.datetime.strptime(value, "%Y-%m").date()
     except ValueError:
-        raise ReportError(f"month: expected YYYY-MM, e.g. 2026-11, got {value!r}") from None
+        raise ReportError(
+            f"month: expected YYYY-MM, e.g. 2026-11, got {value[:20]!r}",
+            "month_format",
+            month=value[:20],
+        ) from None
+    if not FIRST_MONTH <= first.strftime("%Y-%m") <= LAST_MONTH:
+        raise ReportError(
+            f"month: a report covers {FIRST_MONTH} to {LAST_MONTH}, got {value[:20]!r}",
+            "month_range",
+            month=value[:20],
+            first=FIRST_MONTH,
+            last=LAST_MONTH,
+        )
     following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return first, following
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,8 +37,20 @@ from rightsdesk.models_staff import (
     StaffUser,
 )
 
-LANGUAGES = ("zh", "en")
-MIN_PASSWORD_LENGTH = 10
+# LANGUAGES and StaffError are the staff service's as much as the rules' (the doors import
+# them from here).
+from rightsdesk.staff_rules import LANGUAGES as LANGUAGES
+from rightsdesk.staff_rules import StaffError as StaffError
+from rightsdesk.staff_rules import (
+    check_password,
+    keep_a_dpo,
+    totp_step,
+    valid_email,
+    valid_language,
+    valid_name,
+    valid_role,
+)
+
 # Sessions are touched at most this often: not every page view is a write.
 _TOUCH_EVERY = dt.timedelta(seconds=30)
 
@@ -65,10 +77,6 @@ _REQUIRE_TOTP = "require_totp"
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Checked against when the name is unknown, so both cases cost the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-
-class StaffError(Exception):
-    """A refused change to the console's people; the message is for the person who asked."""
 
 
 class LoginRefused(StaffError):
@@ -167,17 +175,15 @@ class StaffService:
         language: str = "zh",
         actor: str = "system",
     ) -> Staff:
-        name = name.strip()
-        if not name or len(name) > 100 or any(ch.isspace() for ch in name):
-            raise StaffError("a user name is one word of at most 100 characters")
-        role = _role(role)
-        _check_password(password)
-        if language not in LANGUAGES:
-            raise StaffError(f"language must be one of {', '.join(LANGUAGES)}")
+        name = valid_name(name)
+        email = valid_email(email)
+        role = valid_role(role)
+        check_password(password)
+        valid_language(language)
         hashed = await asyncio.to_thread(_hasher.hash, password)
         async with self.db.transaction() as session:
             if await _user_named(session, name) is not None:
-                raise StaffError(f"there is already a user named {name}")
+                raise StaffError(f"there is already a user named {name}", "user_exists", name=name)
             now = self.clock.now()
             user = StaffUser(
                 name=name,
@@ -205,6 +211,7 @@ class StaffService:
     async def set_disabled(self, name: str, disabled: bool = True, actor: str = "system") -> Staff:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
+            await keep_a_dpo(session, user, StaffRole(user.role), disabled)
             user.disabled = disabled
             session.add(user)
             if disabled:
@@ -215,14 +222,16 @@ class StaffService:
     async def set_role(self, name: str, role: StaffRole | str, actor: str = "system") -> Staff:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
-            before, user.role = user.role, _role(role)
+            after = valid_role(role)
+            await keep_a_dpo(session, user, after, user.disabled)
+            before, user.role = user.role, after
             session.add(user)
             self._record(session, actor, "role_changed", name, before=before, after=user.role)
             return Staff.of(user)
 
     async def reset_password(self, name: str, password: str, actor: str = "system") -> Staff:
         """A new password; every session and token of the user ends."""
-        _check_password(password)
+        check_password(password)
         hashed = await asyncio.to_thread(_hasher.hash, password)
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
@@ -236,8 +245,7 @@ class StaffService:
             return Staff.of(user)
 
     async def set_language(self, user_id: int, language: str) -> None:
-        if language not in LANGUAGES:
-            raise StaffError(f"language must be one of {', '.join(LANGUAGES)}")
+        valid_language(language)
         async with self.db.transaction() as session:
             user = await session.get_one(StaffUser, user_id)
             user.language = language
@@ -251,6 +259,7 @@ class StaffService:
         async with self.db.transaction() as session:
             user = await _need_user(session, name)
             user.totp_secret = secret
+            user.totp_last_step = None  # a new secret: its codes have never been used
             session.add(user)
             self._record(session, actor, "totp_enrolled", name)
         return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="rightsdesk")
@@ -300,18 +309,22 @@ class StaffService:
                     session, "system", "login_failed", name, address=address[:64], locked=True
                 )
             raise LoginRefused("login refused")
+        step: int | None = None
         if user is not None and user.totp_secret is not None and good:
-            good = pyotp.TOTP(user.totp_secret).verify(
-                (totp_code or "").strip(), for_time=now, valid_window=1
-            )
+            step = totp_step(user.totp_secret, totp_code or "", now, user.totp_last_step)
+            good = step is not None
         if not good or user is None or user.disabled:
             await self._failed(name, address, now)
             raise LoginRefused("login refused")
         if user.totp_secret is None and required is not None and required.value.get("on"):
             raise TotpEnrolmentNeeded("a second factor is required: ask a DPO to enrol you")
+        assert user.id is not None
+        if step is not None and not await self._claim_step(user.id, step):
+            # Another login took this code first (the same code twice, at once or later).
+            await self._failed(name, address, now)
+            raise LoginRefused("login refused")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         async with self.db.transaction() as session:
-            assert user.id is not None
             session.add(
                 StaffSession(
                     id=_sha256(token),
@@ -325,6 +338,23 @@ class StaffService:
             await _clear_throttle(session, keys[0])
             self._record(session, f"console:{user.name}", "login", user.name, address=address)
         return LoggedIn(Staff.of(user), token, csrf)
+
+    async def _claim_step(self, user_id: int, step: int) -> bool:
+        """Record `step` as the user's last accepted TOTP step, if it is later than the one
+        recorded: one conditional UPDATE, so of two logins with one code only one wins."""
+        async with self.db.transaction() as session:
+            claimed = await session.exec(
+                update(StaffUser)
+                .where(col(StaffUser.id) == user_id)
+                .where(
+                    or_(
+                        col(StaffUser.totp_last_step).is_(None),
+                        col(StaffUser.totp_last_step) < step,
+                    )
+                )
+                .values(totp_last_step=step)
+            )
+            return bool(claimed.rowcount == 1)
 
     async def _failed(self, name: str, address: str, now: dt.datetime) -> None:
         """Count a refused login against the typed name and the address, and record it (the
@@ -532,20 +562,6 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
-def _role(value: StaffRole | str) -> StaffRole:
-    try:
-        return StaffRole(value)
-    except ValueError:
-        raise StaffError(
-            f"unknown role {value!r}; roles are: {', '.join(r.value for r in StaffRole)}"
-        ) from None
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise StaffError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-
-
 def _user_key(name: str) -> str:
     return "user:" + name.strip().lower()[:150]
 
@@ -555,13 +571,19 @@ def _address_key(address: str) -> str:
 
 
 async def _user_named(session: AsyncSession, name: str) -> StaffUser | None:
-    return (await session.exec(select(StaffUser).where(StaffUser.name == name.strip()))).first()
+    # Names are stored case-folded (staff_rules.valid_name); one added before that is still
+    # found as it was written.
+    typed = name.strip()
+    found = (
+        await session.exec(select(StaffUser).where(col(StaffUser.name).in_({typed, typed.lower()})))
+    ).all()
+    return next((u for u in found if u.name == typed), found[0] if found else None)
 
 
 async def _need_user(session: AsyncSession, name: str) -> StaffUser:
     user = await _user_named(session, name)
     if user is None:
-        raise StaffError(f"no user named {name}")
+        raise StaffError(f"no user named {name[:70]}", "no_user", name=name[:70])
     return user
 
 

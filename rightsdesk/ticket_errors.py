@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rightsdesk.models import RequestType
+from rightsdesk.refusals import Refusal
 
 
-class TicketError(Exception):
+class TicketError(Refusal):
     """A request the ticket rules refuse; the message is meant for the person who asked."""
 
 
@@ -41,8 +42,16 @@ class DismissingRightsRequest(TicketError):
 class UnknownAssignee(TicketError):
     """An assignee who is not an enabled console user: nobody would ever see the work."""
 
-    def __init__(self, name: str, disabled: bool) -> None:
+    def __init__(self, name: str, disabled: bool, cannot_work: bool = False) -> None:
         self.name = name
         self.disabled = disabled
-        why = "is disabled" if disabled else "is not a user of the console"
+        # An enabled user whose role does not work tickets (an auditor reads, never acts).
+        self.cannot_work = cannot_work
+        why = (
+            "is disabled"
+            if disabled
+            else "may not work tickets (an auditor)"
+            if cannot_work
+            else "is not a user of the console"
+        )
         super().__init__(f"{name} {why}: the ticket was not assigned")

@@ -29,7 +29,7 @@ from rightsdesk.models import (
     Ticket,
     TicketCounter,
 )
-from rightsdesk.models_staff import StaffUser
+from rightsdesk.models_staff import StaffRole, StaffUser
 from rightsdesk.ticket_errors import TicketConflict, TicketError, TicketNotFound, UnknownAssignee
 
 
@@ -143,21 +143,26 @@ def deadline_fields(ticket: Ticket) -> dict[str, Any]:
     }
 
 
+# The roles that work tickets (staff.Staff.can_work); an auditor only reads.
+WORKING_ROLES = frozenset({StaffRole.DPO.value, StaffRole.AGENT.value})
 LOCKED_TICKETS = "rightsdesk.locked_tickets"
 NEWLY_UNREAD = "rightsdesk.newly_unread"
 
 
 async def need_assignee(session: AsyncSession, name: str) -> None:
-    """Refuse a name no enabled console user has (as login, or as email)."""
+    """Refuse a name no enabled console user who works tickets has (as login, or as email)."""
     found = (
         await session.exec(
-            select(StaffUser.disabled).where(
+            select(StaffUser.disabled, StaffUser.role).where(
                 or_(StaffUser.name == name, func.lower(StaffUser.email) == name.lower())
             )
         )
     ).all()
-    if not found or all(found):
+    enabled = [role for disabled, role in found if not disabled]
+    if not enabled:
         raise UnknownAssignee(name, disabled=bool(found))
+    if not any(role in WORKING_ROLES for role in enabled):
+        raise UnknownAssignee(name, disabled=False, cannot_work=True)
 
 
 async def load_by_id(session: AsyncSession, ticket_id: int) -> Ticket:

@@ -452,6 +452,15 @@ class TicketService(TicketReads):
                 raise TicketError(
                     f"the new due date must be after {floor.isoformat()}, got {until.isoformat()}"
                 )
+            latest = self.policy.latest_extension(ticket.original_response_due or floor)
+            if until > latest:
+                raise TicketError(
+                    f"an extension may move the answer date to {latest.isoformat()} at the "
+                    f"latest, got {until.isoformat()}",
+                    "extension_too_far",
+                    latest=latest.isoformat(),
+                    until=until.isoformat(),
+                )
             completion = ticket.completion_due
             if completion_until is not None:
                 if completion is None:
@@ -464,6 +473,15 @@ class TicketService(TicketReads):
                         f"the new completion date must be after {completion.isoformat()} and "
                         f"not before the answer date {until.isoformat()}, "
                         f"got {completion_until.isoformat()}"
+                    )
+                most = self.policy.latest_completion(ticket.original_completion_due or completion)
+                if completion_until > most:
+                    raise TicketError(
+                        f"an extension may move the completion date to {most.isoformat()} at "
+                        f"the latest, got {completion_until.isoformat()}",
+                        "extension_too_far",
+                        latest=most.isoformat(),
+                        until=completion_until.isoformat(),
                     )
                 completion_reason = required(
                     completion_reason, "a reason for extending the completion date"

@@ -239,12 +239,30 @@ def ticket_detail(
     return data
 
 
+# What a page shows of one text (a mail's body, a note): its start. The whole text is in the
+# evidence pack and the stored mail; a 20 MB body made a 20 MB page that held the event loop
+# for seconds while it was masked and rendered.
+SHOWN_TEXT_CHARS = 100_000
+# Masked with a margin past the cut, so an ID number across it is masked before it is cut.
+_MASK_MARGIN = 64
+
+
+def shown_text(text: str | None) -> tuple[str | None, bool]:
+    """The text as a page shows it: masked, and cut at SHOWN_TEXT_CHARS; and whether it was."""
+    if not text:
+        return text, False
+    if len(text) <= SHOWN_TEXT_CHARS:
+        return mask_for_display(text), False
+    return mask_for_display(text[: SHOWN_TEXT_CHARS + _MASK_MARGIN])[:SHOWN_TEXT_CHARS], True
+
+
 def message_view(
     message: Message,
     attachments: Sequence[StoredAttachment] = (),
     tz: dt.tzinfo = dt.UTC,
     not_kept: Collection[int] = (),
 ) -> dict[str, Any]:
+    text, cut = shown_text(message.text)
     return {
         "id": message.id,
         "direction": message.direction,
@@ -260,7 +278,10 @@ def message_view(
         "received_at": local_time(message.received_at, tz),
         # Resident ID numbers and verification codes never leave the desk in clear, not
         # even to the DPO's screen.
-        "text": mask_for_display(message.text) if message.text else message.text,
+        "text": text,
+        # Cut at SHOWN_TEXT_CHARS: the page says so, and where the rest is.
+        "text_cut": cut,
+        "text_chars": len(message.text or ""),
         "parse_status": message.parse_status,
         "parse_error": message.parse_error,
         "auto_generated": message.auto_generated,

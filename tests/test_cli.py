@@ -252,3 +252,22 @@ def test_help_agrees_with_the_readme_and_names_no_issue_numbers() -> None:
 
     walk(command)
     assert not [h for h in seen if re.search(r"issue #\d", h)]
+
+
+@pytest.mark.parametrize("month", ["0001-01", "9999-12"])
+def test_a_report_month_out_of_range_is_one_line(config: Path, month: str) -> None:
+    result = cli(config, "report", "--month", month, code=2)
+    assert "a report covers 1970-01 to 2999-12" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_users_add_keeps_to_the_same_names(config: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["--config", str(config), "users", "add", "a/b", "--email", "a@example.com",
+         "--role", "agent"],
+        input="a long enough password 1\n",
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "a user name is 1 to 64 of a-z" in result.stderr
+    assert "Traceback" not in result.stderr

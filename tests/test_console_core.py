@@ -103,7 +103,7 @@ async def test_staff_rules(desk: Desk) -> None:
         await desk.staff.add("short", "s@example.com", "agent", "short")
     with pytest.raises(StaffError, match="unknown role"):
         await desk.staff.add("x", "x@example.com", "admin", "long-enough-password")
-    await desk.staff.add("wang", "W@Example.com", "dpo", "long-enough-password")
+    await desk.staff.add("wang", "W@Example.com", "agent", "long-enough-password")
     with pytest.raises(StaffError, match="already"):
         await desk.staff.add("wang", "w@example.com", "dpo", "long-enough-password")
     logged = await desk.staff.login("wang", "long-enough-password", "127.0.0.1")

@@ -615,3 +615,26 @@ def test_the_scheduler_ends_expired_links_and_deletes_their_files(server: Portal
     assert server.call(left) == (0, 0)
     assert server.client().get(link).status_code == 404
     assert "package_expired" in [e["action"] for e in ticket_events(server, ended)]
+
+
+def test_a_trailing_slash_is_the_portals_404_not_a_redirect_to_the_host_header(
+    server: PortalUnderTest,
+) -> None:
+    client = server.client()
+    for path in ("/task/abc/", "/request/", "/p/abc/", "/status/"):
+        response = client.get(path, headers={"host": "evil.example"})
+        assert response.status_code == 404, path
+        assert "location" not in response.headers
+        assert "evil.example" not in response.text
+
+
+def test_too_many_fields_is_the_portals_own_page_in_its_language(server: PortalUnderTest) -> None:
+    client = server.client()
+    fields = {f"f{i}": "x" for i in range(60)}
+    response = client.post("/request", data=fields, headers={"accept-language": "en"})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert "too many fields, or a part too large" in response.text
+    assert "Maximum number of fields" not in response.text
+    chinese = client.post("/request", data=fields, headers={"accept-language": "zh-CN"})
+    assert "字段过多" in chinese.text
