@@ -518,3 +518,80 @@ def test_smtp_port_in_use_is_one_line_without_a_scheduler_traceback(tmp_path: Pa
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "error" in line]
     assert errors == [f"error: cannot listen for SMTP on 127.0.0.1:{port}: Address already in use"]
+
+
+# ---- one client's idle connections locked every other sender out (tester, item 1) -----------
+
+
+def _send_from(port: int, source: str, raw: bytes) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as client:
+        client.ehlo("other.example.com")
+        assert client.docmd("MAIL", "FROM:<li.si@example.com>")[0] == 250
+        assert client.docmd("RCPT", f"TO:<{PRIVACY}>")[0] == 250
+        return client.data(raw)
+
+
+async def test_100_idle_connections_from_one_address_leave_room_for_another_sender(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rightsdesk.smtp")
+    server = await _limited_receiver(desk, max_connections_per_client=10, idle_seconds=1.0)
+    held = []
+    try:
+        greetings = []
+        for _ in range(100):  # from 127.0.0.1, and never a command
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            held.append((reader, writer))
+            greetings.append((await _reply(reader))[:3])
+        assert greetings == [b"220"] * 10 + [b"421"] * 90
+        # Another client (127.0.0.2 is loopback too) is served while they are held open.
+        raw = HEAD + b"\r\nplease delete my data\r\n"
+        code, reply = await asyncio.to_thread(_send_from, server.port, "127.0.0.2", raw)
+        assert code == 250, reply
+        # The ten admitted ones said nothing: each is closed after idle_seconds, with a 421.
+        reader, _ = held[0]
+        started = time.monotonic()
+        assert (await _reply(reader)).startswith(b"421 4.4.2")
+        assert time.monotonic() - started < 3
+        await asyncio.sleep(0.2)
+        assert server.sessions == 0
+        assert not server.per_client
+    finally:
+        for _, writer in held:
+            writer.close()
+        await server.stop()
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals, "refusing sessions left no trace"
+    assert "limit 10 a client" in refusals[0]
+    assert not [m for m in refusals if "127.0.0" in m]  # counts, never the address
+    assert server.refused == 90
+
+
+async def test_a_session_that_sends_nothing_is_closed_after_idle_seconds_not_timeout_seconds(
+    desk: Desk,
+) -> None:
+    server = await _limited_receiver(desk, idle_seconds=0.5, timeout_seconds=60.0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert (await _reply(reader))[:3] == b"220"
+        started = time.monotonic()
+        assert (await _reply(reader)).startswith(b"421 4.4.2")
+        assert time.monotonic() - started < 2
+        # A DATA slower than the idle limit (but within timeout_seconds) still arrives.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await _reply(reader)
+        writer.write(
+            b"HELO c.example\r\nMAIL FROM:<a@example.com>\r\n"
+            + f"RCPT TO:<{PRIVACY}>\r\nDATA\r\n".encode()
+        )
+        for _ in range(3):
+            await _reply(reader)
+        assert (await _reply(reader))[:3] == b"354"
+        writer.write(HEAD + b"\r\nplease ")
+        await asyncio.sleep(1.0)
+        writer.write(b"delete my data\r\n.\r\n")
+        assert (await _reply(reader))[:3] == b"250"
+        writer.close()
+    finally:
+        await server.stop()
+    assert await _count(desk, Message) == 1
