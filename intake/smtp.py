@@ -69,16 +69,27 @@ class PrivacyMailHandler:
     ) -> None:
         self.inbox = inbox
         self.addresses = {a.strip().lower() for a in addresses}
+        # RFC 5321 4.5.1: every SMTP server takes mail for "postmaster", bare or at its domains.
+        # Here that is mail to the desk: it goes to the first privacy address.
+        self.postmaster = addresses[0].strip().lower() if addresses else None
+        self.postmasters = {"postmaster"} | {
+            "postmaster@" + a.rpartition("@")[2] for a in self.addresses if "@" in a
+        }
         self.max_recipients = max_recipients
         self.cpu = cpu
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
-        if address.strip().lower() not in self.addresses:
+        wanted = address.strip().lower()
+        if wanted in self.postmasters and wanted not in self.addresses and self.postmaster:
+            address = self.postmaster
+        elif wanted not in self.addresses:
             return "550 5.1.1 No such mailbox here (this server only receives privacy requests)"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest later
+        if address == self.postmaster and address in envelope.rcpt_tos:
+            return "250 2.1.5 OK"  # postmaster and the privacy address: one recipient
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

@@ -95,6 +95,22 @@ async def test_recipient_match_ignores_case(desk: Desk, receiver: SmtpReceiver) 
     assert await _count(desk, Message) == 1
 
 
+async def test_rcpt_to_bare_postmaster_is_mail_to_the_desk(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    # RFC 5321 4.5.1: "postmaster" without a domain must be accepted (it was 550).
+    to_postmaster = REQUEST.replace(b"To: privacy@localhost", b"To: postmaster")
+    await send(receiver.port, to_postmaster, to="postmaster")
+    await send(receiver.port, REQUEST.replace(b"req-1@", b"req-2@"), to="Postmaster@localhost")
+    async with desk.db.reading() as session:
+        rows = (await session.exec(select(Message).order_by(col(Message.id)))).all()
+    assert [row.envelope_to for row in rows] == [[PRIVACY], [PRIVACY]]
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    assert await _count(desk, Ticket) == 2
+    with pytest.raises(smtplib.SMTPRecipientsRefused):  # still nobody else's postmaster
+        await send(receiver.port, REQUEST, to="postmaster@elsewhere.example")
+
+
 async def test_oversized_mail_is_refused_552(desk: Desk, settings: Settings) -> None:
     settings.mail.max_message_bytes = 4096
     settings.smtp.port = 0
