@@ -219,8 +219,8 @@ class WebForms(OnDeskParts):
         """Check the form, send a code to the address typed; returns the handle the code
         page carries. `honeypot`: a robot filled the hidden field: the same answer, no mail."""
         email = form.email.strip().lower()
-        if not can_mail(email) or len(email) > 254:
-            raise FormInvalid("email")
+        if not can_mail(email) or len(email) > 254 or email in self.settings.own_addresses():
+            raise FormInvalid("email")  # our own address: the desk would mail a code to itself
         types = [t for t in form.types if t in FORM_TYPES]
         text = form.text.strip()
         if not types and not text:

@@ -615,3 +615,16 @@ def test_the_scheduler_ends_expired_links_and_deletes_their_files(server: Portal
     assert server.call(left) == (0, 0)
     assert server.client().get(link).status_code == 404
     assert "package_expired" in [e["action"] for e in ticket_events(server, ended)]
+
+
+def test_the_request_form_with_the_desks_own_address_mails_no_code_to_ourselves(
+    server: PortalUnderTest,
+) -> None:
+    client = server.client()
+    csrf = csrf_of(client.get("/request").text)
+    own = client.post(
+        "/request", data={"csrf": csrf, "email": "Privacy@localhost", "types": "erasure"}
+    )
+    assert own.status_code == 400  # the address field is refused, as any unmailable one
+    assert server.mails("portal_code") == []
+    assert rows_with_payload(server) == 0

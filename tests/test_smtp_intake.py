@@ -111,6 +111,24 @@ async def test_rcpt_to_bare_postmaster_is_mail_to_the_desk(
         await send(receiver.port, REQUEST, to="postmaster@elsewhere.example")
 
 
+async def test_mail_from_privacy_at_localhost_is_stored_ignored_and_never_answered(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    # The desk's own address as the sender: a ticket and an acknowledgement to ourselves was
+    # a mail loop. (Not our signed Message-ID: someone wrote it, or a misconfigured MTA.)
+    loop = REQUEST.replace(b"<zhang.san@example.com>", b"<PRIVACY@localhost>")
+    await send(receiver.port, loop, sender="privacy@localhost")
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    async with desk.db.reading() as session:
+        [row] = (await session.exec(select(Message))).all()  # nothing queued to go out
+    assert row.parse_status == "ignored"
+    assert row.parse_error is not None
+    assert "own addresses" in row.parse_error
+    assert row.details["ignored"] == row.parse_error
+    assert row.ticket_id is None
+    assert await _count(desk, Ticket) == 0
+
+
 async def test_oversized_mail_is_refused_552(desk: Desk, settings: Settings) -> None:
     settings.mail.max_message_bytes = 4096
     settings.smtp.port = 0

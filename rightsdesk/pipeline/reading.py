@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -92,15 +93,31 @@ class UseEnvelopeSender:
         return True
 
 
+# Why a message was ignored, as `intake show` tells the DPO (kept in parse_error and details).
+OWN_MAIL = "our own outbound mail, come back"
+FROM_OURSELVES = "sent from one of the desk's own addresses: not a requester (a mail loop)"
+
+
 class IgnoreOwnMail:
-    def __init__(self, signer: MessageIdSigner) -> None:
+    """Our own mail coming back (our signed Message-ID), and mail from one of our own
+    addresses: answering it would be the desk writing to itself, for ever."""
+
+    def __init__(self, signer: MessageIdSigner, own_addresses: Collection[str] = ()) -> None:
         self.signer = signer
+        self.own_addresses = frozenset(a.strip().lower() for a in own_addresses)
 
     async def __call__(self, routing: Routing) -> bool:
-        if self.signer.ticket_of(routing.inbound.message_id) is None:
-            return True
+        if self.signer.ticket_of(routing.inbound.message_id) is not None:
+            return self._ignore(routing, "own mail", OWN_MAIL)
+        if (routing.inbound.sender or "").lower() in self.own_addresses:
+            return self._ignore(routing, "from our own address", FROM_OURSELVES)
+        return True
+
+    def _ignore(self, routing: Routing, outcome: str, reason: str) -> bool:
         routing.row.parse_status = "ignored"
-        routing.outcome = "own mail"
+        routing.row.parse_error = reason
+        routing.row.details = {**routing.row.details, "ignored": reason}
+        routing.outcome = outcome
         return False
 
 
