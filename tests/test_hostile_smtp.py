@@ -185,6 +185,53 @@ async def test_a_request_cut_by_the_nesting_limit_goes_to_a_person_and_is_not_ca
         await world.desk.close()
 
 
+def _nested_request(depth: int, sender: str, message_id: str, headers: bytes = b"") -> bytes:
+    inner = b"Content-Type: text/plain\r\n\r\nDelete my account please\r\n"
+    for level in reversed(range(depth)):
+        inner = (
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n%s\r\n--b%d--\r\n'
+            % (level, level, inner, level)
+        )
+    return (
+        b"From: " + sender.encode() + b"\r\nTo: privacy@localhost\r\nSubject: hi\r\n"
+        b"Message-ID: <" + message_id.encode() + b">\r\nMIME-Version: 1.0\r\n" + headers + inner
+    )
+
+
+async def test_a_200_deep_mail_cut_by_the_parser_is_flagged_with_a_reason_new_or_a_reply(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    from rightsdesk.models import RequestType
+    from rightsdesk.views import review_reasons
+    from tests.test_verification_flow import OWNER, make_world, only_ticket
+
+    world = await make_world(settings, clock, [RequestType.ERASURE])
+    reason = "part of a mail too deep or too long to read: read it whole"
+    try:
+        await world.send(_nested_request(200, OWNER, "deep-200@example.com"))
+        public_id = await only_ticket(world.desk)
+        ticket = await world.desk.tickets.get(public_id)
+        assert ticket.needs_review is True
+        # It said "verification locked or needs a person": not why a person must read it.
+        assert reason in review_reasons(ticket)
+        # A person reads it and relabels it: the flag goes. Then a 200-deep reply comes.
+        await world.desk.tickets.relabel(public_id, "dpo", [RequestType.ERASURE])
+        assert (await world.desk.tickets.get(public_id)).needs_review is False
+        [ack] = world.relay.mails("acknowledgement")
+        in_reply_to = b"In-Reply-To: " + ack["Message-ID"].encode() + b"\r\n"
+        reply = _nested_request(200, OWNER, "deep-reply@example.com", in_reply_to)
+        await world.send(reply)
+        ticket = await world.desk.tickets.get(public_id)
+        assert ticket.needs_review is True  # the reply was cut: it was attached, unflagged
+        assert reason in review_reasons(ticket)
+        events = (await world.desk.tickets.detail(public_id)).events
+        assert [e.action for e in events].count("parser_cut") == 1
+    finally:
+        await world.receiver.stop()
+        await world.relay.stop()
+        await world.desk.close()
+
+
 def test_a_subject_past_the_header_limit_is_a_parser_cut() -> None:
     long = mail("hi", subject="删除我的数据 " + "x" * 40_000, message_id="long@example.com")
     inbound = parse_email(long)
