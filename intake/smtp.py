@@ -88,8 +88,6 @@ class PrivacyMailHandler:
             return "550 5.1.1 No such mailbox here (this server only receives privacy requests)"
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10: the client sends the rest later
-        if address == self.postmaster and address in envelope.rcpt_tos:
-            return "250 2.1.5 OK"  # postmaster and the privacy address: one recipient
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
