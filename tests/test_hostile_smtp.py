@@ -122,6 +122,23 @@ async def test_charset_undefined(desk: Desk, receiver: SmtpReceiver) -> None:
     assert row.subject == "删除我的数据"
 
 
+async def test_big5_body_labelled_gbk(desk: Desk, receiver: SmtpReceiver) -> None:
+    text = "您好，請刪除我在貴公司的全部個人資料，包括帳號與訂單。謝謝！"
+    raw = (
+        HEAD.replace(b"delete my data", "刪除資料".encode("big5"))
+        + b"Content-Type: text/plain; charset=gbk\r\n\r\n"
+        + text.encode("big5")
+        + b"\r\n"
+    )
+    # GB18030 decodes these bytes without an error, into private-use characters (U+E000-F8FF)
+    # and nonsense: the label is wrong, the other Chinese charset is tried.
+    inbound = parse_email(raw)
+    assert inbound.text == text
+    assert inbound.subject == "刪除資料"
+    row = await through_the_door(desk, receiver, raw)
+    assert row.text == text
+
+
 def _multipart_nested(depth: int) -> bytes:
     """The outer text, then a chain of multiparts `depth` deep."""
     inner = b"Content-Type: text/plain\r\n\r\ndeepest\r\n"
