@@ -107,7 +107,7 @@ def review_reasons(ticket: TicketFields, hold: dict[str, Any] | None = None) -> 
     if (ticket.classification or {}).get("needs_review"):
         reasons.append("classifier unsure")
     if (ticket.classification or {}).get("parser_cut"):
-        reasons.append("part of a mail too deep or too long to read: read it whole")
+        reasons.append("part of a mail left unread by the parser: read it whole")
     if ticket.types == [RequestType.NOT_RIGHTS_REQUEST]:
         reasons.append("not a rights request: dismiss or relabel")
     if ticket.verification == "no_account":

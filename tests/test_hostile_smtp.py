@@ -139,6 +139,37 @@ async def test_big5_body_labelled_gbk(desk: Desk, receiver: SmtpReceiver) -> Non
     assert row.text == text
 
 
+async def test_multipart_boundary_quote_never_closed(desk: Desk, receiver: SmtpReceiver) -> None:
+    raw = HEAD + (
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XYZ\r\n\r\n'
+        b"--XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplease delete my data\r\n"
+        b"--XYZ--\r\n"
+    )
+    inbound = parse_email(raw)  # the whole body was one opaque attachment, no text
+    assert inbound.text == "please delete my data"
+    assert inbound.attachments == []
+    assert "UnclosedQuoteDefect" in inbound.defects
+    row = await through_the_door(desk, receiver, raw)
+    assert row.text == "please delete my data"
+
+
+async def test_multipart_whose_boundary_never_comes_goes_to_a_person(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    raw = HEAD + (
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="ABC"\r\n\r\n'
+        b"--XYZ\r\nContent-Type: text/plain\r\n\r\nplease delete my data\r\n--XYZ--\r\n"
+    )
+    inbound = parse_email(raw)
+    assert inbound.text == ""
+    assert inbound.cut  # "parsed", with its text lost, and nobody told
+    row = await through_the_door(desk, receiver, raw)
+    assert "MultipartUnreadDefect" in row.details["defects"]
+    [ticket] = await desk.tickets.find()
+    assert ticket.needs_review is True
+    assert (ticket.classification or {}).get("parser_cut") is True
+
+
 def _multipart_nested(depth: int) -> bytes:
     """The outer text, then a chain of multiparts `depth` deep."""
     inner = b"Content-Type: text/plain\r\n\r\ndeepest\r\n"
@@ -223,7 +254,7 @@ async def test_a_200_deep_mail_cut_by_the_parser_is_flagged_with_a_reason_new_or
     from tests.test_verification_flow import OWNER, make_world, only_ticket
 
     world = await make_world(settings, clock, [RequestType.ERASURE])
-    reason = "part of a mail too deep or too long to read: read it whole"
+    reason = "part of a mail left unread by the parser: read it whole"
     try:
         await world.send(_nested_request(200, OWNER, "deep-200@example.com"))
         public_id = await only_ticket(world.desk)
