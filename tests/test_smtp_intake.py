@@ -129,6 +129,36 @@ async def test_mail_from_privacy_at_localhost_is_stored_ignored_and_never_answer
     assert await _count(desk, Ticket) == 0
 
 
+async def test_smtputf8_mail_from_zhang_san_at_an_idn_domain_is_routed_not_parked(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    sender = "张三@例子.中国"
+    raw = (
+        f"From: 张三 <{sender}>\r\nTo: privacy@localhost\r\nSubject: 删除我的数据\r\n"
+        "Message-ID: <utf8-1@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "请删除我的全部个人信息。\r\n"
+    ).encode()
+
+    def deliver() -> None:
+        with smtplib.SMTP("127.0.0.1", receiver.port, timeout=30) as client:
+            client.sendmail(sender, [PRIVACY], raw, mail_options=["SMTPUTF8"])
+
+    await asyncio.to_thread(deliver)
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    async with desk.db.reading() as session:
+        [row] = (await session.exec(select(Message))).all()
+    # It was "failed: no sender address to answer": the From header's address is not one the
+    # parser takes, and the envelope's was refused as unmailable.
+    assert row.parse_status == "parsed", row.parse_error
+    assert row.sender == sender
+    assert row.details["sender_from"] == "envelope"
+    assert row.sender_authenticated is False
+    [ticket] = await desk.tickets.find()
+    assert ticket.contact_value == sender
+    # Our mail cannot be addressed to it (no SMTPUTF8 out): no acknowledgement is queued.
+    assert await _count(desk, Message) == 1
+
+
 async def test_oversized_mail_is_refused_552(desk: Desk, settings: Settings) -> None:
     settings.mail.max_message_bytes = 4096
     settings.smtp.port = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Collection
 
 from sqlmodel import col, func, select, update
@@ -71,10 +72,25 @@ class RecordParsed:
         return True
 
 
+# An internationalised address (RFC 6531/6532: `张三@例子.中国`, sent with SMTPUTF8): no
+# white space, control character or address punctuation, one @, something on either side.
+_ATOM = r'[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+'
+_INTERNATIONAL = re.compile(rf"^{_ATOM}@{_ATOM}$")
+
+
+def _usable(address: str) -> bool:
+    """An address a ticket can be kept under: one we can mail, or an internationalised one
+    (our mail cannot be addressed to it, so it is not acknowledged; a person answers)."""
+    if "@" not in address or len(address) > 320:
+        return False
+    return can_mail(address) or (not address.isascii() and bool(_INTERNATIONAL.match(address)))
+
+
 class UseEnvelopeSender:
-    """A From header without a usable address (a broken encoded word, none at all): the
-    sender is the one the DPO named (`intake ticket`), else the envelope's (SMTP MAIL FROM,
-    as our door saw it, else the Return-Path the last server wrote). Never authenticated."""
+    """A From header without a usable address (a broken encoded word, an internationalised
+    address the header parser does not take, none at all): the sender is the one the DPO
+    named (`intake ticket`), else the envelope's (SMTP MAIL FROM, as our door saw it, else
+    the Return-Path the last server wrote). Never authenticated."""
 
     async def __call__(self, routing: Routing) -> bool:
         inbound = routing.inbound
@@ -86,7 +102,7 @@ class UseEnvelopeSender:
             ("return-path", inbound.return_path),
         ):
             address = (candidate or "").strip().strip("<>").lower()
-            if "@" in address and can_mail(address):
+            if _usable(address):
                 inbound.sender = routing.row.sender = address
                 routing.row.details = {**routing.row.details, "sender_from": source}
                 return True
