@@ -73,6 +73,14 @@ def find_code(text: str) -> str | None:
     return "".join(str(unicodedata.digit(c)) for c in found.group(0) if c.isdigit())
 
 
+def typed_code(field: str) -> str:
+    """What was typed into a code field, as the ASCII digits a code is compared as: NFKC
+    (full-width digits from a Chinese input method), every other character dropped (spaces,
+    dashes), at most six."""
+    normal = unicodedata.normalize("NFKC", field)
+    return "".join(str(unicodedata.digit(c)) for c in normal if c.isdecimal())[:6]
+
+
 def mask_codes(text: str) -> str:
     """Six digits standing alone, the shape of our verification codes, become ******, and
     six in groups ("756 680") too: a code in a view (our code mail, the requester's reply)
