@@ -5,7 +5,9 @@ Rules, in order (each is a case that broke somebody's parser):
    big5 as big5hkscs; an unknown label counts as no label.
 2. Bytes that are valid UTF-8 (and not plain ASCII) are UTF-8, whatever the label says: Chinese
    GBK text is practically never valid UTF-8, while "UTF-8 labelled latin-1/gb2312" is common.
-3. A declared multi-byte charset that decodes strictly is believed.
+3. A declared multi-byte charset that decodes strictly is believed, unless a Chinese label
+   gives private-use characters (U+E000-U+F8FF: Big5 read as GBK decodes "strictly" into
+   them): then the other Chinese charset is tried, then the detector, the label last.
 4. A declared single-byte charset (latin-1, windows-125x) decodes anything, so it proves
    nothing: the detector chooses between it and the Chinese encodings.
 5. No label, or a label that fails: the detector (charset-normalizer), choosing among GB18030,
@@ -101,6 +103,18 @@ def _try(payload: bytes, codec: str) -> str | None:
         return None
 
 
+def _private_use(text: str) -> bool:
+    """Characters of the Basic Multilingual Plane's private-use area: no one writes them in
+    mail; they come out of bytes decoded with the wrong Chinese charset."""
+    return any("\ue000" <= ch <= "\uf8ff" for ch in text)
+
+
+def _readable(payload: bytes, codec: str) -> str | None:
+    """`payload` decoded strictly by `codec` into text without private-use characters."""
+    text = _try(payload, codec)
+    return None if text is None or _private_use(text) else text
+
+
 def decode_bytes(payload: bytes, declared: str | None = None) -> tuple[str, str]:
     """Decode `payload`; returns (text, the codec actually used)."""
     codec = normalise_charset(declared)
@@ -119,14 +133,20 @@ def decode_bytes(payload: bytes, declared: str | None = None) -> tuple[str, str]
         return text, "utf-8"
     if codec and not _is_single_byte(codec):
         text = _try(payload, codec)
-        if text is not None:
+        if text is not None and not (codec in _CHINESE and _private_use(text)):
             return text, codec
+        for other in _CHINESE:  # a Chinese label that gave private-use characters is wrong
+            if text is not None and other != codec and (found := _readable(payload, other)):
+                return found, other
     japanese = codec in _JAPANESE or (codec or "").startswith("iso2022_jp")
     if japanese and (text := _try(payload, "cp932")) is not None:
         return text, "cp932"  # Shift_JIS labelled ISO-2022-JP
-    if sum(b > 0x7F for b in payload) <= 24 and (text := _try(payload, "gb18030")) is not None:
-        # Too short for statistics (a name, a subject word); simplified Chinese is likeliest here.
-        return text, "gb18030"
+    if sum(b > 0x7F for b in payload) <= 24:
+        # Too short for statistics (a name, a subject word); simplified Chinese is likeliest
+        # here, then traditional (short Big5 read as GB18030 gives private-use characters).
+        for chinese in _CHINESE:
+            if (text := _readable(payload, chinese)) is not None:
+                return text, chinese
     family = _JAPANESE if japanese else ()
     candidates = [*family, *_CHINESE, codec if codec and _is_single_byte(codec) else "cp1252"]
     guess = _detect(payload, candidates)

@@ -135,6 +135,13 @@ class MimeTooDeepDefect(mime_errors.MessageDefect):
 
 # The defect of a Subject longer than intake.charsets.MAX_HEADER_CHARS: read up to the limit.
 HEADER_CUT = "HeaderTooLongDefect"
+# The defect of a multipart body that could not be split into its parts (its boundary is not
+# in it): the body is kept whole, as an attachment, and a person reads it.
+MULTIPART_UNREAD = "MultipartUnreadDefect"
+
+
+class UnclosedQuoteDefect(mime_errors.MessageDefect):
+    """A quoted boundary parameter without its closing quote (`boundary="XYZ`), read as XYZ."""
 
 
 class _DepthCappedParser(BytesFeedParser):
@@ -146,6 +153,12 @@ class _DepthCappedParser(BytesFeedParser):
         super()._parse_headers(lines)  # type: ignore[misc]
         stack: list[MimePart] = self._msgstack  # type: ignore[attr-defined]
         current: MimePart = self._cur  # type: ignore[attr-defined]
+        boundary = current.get_boundary() if current.get_content_maintype() == "multipart" else None
+        if boundary and boundary.startswith('"') != boundary.endswith('"'):
+            # `boundary="XYZ` (the quote never closed) is kept with its quote, a boundary no
+            # line has: the whole body became one opaque part and its text was lost.
+            current.set_param("boundary", boundary.strip('"'))
+            stack[0].defects.append(UnclosedQuoteDefect())
         if len(stack) > MAX_MIME_DEPTH and current.get_content_maintype() in (
             "multipart",
             "message",
@@ -258,6 +271,8 @@ def parse_email(
     if len(str(mime.get("Subject") or "")) > MAX_HEADER_CHARS:
         defects.append(HEADER_CUT)  # the subject is read up to the limit: a person reads on
     texts, attachments = _walk(mime, attachment_cap, defects)
+    if any(a.content_type.startswith("multipart/") for a in attachments):
+        defects.append(MULTIPART_UNREAD)  # a multipart kept whole: its text is not read
     full_text = "\n\n".join(t for t in texts if t.strip()).strip()
     full_text = clean_text(full_text)
     inbound = InboundMessage(

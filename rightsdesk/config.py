@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     fulfilment: FulfilmentSettings = Field(default_factory=FulfilmentSettings)
     systems: list[SystemSettings] = Field(default_factory=list)
 
+    def own_addresses(self) -> frozenset[str]:
+        """The desk's own mail addresses (what it receives at and sends from): mail from one
+        of them is the desk talking to itself, never a requester (a mail loop)."""
+        found = [*self.desk.privacy_addresses, self.outbound.from_address]
+        return frozenset(a.strip().lower() for a in found if a.strip())
+
     @field_validator("systems")
     @classmethod
     def _unique_systems(cls, value: list[SystemSettings]) -> list[SystemSettings]:

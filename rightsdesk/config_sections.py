@@ -99,11 +99,15 @@ class SmtpSettings(Section):
     hostname: str = "localhost"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    # Limits (intake/smtp.py): RFC 5321's 100 recipients a message; sessions open at once
-    # (421 beyond); a session's whole life, NOOPs or not; silence before a 421 and close.
+    # Limits (intake/smtp.py): RFC 5321's 100 recipients a message; sessions open at once, in
+    # all and from one client address (421 beyond: one client's idle connections locked every
+    # other sender out); a session's whole life, NOOPs or not; silence before the first command
+    # or between two, and the time a DATA may take, before a 421 and close.
     max_recipients: int = Field(default=100, ge=1)
     max_connections: int = Field(default=100, ge=1)
+    max_connections_per_client: int = Field(default=10, ge=1)
     session_seconds: float = Field(default=600.0, gt=0)
+    idle_seconds: float = Field(default=30.0, gt=0)
     timeout_seconds: float = Field(default=300.0, gt=0)
 
 

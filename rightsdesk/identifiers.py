@@ -9,6 +9,7 @@ order number stays as it is.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -49,14 +50,43 @@ def mask_identifiers(text: str) -> str:
 
 
 # A one-time code: six digits standing alone (not inside a longer number or a ticket id).
-_CODE = re.compile(r"(?<![0-9*])(?<!PRIV-\d{4}-)\d{6}(?![0-9*])", re.IGNORECASE)
+# `\d` is any decimal digit: a Chinese input method types full-width ones ("７５６６８０").
+_CODE = re.compile(r"(?<![\d*])(?<!PRIV-\d{4}-)\d{6}(?![\d*])", re.IGNORECASE)
+# ... or written in groups: one space or dash between digits ("756 680", "75-66-80"), the
+# whole six digits standing alone (not a part of "138 0013 8000" or of a date).
+_CODE_SEPARATOR = r"[ \u3000\-\uff0d\u2010-\u2015\u2212]"
+_GROUPED_CODE = re.compile(
+    rf"(?<![\d*])(?<!\d{_CODE_SEPARATOR})(?<!PRIV-\d{{4}}-)"
+    rf"\d(?:{_CODE_SEPARATOR}?\d){{5}}(?![\d*])(?!{_CODE_SEPARATOR}\d)",
+    re.IGNORECASE,
+)
+
+
+def find_code(text: str) -> str | None:
+    """The first code-shaped number in `text` (six digits standing alone, else six in
+    groups), as the six ASCII digits a code is compared as: NFKC first, so full-width digits
+    and spaces count as what they look like."""
+    normal = _TICKET.sub(" ", unicodedata.normalize("NFKC", text))
+    found = _CODE.search(normal) or _GROUPED_CODE.search(normal)
+    if found is None:
+        return None
+    return "".join(str(unicodedata.digit(c)) for c in found.group(0) if c.isdigit())
+
+
+def typed_code(field: str) -> str:
+    """What was typed into a code field, as the ASCII digits a code is compared as: NFKC
+    (full-width digits from a Chinese input method), every other character dropped (spaces,
+    dashes), at most six."""
+    normal = unicodedata.normalize("NFKC", field)
+    return "".join(str(unicodedata.digit(c)) for c in normal if c.isdecimal())[:6]
 
 
 def mask_codes(text: str) -> str:
-    """Six digits standing alone, the shape of our verification codes, become ******: a
-    code in a view (our code mail, the requester's reply) could still be used. A six-digit
-    postal code is masked too; better that than a live code on a screen."""
-    return _CODE.sub("******", text)
+    """Six digits standing alone, the shape of our verification codes, become ******, and
+    six in groups ("756 680") too: a code in a view (our code mail, the requester's reply)
+    could still be used. A six-digit postal code is masked too; better that than a live
+    code on a screen."""
+    return _CODE.sub("******", _GROUPED_CODE.sub("******", text))
 
 
 def mask_for_display(text: str) -> str:

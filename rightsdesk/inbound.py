@@ -77,4 +77,4 @@ def is_derived_message_id(message_id: str) -> bool:
 
 
 # The defects (intake.mail) that mean part of the mail was left unread.
-PARSER_CUTS = frozenset({"MimeTooDeepDefect", "HeaderTooLongDefect"})
+PARSER_CUTS = frozenset({"MimeTooDeepDefect", "HeaderTooLongDefect", "MultipartUnreadDefect"})

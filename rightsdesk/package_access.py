@@ -19,6 +19,7 @@ import hmac
 import io
 import re
 import secrets
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,7 +37,7 @@ from rightsdesk.sealing import unseal
 
 ACTOR = "requester:portal"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
-_CODE = re.compile(r"^\s*(\d{6})\s*$")
+_CODE = re.compile(r"^([0-9]{6})$")
 
 CodeOutcome = Literal["sent", "too_many", "right", "wrong", "locked", "expired", "no_code"]
 
@@ -223,7 +224,8 @@ class PackageAccess(OnDeskParts):
         limit = self.settings.verification.max_attempts
         if package.code_hash is None or package.code_expires_at is None:
             return self._page(package, ticket, "code", outcome="no_code"), None
-        typed = _CODE.match(code)
+        # Full-width digits (a Chinese input method), "756 680": the code as it looks.
+        typed = _CODE.match(re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", code)))
         given = self._code_hash(package, typed.group(1) if typed else "-")
         right = hmac.compare_digest(given, package.code_hash)  # compared even when expired
         if now >= package.code_expires_at:

@@ -177,6 +177,7 @@ class Desk:
             route_attempts=settings.mail.route_attempts,
             batch_size=settings.mail.route_batch_size,
             batch_seconds=settings.mail.route_batch_seconds,
+            own_addresses=settings.own_addresses(),
         )
         key = load_signing_key(settings)
         answers = Answers(parts)

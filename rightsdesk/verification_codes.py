@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import re
 import secrets
 from collections import Counter
 from collections.abc import Collection
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rightsdesk import identifiers
 from rightsdesk.clock import Clock
 from rightsdesk.config_sections import VerificationSettings
 from rightsdesk.models import (
@@ -42,8 +42,6 @@ SYSTEM = "system:verification"
 PROVEN_RESERVE = 2
 # Wrong codes per ticket from mail that proves nothing about its sender (ditto).
 UNPROVEN_ATTEMPTS = 3
-_CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
-_TICKET_ID = re.compile(r"PRIV-\d{4}-\d{6,}", re.IGNORECASE)
 
 ReplyOutcome = Literal["verified", "wrong_code", "locked", "expired", "review"]
 
@@ -491,10 +489,10 @@ class CodeVerification:
 
 
 def find_code(text: str) -> str | None:
-    """The first 6-digit number in a reply, the way people write codes back."""
-    # Ticket ids carry six digits too ("code for PRIV-2026-000001: 123456"): skip them.
-    found = _CODE.search(_TICKET_ID.sub(" ", text))
-    return found.group(1) if found else None
+    """The first 6-digit number in a reply, the way people write codes back: full-width
+    ("７５６６８０") or in groups ("756 680") too (rightsdesk.identifiers.find_code). Ticket
+    ids carry six digits too ("code for PRIV-2026-000001: 123456"): they are skipped."""
+    return identifiers.find_code(text)
 
 
 async def _open_challenge(

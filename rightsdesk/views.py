@@ -106,6 +106,8 @@ def review_reasons(ticket: TicketFields, hold: dict[str, Any] | None = None) -> 
         reasons.append(hold_text(hold))
     if (ticket.classification or {}).get("needs_review"):
         reasons.append("classifier unsure")
+    if (ticket.classification or {}).get("parser_cut"):
+        reasons.append("part of a mail left unread by the parser: read it whole")
     if ticket.types == [RequestType.NOT_RIGHTS_REQUEST]:
         reasons.append("not a rights request: dismiss or relabel")
     if ticket.verification == "no_account":

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.clients import Client
 from rightsdesk.desk_parts import DeskParts, OnDeskParts
-from rightsdesk.identifiers import mask_codes, mask_identifiers
+from rightsdesk.identifiers import mask_codes, mask_identifiers, typed_code
 from rightsdesk.inbound import Authentication, InboundMessage
 from rightsdesk.languages import LANGS
 from rightsdesk.models import (
@@ -195,7 +195,7 @@ class WebForms(OnDeskParts):
         limit = self.settings.verification.max_attempts
         if row is None:
             return "unknown", None, 0
-        typed = "".join(ch for ch in code if ch.isdigit())[:6]
+        typed = typed_code(code)
         given = self._mac("code", f"{purpose}:{handle}:{typed}")
         right = hmac.compare_digest(given, row.code_hash) and row.status == "pending"
         if row.status in ("locked", "used") or row.attempts >= limit:
@@ -219,8 +219,8 @@ class WebForms(OnDeskParts):
         """Check the form, send a code to the address typed; returns the handle the code
         page carries. `honeypot`: a robot filled the hidden field: the same answer, no mail."""
         email = form.email.strip().lower()
-        if not can_mail(email) or len(email) > 254:
-            raise FormInvalid("email")
+        if not can_mail(email) or len(email) > 254 or email in self.settings.own_addresses():
+            raise FormInvalid("email")  # our own address: the desk would mail a code to itself
         types = [t for t in form.types if t in FORM_TYPES]
         text = form.text.strip()
         if not types and not text:

@@ -122,6 +122,54 @@ async def test_charset_undefined(desk: Desk, receiver: SmtpReceiver) -> None:
     assert row.subject == "删除我的数据"
 
 
+async def test_big5_body_labelled_gbk(desk: Desk, receiver: SmtpReceiver) -> None:
+    text = "您好，請刪除我在貴公司的全部個人資料，包括帳號與訂單。謝謝！"
+    raw = (
+        HEAD.replace(b"delete my data", "刪除資料".encode("big5"))
+        + b"Content-Type: text/plain; charset=gbk\r\n\r\n"
+        + text.encode("big5")
+        + b"\r\n"
+    )
+    # GB18030 decodes these bytes without an error, into private-use characters (U+E000-F8FF)
+    # and nonsense: the label is wrong, the other Chinese charset is tried.
+    inbound = parse_email(raw)
+    assert inbound.text == text
+    assert inbound.subject == "刪除資料"
+    row = await through_the_door(desk, receiver, raw)
+    assert row.text == text
+
+
+async def test_multipart_boundary_quote_never_closed(desk: Desk, receiver: SmtpReceiver) -> None:
+    raw = HEAD + (
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XYZ\r\n\r\n'
+        b"--XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplease delete my data\r\n"
+        b"--XYZ--\r\n"
+    )
+    inbound = parse_email(raw)  # the whole body was one opaque attachment, no text
+    assert inbound.text == "please delete my data"
+    assert inbound.attachments == []
+    assert "UnclosedQuoteDefect" in inbound.defects
+    row = await through_the_door(desk, receiver, raw)
+    assert row.text == "please delete my data"
+
+
+async def test_multipart_whose_boundary_never_comes_goes_to_a_person(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    raw = HEAD + (
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="ABC"\r\n\r\n'
+        b"--XYZ\r\nContent-Type: text/plain\r\n\r\nplease delete my data\r\n--XYZ--\r\n"
+    )
+    inbound = parse_email(raw)
+    assert inbound.text == ""
+    assert inbound.cut  # "parsed", with its text lost, and nobody told
+    row = await through_the_door(desk, receiver, raw)
+    assert "MultipartUnreadDefect" in row.details["defects"]
+    [ticket] = await desk.tickets.find()
+    assert ticket.needs_review is True
+    assert (ticket.classification or {}).get("parser_cut") is True
+
+
 def _multipart_nested(depth: int) -> bytes:
     """The outer text, then a chain of multiparts `depth` deep."""
     inner = b"Content-Type: text/plain\r\n\r\ndeepest\r\n"
@@ -179,6 +227,53 @@ async def test_a_request_cut_by_the_nesting_limit_goes_to_a_person_and_is_not_ca
         ticket = await world.desk.tickets.get(public_id)
         assert ticket.needs_review is True
         assert (ticket.classification or {}).get("parser_cut") is True
+    finally:
+        await world.receiver.stop()
+        await world.relay.stop()
+        await world.desk.close()
+
+
+def _nested_request(depth: int, sender: str, message_id: str, headers: bytes = b"") -> bytes:
+    inner = b"Content-Type: text/plain\r\n\r\nDelete my account please\r\n"
+    for level in reversed(range(depth)):
+        inner = (
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n%s\r\n--b%d--\r\n'
+            % (level, level, inner, level)
+        )
+    return (
+        b"From: " + sender.encode() + b"\r\nTo: privacy@localhost\r\nSubject: hi\r\n"
+        b"Message-ID: <" + message_id.encode() + b">\r\nMIME-Version: 1.0\r\n" + headers + inner
+    )
+
+
+async def test_a_200_deep_mail_cut_by_the_parser_is_flagged_with_a_reason_new_or_a_reply(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    from rightsdesk.models import RequestType
+    from rightsdesk.views import review_reasons
+    from tests.test_verification_flow import OWNER, make_world, only_ticket
+
+    world = await make_world(settings, clock, [RequestType.ERASURE])
+    reason = "part of a mail left unread by the parser: read it whole"
+    try:
+        await world.send(_nested_request(200, OWNER, "deep-200@example.com"))
+        public_id = await only_ticket(world.desk)
+        ticket = await world.desk.tickets.get(public_id)
+        assert ticket.needs_review is True
+        # It said "verification locked or needs a person": not why a person must read it.
+        assert reason in review_reasons(ticket)
+        # A person reads it and relabels it: the flag goes. Then a 200-deep reply comes.
+        await world.desk.tickets.relabel(public_id, "dpo", [RequestType.ERASURE])
+        assert (await world.desk.tickets.get(public_id)).needs_review is False
+        [ack] = world.relay.mails("acknowledgement")
+        in_reply_to = b"In-Reply-To: " + ack["Message-ID"].encode() + b"\r\n"
+        reply = _nested_request(200, OWNER, "deep-reply@example.com", in_reply_to)
+        await world.send(reply)
+        ticket = await world.desk.tickets.get(public_id)
+        assert ticket.needs_review is True  # the reply was cut: it was attached, unflagged
+        assert reason in review_reasons(ticket)
+        events = (await world.desk.tickets.detail(public_id)).events
+        assert [e.action for e in events].count("parser_cut") == 1
     finally:
         await world.receiver.stop()
         await world.relay.stop()
@@ -518,3 +613,80 @@ def test_smtp_port_in_use_is_one_line_without_a_scheduler_traceback(tmp_path: Pa
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "error" in line]
     assert errors == [f"error: cannot listen for SMTP on 127.0.0.1:{port}: Address already in use"]
+
+
+# ---- one client's idle connections locked every other sender out (tester, item 1) -----------
+
+
+def _send_from(port: int, source: str, raw: bytes) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as client:
+        client.ehlo("other.example.com")
+        assert client.docmd("MAIL", "FROM:<li.si@example.com>")[0] == 250
+        assert client.docmd("RCPT", f"TO:<{PRIVACY}>")[0] == 250
+        return client.data(raw)
+
+
+async def test_100_idle_connections_from_one_address_leave_room_for_another_sender(
+    desk: Desk, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="rightsdesk.smtp")
+    server = await _limited_receiver(desk, max_connections_per_client=10, idle_seconds=1.0)
+    held = []
+    try:
+        greetings = []
+        for _ in range(100):  # from 127.0.0.1, and never a command
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            held.append((reader, writer))
+            greetings.append((await _reply(reader))[:3])
+        assert greetings == [b"220"] * 10 + [b"421"] * 90
+        # Another client (127.0.0.2 is loopback too) is served while they are held open.
+        raw = HEAD + b"\r\nplease delete my data\r\n"
+        code, reply = await asyncio.to_thread(_send_from, server.port, "127.0.0.2", raw)
+        assert code == 250, reply
+        # The ten admitted ones said nothing: each is closed after idle_seconds, with a 421.
+        reader, _ = held[0]
+        started = time.monotonic()
+        assert (await _reply(reader)).startswith(b"421 4.4.2")
+        assert time.monotonic() - started < 3
+        await asyncio.sleep(0.2)
+        assert server.sessions == 0
+        assert not server.per_client
+    finally:
+        for _, writer in held:
+            writer.close()
+        await server.stop()
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals, "refusing sessions left no trace"
+    assert "limit 10 a client" in refusals[0]
+    assert not [m for m in refusals if "127.0.0" in m]  # counts, never the address
+    assert server.refused == 90
+
+
+async def test_a_session_that_sends_nothing_is_closed_after_idle_seconds_not_timeout_seconds(
+    desk: Desk,
+) -> None:
+    server = await _limited_receiver(desk, idle_seconds=0.5, timeout_seconds=60.0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert (await _reply(reader))[:3] == b"220"
+        started = time.monotonic()
+        assert (await _reply(reader)).startswith(b"421 4.4.2")
+        assert time.monotonic() - started < 2
+        # A DATA slower than the idle limit (but within timeout_seconds) still arrives.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await _reply(reader)
+        writer.write(
+            b"HELO c.example\r\nMAIL FROM:<a@example.com>\r\n"
+            + f"RCPT TO:<{PRIVACY}>\r\nDATA\r\n".encode()
+        )
+        for _ in range(3):
+            await _reply(reader)
+        assert (await _reply(reader))[:3] == b"354"
+        writer.write(HEAD + b"\r\nplease ")
+        await asyncio.sleep(1.0)
+        writer.write(b"delete my data\r\n.\r\n")
+        assert (await _reply(reader))[:3] == b"250"
+        writer.close()
+    finally:
+        await server.stop()
+    assert await _count(desk, Message) == 1

@@ -66,3 +66,24 @@ def test_tickets_show_masks_id_numbers(database_url: str, tmp_path: Path) -> Non
         assert shown.exit_code == 0, shown.stderr
         assert VALID_ID not in shown.stdout
         assert "110105********002X" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "masked"),
+    [
+        ("７５６６８０", "756680", "******"),
+        ("验证码：756 680。", "756680", "验证码：******。"),
+        ("code 756-680", "756680", "code ******"),
+        ("代码 ７５６　６８０", "756680", "代码 ******"),
+        ("PRIV-2026-000001 的验证码 123456", "123456", "PRIV-2026-000001 的验证码 ******"),
+        ("电话 138 0013 8000", None, "电话 138 0013 8000"),  # a phone number, not a code
+        ("日期 2026-12-01", None, "日期 2026-12-01"),
+    ],
+)
+def test_a_spaced_or_full_width_code_is_found_and_masked(
+    text: str, code: str | None, masked: str
+) -> None:
+    from rightsdesk.identifiers import find_code, mask_codes
+
+    assert find_code(text) == code
+    assert mask_codes(text) == masked

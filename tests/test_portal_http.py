@@ -638,3 +638,46 @@ def test_too_many_fields_is_the_portals_own_page_in_its_language(server: PortalU
     assert "Maximum number of fields" not in response.text
     chinese = client.post("/request", data=fields, headers={"accept-language": "zh-CN"})
     assert "字段过多" in chinese.text
+
+
+def test_the_request_form_with_the_desks_own_address_mails_no_code_to_ourselves(
+    server: PortalUnderTest,
+) -> None:
+    client = server.client()
+    csrf = csrf_of(client.get("/request").text)
+    own = client.post(
+        "/request", data={"csrf": csrf, "email": "Privacy@localhost", "types": "erasure"}
+    )
+    assert own.status_code == 400  # the address field is refused, as any unmailable one
+    assert server.mails("portal_code") == []
+    assert rows_with_payload(server) == 0
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def test_codes_typed_full_width_or_spaced_open_the_form_and_the_package(
+    server: PortalUnderTest,
+) -> None:
+    client = server.client()
+    csrf = csrf_of(client.get("/request").text)
+    sent = client.post(
+        "/request", data={"csrf": csrf, "email": "wang.wu@example.com", "types": "access"}
+    )
+    handle = re.search(r'name="handle" value="([^"]+)"', sent.text)
+    assert handle is not None
+    _, code = server.last_code("portal_code")
+    done = client.post(
+        "/request/confirm",
+        data={"csrf": csrf, "handle": handle.group(1), "code": code.translate(FULL_WIDTH)},
+    )
+    assert done.status_code == 200, done.text  # ７５６６８０ was a wrong code
+    assert count(server, Ticket) == 1
+    link = delivered(server)
+    page = client.get(link)
+    sent = client.post(f"{link}/send", data={"csrf": csrf_of(page.text)})
+    _, code = server.last_code("package_code")
+    spaced = f"{code[:3]} {code[3:]}".translate(FULL_WIDTH)
+    opened = client.post(f"{link}/open", data={"csrf": csrf_of(sent.text), "code": spaced})
+    assert opened.status_code == 200
+    assert file_ids(opened.text)

@@ -95,6 +95,70 @@ async def test_recipient_match_ignores_case(desk: Desk, receiver: SmtpReceiver) 
     assert await _count(desk, Message) == 1
 
 
+async def test_rcpt_to_bare_postmaster_is_mail_to_the_desk(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    # RFC 5321 4.5.1: "postmaster" without a domain must be accepted (it was 550).
+    to_postmaster = REQUEST.replace(b"To: privacy@localhost", b"To: postmaster")
+    await send(receiver.port, to_postmaster, to="postmaster")
+    await send(receiver.port, REQUEST.replace(b"req-1@", b"req-2@"), to="Postmaster@localhost")
+    async with desk.db.reading() as session:
+        rows = (await session.exec(select(Message).order_by(col(Message.id)))).all()
+    assert [row.envelope_to for row in rows] == [[PRIVACY], [PRIVACY]]
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    assert await _count(desk, Ticket) == 2
+    with pytest.raises(smtplib.SMTPRecipientsRefused):  # still nobody else's postmaster
+        await send(receiver.port, REQUEST, to="postmaster@elsewhere.example")
+
+
+async def test_mail_from_privacy_at_localhost_is_stored_ignored_and_never_answered(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    # The desk's own address as the sender: a ticket and an acknowledgement to ourselves was
+    # a mail loop. (Not our signed Message-ID: someone wrote it, or a misconfigured MTA.)
+    loop = REQUEST.replace(b"<zhang.san@example.com>", b"<PRIVACY@localhost>")
+    await send(receiver.port, loop, sender="privacy@localhost")
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    async with desk.db.reading() as session:
+        [row] = (await session.exec(select(Message))).all()  # nothing queued to go out
+    assert row.parse_status == "ignored"
+    assert row.parse_error is not None
+    assert "own addresses" in row.parse_error
+    assert row.details["ignored"] == row.parse_error
+    assert row.ticket_id is None
+    assert await _count(desk, Ticket) == 0
+
+
+async def test_smtputf8_mail_from_zhang_san_at_an_idn_domain_is_routed_not_parked(
+    desk: Desk, receiver: SmtpReceiver
+) -> None:
+    sender = "张三@例子.中国"
+    raw = (
+        f"From: 张三 <{sender}>\r\nTo: privacy@localhost\r\nSubject: 删除我的数据\r\n"
+        "Message-ID: <utf8-1@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "请删除我的全部个人信息。\r\n"
+    ).encode()
+
+    def deliver() -> None:
+        with smtplib.SMTP("127.0.0.1", receiver.port, timeout=30) as client:
+            client.sendmail(sender, [PRIVACY], raw, mail_options=["SMTPUTF8"])
+
+    await asyncio.to_thread(deliver)
+    await IntakeWorker(desk.pipeline, desk.inbox).drain()
+    async with desk.db.reading() as session:
+        [row] = (await session.exec(select(Message))).all()
+    # It was "failed: no sender address to answer": the From header's address is not one the
+    # parser takes, and the envelope's was refused as unmailable.
+    assert row.parse_status == "parsed", row.parse_error
+    assert row.sender == sender
+    assert row.details["sender_from"] == "envelope"
+    assert row.sender_authenticated is False
+    [ticket] = await desk.tickets.find()
+    assert ticket.contact_value == sender
+    # Our mail cannot be addressed to it (no SMTPUTF8 out): no acknowledgement is queued.
+    assert await _count(desk, Message) == 1
+
+
 async def test_oversized_mail_is_refused_552(desk: Desk, settings: Settings) -> None:
     settings.mail.max_message_bytes = 4096
     settings.smtp.port = 0

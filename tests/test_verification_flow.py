@@ -26,6 +26,7 @@ from rightsdesk.models import OutboxEntry, Requester, RequestType, TicketStatus
 from rightsdesk.pipeline import Classification, IntakeWorker
 from rightsdesk.service import Desk
 from rightsdesk.tickets import TicketError
+from rightsdesk.views import ticket_detail
 from tests.conftest import mail as plain_mail
 
 PRIVACY = "privacy@localhost"
@@ -243,6 +244,36 @@ async def test_erasure_needs_a_code_even_with_dkim(erasure: World) -> None:
     trusted = "Authentication-Results: mx.privacy.test; dkim=pass header.d=example.com\r\n"
     await erasure.send(request(headers=trusted))
     assert len(erasure.relay.mails("verification_code")) == 1
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param(lambda code: code.translate(FULL_WIDTH), id="full-width"),
+        pytest.param(lambda code: f"{code[:3]} {code[3:]}", id="spaced"),
+        pytest.param(lambda code: f"{code[:3]}-{code[3:]}", id="dashed"),
+    ],
+)
+async def test_a_code_typed_full_width_or_in_groups_verifies(erasure: World, written: Any) -> None:
+    # `７５６６８０` (a Chinese input method) counted as a wrong code; `756 680` as no code.
+    await erasure.send(request())
+    [code_mail] = erasure.relay.mails("verification_code")
+    typed = written(code_in(code_mail))
+    await erasure.send(reply_to(code_mail, f"验证码：{typed}，谢谢"))
+    public_id = await only_ticket(erasure.desk)
+    ticket = await erasure.desk.tickets.get(public_id)
+    assert ticket.status == TicketStatus.OPEN
+    assert ticket.verified_at is not None
+    # The code as written is masked wherever the reply is shown.
+    shown = ticket_detail(
+        await erasure.desk.tickets.detail(public_id), erasure.clock.now().date(), dt.UTC
+    )
+    texts = [m["text"] or "" for m in shown["messages"]]
+    assert not [t for t in texts if typed in t]
+    assert any("验证码：******，谢谢" in t for t in texts)
 
 
 async def test_brute_force_locks_after_five_wrong_codes(erasure: World) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+from collections.abc import Collection
 
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -70,10 +72,25 @@ class RecordParsed:
         return True
 
 
+# An internationalised address (RFC 6531/6532: `张三@例子.中国`, sent with SMTPUTF8): no
+# white space, control character or address punctuation, one @, something on either side.
+_ATOM = r'[^\s\x00-\x1f\x7f@<>()\[\]\\,;:"]+'
+_INTERNATIONAL = re.compile(rf"^{_ATOM}@{_ATOM}$")
+
+
+def _usable(address: str) -> bool:
+    """An address a ticket can be kept under: one we can mail, or an internationalised one
+    (our mail cannot be addressed to it, so it is not acknowledged; a person answers)."""
+    if "@" not in address or len(address) > 320:
+        return False
+    return can_mail(address) or (not address.isascii() and bool(_INTERNATIONAL.match(address)))
+
+
 class UseEnvelopeSender:
-    """A From header without a usable address (a broken encoded word, none at all): the
-    sender is the one the DPO named (`intake ticket`), else the envelope's (SMTP MAIL FROM,
-    as our door saw it, else the Return-Path the last server wrote). Never authenticated."""
+    """A From header without a usable address (a broken encoded word, an internationalised
+    address the header parser does not take, none at all): the sender is the one the DPO
+    named (`intake ticket`), else the envelope's (SMTP MAIL FROM, as our door saw it, else
+    the Return-Path the last server wrote). Never authenticated."""
 
     async def __call__(self, routing: Routing) -> bool:
         inbound = routing.inbound
@@ -85,22 +102,38 @@ class UseEnvelopeSender:
             ("return-path", inbound.return_path),
         ):
             address = (candidate or "").strip().strip("<>").lower()
-            if "@" in address and can_mail(address):
+            if _usable(address):
                 inbound.sender = routing.row.sender = address
                 routing.row.details = {**routing.row.details, "sender_from": source}
                 return True
         return True
 
 
+# Why a message was ignored, as `intake show` tells the DPO (kept in parse_error and details).
+OWN_MAIL = "our own outbound mail, come back"
+FROM_OURSELVES = "sent from one of the desk's own addresses: not a requester (a mail loop)"
+
+
 class IgnoreOwnMail:
-    def __init__(self, signer: MessageIdSigner) -> None:
+    """Our own mail coming back (our signed Message-ID), and mail from one of our own
+    addresses: answering it would be the desk writing to itself, for ever."""
+
+    def __init__(self, signer: MessageIdSigner, own_addresses: Collection[str] = ()) -> None:
         self.signer = signer
+        self.own_addresses = frozenset(a.strip().lower() for a in own_addresses)
 
     async def __call__(self, routing: Routing) -> bool:
-        if self.signer.ticket_of(routing.inbound.message_id) is None:
-            return True
+        if self.signer.ticket_of(routing.inbound.message_id) is not None:
+            return self._ignore(routing, "own mail", OWN_MAIL)
+        if (routing.inbound.sender or "").lower() in self.own_addresses:
+            return self._ignore(routing, "from our own address", FROM_OURSELVES)
+        return True
+
+    def _ignore(self, routing: Routing, outcome: str, reason: str) -> bool:
         routing.row.parse_status = "ignored"
-        routing.outcome = "own mail"
+        routing.row.parse_error = reason
+        routing.row.details = {**routing.row.details, "ignored": reason}
+        routing.outcome = outcome
         return False
 
 

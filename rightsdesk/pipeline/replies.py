@@ -24,7 +24,18 @@ class AppendToThread:
     async def __call__(self, routing: Routing) -> bool:
         if routing.ticket is None:
             return True
-        await self.tickets.attach_message(routing.session, routing.ticket, routing.row, SYSTEM)
+        ticket = await self.tickets.attach_message(
+            routing.session, routing.ticket, routing.row, SYSTEM
+        )
+        if routing.inbound.cut:
+            # The parser left part of this reply unread (its own limits): what the desk reads
+            # in it (a code, a new ask) may not be all it says, so a person reads it whole.
+            ticket.needs_review = True
+            ticket.classification = {**(ticket.classification or {}), "parser_cut": True}
+            routing.session.add(ticket)
+            await self.tickets.note_in(
+                routing.session, ticket, SYSTEM, "parser_cut", {"message": routing.row.id}
+            )
         routing.threaded = True
         routing.outcome = "threaded"
         return True
