@@ -127,6 +127,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RIGHTSDESK_")}
         env.update(
             RIGHTSDESK_SMTP__PORT=str(port),
+            # The clients stand for many mail servers, all of them on 127.0.0.1.
+            RIGHTSDESK_SMTP__MAX_CONNECTIONS_PER_CLIENT=str(max(10, args.clients)),
             RIGHTSDESK_LOGGING__LEVEL="WARNING",
             RIGHTSDESK_DATABASE__URL=args.database
             or f"sqlite+aiosqlite:///{Path(workdir) / 'bench.db'}",

@@ -102,6 +102,8 @@ def _env(url: str, data_dir: Path, smtp_port: int) -> dict[str, str]:
         RIGHTSDESK_DATABASE__URL=url,
         RIGHTSDESK_DESK__DATA_DIR=str(data_dir),
         RIGHTSDESK_SMTP__PORT=str(smtp_port),
+        # The clients stand for many mail servers, all of them on 127.0.0.1.
+        RIGHTSDESK_SMTP__MAX_CONNECTIONS_PER_CLIENT="1000",
         RIGHTSDESK_SECURITY__SIGNING_KEY="bench-route-signing-key-0123456789",
         PYTHONPATH=str(ROOT),
     )

@@ -89,6 +89,8 @@ def service_env(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]
         RIGHTSDESK_PORTAL__PORT="0",
         RIGHTSDESK_DESK__DATA_DIR=str(tmp_path / "var"),
         RIGHTSDESK_DESK__PRIVACY_ADDRESSES='["privacy@localhost"]',
+        # CLIENTS mail servers at once, every one of them from 127.0.0.1.
+        RIGHTSDESK_SMTP__MAX_CONNECTIONS_PER_CLIENT=str(CLIENTS),
     )
     return tmp_path, env, port
 
