@@ -31,8 +31,10 @@ from classifiers.text import (
     detect_language,
     hypothetical,
     is_ask,
+    item_labels,
     joined,
     keeps_account,
+    list_item,
     makes_complaint,
     model_units,
     normalise,
@@ -262,6 +264,7 @@ class RightsClassifier:
         per_unit = []
         cited: list[set[str]] = []
         another: list[bool] = []  # the unit says it adds an ask ("in addition", "另外")
+        history: list[bool] = []  # the unit tells of a request made before
         only_codes = True
         for doc, parts in zip(units, unit_clauses, strict=True):
             unit = dict(doc.cats)
@@ -291,7 +294,12 @@ class RightsClassifier:
                 for label in REQUEST_LABELS:
                     if label not in WHO_ASKS and unit[label] < RULE_SCORE:
                         unit[label] = min(unit[label], 0.9 * self.thresholds[label])
-            cites = cited_labels(text) if _may_cite(text) and is_ask(text) and not told else set()
+            # An item of a list an ask opened asks, verb or no verb; its leading verb ("（二）删除
+            # …") is evidence like an article.
+            item = not whole and list_item(text)
+            asked = is_ask(text) or item
+            cites = cited_labels(text) if _may_cite(text) and asked and not told else set()
+            cites |= item_labels(text) if item and not told else set()
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)
@@ -305,6 +313,7 @@ class RightsClassifier:
                 rules.add("complaint")
                 unit["complaint"] = max(unit["complaint"], RULE_SCORE)
             cited.append(cites)
+            history.append(told)
             another.append(adds_an_ask(text))
             only_codes = only_codes and _nothing_but_a_code(doc)
             per_unit.append(unit)
@@ -313,10 +322,11 @@ class RightsClassifier:
         if len(per_unit) == 1:
             raw = per_unit[0]
         else:
-            raw = {
-                label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
-                for label in LABELS
-            }
+            # A sentence telling of an old request says nothing of whether this letter asks
+            # ("本人于11月2日提交的删除申请，贵公司已回复…"): "not a request" is the others'.
+            now = [unit for unit, old in zip(per_unit, history, strict=True) if not old]
+            raw = {label: max(unit[label] for unit in per_unit) for label in LABELS}
+            raw[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST] for unit in now or per_unit)
         if (
             not whole
             and raw[ACCOUNT_DELETION] < CITED_SCORE  # not asked in words, nor by its article

@@ -28,6 +28,8 @@ _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
     r"|(^|[，,：:])\W*(现在|现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此"
     r"|(亦|也|还|并|另|再)请"
+    # 请 right before the verb of a right, wherever the sentence puts it ("导出后请注销她的账号").
+    r"|请(你们|贵司|贵公司|贵平台|帮我|帮忙)?(注销|删除|删掉|更正|改正|补充|复制|停止|导出|转移|撤回)"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
@@ -45,7 +47,7 @@ _ASKS = re.compile(
     r"|\b(she|he|they|(ms|mr|mrs|dr)\.? \w+)\b[^.;:!?]{0,20}?\b(asks|requests|wants|wishes|would "
     r"like|requires|instructs|withdraws|objects)\b|\bwe are instructed to (ask|request)\b"
     r"|(本律师|本所|我所|我司|我们公司)[^，。,；;]{0,15}?(申请|要求|请求)|代(其|表当事人|当事人)"
-    r"|(受|经)[^，。,；;]{0,20}委托|(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
+    r"|(受|经)[^，。,；;]{0,20}委托|(?<![依经应])(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
     r"|(^|[，,])\s*[\u4e00-\u9fff]{2,4}(要求|请求|申请)(贵|你们|平台)"  # "…，刘畅要求贵公司删除…"
     # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
     r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
@@ -69,18 +71,22 @@ _RESERVATION = re.compile(
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
 _CITATION = re.compile(
     r"享有|有权|规定|隐私政策中|隐私政策[里上]?也?(写|说|提到|载明)|\bthe right to\b"
+    # The law's duty in its own words (Taiwan Art. 11: "应主动或依当事人之请求，删除…").
+    r"|应(当)?主动|依当事人之?(请求|申请)"
     r"|\b(policy|notice) (also )?(states|says)"
 )
 _ASKS_HERE = re.compile(
     r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回|拒绝|反对)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
-    r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
+    r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)"
+    r"|(?<![依经应])(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
 )
 # A condition is not an ask of its own ("if you have shared my data, tell me with whom"):
 # in a long message it adds no label unless nothing else asks.
 _CONDITIONAL = re.compile(
-    r"^\W*(if|should you|in case|where you|如果|若|倘若|假如|如若|如贵公司|如您|如你们)"
+    r"^\W*(\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[a-h]\))?\W*"
+    r"(if|should you|in case|where you|如果|若|倘若|假如|如若|如贵公司|如您|如你们)"
     r"(?!\s*(possible|可以|可能))"
 )
 
@@ -289,6 +295,51 @@ def is_ask(unit: str) -> bool:
     return bool(_ASKS.search(plain) or _ASKS_HERE.search(plain))
 
 
+def list_item(unit: str) -> bool:
+    """The unit opens as a list item ("2. 依据第四十七条，删除…", "（二）删除…"): in a letter,
+    an item `asks` kept is one of the asks of the list an ask opened, verb or no verb."""
+    return bool(_LIST_ITEM.match(unit))
+
+
+# A list item whose first word is the verb of a right, after its number and the article it
+# cites: "（二）删除本人在…中的定位记录", "1、依据第四十五条，复制…". A bag of words weighs
+# the item's nouns (频道, 定位, 记录) against its one verb and heard no ask (#14: numbered
+# demands of which the second and third were lost).
+_ITEM_VERB = re.compile(
+    r"^\s*(?:\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]"
+    r"|第[一二三四五六七八九十]{1,2}[，,、:：])\s*"
+    r"(?:(?:依据|根据|依照|按照|依)[^，。,；;]{0,30}?[，,]\s*)?"
+    r"(?:请求|要求|申请|请)?(?:贵司|贵公司|贵平台|你们)?(?:立即|尽快|及时)?"
+    r"(删除|删掉|注销|更正|改正|查阅|复制|查询及?阅览|阅览)"
+)
+_ITEM_LABEL = {
+    "删除": "erasure",
+    "删掉": "erasure",
+    "注销": "account_deletion",
+    "更正": "rectification",
+    "改正": "rectification",
+    "查阅": "access",
+    "复制": "access",
+    "阅览": "access",
+}
+# "删除本人的账号": the account itself (its contents, "账号中的照片", are an erasure).
+_ITEM_ACCOUNT = re.compile(
+    r"(本人|我|其|委托人|当事人)?的?(全部)?(账号|帐号|账户|帐户)(?![中里内下上])"
+)
+
+
+def item_labels(unit: str) -> set[str]:
+    """The label a list item's leading verb names (`_ITEM_VERB`), or none."""
+    found = _ITEM_VERB.match(unit)
+    if found is None:
+        return set()
+    verb = found.group(1)
+    label = _ITEM_LABEL.get(verb[:2], "access")
+    if label == "erasure" and _ITEM_ACCOUNT.match(unit, found.end()):
+        label = "account_deletion"
+    return {label}
+
+
 # A subject that names what is asked: "Request for erasure…", "…access request", "删除申请".
 _SUBJECT_ASKS = re.compile(
     r"\b(request|application|demand)s? (for|of|to)\b|\b(access|erasure|deletion|rectification"
@@ -388,7 +439,8 @@ _SENTENCE_BREAK = re.compile(r"[。！？!?；;\n.]")
 _HOW = re.compile(
     r"^\W*(what|how|when|where|why|which|is there a way|do i|does|will)\b"
     r"|\b(how (do|can|long|would)|what happens|where is|is there a way)\b"
-    r"|怎么|怎样|如何|多久|多长时间|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+    r"|怎么|怎样|如何|多久|多长时间|多少天|几天|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+    r"|(还)?在不在|还在吗|还会(在|保留)"
 )
 
 
@@ -452,17 +504,28 @@ def tells_a_past_request(text: str) -> bool:
 # or GDPR it cites (#14: these came out inquiry, erasure or withdraw_consent).
 _BUSINESS = re.compile(
     r"我司|我局|我院|我队|我大队|我方|贵我双方|供应商|采购|合作伙伴|代理商|协助调(取|查)|调查函"
-    r"|调取|续签|发票|报价|\b(vendor|supplier|procurement|sub-?processors?|data processing "
-    r"agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
+    r"|调取|续签|发票|报价|合同纠纷|违约|保全|\b(vendor|supplier|procurement|sub-?processors?|data "
+    r"processing agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
 )
+# A person of the letter's own: the writer, a client, an employee whose data it is. Never the
+# staff of a compliance questionnaire (员工培训, 员工人数).
 _PERSONAL = re.compile(
-    r"本人|我(?![司局院队方们大])|委托人|当事人|员工|职工|监护|孩子|家属|近亲属|去世|过世"
+    r"本人|我(?![司局院队方们大])|委托人|当事人|员工(?!培训|手册|人数|数量|规模|守则)|职工|监护|孩子"
+    r"|家属|近亲属|去世|过世"
     r"|\b(i|my|me|mine|our client|employee|on (his|her|their) behalf|passed away)\b"
 )
+# A law firm writing for a company ("本所受华岭教育科技有限公司委托"): its 委托人 is no person.
+_COMPANY_CLIENT = re.compile(
+    r"受[^，。,；;]{0,30}(公司|集团|企业|学校|医院|银行)(之|的)?委托"
+    r"|\bwe act for [^.;]{0,40}\b(ltd|limited|inc|gmbh|plc|llc|company)\b"
+)
+_CLIENT_WORDS = re.compile(r"委托人|当事人|\bour client\b")
 
 
 def business_letter(text: str) -> bool:
     """The normalised letter is an organisation's business, no person's own data."""
+    if _COMPANY_CLIENT.search(text):
+        return not _PERSONAL.search(_CLIENT_WORDS.sub("", text))
     return bool(_BUSINESS.search(text)) and not _PERSONAL.search(text)
 
 
