@@ -38,6 +38,7 @@ from classifiers.text import (
     makes_complaint,
     model_units,
     normalise,
+    only_asks_about,
     rights_signal,
     statements,
     tells_a_past_request,
@@ -287,6 +288,8 @@ class RightsClassifier:
                 if hit and not how and not _not_asked(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
+            if whole and only_asks_about(text):
+                self._as_question(unit)
             told = not whole and tells_a_past_request(text)
             if told:
                 # A letter's history ("In October I asked you to delete my recordings"): that
@@ -394,6 +397,13 @@ class RightsClassifier:
             if score >= self.clause_gate and score > cats[NOT_A_REQUEST] and score > unit[best]:
                 unit[best] = score
                 unit[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST], cats[NOT_A_REQUEST])
+
+    def _as_question(self, unit: dict[str, float]) -> None:
+        """A question about a right asks about it: the right's score is the inquiry's."""
+        for label in REQUEST_LABELS:
+            if label not in QUESTION_LABELS and unit[label] < RULE_SCORE:
+                unit["inquiry"] = max(unit["inquiry"], unit[label])
+                unit[label] = min(unit[label], 0.9 * self.thresholds[label])
 
     def _second_asks(
         self, per_unit: list[dict[str, float]], cited: list[set[str]], another: list[bool]

@@ -177,6 +177,8 @@ def asks(text: str) -> list[str] | None:
             continue
         if listing is not None and paragraph == listing + 1 and _LIST_ITEM.match(sentence):
             listing = paragraph  # the next item of the same list, after a blank line
+        if _HEADING.match(plain):
+            continue  # "二、法律依据": a section's title, which asks nothing
         # The second half of an ask parted by a semicolon ("…a copy of her files; and
         # second, once I have them, to close her account").
         goes_on = bool(
@@ -239,6 +241,13 @@ _QUOTED = re.compile(
 # A list item's opening: "(b)", "2.", "3)", "一、", "（二）", "- ", "• ".
 _LIST_ITEM = re.compile(
     r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"
+)
+# A section title numbered like a list item ("一、基本事实", "三、律师意见", "(b) Background").
+_HEADING = re.compile(
+    r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）])"
+    r"\s*[\u4e00-\u9fff]{0,6}(事实|依据|意见|背景|理由|事项|情况|经过|结论|概述|附件)\s*$"
+    r"|^\s*(\(?[a-h]\)|\(?\d{1,2}[.)])\s*(the )?(facts|background|legal basis|our view|summary"
+    r"|grounds|annex(es)?)[:.]?\s*$"
 )
 # An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
 # ask of twenty characters, which says what it asks, stands alone.
@@ -563,6 +572,20 @@ def hypothetical(text: str, start: int, end: int) -> bool:
 def asks_how(text: str) -> bool:
     """The normalised text asks how a right works (an inquiry), not for the right itself."""
     return bool(_HOW.search(text))
+
+
+# Words that ask for the thing itself beside a question ("how do I close it? just do it").
+_ASKS_TOO = re.compile(
+    r"\b(please|pls|plz|kindly|can you|could you|would you|will you|i want|i need|i'?d like|just do"
+    r"|do it|for me)\b|请|麻烦|帮我|帮忙|给我|直接|你们(来|帮)|我要|我想要"
+)
+
+
+def only_asks_about(text: str) -> bool:
+    """The normalised short message is a question about a right and asks for nothing itself
+    ("how do I withdraw consent? can't find the toggle", "副本要多少天能出来？"): an inquiry
+    (LABELS.md), whatever right it names."""
+    return bool(_HOW.search(text)) and not _ASKS_TOO.search(text) and rights_signal(text)
 
 
 def rights_signal(text: str) -> bool:
