@@ -37,11 +37,13 @@ from classifiers.text import (
     list_item,
     makes_complaint,
     model_units,
+    names_an_account,
     normalise,
     only_asks_about,
     rights_signal,
     statements,
     tells_a_past_request,
+    tells_it_done,
 )
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
@@ -312,6 +314,8 @@ class RightsClassifier:
                 # "delete it all except the account": an erasure, whatever the words.
                 unit[ERASURE] = max(unit[ERASURE], unit[ACCOUNT_DELETION])
                 unit[ACCOUNT_DELETION] = min(unit[ACCOUNT_DELETION], 0.05)
+            if not whole and not names_an_account(text):
+                unit[ACCOUNT_DELETION] = min(unit[ACCOUNT_DELETION], 0.05)
             if not whole and makes_complaint(text):  # in a letter; short ones are the model's
                 rules.add("complaint")
                 unit["complaint"] = max(unit["complaint"], RULE_SCORE)
@@ -320,7 +324,8 @@ class RightsClassifier:
             another.append(adds_an_ask(text))
             only_codes = only_codes and _nothing_but_a_code(doc)
             per_unit.append(unit)
-        if len(per_unit) > 1 and any(cited):
+        if len(per_unit) > 1 and any(found - WHO_ASKS for found in cited):
+            # (第四十九条 alone says who asks, not what: the other sentences say that.)
             self._second_asks(per_unit, cited, another)
         if len(per_unit) == 1:
             raw = per_unit[0]
@@ -330,6 +335,9 @@ class RightsClassifier:
             now = [unit for unit, old in zip(per_unit, history, strict=True) if not old]
             raw = {label: max(unit[label] for unit in per_unit) for label in LABELS}
             raw[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST] for unit in now or per_unit)
+        if not whole and all(history) and any(map(tells_it_done, map(doc_text, units))):
+            # It only confirms that we carried out its old request: nothing is asked now.
+            raw = {**raw, NOT_A_REQUEST: max(raw[NOT_A_REQUEST], BEST_GUESS_NOT)}
         if (
             not whole
             and raw[ACCOUNT_DELETION] < CITED_SCORE  # not asked in words, nor by its article

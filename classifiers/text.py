@@ -31,6 +31,7 @@ _ASKS = re.compile(
     # 请 right before the verb of a right, wherever the sentence puts it ("导出后请注销她的账号").
     r"|请(你们|贵司|贵公司|贵平台|帮我|帮忙)?(注销|删除|删掉|更正|改正|补充|复制|停止|导出|转移|撤回)"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
+    r"|希望[^，。,；;]{0,3}(把|将|能够?|可以|尽快)"  # "家属商量后，希望先把照片下载…"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
@@ -106,7 +107,7 @@ _RIGHTS_SIGNAL = re.compile(
     r"|\bmy (acc(oun)?t|acct|profile|recordings?|messages|chats?|photos?|history|login|contacts"
     r"|location|voice|face|files)\b|\b(unsubscri\w*|marketing|newsletter|promo\w*|solicitor"
     r"|lawyer|on (his|her|their) behalf|our client|opted in|agreed to|said yes to|ticked)\b"
-    r"|授权|我同意|同意了"
+    r"|授权|我同意|同意了|\b(have|hold|keep|store|collect)\w* (about|on) me\b"
 )
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -201,7 +202,7 @@ def asks(text: str) -> list[str] | None:
         # own words: "如…请告知。除此之外，本人申请…" is a condition, then an ask.
         own = sentence
         if (
-            weight(sentence) < SHORT_ASK
+            (weight(sentence) < SHORT_ASK or _POINTS_BACK.search(plain))
             and before
             and before[0] == paragraph
             and not _boilerplate(before[1])
@@ -242,6 +243,12 @@ _QUOTED = re.compile(
 _LIST_ITEM = re.compile(
     r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"
 )
+# An ask whose object is in the sentence before ("My job title is out of date. Could you update
+# it to…?", "…的照片。请把它们删掉"): read with that sentence, whatever its length.
+_POINTS_BACK = re.compile(
+    r"\b(update|change|correct|fix|amend|delete|remove|erase|wipe|send|export|close|stop|restrict)"
+    r"\w* (it|them|this|these|those)\b|(把|将)(它|它们|这些|那些|上述|以上)"
+)
 # A section title numbered like a list item ("一、基本事实", "三、律师意见", "(b) Background").
 _HEADING = re.compile(
     r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）])"
@@ -254,7 +261,8 @@ _HEADING = re.compile(
 SHORT_ASK = 30
 # Saying what is not asked is no ask ("I'm not asking you to delete past recordings").
 _NOT_ASKING = re.compile(
-    r"\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
+    r"(无|没有|并无)(其他|其它|别的|任何)(请求|要求|申请)|\bno (further|other) requests?\b"
+    r"|\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
     r"|\bwould (also )?(allow|entitle)|\bdo not wish to (add|change)"
     r"|(不|并不|暂不|无意)(申请|要求|需要|涉及|请求)|并非"
 )
@@ -480,7 +488,7 @@ _KEEPS_ACCOUNT = re.compile(
     r"|\baccount\b[^.;!?]{0,25}?\b(remain|stay)s?\b[^.;!?]{0,12}?\b(open|active|as it is|in place)"
     r"|\b(i will|i'll|i want to|i'd like to|i wish to) keep (using )?(the|my) account\b"
     r"|(账号|帐号|账户)[^,，。]{0,6}(保留|留着|还要|还会|继续|不注销|不用注销|不要注销|别注销|保持不变)"
-    r"|不(需要|要|用)?注销"
+    r"|不(需要|要|用|想|打算|准备)?注销|无意注销"
 )
 
 
@@ -504,7 +512,22 @@ _ASKS_AGAIN = re.compile(r"\b(hereby|again|now|please|repeat)\b|再次|重新|�
 
 def tells_a_past_request(text: str) -> bool:
     """The normalised sentence tells of a request made before."""
-    return bool(_PAST_REQUEST.search(text)) and not _ASKS_AGAIN.search(text)
+    told = _PAST_REQUEST.search(text) or _DONE.search(text)
+    return bool(told) and not _ASKS_AGAIN.search(text)
+
+
+# A request of before that we have carried out ("告知本人的账号注销申请已经办结", "my request
+# has been completed"): a letter that says only this confirms, and asks nothing.
+_DONE = re.compile(
+    r"(申请|请求|要求)[^，。,；;]{0,6}(已经?|业已|均已)(办结|完成|处理完毕|办理完毕)"
+    r"|\b(request|application)\b[^.;!?]{0,20}\b(has|have|was) been (completed|closed|fulfilled"
+    r"|processed|actioned|carried out)\b"
+)
+
+
+def tells_it_done(text: str) -> bool:
+    """The normalised sentence says a request of before was carried out."""
+    return bool(_DONE.search(text)) and not _ASKS_AGAIN.search(text)
 
 
 # A letter an organisation writes about its business with us (a vendor questionnaire, a DPA,
@@ -536,6 +559,18 @@ def business_letter(text: str) -> bool:
     if _COMPANY_CLIENT.search(text):
         return not _PERSONAL.search(_CLIENT_WORDS.sub("", text))
     return bool(_BUSINESS.search(text)) and not _PERSONAL.search(text)
+
+
+# Words without which a sentence cannot ask to close an account ("本人要求关闭该推荐").
+_ACCOUNT_WORDS = re.compile(
+    r"账|帐|号|户|注销|销|会员|\b(account|acct|profile|membership|subscription|login|user)"
+    r"|\b(close|deactivate|cancel|delete|terminate) (it|me)\b"
+)
+
+
+def names_an_account(text: str) -> bool:
+    """The normalised unit names an account (or "close it"), which an account deletion needs."""
+    return bool(_ACCOUNT_WORDS.search(text))
 
 
 def keeps_account(text: str) -> bool:
@@ -585,7 +620,17 @@ def only_asks_about(text: str) -> bool:
     """The normalised short message is a question about a right and asks for nothing itself
     ("how do I withdraw consent? can't find the toggle", "副本要多少天能出来？"): an inquiry
     (LABELS.md), whatever right it names."""
-    return bool(_HOW.search(text)) and not _ASKS_TOO.search(text) and rights_signal(text)
+    return bool(_ABOUT.search(text)) and not _ASKS_TOO.search(text) and rights_signal(text)
+
+
+# How, where, how long, whether it stays: never "what do you hold about me?", which asks for
+# the access itself (LABELS.md: access is "tell them what we hold").
+_ABOUT = re.compile(
+    r"^\W*(how|where|when|is there a way)\b|\b(how (do|can|long|many days|would)"
+    r"|what happens|where (do|can|is)|is there a way|when will)\b"
+    r"|怎么|怎样|如何|多久|多长时间|多少天|几天|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+    r"|(还)?在不在|还在吗|还会(在|保留)"
+)
 
 
 def rights_signal(text: str) -> bool:
