@@ -290,7 +290,7 @@ class RightsClassifier:
                 if hit and not how and not _not_asked(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
-            if whole and only_asks_about(text):
+            if how and whole and only_asks_about(text):
                 self._as_question(unit)
             told = not whole and tells_a_past_request(text)
             if told:
@@ -301,9 +301,10 @@ class RightsClassifier:
                         unit[label] = min(unit[label], 0.9 * self.thresholds[label])
             # An item of a list an ask opened asks, verb or no verb; its leading verb ("（二）删除
             # …") is evidence like an article.
+            # (The cheap looks first: the ask patterns are long, and most messages cite nothing.)
             item = not whole and list_item(text)
-            asked = is_ask(text) or item
-            cites = cited_labels(text) if _may_cite(text) and asked and not told else set()
+            asked = _may_cite(text) and not told and (item or is_ask(text))
+            cites = cited_labels(text) if asked else set()
             cites |= item_labels(text) if item and not told else set()
             for label in cites:
                 rules.add(f"cited:{label}")
