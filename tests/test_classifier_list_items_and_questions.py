@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from classifiers.citations import cited_labels
 from classifiers.model import RightsClassifier
-from classifiers.text import (
-    asks,
-    business_letter,
-    item_labels,
-    names_an_account,
-    normalise,
-    only_asks_about,
-    tells_it_done,
-)
+from classifiers.text import asks, business_letter, normalise, tells_it_done
+from classifiers.units import item_labels, names_an_account, only_asks_about
 
 NUMBERED = (
     "个人信息事项申请\n\n申请人：褚明，注册邮箱 chu.ming@example.com\n\n"
