@@ -83,7 +83,10 @@ _RELATIVE_ASKS = (
 )
 # An article that opens or closes a range ("第四十四条至第五十条", "Articles 15 to 22") lists the
 # rights of the preamble, not what is asked.
-_RANGE_AFTER = re.compile(r"\s*(至|到|~|～|-|–|—|to\b|through\b)\s*(第|art)?")
+# The range's other end is a number: "Article 21(2) GDPR to any processing…" is no range.
+_RANGE_AFTER = re.compile(
+    r"\s*(至|到|~|～|-|–|—|to\b|through\b)\s*(第|art\w*\.?\s*)?[\d一二三四五六七八九十]"
+)
 _RANGE_BEFORE = re.compile(r"(条|\d|\))\s*(至|到|~|～|-|–|—|to|through)\s*$")
 _MARKETING = re.compile(r"direct marketing|marketing|营销|推广|广告")
 _GDPR_ANYWHERE = re.compile(_GDPR_LAW)

@@ -18,6 +18,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from classifiers.ask_patterns import ASK_PATTERNS, not_asked
 from classifiers.citations import cited_labels
 from classifiers.components import MINOR, doc_text  # (also registers the spaCy factories)
 from classifiers.labels import LABELS, NOT_A_REQUEST
@@ -39,7 +40,9 @@ from classifiers.text import (
     rights_signal,
     statements,
     tells_a_past_request,
+    tells_it_done,
 )
+from classifiers.units import item_labels, list_item, names_an_account, only_asks_about
 from rightsdesk.identifiers import find_identifiers
 from rightsdesk.models import RequestType
 from rightsdesk.pipeline import Classification
@@ -262,6 +265,7 @@ class RightsClassifier:
         per_unit = []
         cited: list[set[str]] = []
         another: list[bool] = []  # the unit says it adds an ask ("in addition", "另外")
+        history: list[bool] = []  # the unit tells of a request made before
         only_codes = True
         for doc, parts in zip(units, unit_clauses, strict=True):
             unit = dict(doc.cats)
@@ -281,9 +285,11 @@ class RightsClassifier:
                 hit = pattern.search(text) if word in text else None
                 if label == "inquiry" and makes_complaint(text):
                     continue  # the explanation a complaint demands is the complaint's
-                if hit and not how and not _not_asked(text, hit.start(), hit.end()):
+                if hit and not how and not not_asked(text, hit.start(), hit.end()):
                     rules.add(label)
                     unit[label] = max(unit[label], RULE_SCORE)
+            if how and whole and only_asks_about(text):
+                self._as_question(unit)
             told = not whole and tells_a_past_request(text)
             if told:
                 # A letter's history ("In October I asked you to delete my recordings"): that
@@ -291,7 +297,13 @@ class RightsClassifier:
                 for label in REQUEST_LABELS:
                     if label not in WHO_ASKS and unit[label] < RULE_SCORE:
                         unit[label] = min(unit[label], 0.9 * self.thresholds[label])
-            cites = cited_labels(text) if _may_cite(text) and is_ask(text) and not told else set()
+            # An item of a list an ask opened asks, verb or no verb; its leading verb ("（二）删除
+            # …") is evidence like an article.
+            # (The cheap looks first: the ask patterns are long, and most messages cite nothing.)
+            item = not whole and list_item(text)
+            asked = _may_cite(text) and not told and (item or is_ask(text))
+            cites = cited_labels(text) if asked else set()
+            cites |= item_labels(text) if item and not told else set()
             for label in cites:
                 rules.add(f"cited:{label}")
                 unit[label] = max(unit[label], CITED_SCORE)
@@ -301,22 +313,30 @@ class RightsClassifier:
                 # "delete it all except the account": an erasure, whatever the words.
                 unit[ERASURE] = max(unit[ERASURE], unit[ACCOUNT_DELETION])
                 unit[ACCOUNT_DELETION] = min(unit[ACCOUNT_DELETION], 0.05)
+            if not whole and not names_an_account(text):
+                unit[ACCOUNT_DELETION] = min(unit[ACCOUNT_DELETION], 0.05)
             if not whole and makes_complaint(text):  # in a letter; short ones are the model's
                 rules.add("complaint")
                 unit["complaint"] = max(unit["complaint"], RULE_SCORE)
             cited.append(cites)
+            history.append(told)
             another.append(adds_an_ask(text))
             only_codes = only_codes and _nothing_but_a_code(doc)
             per_unit.append(unit)
-        if len(per_unit) > 1 and any(cited):
+        if len(per_unit) > 1 and any(found - WHO_ASKS for found in cited):
+            # (第四十九条 alone says who asks, not what: the other sentences say that.)
             self._second_asks(per_unit, cited, another)
         if len(per_unit) == 1:
             raw = per_unit[0]
         else:
-            raw = {
-                label: (min if label == NOT_A_REQUEST else max)(unit[label] for unit in per_unit)
-                for label in LABELS
-            }
+            # A sentence telling of an old request says nothing of whether this letter asks
+            # ("本人于11月2日提交的删除申请，贵公司已回复…"): "not a request" is the others'.
+            now = [unit for unit, old in zip(per_unit, history, strict=True) if not old]
+            raw = {label: max(unit[label] for unit in per_unit) for label in LABELS}
+            raw[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST] for unit in now or per_unit)
+        if not whole and all(history) and any(map(tells_it_done, map(doc_text, units))):
+            # It only confirms that we carried out its old request: nothing is asked now.
+            raw = {**raw, NOT_A_REQUEST: max(raw[NOT_A_REQUEST], BEST_GUESS_NOT)}
         if (
             not whole
             and raw[ACCOUNT_DELETION] < CITED_SCORE  # not asked in words, nor by its article
@@ -385,6 +405,13 @@ class RightsClassifier:
                 unit[best] = score
                 unit[NOT_A_REQUEST] = min(unit[NOT_A_REQUEST], cats[NOT_A_REQUEST])
 
+    def _as_question(self, unit: dict[str, float]) -> None:
+        """A question about a right asks about it: the right's score is the inquiry's."""
+        for label in REQUEST_LABELS:
+            if label not in QUESTION_LABELS and unit[label] < RULE_SCORE:
+                unit["inquiry"] = max(unit["inquiry"], unit[label])
+                unit[label] = min(unit[label], 0.9 * self.thresholds[label])
+
     def _second_asks(
         self, per_unit: list[dict[str, float]], cited: list[set[str]], another: list[bool]
     ) -> None:
@@ -421,65 +448,6 @@ class RightsClassifier:
 def rule_labels(unit: dict[str, float]) -> set[str]:
     """Labels a rule made certain in a unit (RULE_SCORE): never weakened."""
     return {label for label, score in unit.items() if score >= RULE_SCORE}
-
-
-# Asks in Chinese whose words stand apart (撤回上述同意, 注销本人账号): the rule layer's
-# phrases match jieba's tokens, which split these; read in the unit, never in a question or
-# a supposition (the same checks as the phrases), nor in a negation (不撤回, 暂不注销).
-ASK_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    (
-        "withdraw_consent",
-        "撤回",
-        re.compile(r"(?<![不未无])撤回[^，。,；;！？!?]{0,12}?(同意|授权)"),
-    ),
-    (
-        "account_deletion",
-        "注销",
-        re.compile(
-            r"(?<![不未无暂别])注销(本人|我|其|委托人|当事人|他|她|该|此|这个)?"
-            r"[^，。,；;后的]{0,6}的?(全部)?(账号|帐号|账户|帐户)"
-        ),
-    ),
-    # "I would also like an explanation of the logic involved", "请就…作出书面说明": asked to
-    # explain a processing (inquiry), which the bag of words, seeing an objection or a leak
-    # beside it, missed. "An explanation of why my request was ignored" is the complaint's.
-    (
-        "inquiry",
-        "expla",
-        re.compile(
-            r"\b(an explanation|explain)\b[^.;!?]{0,30}?\b(the logic|how (you|your|my|the|it)\b"
-            r"|which (data|information|of my)|what (data|information)|whether (any|my|the)\b)"
-        ),
-    ),
-    (
-        "inquiry",
-        "说明",
-        re.compile(r"(作出|做出|给出|给予|予以)[^，。,；;]{0,4}(书面)?(说明|解释)"),
-    ),
-    # "能不能把他的账号关掉", "把我账号删了吧": the account itself, closed.
-    (
-        "account_deletion",
-        "把",
-        re.compile(
-            r"把[^，。,；;]{0,6}(账号|帐号|账户|帐户)(给)?(关掉|关了|关闭|删掉|删了|删除|注销)"
-        ),
-    ),
-)
-
-
-# Before an ask pattern in its clause: a negation (我不想注销账号) or a supposition (如果我把
-# 账号注销了，…?).
-_NOT_ASKED_BEFORE = re.compile(
-    r"((?<![能可行要是])不(?![能可行要是])|别|没|无需|暂|如果|若|假如|要是|万一|一旦)"
-    r"[^，。,；;！？!?]{0,6}$"
-)
-
-
-def _not_asked(text: str, start: int, end: int) -> bool:
-    clause_start = max(text.rfind(mark, 0, start) for mark in "，。,；;！？!?") + 1
-    return bool(
-        _NOT_ASKED_BEFORE.search(text, clause_start, start) or hypothetical(text, start, end)
-    )
 
 
 def _may_cite(text: str) -> bool:

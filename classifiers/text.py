@@ -28,7 +28,10 @@ _ASKS = re.compile(
     r"(本人|我们|我)[^，。,；;！!？?]{0,15}?(申请|要求|请求|请|希望|撤回|决定|提出|需要|想|拒绝|反对|投诉)"
     r"|(^|[，,：:])\W*(现在|现|特此|故|兹|因此|为此|综上)?(恳|烦|麻烦|敬)?(请|申请|要求)|特此|谨此|兹此"
     r"|(亦|也|还|并|另|再)请"
+    # 请 right before the verb of a right, wherever the sentence puts it ("导出后请注销她的账号").
+    r"|请(你们|贵司|贵公司|贵平台|帮我|帮忙)?(注销|删除|删掉|更正|改正|补充|复制|停止|导出|转移|撤回)"
     r"|麻烦|帮(我|忙)|能不能|能否|可否|可不可以|希望(你们|贵)"
+    r"|希望[^，。,；;]{0,3}(把|将|能够?|可以|尽快)"  # "家属商量后，希望先把照片下载…"
     r"|(现|兹)[^，。,；;]{0,10}(申请|要求|请求)|(作为|以)(其|孩子的|他的|她的)?(监护人|近亲属|家属)"
     r"|(本人|我)的?(父亲|母亲|父母|爸爸|妈妈|丈夫|妻子|孩子|儿子|女儿)|去世|过世|已故"
     r"|\b(i|we)\b[^.;:!?]{0,60}?\b(request\w*|ask\w*|want|wish|would like|withdraw\w*|revoke|"
@@ -45,7 +48,7 @@ _ASKS = re.compile(
     r"|\b(she|he|they|(ms|mr|mrs|dr)\.? \w+)\b[^.;:!?]{0,20}?\b(asks|requests|wants|wishes|would "
     r"like|requires|instructs|withdraws|objects)\b|\bwe are instructed to (ask|request)\b"
     r"|(本律师|本所|我所|我司|我们公司)[^，。,；;]{0,15}?(申请|要求|请求)|代(其|表当事人|当事人)"
-    r"|(受|经)[^，。,；;]{0,20}委托|(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
+    r"|(受|经)[^，。,；;]{0,20}委托|(?<![依经应])(当事人|委托人)[^，。,；;]{0,20}(申请|要求|请求|希望)"
     r"|(^|[，,])\s*[\u4e00-\u9fff]{2,4}(要求|请求|申请)(贵|你们|平台)"  # "…，刘畅要求贵公司删除…"
     # A Chinese ask that opens with its article: "依据第十五条，撤回本人…的同意".
     r"|撤回[^，。,；;]{0,40}同意|第[一二三四五六七八九十百零\d]{1,5}条[^。；;]{0,8}[，,]\s*(本人|我)?"
@@ -69,18 +72,22 @@ _RESERVATION = re.compile(
 # ("本人依据第四十七条的规定，要求删除…", "I hereby request erasure under Article 17 GDPR").
 _CITATION = re.compile(
     r"享有|有权|规定|隐私政策中|隐私政策[里上]?也?(写|说|提到|载明)|\bthe right to\b"
+    # The law's duty in its own words (Taiwan Art. 11: "应主动或依当事人之请求，删除…").
+    r"|应(当)?主动|依当事人之?(请求|申请)"
     r"|\b(policy|notice) (also )?(states|says)"
 )
 _ASKS_HERE = re.compile(
     r"特此|谨此|(本人|我)[^。；;]{0,30}?(申请|要求|请求|撤回|拒绝|反对)|\bhereby\b"
     r"|\bi\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
     r"|\b(our|my) client\b[^.;:!?]{0,30}?\b(request|ask|demand|require|withdraw|object)"
-    r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)|(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
+    r"|(本律师|本所)[^。；;]{0,30}?(申请|要求|请求)"
+    r"|(?<![依经应])(当事人|委托人)[^。；;]{0,30}?(申请|要求|请求|撤回)"
 )
 # A condition is not an ask of its own ("if you have shared my data, tell me with whom"):
 # in a long message it adds no label unless nothing else asks.
 _CONDITIONAL = re.compile(
-    r"^\W*(if|should you|in case|where you|如果|若|倘若|假如|如若|如贵公司|如您|如你们)"
+    r"^\W*(\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[a-h]\))?\W*"
+    r"(if|should you|in case|where you|如果|若|倘若|假如|如若|如贵公司|如您|如你们)"
     r"(?!\s*(possible|可以|可能))"
 )
 
@@ -100,7 +107,7 @@ _RIGHTS_SIGNAL = re.compile(
     r"|\bmy (acc(oun)?t|acct|profile|recordings?|messages|chats?|photos?|history|login|contacts"
     r"|location|voice|face|files)\b|\b(unsubscri\w*|marketing|newsletter|promo\w*|solicitor"
     r"|lawyer|on (his|her|their) behalf|our client|opted in|agreed to|said yes to|ticked)\b"
-    r"|授权|我同意|同意了"
+    r"|授权|我同意|同意了|\b(have|hold|keep|store|collect)\w* (about|on) me\b"
 )
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -171,6 +178,8 @@ def asks(text: str) -> list[str] | None:
             continue
         if listing is not None and paragraph == listing + 1 and _LIST_ITEM.match(sentence):
             listing = paragraph  # the next item of the same list, after a blank line
+        if _HEADING.match(plain):
+            continue  # "二、法律依据": a section's title, which asks nothing
         # The second half of an ask parted by a semicolon ("…a copy of her files; and
         # second, once I have them, to close her account").
         goes_on = bool(
@@ -193,7 +202,7 @@ def asks(text: str) -> list[str] | None:
         # own words: "如…请告知。除此之外，本人申请…" is a condition, then an ask.
         own = sentence
         if (
-            weight(sentence) < SHORT_ASK
+            (weight(sentence) < SHORT_ASK or _POINTS_BACK.search(plain))
             and before
             and before[0] == paragraph
             and not _boilerplate(before[1])
@@ -234,12 +243,26 @@ _QUOTED = re.compile(
 _LIST_ITEM = re.compile(
     r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）]|[-•*·])\s*"
 )
+# An ask whose object is in the sentence before ("My job title is out of date. Could you update
+# it to…?", "…的照片。请把它们删掉"): read with that sentence, whatever its length.
+_POINTS_BACK = re.compile(
+    r"\b(update|change|correct|fix|amend|delete|remove|erase|wipe|send|export|close|stop|restrict)"
+    r"\w* (it|them|this|these|those)\b|(把|将)(它|它们|这些|那些|上述|以上)"
+)
+# A section title numbered like a list item ("一、基本事实", "三、律师意见", "(b) Background").
+_HEADING = re.compile(
+    r"^\s*(\(?[a-h]\)|\(?\d{1,2}[.)、]|[一二三四五六七八九十]{1,2}[、.]|[（(][一二三四五六七八九十]{1,2}[)）])"
+    r"\s*[\u4e00-\u9fff]{0,6}(事实|依据|意见|背景|理由|事项|情况|经过|结论|概述|附件)\s*$"
+    r"|^\s*(\(?[a-h]\)|\(?\d{1,2}[.)])\s*(the )?(facts|background|legal basis|our view|summary"
+    r"|grounds|annex(es)?)[:.]?\s*$"
+)
 # An ask this short ("please stop.") is read with the one before; weight, so that a Chinese
 # ask of twenty characters, which says what it asks, stands alone.
 SHORT_ASK = 30
 # Saying what is not asked is no ask ("I'm not asking you to delete past recordings").
 _NOT_ASKING = re.compile(
-    r"\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
+    r"(无|没有|并无)(其他|其它|别的|任何)(请求|要求|申请)|\bno (further|other) requests?\b"
+    r"|\bnot (making|asking|requesting|seeking)\b|\bnot at this stage\b|\bnot (a|making a) request"
     r"|\bwould (also )?(allow|entitle)|\bdo not wish to (add|change)"
     r"|(不|并不|暂不|无意)(申请|要求|需要|涉及|请求)|并非"
 )
@@ -388,7 +411,8 @@ _SENTENCE_BREAK = re.compile(r"[。！？!?；;\n.]")
 _HOW = re.compile(
     r"^\W*(what|how|when|where|why|which|is there a way|do i|does|will)\b"
     r"|\b(how (do|can|long|would)|what happens|where is|is there a way)\b"
-    r"|怎么|怎样|如何|多久|多长时间|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+    r"|怎么|怎样|如何|多久|多长时间|多少天|几天|什么时候|哪里|在哪|哪儿|进度|需要(准备|提供)什么"
+    r"|(还)?在不在|还在吗|还会(在|保留)"
 )
 
 
@@ -419,7 +443,7 @@ _KEEPS_ACCOUNT = re.compile(
     r"|\baccount\b[^.;!?]{0,25}?\b(remain|stay)s?\b[^.;!?]{0,12}?\b(open|active|as it is|in place)"
     r"|\b(i will|i'll|i want to|i'd like to|i wish to) keep (using )?(the|my) account\b"
     r"|(账号|帐号|账户)[^,，。]{0,6}(保留|留着|还要|还会|继续|不注销|不用注销|不要注销|别注销|保持不变)"
-    r"|不(需要|要|用)?注销"
+    r"|不(需要|要|用|想|打算|准备)?注销|无意注销"
 )
 
 
@@ -443,7 +467,22 @@ _ASKS_AGAIN = re.compile(r"\b(hereby|again|now|please|repeat)\b|再次|重新|�
 
 def tells_a_past_request(text: str) -> bool:
     """The normalised sentence tells of a request made before."""
-    return bool(_PAST_REQUEST.search(text)) and not _ASKS_AGAIN.search(text)
+    told = _PAST_REQUEST.search(text) or _DONE.search(text)
+    return bool(told) and not _ASKS_AGAIN.search(text)
+
+
+# A request of before that we have carried out ("告知本人的账号注销申请已经办结", "my request
+# has been completed"): a letter that says only this confirms, and asks nothing.
+_DONE = re.compile(
+    r"(申请|请求|要求)[^，。,；;]{0,6}(已经?|业已|均已)(办结|完成|处理完毕|办理完毕)"
+    r"|\b(request|application)\b[^.;!?]{0,20}\b(has|have|was) been (completed|closed|fulfilled"
+    r"|processed|actioned|carried out)\b"
+)
+
+
+def tells_it_done(text: str) -> bool:
+    """The normalised sentence says a request of before was carried out."""
+    return bool(_DONE.search(text)) and not _ASKS_AGAIN.search(text)
 
 
 # A letter an organisation writes about its business with us (a vendor questionnaire, a DPA,
@@ -452,17 +491,28 @@ def tells_a_past_request(text: str) -> bool:
 # or GDPR it cites (#14: these came out inquiry, erasure or withdraw_consent).
 _BUSINESS = re.compile(
     r"我司|我局|我院|我队|我大队|我方|贵我双方|供应商|采购|合作伙伴|代理商|协助调(取|查)|调查函"
-    r"|调取|续签|发票|报价|\b(vendor|supplier|procurement|sub-?processors?|data processing "
-    r"agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
+    r"|调取|续签|发票|报价|合同纠纷|违约|保全|\b(vendor|supplier|procurement|sub-?processors?|data "
+    r"processing agreement|tender|invoice|law enforcement|subscriber records|purchase order)\b"
 )
+# A person of the letter's own: the writer, a client, an employee whose data it is. Never the
+# staff of a compliance questionnaire (员工培训, 员工人数).
 _PERSONAL = re.compile(
-    r"本人|我(?![司局院队方们大])|委托人|当事人|员工|职工|监护|孩子|家属|近亲属|去世|过世"
+    r"本人|我(?![司局院队方们大])|委托人|当事人|员工(?!培训|手册|人数|数量|规模|守则)|职工|监护|孩子"
+    r"|家属|近亲属|去世|过世"
     r"|\b(i|my|me|mine|our client|employee|on (his|her|their) behalf|passed away)\b"
 )
+# A law firm writing for a company ("本所受华岭教育科技有限公司委托"): its 委托人 is no person.
+_COMPANY_CLIENT = re.compile(
+    r"受[^，。,；;]{0,30}(公司|集团|企业|学校|医院|银行)(之|的)?委托"
+    r"|\bwe act for [^.;]{0,40}\b(ltd|limited|inc|gmbh|plc|llc|company)\b"
+)
+_CLIENT_WORDS = re.compile(r"委托人|当事人|\bour client\b")
 
 
 def business_letter(text: str) -> bool:
     """The normalised letter is an organisation's business, no person's own data."""
+    if _COMPANY_CLIENT.search(text):
+        return not _PERSONAL.search(_CLIENT_WORDS.sub("", text))
     return bool(_BUSINESS.search(text)) and not _PERSONAL.search(text)
 
 
