@@ -112,6 +112,17 @@ def test_every_page_needs_a_login_and_logout_ends_the_session(server: ConsoleUnd
     assert dora.get("/").status_code == 303  # the cookie is still sent, the session is gone
 
 
+def test_every_pages_title_is_its_name_without_markup(server: ConsoleUnderTest) -> None:
+    # The users page once carried its whole list of staff events inside <title>.
+    ticket = server.open_ticket(subject="titles")
+    dora = logged_in(server, "dora")
+    for path in ("/", f"/tickets/{ticket}", "/dashboard", "/users", "/reports/monthly"):
+        page = dora.get(path).text
+        title = re.search(r"<title>(.*?)</title>", page, re.DOTALL)
+        assert title is not None, path
+        assert "<" not in title.group(1) and "\n" not in title.group(1), (path, title.group(1))
+
+
 def test_security_headers_and_cookie_flags(server: ConsoleUnderTest) -> None:
     client = server.client()
     response = login(client, "dora")
