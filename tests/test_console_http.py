@@ -120,7 +120,8 @@ def test_every_pages_title_is_its_name_without_markup(server: ConsoleUnderTest) 
         page = dora.get(path).text
         title = re.search(r"<title>(.*?)</title>", page, re.DOTALL)
         assert title is not None, path
-        assert "<" not in title.group(1) and "\n" not in title.group(1), (path, title.group(1))
+        assert "<" not in title.group(1), (path, title.group(1))
+        assert "\n" not in title.group(1), (path, title.group(1))
 
 
 def test_security_headers_and_cookie_flags(server: ConsoleUnderTest) -> None:
