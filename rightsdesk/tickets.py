@@ -18,6 +18,7 @@ from rightsdesk.audit import append_event
 from rightsdesk.clock import Clock
 from rightsdesk.db import Database
 from rightsdesk.deadlines import DeadlinePolicy, Deadlines
+from rightsdesk.extensions import check_extension
 from rightsdesk.models import (
     ACTIVE_STATUSES,
     COMPLETION_TYPES,
@@ -447,49 +448,11 @@ class TicketService(TicketReads):
             ticket = await load_ticket(session, public_id, lock=True)
             if TicketStatus(ticket.status) not in ACTIVE_STATUSES:
                 raise TicketError(f"{public_id} is {ticket.status}; only open work can be extended")
-            floor = ticket.response_due or self.today()
-            if until <= floor:
-                raise TicketError(
-                    f"the new due date must be after {floor.isoformat()}, got {until.isoformat()}"
-                )
-            latest = self.policy.latest_extension(ticket.original_response_due or floor)
-            if until > latest:
-                raise TicketError(
-                    f"an extension may move the answer date to {latest.isoformat()} at the "
-                    f"latest, got {until.isoformat()}",
-                    "extension_too_far",
-                    latest=latest.isoformat(),
-                    until=until.isoformat(),
-                )
+            check_extension(ticket, self.policy, self.today(), until, completion_until)
             completion = ticket.completion_due
             if completion_until is not None:
-                if completion is None:
-                    raise TicketError(
-                        f"{public_id} has no completion date (only erasure and account "
-                        "deletion do); extend the answer date alone"
-                    )
-                if completion_until <= completion or completion_until < until:
-                    raise TicketError(
-                        f"the new completion date must be after {completion.isoformat()} and "
-                        f"not before the answer date {until.isoformat()}, "
-                        f"got {completion_until.isoformat()}"
-                    )
-                most = self.policy.latest_completion(ticket.original_completion_due or completion)
-                if completion_until > most:
-                    raise TicketError(
-                        f"an extension may move the completion date to {most.isoformat()} at "
-                        f"the latest, got {completion_until.isoformat()}",
-                        "extension_too_far",
-                        latest=most.isoformat(),
-                        until=completion_until.isoformat(),
-                    )
                 completion_reason = required(
                     completion_reason, "a reason for extending the completion date"
-                )
-            elif completion is not None and until > completion:
-                raise TicketError(
-                    f"{until.isoformat()} is past the completion date {completion.isoformat()} "
-                    "(deletion within 30 days): give --completion-until and --completion-reason"
                 )
             before: dict[str, Any] = {
                 "response_due": ticket.response_due,
