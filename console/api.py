@@ -126,7 +126,7 @@ async def list_tickets(request: Request, staff: Staff) -> Response:
     rows = await tickets.rows(listing.filters)
     ttl = console.settings.count_cache_seconds
     total = await cached_count(tickets, listing.filters, ttl, cap=rules.COUNT_CAP + 1)
-    items = await queue_items(request, listing, rows)
+    items = queue_items(request, listing, rows)
     return JSONResponse(
         {
             "queue": query.queue,

@@ -29,7 +29,7 @@ from rightsdesk.views import ticket_summary
 from rightsdesk.webstack import Attrs
 
 
-async def queue_items(
+def queue_items(
     request: Request, listing: Listing, rows: Sequence[TicketFields]
 ) -> list[dict[str, Any]]:
     """The rows of a queue (pages and API): the listing view, working days left, its version,
@@ -67,7 +67,7 @@ async def queue_page(request: Request) -> Response:
         total = (query.page - 1) * size + len(rows)
     else:
         total = await cached_count(tickets, listing.filters, ttl, cap=queues.COUNT_CAP + 1)
-    items = await queue_items(request, listing, rows)
+    items = queue_items(request, listing, rows)
     pages = min(max(1, -(-min(total, queues.COUNT_CAP) // size)), max_page(size))
 
     def link(page: int) -> str:
