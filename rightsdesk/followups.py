@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rightsdesk.config import Settings
+from rightsdesk.identifiers import find_code
 from rightsdesk.models import Message, RequestType, Ticket, TicketStatus
 from rightsdesk.outbound import Outbox, can_mail
 from rightsdesk.tickets import FINISHED_STATUSES, TicketService
-from rightsdesk.verification_codes import find_code
 from rightsdesk.withdrawal_words import says_cancel, says_undo
 
 if TYPE_CHECKING:

@@ -65,7 +65,8 @@ _GROUPED_CODE = re.compile(
 def find_code(text: str) -> str | None:
     """The first code-shaped number in `text` (six digits standing alone, else six in
     groups), as the six ASCII digits a code is compared as: NFKC first, so full-width digits
-    and spaces count as what they look like."""
+    and spaces count as what they look like. Ticket ids carry six digits too ("code for
+    PRIV-2026-000001: 123456"): they are skipped."""
     normal = _TICKET.sub(" ", unicodedata.normalize("NFKC", text))
     found = _CODE.search(normal) or _GROUPED_CODE.search(normal)
     if found is None:

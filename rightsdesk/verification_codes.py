@@ -22,9 +22,9 @@ from typing import Any, Literal
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rightsdesk import identifiers
 from rightsdesk.clock import Clock
 from rightsdesk.config_sections import VerificationSettings
+from rightsdesk.identifiers import find_code
 from rightsdesk.models import (
     Account,
     Event,
@@ -486,13 +486,6 @@ class CodeVerification:
             session, account_id, "verification_code_wrong_unproven"
         )
         return len(wrong) >= self.settings.account_max_attempts
-
-
-def find_code(text: str) -> str | None:
-    """The first 6-digit number in a reply, the way people write codes back: full-width
-    ("７５６６８０") or in groups ("756 680") too (rightsdesk.identifiers.find_code). Ticket
-    ids carry six digits too ("code for PRIV-2026-000001: 123456"): they are skipped."""
-    return identifiers.find_code(text)
 
 
 async def _open_challenge(

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from rightsdesk.chat.conversation import Conversations, Turn, latest_active, tickets_of
 from rightsdesk.chat.updates import ACTOR, ChatDocument, ChatUpdate
 from rightsdesk.followups import worth_reading
-from rightsdesk.identifiers import find_identifiers
+from rightsdesk.identifiers import find_code, find_identifiers
 from rightsdesk.languages import LANGS, normalise, written_in
 from rightsdesk.models import (
     ACTIVE_STATUSES,
@@ -29,7 +29,6 @@ from rightsdesk.models import (
     TicketStatus,
 )
 from rightsdesk.tickets import Contact, NewTicket, TicketError
-from rightsdesk.verification_codes import find_code
 from rightsdesk.withdrawal_words import says_cancel
 
 log = logging.getLogger("rightsdesk.chat")
